@@ -1,0 +1,96 @@
+"""Command line: `mpifl run JOB.toml` (under mpiexec or alone) and `mpifl validate JOB.toml`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mpifl import __version__
+from mpifl.errors import InputError
+
+
+def _job_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("job", help="job file (TOML)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set run.rounds=5 (repeatable)",
+    )
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser of the `mpifl` command."""
+    p = argparse.ArgumentParser(prog="mpifl", description=__doc__)
+    p.add_argument("--version", action="version", version=f"mpifl {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run a job (every rank runs this under mpiexec/srun)")
+    _job_args(run)
+    run.add_argument("--output", help="result file (overrides run.output)")
+    run.add_argument("--overwrite", action="store_true", help="replace an existing result file")
+    val = sub.add_parser("validate", help="check a job file and print the resolved config")
+    _job_args(val)
+    return p
+
+
+def _load(args: argparse.Namespace):  # -> Config
+    from mpifl.config import load_config
+
+    overrides = list(args.overrides)
+    if getattr(args, "output", None):
+        overrides.append(f"run.output={args.output!r}")
+    return load_config(args.job, overrides)
+
+
+def validate_command(args: argparse.Namespace) -> int:
+    """Print the resolved config, or the first error (exit 2)."""
+    try:
+        cfg = _load(args)
+    except InputError as exc:
+        print(f"mpifl: {exc}", file=sys.stderr)
+        return 2
+    print(cfg.to_toml(), end="")
+    print(f"# {args.job}: valid", file=sys.stderr)
+    return 0
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run a job on every rank; input errors exit 2 on all ranks before anything is written."""
+    from mpifl.comm import world
+    from mpifl.engine.failure import abort_job
+    from mpifl.engine.loop import Engine
+    from mpifl.results.writer import refuse_existing
+
+    comm = world()
+    engine = None
+    try:
+        error = None
+        try:
+            cfg = _load(args)
+            output = Path(cfg.run.output)
+            if comm.rank == 0:
+                refuse_existing(output, args.overwrite)
+            engine = Engine(cfg, comm, output)
+        except InputError as exc:
+            error = str(exc)
+        error = comm.first_error(error)
+        if error is not None:
+            if comm.rank == 0:
+                print(f"mpifl: {error}", file=sys.stderr)
+            return 2
+        engine.start(args.overwrite)
+        engine.run()
+        return 0
+    except (Exception, KeyboardInterrupt) as exc:
+        abort_job(comm, exc, engine.writer if engine is not None else None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `mpifl` console script and `python -m mpifl`."""
+    args = parser().parse_args(argv)
+    if args.command == "validate":
+        return validate_command(args)
+    return run_command(args)

@@ -1,0 +1,113 @@
+"""Declarative config fields: type, default, allowed values, and the check that enforces them."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from mpifl.errors import ConfigError
+
+REQUIRED: Any = object()
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "int": (int,),
+    "float": (int, float),
+    "str": (str,),
+    "bool": (bool,),
+}
+
+
+@dataclass(frozen=True)
+class Field:
+    """One config key. `kind` is int/float/str/bool or list[int]/list[float]/list[str]."""
+
+    kind: str
+    default: Any = REQUIRED
+    rule: str = ""
+    check: Callable[[Any], bool] | None = None
+    choices: tuple[str, ...] | None = None
+    doc: str = ""
+
+    def allowed(self) -> str:
+        """Human description of the allowed values."""
+        if self.choices is not None:
+            return "must be one of " + ", ".join(repr(c) for c in self.choices)
+        return self.rule or f"must be of type {self.kind}"
+
+    def coerce(self, key: str, value: Any) -> Any:
+        """Check `value` for `key`; return it normalised (ints widened to float where asked)."""
+        if self.kind.startswith("list["):
+            item = self.kind[5:-1]
+            if not isinstance(value, list) or not all(_is(item, v) for v in value):
+                raise ConfigError(key, value, f"must be a list of {item}")
+            value = [float(v) if item == "float" else v for v in value]
+        elif not _is(self.kind, value):
+            raise ConfigError(key, value, f"must be of type {self.kind}; {self.allowed()}")
+        elif self.kind == "float":
+            value = float(value)
+        if self.choices is not None and value not in self.choices:
+            raise ConfigError(key, value, self.allowed())
+        if self.check is not None and not self.check(value):
+            raise ConfigError(key, value, self.allowed())
+        return value
+
+
+def _is(kind: str, value: Any) -> bool:
+    if isinstance(value, bool) and kind != "bool":
+        return False
+    return isinstance(value, _TYPES[kind])
+
+
+def integer(default: Any, minimum: int, doc: str = "") -> Field:
+    """An integer >= minimum."""
+    return Field("int", default, f"must be an integer >= {minimum}", lambda v: v >= minimum, doc=doc)
+
+
+def number(
+    default: Any,
+    low: float = -math.inf,
+    high: float = math.inf,
+    low_open: bool = False,
+    high_open: bool = False,
+    doc: str = "",
+) -> Field:
+    """A real number in an interval; open ends exclude the bound."""
+    lb, hb = ("(" if low_open else "["), (")" if high_open else "]")
+    rule = f"must be a number in {lb}{low}, {high}{hb}"
+
+    def check(v: float) -> bool:
+        above = v > low if low_open else v >= low
+        below = v < high if high_open else v <= high
+        return above and below and not math.isnan(v)
+
+    return Field("float", default, rule, check, doc=doc)
+
+
+def choice(default: str, options: tuple[str, ...], doc: str = "") -> Field:
+    """A string from a fixed set."""
+    return Field("str", default, choices=options, doc=doc)
+
+
+def positive_list(kind: str, default: list, doc: str = "") -> Field:
+    """A non-empty list of positive numbers."""
+    return Field(
+        f"list[{kind}]",
+        default,
+        f"must be a non-empty list of positive {kind}s",
+        lambda v: len(v) > 0 and all(x > 0 for x in v),
+        doc=doc,
+    )
+
+
+@dataclass(frozen=True)
+class NamedTables:
+    """A table of user-named sub-tables sharing one field set (e.g. fleet.classes.<name>).
+
+    A sub-table whose name is in `presets` takes the preset's values for keys it omits;
+    the whole table defaults to all presets.
+    """
+
+    fields: dict[str, Field]
+    presets: dict[str, dict[str, Any]]

@@ -1,0 +1,190 @@
+"""Load a TOML job, apply `--set` overrides, validate against the schema, resolve defaults."""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import math
+import tomllib
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import tomli_w
+
+from mpifl.config.fields import REQUIRED, NamedTables
+from mpifl.config.schema import SCHEMA, Section
+from mpifl.errors import ConfigError, InputError
+
+
+class Config(SimpleNamespace):
+    """Resolved config: attribute access by section (`cfg.run.rounds`), plus the plain dict."""
+
+    def __init__(self, resolved: dict[str, Any]) -> None:
+        super().__init__(**{k: _namespace(v) for k, v in resolved.items()})
+        self._resolved = resolved
+
+    def as_dict(self) -> dict[str, Any]:
+        """A deep copy of the resolved config."""
+        return copy.deepcopy(self._resolved)
+
+    def to_toml(self) -> str:
+        """The resolved config as TOML text (stored in the results)."""
+        return tomli_w.dumps(_toml_safe(self._resolved))
+
+
+def _namespace(value: Any) -> Any:
+    if isinstance(value, dict):
+        return SimpleNamespace(**{k: _namespace(v) for k, v in value.items()})
+    return value
+
+
+def _toml_safe(value: Any) -> Any:
+    # TOML has inf; tomli_w writes it, but keep None out (TOML has no null).
+    if isinstance(value, dict):
+        return {k: _toml_safe(v) for k, v in value.items() if v is not None}
+    return value
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Read `path`, apply `key=value` overrides, validate; raise InputError on any problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"config error: job file not found: {path}")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"config error: {path} is not valid TOML: {exc}") from None
+    for item in overrides or []:
+        apply_override(raw, item)
+    return Config(validate(raw))
+
+
+def apply_override(raw: dict[str, Any], item: str) -> None:
+    """Set `a.b.c=value` in `raw`; the value is parsed as TOML, or kept as a bare string."""
+    key, sep, text = item.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise InputError(f"config error: --set {item!r}: expected KEY=VALUE, e.g. run.rounds=5")
+    try:
+        value = tomllib.loads(f"v = {text.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text.strip()
+    node = raw
+    parts = key.split(".")
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(key, value, f"'{part}' is not a table")
+        node = child
+    node[parts[-1]] = value
+
+
+def validate(raw: dict[str, Any]) -> dict[str, Any]:
+    """Validate a raw job dict and return it with every default filled in."""
+    from mpifl.methods import method_fields  # late import: methods import the config package
+
+    schema = copy.copy(SCHEMA)
+    name = raw.get("algorithm", {}).get("name", SCHEMA["algorithm"]["name"].default)
+    schema["algorithm"] = {**SCHEMA["algorithm"], **method_fields(name)}
+    resolved = _section(raw, schema, "")
+    _cross_checks(resolved)
+    return resolved
+
+
+def _section(raw: Any, schema: Section, prefix: str) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise ConfigError(prefix.rstrip("."), raw, "must be a table")
+    _reject_unknown(raw, schema, prefix)
+    out: dict[str, Any] = {}
+    for key, spec in schema.items():
+        full = prefix + key
+        if isinstance(spec, dict):
+            out[key] = _section(raw.get(key, {}), spec, full + ".")
+        elif isinstance(spec, NamedTables):
+            out[key] = _named_tables(raw.get(key), spec, full)
+        elif key in raw:
+            out[key] = spec.coerce(full, raw[key])
+        elif spec.default is REQUIRED:
+            raise ConfigError(full, "<missing>", "is required; " + spec.allowed())
+        else:
+            out[key] = spec.default
+    return out
+
+
+def _named_tables(raw: Any, spec: NamedTables, key: str) -> dict[str, dict[str, Any]]:
+    if raw is None:
+        return copy.deepcopy(spec.presets)
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError(key, raw, "must be a non-empty table of named sub-tables")
+    out = {}
+    for name, table in raw.items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"{key}.{name}", table, "must be a table")
+        _reject_unknown(table, spec.fields, f"{key}.{name}.")
+        preset = spec.presets.get(name, {})
+        entry = {}
+        for field_name, field in spec.fields.items():
+            full = f"{key}.{name}.{field_name}"
+            if field_name in table:
+                entry[field_name] = field.coerce(full, table[field_name])
+            elif field_name in preset:
+                entry[field_name] = preset[field_name]
+            else:
+                raise ConfigError(
+                    full,
+                    "<missing>",
+                    f"is required for a class not in the catalogue ({', '.join(spec.presets)})",
+                )
+        out[name] = entry
+    return out
+
+
+def _reject_unknown(raw: dict[str, Any], schema: dict[str, Any], prefix: str) -> None:
+    for key in raw:
+        if key not in schema:
+            close = difflib.get_close_matches(key, list(schema), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            where = f"[{prefix.rstrip('.')}]" if prefix else "the top level"
+            allowed = ", ".join(schema)
+            raise ConfigError(prefix + key, raw[key], f"unknown key{hint}; {where} allows: {allowed}")
+
+
+def _cross_checks(cfg: dict[str, Any]) -> None:
+    data, fleet, rnd = cfg["data"], cfg["fleet"], cfg["round"]
+    if rnd["cohort"] > fleet["clients"]:
+        raise ConfigError(
+            "round.cohort", rnd["cohort"], f"must be <= fleet.clients ({fleet['clients']})"
+        )
+    if data["name"] == "npz" and not data["path"]:
+        raise ConfigError("data.path", "", "is required when data.name = 'npz'")
+    if data["name"] == "npz" and not Path(data["path"]).is_file():
+        raise ConfigError("data.path", data["path"], "file not found")
+    if data["name"] == "synthetic" and cfg["model"]["arch"] != "mlp":
+        raise ConfigError(
+            "model.arch", cfg["model"]["arch"], "must be 'mlp' for data.name = 'synthetic'"
+        )
+    if data["test_fraction"] + data["proxy_fraction"] >= 1.0:
+        raise ConfigError(
+            "data.proxy_fraction",
+            data["proxy_fraction"],
+            f"must be < 1 - data.test_fraction ({1 - data['test_fraction']:.3g})",
+        )
+    if sum(c["weight"] for c in fleet["classes"].values()) <= 0:
+        raise ConfigError("fleet.classes", "weights", "at least one class needs weight > 0")
+    if cfg["model"]["norm"] == "group":
+        _check_groups(cfg["model"])
+    run = cfg["run"]
+    run["output"] = run["output"].replace("{name}", run["name"])
+
+
+def _check_groups(model: dict[str, Any]) -> None:
+    widths = [math.ceil(model["width"] * c) for c in model["channels"]]
+    for w in widths:
+        if w % model["groups"]:
+            raise ConfigError(
+                "model.groups",
+                model["groups"],
+                f"must divide every conv width {widths} when model.norm = 'group'",
+            )
+

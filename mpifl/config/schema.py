@@ -1,0 +1,98 @@
+"""The config schema: every section and key a job file may hold, with defaults."""
+
+from __future__ import annotations
+
+import math
+
+from mpifl.config.fields import Field, NamedTables, choice, integer, number, positive_list
+from mpifl.fleet.devices import CATALOGUE
+
+Section = dict[str, "Field | NamedTables | Section"]
+
+_POSITIVE = {"low": 0.0, "low_open": True}
+DEVICE_FIELDS = NamedTables(
+    fields={
+        "weight": number(None, 0.0, doc="mixture weight (normalised over classes)"),
+        "flops": number(None, **_POSITIVE, doc="median training speed, FLOP/s"),
+        "memory": number(None, **_POSITIVE, doc="median training memory budget, bytes"),
+        "uplink": number(None, **_POSITIVE, doc="median uplink, bit/s"),
+        "downlink": number(None, **_POSITIVE, doc="median downlink, bit/s"),
+        "latency": number(None, 0.0, doc="median one-way latency, s"),
+        "availability": number(None, 0.0, 1.0, doc="probability of being online in a round"),
+    },
+    presets=CATALOGUE,
+)
+
+SCHEMA: Section = {
+    "run": {
+        "name": Field("str", "run", "must be a non-empty string", lambda v: bool(v.strip())),
+        "seed": integer(0, 0, "root of every random stream"),
+        "rounds": integer(10, 1),
+        "output": Field(
+            "str", "results/{name}.h5", "must be a path ending in .h5", lambda v: v.endswith(".h5")
+        ),
+        "threads": integer(0, 0, "torch threads per rank; 0 = $SLURM_CPUS_PER_TASK or 1"),
+        "eval_every": integer(1, 1, "evaluate the global model every k rounds (and the last)"),
+    },
+    "data": {
+        "name": choice("digits", ("digits", "synthetic", "npz")),
+        "path": Field("str", "", "must be a path to an .npz file with arrays x and y"),
+        "partition": choice("dirichlet", ("iid", "dirichlet", "shards", "fedmrl")),
+        "alpha": number(0.5, 0.0, low_open=True, doc="Dirichlet concentration"),
+        "classes_per_client": integer(2, 1, "for shards and fedmrl partitions"),
+        "test_fraction": number(0.2, 0.0, 1.0, True, True, "global test set, carved out first"),
+        "proxy_fraction": number(0.1, 0.0, 1.0, high_open=True, doc="server proxy set"),
+        "local_test_fraction": number(0.2, 0.0, 1.0, high_open=True, doc="per-client test split"),
+        "min_samples": integer(2, 1, "fewest training samples a client may hold"),
+        "synthetic": {
+            "alpha": number(1.0, 0.0, doc="model heterogeneity of Synthetic(alpha, beta)"),
+            "beta": number(1.0, 0.0, doc="data heterogeneity of Synthetic(alpha, beta)"),
+            "features": integer(60, 1),
+            "classes": integer(10, 2),
+            "samples_mean": integer(50, 2, "median samples per client (train + test)"),
+            "samples_sigma": number(0.5, 0.0, doc="lognormal spread of client sizes"),
+        },
+    },
+    "fleet": {
+        "clients": integer(100, 1),
+        "spread": number(0.3, 0.0, doc="lognormal sigma of profiles inside a device class"),
+        "classes": DEVICE_FIELDS,
+    },
+    "model": {
+        "arch": choice("cnn", ("mlp", "cnn")),
+        "width": number(1.0, 0.0, 1.0, low_open=True, doc="width multiplier of hidden layers"),
+        "hidden": positive_list("int", [64], "MLP hidden sizes"),
+        "channels": positive_list("int", [16, 32], "CNN conv channels, one per block"),
+        "fc": integer(64, 1, "CNN hidden fully connected units"),
+        "kernel": Field("int", 3, "must be an odd integer >= 1", lambda v: v >= 1 and v % 2 == 1),
+        "norm": choice("none", ("none", "group", "layer")),
+        "groups": integer(4, 1, "GroupNorm groups"),
+    },
+    "train": {
+        "epochs": integer(1, 1),
+        "batch_size": integer(16, 1),
+        "lr": number(0.05, 0.0, low_open=True),
+        "momentum": number(0.0, 0.0, 1.0, high_open=True),
+        "weight_decay": number(0.0, 0.0),
+    },
+    "round": {
+        "cohort": integer(10, 1, "clients sampled per round"),
+        "deadline": number(math.inf, 0.0, low_open=True, doc="virtual seconds; inf = none"),
+    },
+    "algorithm": {
+        "name": Field("str", "fedavg"),
+    },
+    "emulation": {
+        "mode": choice("virtual", ("virtual",)),
+        "availability": choice("bernoulli", ("bernoulli", "always")),
+    },
+    "aggregation": {
+        "frac_bits": Field(
+            "int", 40, "must be an integer in [16, 56]", lambda v: 16 <= v <= 56
+        ),
+    },
+    "faults": {
+        "raise_on_rank": integer(-1, -1, "inject an exception on this rank (-1 = never)"),
+        "raise_at_round": integer(-1, -1, "round of the injected exception"),
+    },
+}

@@ -1,0 +1,38 @@
+"""User-given pooled arrays: an .npz file with `x` (N, ...) and integer labels `y` (N,)."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mpifl.errors import InputError
+
+
+def load_npz(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """Read and check x, y; integer images are scaled to [0, 1]; (N, H, W) gains a channel."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            missing = {"x", "y"} - set(f.files)
+            if missing:
+                raise InputError(f"data error: {path}: missing arrays {sorted(missing)}")
+            x, y = f["x"], f["y"]
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise InputError(f"data error: {path}: not a readable .npz file ({exc})") from None
+    if x.ndim < 2 or y.ndim != 1 or len(x) != len(y):
+        raise InputError(
+            f"data error: {path}: need x of shape (N, ...) and y of shape (N,), "
+            f"got {x.shape} and {y.shape}"
+        )
+    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
+        raise InputError(f"data error: {path}: y must hold non-negative integer labels")
+    if np.issubdtype(x.dtype, np.integer):
+        x = x.astype(np.float32) / 255.0
+    if x.ndim == 3:
+        x = x[:, None]
+    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), torch.from_numpy(
+        y.astype(np.int64)
+    )

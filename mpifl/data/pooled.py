@@ -1,0 +1,42 @@
+"""Carve a pooled labelled data set into global test, proxy and per-client splits."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+from mpifl.data.federated import Csr, PooledData
+from mpifl.data.partition import partition, stratified_split
+from mpifl.streams import Purpose, generator
+
+
+def partition_pool(
+    x: torch.Tensor, y: torch.Tensor, data: SimpleNamespace, n_clients: int, seed: int
+) -> PooledData:
+    """Global test and proxy sets first (stratified), then the partition, then local splits."""
+    rng = generator(seed, Purpose.PARTITION)
+    labels = y.numpy()
+    rest, global_test = stratified_split(labels, data.test_fraction, rng)
+    keep, proxy = stratified_split(labels[rest], data.proxy_fraction / (1 - data.test_fraction), rng)
+    pool, proxy = rest[keep], rest[proxy]
+    parts = partition(
+        labels[pool],
+        n_clients,
+        data.partition,
+        rng,
+        alpha=data.alpha,
+        classes_per_client=data.classes_per_client,
+        min_samples=data.min_samples,
+    )
+    train, test = [], []
+    for part in parts:
+        idx = pool[part]
+        tr, te = stratified_split(labels[idx], data.local_test_fraction, rng)
+        train.append(idx[tr])
+        test.append(idx[te])
+    n_classes = int(labels.max()) + 1
+    return PooledData(
+        x, y, Csr.from_lists(train), Csr.from_lists(test), global_test, proxy, n_classes
+    )

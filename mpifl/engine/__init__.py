@@ -1,0 +1,1 @@
+"""The engine: round planning, local training, exact accumulation, the round loop."""

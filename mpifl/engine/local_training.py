@@ -1,0 +1,60 @@
+"""Local training and evaluation of one model on one client's data; flat parameter views."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import torch
+from torch import nn
+from torch.nn.utils import parameters_to_vector
+
+
+def get_flat(model: nn.Module) -> torch.Tensor:
+    """All parameters as one flat float32 vector (a copy)."""
+    return parameters_to_vector(model.parameters()).detach().clone()
+
+
+@torch.no_grad()
+def set_flat(model: nn.Module, flat: torch.Tensor) -> None:
+    """Copy a flat vector into the model's parameters (never aliasing `flat`)."""
+    offset = 0
+    for p in model.parameters():
+        p.copy_(flat[offset : offset + p.numel()].view_as(p))
+        offset += p.numel()
+
+
+def sgd_epochs(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    train: SimpleNamespace,
+    generator: torch.Generator,
+) -> float:
+    """Train `train.epochs` epochs of minibatch SGD with a fresh optimizer; mean batch loss."""
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay
+    )
+    model.train()
+    total, batches = 0.0, 0
+    for _ in range(train.epochs):
+        order = torch.randperm(len(x), generator=generator)
+        for lo in range(0, len(x), train.batch_size):
+            idx = order[lo : lo + train.batch_size]
+            optimizer.zero_grad(set_to_none=True)
+            loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+            loss.backward()
+            optimizer.step()
+            total += loss.item()
+            batches += 1
+    return total / max(batches, 1)
+
+
+@torch.no_grad()
+def loss_and_correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
+    """Summed cross-entropy and number of correct predictions on (x, y)."""
+    if len(x) == 0:
+        return 0.0, 0
+    model.eval()
+    logits = model(x)
+    loss = nn.functional.cross_entropy(logits, y, reduction="sum")
+    return float(loss), int((logits.argmax(1) == y).sum())

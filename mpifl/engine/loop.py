@@ -1,0 +1,228 @@
+"""The round loop: plan, train this rank's clients, reduce, server step, evaluate, record."""
+
+from __future__ import annotations
+
+import math
+import os
+import resource
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+import psutil
+import torch
+
+import mpifl
+from mpifl.comm import Comm
+from mpifl.config import Config
+from mpifl.data import build_dataset
+from mpifl.engine.accumulate import Accumulators, UpdateRejected
+from mpifl.engine.evaluate import EvalResult, Evaluator
+from mpifl.engine.plan import RoundPlan, plan_round
+from mpifl.fleet.profiles import generate_fleet
+from mpifl.methods import ClientTask, MethodContext, method_class
+from mpifl.models import spec_from_config
+from mpifl.progress import Progress, summary
+from mpifl.results.schema import (
+    EVAL_DTYPE,
+    FLEET_DTYPE,
+    FORMAT_VERSION,
+    RANKS_DTYPE,
+    ROUNDS_DTYPE,
+    Status,
+)
+from mpifl.results.writer import ResultsWriter
+from mpifl.streams import Purpose, torch_generator
+
+
+def configure_threads(threads: int) -> int:
+    """Set torch's intra-op threads: the config value, else $SLURM_CPUS_PER_TASK, else 1."""
+    n = threads or int(os.environ.get("SLURM_CPUS_PER_TASK") or 1)
+    torch.set_num_threads(n)
+    return n
+
+
+class Engine:
+    """One rank's view of a run. Build on every rank, then `start` and `run`."""
+
+    def __init__(self, cfg: Config, comm: Comm, output: Path, stream: TextIO = sys.stdout) -> None:
+        self.cfg, self.comm, self.output, self.stream = cfg, comm, output, stream
+        self.threads = configure_threads(cfg.run.threads)
+        seed = cfg.run.seed
+        self.data = build_dataset(cfg.data, cfg.fleet.clients, seed)
+        classes = cfg.as_dict()["fleet"]["classes"]
+        self.fleet = generate_fleet(cfg.fleet.clients, classes, cfg.fleet.spread, seed)
+        spec = spec_from_config(cfg.model, self.data.input_shape, self.data.n_classes)
+        ctx = MethodContext(cfg, self.data, spec, Evaluator(comm, cfg.aggregation.frac_bits))
+        self.method = method_class(cfg.algorithm.name)(ctx)
+        self.writer: ResultsWriter | None = None
+        self.virtual_time = 0.0
+        self.round_rows: list[np.ndarray] = []
+        self.by_class = np.zeros((len(self.fleet.class_names), len(Status)), dtype=np.int64)
+        self._process = psutil.Process()
+
+    def start(self, overwrite: bool) -> None:
+        """Create the result file on rank 0 (after every rank has set up without error)."""
+        if self.comm.rank != 0:
+            return
+        fleet_rows = np.zeros(len(self.fleet), dtype=FLEET_DTYPE)
+        for name in self.fleet.profiles.dtype.names:
+            fleet_rows[name] = self.fleet.profiles[name]
+        fleet_rows["n_train"], fleet_rows["n_test"] = self.data.n_train, self.data.n_test
+        attrs = {
+            "mpifl_version": mpifl.__version__,
+            "format_version": FORMAT_VERSION,
+            "name": self.cfg.run.name,
+            "algorithm": self.cfg.algorithm.name,
+            "config": self.cfg.to_toml(),
+            "seed": self.cfg.run.seed,
+            "n_ranks": self.comm.size,
+            "threads_per_rank": self.threads,
+            "hostname": socket.gethostname(),
+            "command": " ".join(sys.argv),
+            "start_time": time.time(),
+        }
+        self.writer = ResultsWriter(
+            self.output, overwrite, attrs, fleet_rows, self.fleet.class_names
+        )
+
+    def run(self) -> None:
+        """All rounds, then the final status and (rank 0) the summary."""
+        start = time.perf_counter()
+        progress = Progress(self.cfg.run.rounds, self.stream)
+        for t in range(self.cfg.run.rounds):
+            row = self.round(t)
+            if row is not None:
+                progress.update(row)
+        if self.writer is not None:
+            wall = time.perf_counter() - start
+            self.writer.close("complete", end_time=time.time(), wall_seconds=wall)
+            rounds = np.concatenate(self.round_rows)
+            text = summary(
+                self.cfg.run.name,
+                rounds,
+                self.by_class,
+                self.fleet.class_names,
+                self.comm.size,
+                wall,
+                str(self.output),
+            )
+            print(text, file=self.stream, flush=True)
+
+    def plan(self, t: int) -> RoundPlan:
+        """Round t's plan (identical on every rank)."""
+        cfg = self.cfg
+        return plan_round(
+            t,
+            cfg.run.seed,
+            self.fleet,
+            self.data.n_train,
+            self.method.workload,
+            cfg.round,
+            cfg.emulation.availability,
+            self.comm.size,
+        )
+
+    def round(self, t: int) -> np.void | None:
+        """Run round t; rank 0 returns its `rounds` row."""
+        cfg, comm = self.cfg, self.comm
+        wall_start, comm_start = time.perf_counter(), comm.seconds
+        plan = self.plan(t)
+        rows = plan.rows[plan.scheduled(comm.rank)]
+        train_time = self._train(t, plan, rows)
+        evals = self._evaluate(t)
+        if comm.rank == 0:
+            rows = np.concatenate([rows, plan.rows[plan.rows["rank"] < 0]])
+        participation = comm.gather_rows(rows)
+        rank_row = np.zeros(1, dtype=RANKS_DTYPE)
+        rank_row[["round", "rank", "clients"]] = (t, comm.rank, len(rows))
+        rank_row["train_time"] = train_time
+        rank_row["comm_time"] = comm.seconds - comm_start
+        rank_row["wall_time"] = time.perf_counter() - wall_start
+        rank_row["rss"] = self._process.memory_info().rss
+        rank_row["peak_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        rank_rows = comm.gather_rows(rank_row)
+        if comm.rank != 0:
+            return None
+        return self._record(t, plan, participation, rank_rows, evals, wall_start)
+
+    def _train(self, t: int, plan: RoundPlan, rows: np.ndarray) -> float:
+        cfg, comm = self.cfg, self.comm
+        start = time.perf_counter()
+        if comm.rank == cfg.faults.raise_on_rank and t == cfg.faults.raise_at_round:
+            raise RuntimeError(f"injected fault: faults.raise_on_rank = {comm.rank}, round {t}")
+        acc = Accumulators(
+            self.method.accumulator_sizes(),
+            cfg.aggregation.frac_bits,
+            scale=1.0 / max(plan.total_samples, 1),
+        )
+        for row in rows:
+            comm.poll_failures()
+            client = int(row["client"])
+            task = ClientTask(
+                client=client,
+                round=t,
+                train=self.data.client_train(client),
+                test=self.data.client_test(client),
+                generator=torch_generator(cfg.run.seed, Purpose.TRAIN, t, client),
+                row=row,
+            )
+            result = self.method.train_client(task, acc)
+            row["loss"], row["accuracy"] = result.loss, result.accuracy
+            try:
+                acc.commit()
+            except UpdateRejected:
+                row["status"] = Status.REJECTED
+        train_time = time.perf_counter() - start
+        self.method.server_step(acc.reduce(comm), t)
+        return train_time
+
+    def _evaluate(self, t: int) -> list[EvalResult]:
+        run = self.cfg.run
+        if (t + 1) % run.eval_every == 0 or t == run.rounds - 1:
+            return self.method.evaluate()
+        return []
+
+    def _record(
+        self,
+        t: int,
+        plan: RoundPlan,
+        participation: np.ndarray,
+        rank_rows: np.ndarray,
+        evals: list[EvalResult],
+        wall_start: float,
+    ) -> np.void:
+        assert self.writer is not None
+        participation = np.sort(participation, order="client")
+        status = participation["status"]
+        np.add.at(self.by_class, (participation["device_class"], status), 1)
+        self.virtual_time += plan.duration
+        row = np.zeros(1, dtype=ROUNDS_DTYPE)[0]
+        row["round"], row["duration"], row["virtual_time"] = t, plan.duration, self.virtual_time
+        row["sampled"] = len(participation)
+        for s in Status:
+            row[s.name.lower()] = int((status == s).sum())
+        row["bytes_down"] = participation["bytes_down"].sum()
+        row["bytes_up"] = participation["bytes_up"].sum()
+        ok = status == Status.TRAINED
+        samples = participation["samples"][ok].astype(np.float64)
+        losses = participation["loss"][ok].astype(np.float64)
+        row["train_loss"] = (samples @ losses) / samples.sum() if ok.any() else math.nan
+        head = evals[0] if evals else None
+        row["test_loss"] = head.loss if head else math.nan
+        row["test_accuracy"] = head.accuracy if head else math.nan
+        eval_rows = np.array(
+            [(t, e.group.encode(), e.loss, e.accuracy, e.samples) for e in evals], dtype=EVAL_DTYPE
+        )
+        self.writer.append("participation", participation)
+        self.writer.append("eval", eval_rows)
+        row["wall_time"] = time.perf_counter() - wall_start
+        self.writer.append("rounds", np.array([row]))
+        rank_rows["io_time"][0] = self.writer.seconds
+        self.writer.seconds = 0.0
+        self.writer.append("ranks", rank_rows)
+        self.round_rows.append(np.array([row]))
+        return row

@@ -1,0 +1,1 @@
+"""Fleet emulation: device classes, client profiles, availability."""

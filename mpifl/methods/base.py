@@ -1,0 +1,91 @@
+"""The method seam: what a federated learning method supplies to the engine.
+
+The engine owns sampling, scheduling, emulation, collectives and records. A method owns
+the learning: the per-client cost of its work (for the plan), the named flat
+accumulators it needs, the client work that adds into them, the server step that turns
+their exact sums into the next state, and its evaluation.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from functools import cached_property
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from mpifl.config import Config
+from mpifl.config.fields import Field
+from mpifl.data.federated import FederatedData, Split
+from mpifl.engine.accumulate import Accumulators
+from mpifl.engine.evaluate import EvalResult, Evaluator
+from mpifl.engine.plan import Workload
+from mpifl.models import ModelSpec
+
+
+@dataclass
+class MethodContext:
+    """What a method may use: config, data, the configured model spec, the evaluator."""
+
+    config: Config
+    data: FederatedData
+    spec: ModelSpec
+    evaluator: Evaluator
+
+    @cached_property
+    def global_test(self) -> Split:
+        """The global test set, materialised once."""
+        return self.data.global_test()
+
+
+@dataclass
+class ClientTask:
+    """One client's turn in a round."""
+
+    client: int
+    round: int
+    train: Split
+    test: Split
+    generator: torch.Generator  # keyed by (seed, round, client)
+    row: np.void  # the client's participation row from the plan (width, family, ...)
+
+
+@dataclass
+class ClientResult:
+    """What the engine records of a client's local work."""
+
+    loss: float  # mean local training loss
+    accuracy: float  # on the client's own test split (NaN if it has none)
+
+
+class Method(ABC):
+    """Base class of a federated learning method; subclasses register with @register."""
+
+    name: ClassVar[str]
+    fields: ClassVar[dict[str, Field]] = {}  # method-specific [algorithm] keys
+
+    def __init__(self, ctx: MethodContext) -> None:
+        self.ctx = ctx
+        self.config = ctx.config
+
+    @abstractmethod
+    def workload(self, clients: np.ndarray) -> Workload:
+        """Cost of this round's work for each client id (footprint, FLOPs, bytes, tier)."""
+
+    @abstractmethod
+    def accumulator_sizes(self) -> dict[str, int]:
+        """Named flat accumulators (element counts) the client work adds into."""
+
+    @abstractmethod
+    def train_client(self, task: ClientTask, acc: Accumulators) -> ClientResult:
+        """Train one client from the current state and stage its contributions in `acc`."""
+
+    @abstractmethod
+    def server_step(self, sums: dict[str, np.ndarray], round_: int) -> None:
+        """Turn the reduced sums (identical on every rank) into the next state."""
+
+    @abstractmethod
+    def evaluate(self) -> list[EvalResult]:
+        """Evaluate on the global test set (collective); the first result is the headline."""

@@ -1,0 +1,73 @@
+"""FedAvg (ALGORITHMS.md section 1): W <- W + eta_s * sum_k n_k (W_k - W) / sum_k n_k."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from mpifl.config.fields import number
+from mpifl.engine.accumulate import Accumulators
+from mpifl.engine.evaluate import EvalResult
+from mpifl.engine.local_training import get_flat, loss_and_correct, set_flat, sgd_epochs
+from mpifl.engine.plan import Workload
+from mpifl.methods import register
+from mpifl.methods.base import ClientResult, ClientTask, Method, MethodContext
+from mpifl.models import build_model, measure_cost
+from mpifl.streams import torch_init_seed
+
+
+@register
+class FedAvg(Method):
+    """Every feasible client trains the global model; sample-weighted average of updates."""
+
+    name = "fedavg"
+    fields = {"server_lr": number(1.0, 0.0, low_open=True, doc="server learning rate eta_s")}
+
+    def __init__(self, ctx: MethodContext) -> None:
+        super().__init__(ctx)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(torch_init_seed(self.config.run.seed))
+            self.model = build_model(ctx.spec)
+        self.weights = get_flat(self.model)
+        train = self.config.train
+        cost = measure_cost(ctx.spec)
+        self.footprint = cost.footprint(train.batch_size, train.momentum > 0)
+        self.flops_per_sample = cost.train_flops_per_sample * train.epochs
+        self.model_bytes = cost.param_bytes
+
+    def workload(self, clients: np.ndarray) -> Workload:
+        n = len(clients)
+        return Workload(
+            footprint=np.full(n, self.footprint, dtype=np.int64),
+            train_flops=self.ctx.data.n_train[clients] * self.flops_per_sample,
+            bytes_down=np.full(n, self.model_bytes, dtype=np.int64),
+            bytes_up=np.full(n, self.model_bytes, dtype=np.int64),
+            width=np.ones(n, dtype=np.float32),
+            prune=np.zeros(n, dtype=np.float32),
+            family=np.zeros(n, dtype=np.int16),
+        )
+
+    def accumulator_sizes(self) -> dict[str, int]:
+        return {"delta": self.weights.numel(), "weight": 1}
+
+    def train_client(self, task: ClientTask, acc: Accumulators) -> ClientResult:
+        set_flat(self.model, self.weights)
+        x, y = task.train
+        loss = sgd_epochs(self.model, x, y, self.config.train, task.generator)
+        acc.add("delta", get_flat(self.model) - self.weights, len(x))
+        acc.add("weight", torch.ones(1), len(x))
+        _, correct = loss_and_correct(self.model, *task.test)
+        n_test = len(task.test[0])
+        return ClientResult(loss, correct / n_test if n_test else math.nan)
+
+    def server_step(self, sums: dict[str, np.ndarray], round_: int) -> None:
+        total = sums["weight"][0]
+        if total > 0:
+            step = self.config.algorithm.server_lr * sums["delta"] / total
+            self.weights = (self.weights.double() + torch.from_numpy(step)).float()
+
+    def evaluate(self) -> list[EvalResult]:
+        set_flat(self.model, self.weights)
+        return [self.ctx.evaluator.evaluate("global", self.model, *self.ctx.global_test)]

@@ -1,0 +1,85 @@
+"""Rank 0's progress output: a bar on a terminal, one plain line per round in a log file."""
+
+from __future__ import annotations
+
+import math
+import sys
+from typing import TextIO
+
+import numpy as np
+
+from mpifl.results.schema import Status
+
+BAR = 24
+
+
+def _mb(n: float) -> str:
+    return f"{n / 1e6:.2f} MB"
+
+
+def round_line(row: np.void, rounds: int) -> str:
+    """One round as a plain line (what a SLURM log shows)."""
+    acc = row["test_accuracy"]
+    acc_text = "   -  " if math.isnan(acc) else f"{acc:.4f}"
+    return (
+        f"round {row['round'] + 1:>4}/{rounds}  acc {acc_text}  loss {row['train_loss']:.4f}  "
+        f"trained {row['trained']}/{row['sampled']} (unavailable {row['unavailable']}, "
+        f"infeasible {row['infeasible']}, late {row['late']}, rejected {row['rejected']})  "
+        f"vtime {row['virtual_time']:.1f}s  wall {row['wall_time']:.2f}s"
+    )
+
+
+class Progress:
+    """Reports each round; redraws a bar in place when the stream is a terminal."""
+
+    def __init__(self, rounds: int, stream: TextIO = sys.stdout) -> None:
+        self.rounds, self.stream = rounds, stream
+        self.tty = stream.isatty()
+
+    def update(self, row: np.void) -> None:
+        """Report one finished round."""
+        if not self.tty:
+            print(round_line(row, self.rounds), file=self.stream, flush=True)
+            return
+        done = row["round"] + 1
+        filled = BAR * done // self.rounds
+        bar = "#" * filled + "-" * (BAR - filled)
+        acc = row["test_accuracy"]
+        acc_text = "-" if math.isnan(acc) else f"{acc:.4f}"
+        text = f"\r[{bar}] {done}/{self.rounds}  acc {acc_text}  vtime {row['virtual_time']:.0f}s"
+        print(text, end="\n" if done == self.rounds else "", file=self.stream, flush=True)
+
+
+def summary(
+    name: str,
+    rounds: np.ndarray,
+    by_class: np.ndarray,
+    class_names: list[str],
+    n_ranks: int,
+    wall: float,
+    path: str,
+) -> str:
+    """The end-of-run summary table."""
+    acc = rounds["test_accuracy"]
+    evaluated = np.flatnonzero(~np.isnan(acc))
+    last = evaluated[-1] if len(evaluated) else None
+    best = evaluated[np.argmax(acc[evaluated])] if len(evaluated) else None
+    lines = [f"mpifl run '{name}' complete: {len(rounds)} rounds, {n_ranks} ranks, {wall:.1f} s wall"]
+    if last is not None:
+        lines.append(
+            f"  final accuracy  {acc[last]:.4f} (round {last + 1})   "
+            f"best {acc[best]:.4f} (round {best + 1})"
+        )
+    lines += [
+        f"  virtual time    {rounds['virtual_time'][-1]:.1f} s",
+        f"  bytes down/up   {_mb(rounds['bytes_down'].sum())} / {_mb(rounds['bytes_up'].sum())}",
+        "  participation by device class:",
+    ]
+    header = ["class", "sampled"] + [s.name.lower() for s in Status]
+    widths = [max(8, len(h) + 2) for h in header]
+    lines.append("    " + "".join(h.rjust(w) for h, w in zip(header, widths)))
+    for name_, counts in [*zip(class_names, by_class), ("all", by_class.sum(axis=0))]:
+        cells = [name_, str(int(counts.sum()))] + [str(int(c)) for c in counts]
+        lines.append("    " + "".join(c.rjust(w) for c, w in zip(cells, widths)))
+    lines.append(f"  results         {path}")
+    return "\n".join(lines)
