@@ -64,7 +64,9 @@ def summary(
     evaluated = np.flatnonzero(~np.isnan(acc))
     last = evaluated[-1] if len(evaluated) else None
     best = evaluated[np.argmax(acc[evaluated])] if len(evaluated) else None
-    lines = [f"mpifl run '{name}' complete: {len(rounds)} rounds, {n_ranks} ranks, {wall:.1f} s wall"]
+    lines = [
+        f"mpifl run '{name}' complete: {len(rounds)} rounds, {n_ranks} ranks, {wall:.1f} s wall"
+    ]
     if last is not None:
         lines.append(
             f"  final accuracy  {acc[last]:.4f} (round {last + 1})   "
@@ -77,9 +79,9 @@ def summary(
     ]
     header = ["class", "sampled"] + [s.name.lower() for s in Status]
     widths = [max(8, len(h) + 2) for h in header]
-    lines.append("    " + "".join(h.rjust(w) for h, w in zip(header, widths)))
-    for name_, counts in [*zip(class_names, by_class), ("all", by_class.sum(axis=0))]:
+    lines.append("    " + "".join(h.rjust(w) for h, w in zip(header, widths, strict=True)))
+    for name_, counts in [*zip(class_names, by_class, strict=True), ("all", by_class.sum(axis=0))]:
         cells = [name_, str(int(counts.sum()))] + [str(int(c)) for c in counts]
-        lines.append("    " + "".join(c.rjust(w) for c, w in zip(cells, widths)))
+        lines.append("    " + "".join(c.rjust(w) for c, w in zip(cells, widths, strict=True)))
     lines.append(f"  results         {path}")
     return "\n".join(lines)

@@ -62,7 +62,9 @@ def _is(kind: str, value: Any) -> bool:
 
 def integer(default: Any, minimum: int, doc: str = "") -> Field:
     """An integer >= minimum."""
-    return Field("int", default, f"must be an integer >= {minimum}", lambda v: v >= minimum, doc=doc)
+    return Field(
+        "int", default, f"must be an integer >= {minimum}", lambda v: v >= minimum, doc=doc
+    )
 
 
 def number(

@@ -147,7 +147,9 @@ def _reject_unknown(raw: dict[str, Any], schema: dict[str, Any], prefix: str) ->
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             where = f"[{prefix.rstrip('.')}]" if prefix else "the top level"
             allowed = ", ".join(schema)
-            raise ConfigError(prefix + key, raw[key], f"unknown key{hint}; {where} allows: {allowed}")
+            raise ConfigError(
+                prefix + key, raw[key], f"unknown key{hint}; {where} allows: {allowed}"
+            )
 
 
 def _cross_checks(cfg: dict[str, Any]) -> None:
@@ -187,4 +189,3 @@ def _check_groups(model: dict[str, Any]) -> None:
                 model["groups"],
                 f"must divide every conv width {widths} when model.norm = 'group'",
             )
-

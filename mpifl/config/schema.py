@@ -87,9 +87,7 @@ SCHEMA: Section = {
         "availability": choice("bernoulli", ("bernoulli", "always")),
     },
     "aggregation": {
-        "frac_bits": Field(
-            "int", 40, "must be an integer in [16, 56]", lambda v: 16 <= v <= 56
-        ),
+        "frac_bits": Field("int", 40, "must be an integer in [16, 56]", lambda v: 16 <= v <= 56),
     },
     "faults": {
         "raise_on_rank": integer(-1, -1, "inject an exception on this rank (-1 = never)"),

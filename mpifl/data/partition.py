@@ -78,21 +78,38 @@ def _class_subsets(
     n: int,
     n_classes: int,
     k: int,
-    uniform_shares: bool,
+    fedmrl: bool,
     rng: np.random.Generator,
 ) -> list[np.ndarray]:
-    """k classes per client; a class's samples split over its holders equally (shards) or
-    by shares drawn from U(0.4, 0.6) (FedMRL)."""
+    """k distinct classes per client.
+
+    shards: each class's samples split equally over the clients holding it.
+    fedmrl: client k's label mix is w_k ~ U(0.4, 0.6)^k normalised; every client gets the
+    same size m, the largest that no class runs out of (some samples stay unused).
+    """
     chosen = np.stack([rng.choice(n_classes, size=k, replace=False) for _ in range(n)])
-    shares = rng.uniform(0.4, 0.6, size=(n, k)) if uniform_shares else np.ones((n, k))
+    pools = _by_class(labels, n_classes, rng)
     buckets: list[list[np.ndarray]] = [[] for _ in range(n)]
-    for c, idx in enumerate(_by_class(labels, n_classes, rng)):
-        holders, slot = np.nonzero(chosen == c)
-        if len(holders) == 0:
-            continue
-        for holder, piece in zip(holders, _split_by_shares(idx, shares[holders, slot])):
-            buckets[holder].append(piece)
-    return [np.concatenate(b) if b else np.empty(0, dtype=np.int64) for b in buckets]
+    if not fedmrl:
+        for c, idx in enumerate(pools):
+            holders = np.nonzero(chosen == c)[0]
+            if len(holders) == 0:
+                continue  # a class nobody holds stays unused
+            for holder, piece in zip(holders, np.array_split(idx, len(holders)), strict=True):
+                buckets[holder].append(piece)
+        return [np.concatenate(b) for b in buckets]
+    shares = rng.uniform(0.4, 0.6, size=(n, k))
+    shares /= shares.sum(axis=1, keepdims=True)
+    demand = np.zeros(n_classes)
+    np.add.at(demand, chosen, shares)
+    size = min(len(pools[c]) / demand[c] for c in range(n_classes) if demand[c] > 0)
+    taken = np.zeros(n_classes, dtype=np.int64)
+    for client in range(n):
+        for c, w in zip(chosen[client], shares[client], strict=True):
+            count = int(np.floor(w * size))
+            buckets[client].append(pools[c][taken[c] : taken[c] + count])
+            taken[c] += count
+    return [np.concatenate(b) for b in buckets]
 
 
 def stratified_split(

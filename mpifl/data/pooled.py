@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-import numpy as np
 import torch
 
 from mpifl.data.federated import Csr, PooledData
@@ -19,7 +18,9 @@ def partition_pool(
     rng = generator(seed, Purpose.PARTITION)
     labels = y.numpy()
     rest, global_test = stratified_split(labels, data.test_fraction, rng)
-    keep, proxy = stratified_split(labels[rest], data.proxy_fraction / (1 - data.test_fraction), rng)
+    keep, proxy = stratified_split(
+        labels[rest], data.proxy_fraction / (1 - data.test_fraction), rng
+    )
     pool, proxy = rest[keep], rest[proxy]
     parts = partition(
         labels[pool],

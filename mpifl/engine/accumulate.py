@@ -34,7 +34,9 @@ class Accumulators:
         """Stage `weight * x` for buffer `name` (x is flattened; sizes must match)."""
         t = torch.as_tensor(x).detach().reshape(-1)
         if t.numel() != self._buffers[name].numel():
-            raise ValueError(f"{name}: got {t.numel()} values, buffer holds {self._buffers[name].numel()}")
+            raise ValueError(
+                f"{name}: got {t.numel()} values, buffer holds {self._buffers[name].numel()}"
+            )
         self._staged.append((name, t, float(weight)))
 
     def commit(self) -> None:

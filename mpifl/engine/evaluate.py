@@ -30,7 +30,9 @@ class Evaluator:
     def __init__(self, comm: Comm, frac_bits: int) -> None:
         self.comm, self.frac_bits = comm, frac_bits
 
-    def evaluate(self, group: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> EvalResult:
+    def evaluate(
+        self, group: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor
+    ) -> EvalResult:
         """Mean cross-entropy and accuracy of `model` on (x, y), computed by all ranks."""
         n = len(x)
         sums = Accumulators({"sums": 2}, self.frac_bits, scale=1.0 / max(n, 1))

@@ -128,7 +128,7 @@ class Engine:
 
     def round(self, t: int) -> np.void | None:
         """Run round t; rank 0 returns its `rounds` row."""
-        cfg, comm = self.cfg, self.comm
+        comm = self.comm
         wall_start, comm_start = time.perf_counter(), comm.seconds
         plan = self.plan(t)
         rows = plan.rows[plan.scheduled(comm.rank)]

@@ -1,0 +1,89 @@
+"""Shared test helpers: small job files and launching mpifl under mpiexec."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+SMALL_JOB = """
+[run]
+name = "small"
+rounds = 3
+output = "{output}"
+
+[data]
+name = "digits"
+partition = "dirichlet"
+
+[fleet]
+clients = 20
+
+[model]
+arch = "cnn"
+channels = [8, 16]
+fc = 32
+norm = "group"
+
+[train]
+epochs = 1
+batch_size = 8
+lr = 0.05
+
+[round]
+cohort = 10
+deadline = 3.0
+"""
+
+
+def mpiexec() -> str:
+    """The mpiexec next to this Python (the venv's mpich), else the one on PATH."""
+    local = BIN / "mpiexec"
+    found = str(local) if local.exists() else shutil.which("mpiexec")
+    if found is None:
+        pytest.skip("no mpiexec found")
+    return found
+
+
+def env() -> dict[str, str]:
+    e = dict(os.environ)
+    e["PATH"] = f"{BIN}{os.pathsep}{e.get('PATH', '')}"
+    e.pop("SLURM_CPUS_PER_TASK", None)
+    return e
+
+
+def mpifl(
+    *args: str, ranks: int = 0, timeout: float = 180, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
+    """Run `mpifl ARGS` (under `mpiexec -n ranks` when ranks > 0) and capture its output."""
+    cmd = [sys.executable, "-m", "mpifl", *args]
+    if ranks:
+        cmd = [mpiexec(), "-n", str(ranks), *cmd]
+    return subprocess.run(
+        cmd, capture_output=True, text=True, timeout=timeout, env=env(), cwd=cwd or ROOT
+    )
+
+
+def mpi_script(
+    code: str, ranks: int, tmp_path: Path, timeout: float = 60
+) -> subprocess.CompletedProcess:
+    """Run a Python snippet on `ranks` ranks."""
+    script = tmp_path / "snippet.py"
+    script.write_text(code)
+    cmd = [mpiexec(), "-n", str(ranks), sys.executable, str(script)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env())
+
+
+@pytest.fixture
+def small_job(tmp_path: Path) -> Path:
+    """A 3-round job on 20 digits clients writing to tmp_path/out.h5."""
+    job = tmp_path / "job.toml"
+    job.write_text(SMALL_JOB.format(output=tmp_path / "out.h5"))
+    return job

@@ -1,0 +1,80 @@
+"""Bad input: a one-line message naming the problem, exit code 2, nothing written."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.conftest import mpifl
+
+CASES = {
+    "unknown key": (["--set", "run.roundz=3"], "run.roundz"),
+    "wrong type": (["--set", "run.rounds='ten'"], "run.rounds"),
+    "zero clients": (["--set", "fleet.clients=0"], "fleet.clients"),
+    "negative clients": (["--set", "fleet.clients=-5"], "fleet.clients"),
+    "cohort larger than fleet": (["--set", "round.cohort=50"], "round.cohort"),
+    "dirichlet alpha zero": (["--set", "data.alpha=0.0"], "data.alpha"),
+    "dirichlet alpha negative": (["--set", "data.alpha=-1.0"], "data.alpha"),
+    "unknown method": (["--set", "algorithm.name='fedsgd'"], "algorithm.name"),
+    "unknown partition": (["--set", "data.partition='zipf'"], "data.partition"),
+    "missing data path": (
+        ["--set", "data.name='npz'", "--set", "data.path='/nonexistent/d.npz'"],
+        "data.path",
+    ),
+    "npz without path": (["--set", "data.name='npz'"], "data.path"),
+    "bad --set syntax": (["--set", "run.rounds"], "KEY=VALUE"),
+    "more clients than data": (
+        ["--set", "fleet.clients=1000", "--set", "round.cohort=10"],
+        "fleet.clients",
+    ),
+    "too many conv blocks": (["--set", "model.channels=[8, 8, 8, 8]"], "model.channels"),
+    "negative deadline": (["--set", "round.deadline=-1.0"], "round.deadline"),
+    "momentum out of range": (["--set", "train.momentum=1.5"], "train.momentum"),
+}
+
+
+def _assert_clean_failure(proc, needle, out):
+    assert proc.returncode == 2, proc.stderr
+    message = proc.stderr.strip()
+    assert message.startswith("mpifl: ") and needle in message, message
+    assert "\n" not in message, message
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_config(case, small_job, tmp_path):
+    args, needle = CASES[case]
+    proc = mpifl("run", str(small_job), *args)
+    _assert_clean_failure(proc, needle, tmp_path / "out.h5")
+
+
+def test_malformed_toml(tmp_path):
+    job = tmp_path / "job.toml"
+    job.write_text("[run\nrounds = 3\n")
+    _assert_clean_failure(mpifl("run", str(job)), "not valid TOML", tmp_path / "out.h5")
+
+
+def test_missing_job_file(tmp_path):
+    proc = mpifl("run", str(tmp_path / "nope.toml"))
+    _assert_clean_failure(proc, "job file not found", tmp_path / "out.h5")
+
+
+def test_malformed_data_file(small_job, tmp_path):
+    bad = tmp_path / "d.npz"
+    np.savez(bad, x=np.zeros((50, 8, 8)), labels=np.zeros(50))
+    proc = mpifl("run", str(small_job), "--set", "data.name='npz'", "--set", f"data.path='{bad}'")
+    _assert_clean_failure(proc, "missing arrays", tmp_path / "out.h5")
+
+
+@pytest.mark.mpi
+def test_bad_input_under_mpiexec_reports_once(small_job, tmp_path):
+    proc = mpifl("run", str(small_job), "--set", "fleet.clients=1000", ranks=2)
+    _assert_clean_failure(proc, "fleet.clients", tmp_path / "out.h5")
+
+
+def test_validate_prints_resolved_config(small_job):
+    proc = mpifl("validate", str(small_job), "--set", "run.rounds=4")
+    assert proc.returncode == 0
+    assert "rounds = 4" in proc.stdout and "[fleet.classes.mcu]" in proc.stdout
+    bad = mpifl("validate", str(small_job), "--set", "run.rounds=0")
+    assert bad.returncode == 2 and "run.rounds" in bad.stderr

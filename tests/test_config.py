@@ -1,0 +1,100 @@
+"""Config loading, defaults, overrides and validation messages."""
+
+from __future__ import annotations
+
+import math
+import tomllib
+
+import pytest
+
+from mpifl.config import apply_override, load_config, validate
+from mpifl.errors import ConfigError, InputError
+
+
+def test_defaults_fill_every_section():
+    cfg = validate({})
+    assert cfg["run"]["rounds"] == 10
+    assert cfg["algorithm"]["server_lr"] == 1.0
+    assert set(cfg["fleet"]["classes"]) == {"mcu", "rpi", "phone", "jetson"}
+    assert math.isinf(cfg["round"]["deadline"])
+    assert cfg["run"]["output"] == "results/run.h5"
+
+
+def test_named_device_class_takes_catalogue_defaults():
+    cfg = validate({"fleet": {"classes": {"mcu": {"weight": 1.0}}}})
+    assert list(cfg["fleet"]["classes"]) == ["mcu"]
+    assert cfg["fleet"]["classes"]["mcu"]["flops"] == 2.0e8
+
+
+def test_custom_device_class_needs_every_field():
+    with pytest.raises(ConfigError, match=r"fleet\.classes\.sensor\.flops"):
+        validate({"fleet": {"classes": {"sensor": {"weight": 1.0}}}})
+
+
+@pytest.mark.parametrize(
+    ("raw", "key", "text"),
+    [
+        ({"run": {"roundz": 3}}, "run.roundz", "did you mean 'rounds'"),
+        ({"bogus": {}}, "bogus", "unknown key"),
+        ({"run": {"rounds": "3"}}, "run.rounds", "must be of type int"),
+        ({"run": {"rounds": 0}}, "run.rounds", ">= 1"),
+        ({"run": {"rounds": True}}, "run.rounds", "must be of type int"),
+        ({"data": {"alpha": 0.0}}, "data.alpha", "(0.0, inf]"),
+        ({"data": {"partition": "zipf"}}, "data.partition", "'iid', 'dirichlet'"),
+        ({"train": {"momentum": 1.0}}, "train.momentum", "[0.0, 1.0)"),
+        ({"model": {"hidden": [64, 0]}}, "model.hidden", "positive"),
+        ({"algorithm": {"name": "fedsgd"}}, "algorithm.name", "'fedavg'"),
+        ({"round": {"cohort": 50}, "fleet": {"clients": 10}}, "round.cohort", "<= fleet.clients"),
+        ({"data": {"name": "synthetic"}}, "model.arch", "'mlp'"),
+        ({"model": {"norm": "group", "groups": 3}}, "model.groups", "divide"),
+        ({"fleet": {"classes": {"mcu": {"availability": 1.5}}}}, "availability", "[0.0, 1.0]"),
+    ],
+)
+def test_errors_name_key_value_and_rule(raw, key, text):
+    with pytest.raises(ConfigError) as info:
+        validate(raw)
+    message = str(info.value)
+    assert key in message and text in message
+    assert "\n" not in message
+
+
+def test_method_specific_keys_are_checked():
+    with pytest.raises(ConfigError, match="algorithm.server_lr"):
+        validate({"algorithm": {"server_lr": -1.0}})
+
+
+def test_override_parses_toml_values_and_bare_strings():
+    raw: dict = {}
+    apply_override(raw, "run.rounds=5")
+    apply_override(raw, "data.partition=iid")
+    apply_override(raw, "model.hidden=[32, 16]")
+    assert raw == {
+        "run": {"rounds": 5},
+        "data": {"partition": "iid"},
+        "model": {"hidden": [32, 16]},
+    }
+
+
+@pytest.mark.parametrize("bad", ["run.rounds", "=3", "run..rounds=3"])
+def test_malformed_override(bad):
+    with pytest.raises(InputError, match="KEY=VALUE"):
+        apply_override({}, bad)
+
+
+def test_resolved_config_round_trips_through_toml(tmp_path):
+    job = tmp_path / "j.toml"
+    job.write_text('[run]\nname = "x"\nrounds = 2\n')
+    cfg = load_config(job, ["train.lr=0.2"])
+    again = validate(tomllib.loads(cfg.to_toml()))
+    assert again == cfg.as_dict()
+    assert cfg.run.output == "results/x.h5"
+    assert cfg.train.lr == 0.2
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        load_config(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[run\nrounds = 3")
+    with pytest.raises(InputError, match="not valid TOML"):
+        load_config(bad)

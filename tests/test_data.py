@@ -1,0 +1,87 @@
+"""Built-in data sets, npz input, and per-client splits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mpifl.config import validate
+from mpifl.config.loader import Config
+from mpifl.data import build_dataset
+from mpifl.data.arrays import load_npz
+from mpifl.data.digits import load_digits
+from mpifl.errors import InputError
+
+
+def _data_cfg(**data):
+    return Config(validate({"data": data, "model": {"arch": "mlp"}})).data
+
+
+def test_digits_is_the_real_data_set():
+    x, y = load_digits()
+    assert x.shape == (1797, 1, 8, 8) and y.shape == (1797,)
+    assert float(x.max()) == 1.0 and float(x.min()) == 0.0
+    assert np.array_equal(np.unique(y.numpy()), np.arange(10))
+
+
+def test_pooled_splits_are_disjoint_and_cover_roles():
+    data = build_dataset(_data_cfg(), 50, seed=0)
+    seen = [data.global_test_idx, data.proxy_idx]
+    for k in range(data.n_clients):
+        seen += [data.train.row(k), data.test.row(k)]
+        assert len(data.client_train(k)[0]) == data.n_train[k] >= 1
+    flat = np.concatenate(seen)
+    assert len(flat) == len(np.unique(flat)) == 1797
+    assert abs(len(data.global_test_idx) - 0.2 * 1797) < 11
+    assert abs(len(data.proxy_idx) - 0.1 * 1797) < 11
+
+
+def test_local_test_split_has_train_labels():
+    data = build_dataset(_data_cfg(partition="shards", classes_per_client=2), 30, seed=1)
+    for k in range(data.n_clients):
+        train_labels = set(data.client_train(k)[1].tolist())
+        assert set(data.client_test(k)[1].tolist()) <= train_labels
+
+
+def test_partition_is_deterministic_in_seed():
+    a = build_dataset(_data_cfg(), 40, seed=3)
+    b = build_dataset(_data_cfg(), 40, seed=3)
+    c = build_dataset(_data_cfg(), 40, seed=4)
+    assert np.array_equal(a.train.indices, b.train.indices)
+    assert not np.array_equal(a.train.indices, c.train.indices)
+
+
+def test_synthetic_clients_are_generated_from_their_id():
+    cfg = _data_cfg(name="synthetic")
+    a = build_dataset(cfg, 1000, seed=0)
+    b = build_dataset(cfg, 1000, seed=0)
+    x1, y1 = a.client_train(777)
+    x2, y2 = b.client_train(777)
+    assert torch.equal(x1, x2) and torch.equal(y1, y2)
+    assert x1.shape == (a.n_train[777], 60)
+    assert a.proxy()[0].shape[1] == 60 and len(a.global_test()[0]) > 0
+    # heterogeneous clients: label distributions differ between clients
+    assert not torch.equal(a.client_train(1)[1].bincount(minlength=10), y1.bincount(minlength=10))
+
+
+def test_npz_round_trip_and_errors(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "d.npz"
+    np.savez(
+        path, x=rng.integers(0, 255, (200, 28, 28), dtype=np.uint8), y=rng.integers(0, 10, 200)
+    )
+    x, y = load_npz(path)
+    assert x.shape == (200, 1, 28, 28) and x.dtype == torch.float32 and float(x.max()) <= 1.0
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, x=np.zeros((5, 3)), labels=np.zeros(5))
+    with pytest.raises(InputError, match="missing arrays"):
+        load_npz(bad)
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(b"not a zip")
+    with pytest.raises(InputError, match="not a readable .npz"):
+        load_npz(junk)
+    mismatch = tmp_path / "mismatch.npz"
+    np.savez(mismatch, x=np.zeros((5, 3)), y=np.zeros(4, dtype=int))
+    with pytest.raises(InputError, match="shape"):
+        load_npz(mismatch)

@@ -1,0 +1,33 @@
+"""Fleet generation from device classes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mpifl.fleet.devices import CATALOGUE
+from mpifl.fleet.profiles import generate_fleet
+
+
+def test_mixture_and_spread():
+    fleet = generate_fleet(20000, CATALOGUE, spread=0.3, seed=0)
+    shares = np.bincount(fleet.profiles["device_class"], minlength=4) / len(fleet)
+    weights = np.array([c["weight"] for c in CATALOGUE.values()])
+    assert np.allclose(shares, weights / weights.sum(), atol=0.02)
+    mcu = fleet.profiles[fleet.profiles["device_class"] == 0]
+    median = np.median(mcu["flops"])
+    assert abs(median / CATALOGUE["mcu"]["flops"] - 1) < 0.05
+    assert 0.25 < np.std(np.log(mcu["flops"])) < 0.35
+    assert np.all(mcu["availability"] == np.float32(CATALOGUE["mcu"]["availability"]))
+
+
+def test_compact_and_deterministic():
+    a = generate_fleet(100_000, CATALOGUE, 0.3, seed=1)
+    b = generate_fleet(100_000, CATALOGUE, 0.3, seed=1)
+    assert np.array_equal(a.profiles, b.profiles)
+    assert a.nbytes / len(a) <= 40  # 10^6 clients cost tens of MB
+    assert a.class_names == ["mcu", "rpi", "phone", "jetson"]
+
+
+def test_zero_spread_gives_class_medians():
+    fleet = generate_fleet(50, {"only": {**CATALOGUE["rpi"], "weight": 1.0}}, 0.0, seed=0)
+    assert np.all(fleet.profiles["memory"] == CATALOGUE["rpi"]["memory"])

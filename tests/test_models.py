@@ -1,0 +1,45 @@
+"""Model families, width multiplier, measured FLOPs and the footprint model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mpifl.errors import ConfigError
+from mpifl.models import ModelSpec, build_model, measure_cost
+
+
+def test_mlp_flops_match_the_matmul_count():
+    spec = ModelSpec("mlp", (1, 8, 8), 10, hidden=(32,))
+    cost = measure_cost(spec)
+    matmul = 64 * 32 + 32 * 10
+    # forward 2*MACs, backward 4*MACs (weight and input gradients), except no input grad
+    # for the first layer: 2 * (64*32) + 2 * (32*10) forward, backward 2*64*32 + 4*32*10
+    assert cost.train_flops_per_sample == 2 * matmul + 2 * 64 * 32 + 4 * 32 * 10
+    assert cost.params == 64 * 32 + 32 + 32 * 10 + 10
+
+
+def test_width_shrinks_params_and_flops():
+    full = measure_cost(ModelSpec("cnn", (1, 8, 8), 10))
+    half = measure_cost(ModelSpec("cnn", (1, 8, 8), 10, width=0.5))
+    assert half.params < 0.4 * full.params
+    assert half.train_flops_per_sample < 0.4 * full.train_flops_per_sample
+
+
+def test_footprint_counts_states_and_activations():
+    cost = measure_cost(ModelSpec("cnn", (1, 8, 8), 10))
+    plain, with_momentum = cost.footprint(16, False), cost.footprint(16, True)
+    assert with_momentum - plain == cost.param_bytes
+    assert cost.footprint(32, False) - plain == 16 * cost.activation_bytes_per_sample
+    assert cost.activation_bytes_per_sample > 64 * 4  # at least the input image
+
+
+def test_group_norm_and_forward_shapes():
+    model = build_model(ModelSpec("cnn", (3, 32, 32), 10, channels=(8, 16), norm="group"))
+    assert any(isinstance(m, torch.nn.GroupNorm) for m in model.modules())
+    assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_too_many_pooling_blocks_is_a_config_error():
+    with pytest.raises(ConfigError, match="model.channels"):
+        build_model(ModelSpec("cnn", (1, 8, 8), 10, channels=(4, 4, 4, 4)))
