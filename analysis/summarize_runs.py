@@ -1,6 +1,6 @@
 """Print a one-line summary per result file, and participation by device class.
 
-    python analysis/summarize_runs.py results/*.h5
+python analysis/summarize_runs.py results/*.h5
 """
 
 from __future__ import annotations
