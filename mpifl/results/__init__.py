@@ -1,0 +1,1 @@
+"""HDF5 results: schema, writer (rank 0), reader."""
