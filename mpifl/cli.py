@@ -8,6 +8,7 @@ from pathlib import Path
 
 from mpifl import __version__
 from mpifl.errors import InputError
+from mpifl.fleet import commands as fleet_commands
 
 
 def _job_args(p: argparse.ArgumentParser) -> None:
@@ -33,6 +34,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--overwrite", action="store_true", help="replace an existing result file")
     val = sub.add_parser("validate", help="check a job file and print the resolved config")
     _job_args(val)
+    fleet_commands.add_parser(sub)
     return p
 
 
@@ -93,4 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "validate":
         return validate_command(args)
+    if args.command == "fleet":
+        try:
+            return fleet_commands.run(args)
+        except InputError as exc:
+            print(f"mpifl: {exc}", file=sys.stderr)
+            return 2
     return run_command(args)

@@ -21,11 +21,16 @@ def round_line(row: np.void, rounds: int) -> str:
     """One round as a plain line (what a SLURM log shows)."""
     acc = row["test_accuracy"]
     acc_text = "   -  " if math.isnan(acc) else f"{acc:.4f}"
+    left_out = ", ".join(
+        f"{s.name.lower()} {row[s.name.lower()]}"
+        for s in Status
+        if s != Status.TRAINED and row[s.name.lower()]
+    )
     return (
         f"round {row['round'] + 1:>4}/{rounds}  acc {acc_text}  loss {row['train_loss']:.4f}  "
-        f"trained {row['trained']}/{row['sampled']} (unavailable {row['unavailable']}, "
-        f"infeasible {row['infeasible']}, late {row['late']}, rejected {row['rejected']})  "
-        f"vtime {row['virtual_time']:.1f}s  wall {row['wall_time']:.2f}s"
+        f"trained {row['trained']}/{row['sampled']}"
+        + (f" ({left_out})" if left_out else "")
+        + f"  vtime {row['virtual_time']:.1f}s  wall {row['wall_time']:.2f}s"
     )
 
 

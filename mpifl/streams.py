@@ -26,6 +26,7 @@ class Purpose(IntEnum):
     TRAIN = 5
     INIT = 6
     SYNTHETIC = 7
+    PHASE = 8
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -36,16 +37,20 @@ def _mix(x: np.ndarray) -> np.ndarray:
         return x ^ (x >> np.uint64(31))
 
 
-def hash64(seed: int, purpose: Purpose, round_: int, ids: np.ndarray | int) -> np.ndarray:
-    """A 64-bit hash per id of the key (seed, purpose, round, id)."""
+def hash64(
+    seed: int, purpose: Purpose, round_: int | np.ndarray, ids: np.ndarray | int
+) -> np.ndarray:
+    """A 64-bit hash per id of the key (seed, purpose, round, id); round_ may be an array
+    (one per id) and is >= -1."""
     ids = np.asarray(ids, dtype=np.uint64)
+    rounds = (np.asarray(round_, dtype=np.int64) + 1).astype(np.uint64)
     with np.errstate(over="ignore"):
         h = _mix(np.uint64(seed) * _GOLDEN + np.uint64(int(purpose)))
-        h = _mix(h ^ (np.uint64(round_ + 1) * _GOLDEN))
+        h = _mix(h ^ (rounds * _GOLDEN))
         return _mix(h ^ (ids * _GOLDEN + _GOLDEN))
 
 
-def uniform(seed: int, purpose: Purpose, round_: int, ids: np.ndarray) -> np.ndarray:
+def uniform(seed: int, purpose: Purpose, round_: int | np.ndarray, ids: np.ndarray) -> np.ndarray:
     """One U[0, 1) draw per id, vectorised and counter-based."""
     return (hash64(seed, purpose, round_, ids) >> np.uint64(11)).astype(np.float64) / 2.0**53
 

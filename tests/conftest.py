@@ -74,10 +74,10 @@ def mpifl(
 def mpi_script(
     code: str, ranks: int, tmp_path: Path, timeout: float = 60
 ) -> subprocess.CompletedProcess:
-    """Run a Python snippet on `ranks` ranks."""
+    """Run a Python snippet on `ranks` ranks; it gets tmp_path as argv[1]."""
     script = tmp_path / "snippet.py"
     script.write_text(code)
-    cmd = [mpiexec(), "-n", str(ranks), sys.executable, str(script)]
+    cmd = [mpiexec(), "-n", str(ranks), sys.executable, str(script), str(tmp_path)]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env())
 
 

@@ -5,14 +5,18 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from mpifl.engine.plan import Workload, assign_ranks, plan_round, sample_cohort
+from mpifl.fleet.availability import Always, Bernoulli, Diurnal, Intervals, TraceIntervals
 from mpifl.fleet.devices import CATALOGUE
 from mpifl.fleet.profiles import generate_fleet
 from mpifl.results.schema import Status
+from mpifl.streams import Purpose, uniform
 
 FLEET = generate_fleet(200, CATALOGUE, 0.3, seed=0)
 N_TRAIN = np.full(200, 20)
+PROBABILITY = FLEET.profiles["availability"].astype(np.float64)
 
 
 def workload(footprint=100_000, flops_per_sample=1e6, nbytes=40_000):
@@ -31,9 +35,10 @@ def workload(footprint=100_000, flops_per_sample=1e6, nbytes=40_000):
     return of
 
 
-def plan(cohort=100, deadline=np.inf, availability="always", ranks=2, **work):
-    rnd = SimpleNamespace(cohort=cohort, deadline=deadline)
-    return plan_round(0, 0, FLEET, N_TRAIN, workload(**work), rnd, availability, ranks)
+def plan(cohort=100, deadline=np.inf, availability=None, ranks=2, overcommit=1.0, t0=0.0, **work):
+    rnd = SimpleNamespace(cohort=cohort, deadline=deadline, overcommit=overcommit)
+    model = availability or Always()
+    return plan_round(0, t0, 0, FLEET, N_TRAIN, workload(**work), rnd, model, ranks)
 
 
 def test_cohort_sampling_is_keyed_by_round():
@@ -73,7 +78,7 @@ def test_virtual_times_follow_the_profiles():
 
 
 def test_bernoulli_availability_matches_probabilities():
-    p = plan(cohort=200, availability="bernoulli", footprint=1)
+    p = plan(cohort=200, availability=Bernoulli(PROBABILITY, 0), footprint=1)
     online = p.rows["status"] != Status.UNAVAILABLE
     expected = FLEET.profiles["availability"][p.rows["client"]].mean()
     assert abs(online.mean() - expected) < 0.12
@@ -95,3 +100,57 @@ def test_greedy_balancing():
     assert ranks.tolist() == [0, 1, 1, 0, 1, -1]
     loads = [cost[ranks == r].sum() for r in range(2)]
     assert max(loads) <= 4 / 3 * cost[cost > 0].sum() / 2  # LPT's guarantee
+
+
+def test_overcommit_keeps_the_first_to_finish():
+    p = plan(cohort=40, overcommit=1.5)
+    rows = p.rows
+    assert len(rows) == 60
+    trained = rows["status"] == Status.TRAINED
+    surplus = rows["status"] == Status.SURPLUS
+    assert trained.sum() == 40 and surplus.sum() == 20
+    finish = rows["compute_time"] + rows["comm_time"]
+    assert finish[trained].max() <= finish[surplus].min()
+    assert p.duration == finish[trained].max()  # the round closes at the 40th arrival
+    assert np.all(rows["bytes_up"][surplus] == 0) and np.all(rows["rank"][surplus] == -1)
+
+
+def test_overcommit_short_of_cohort_waits_for_the_deadline():
+    free = plan(cohort=60)
+    finish = free.rows["compute_time"] + free.rows["comm_time"]
+    deadline = float(np.quantile(finish, 0.3))  # most clients are late
+    p = plan(cohort=40, overcommit=1.5, deadline=deadline)
+    assert (p.rows["status"] == Status.TRAINED).sum() < 40
+    assert p.duration == deadline
+
+
+def test_trace_intervals_and_dropouts():
+    # client k online in [100 k, 100 k + 50) only, repeating every 1000 s
+    n = len(FLEET)
+    offsets = np.arange(n + 1)
+    starts = (np.arange(n) % 10) * 100.0
+    model = TraceIntervals(Intervals(offsets, starts, starts + 50.0), np.full(n, 1000.0))
+    ids = np.arange(20)
+    online = model.online(ids, 0, t0=1210.0)  # 1210 mod 1000 = 210: clients with k%10 == 2
+    assert np.array_equal(np.flatnonzero(online), [2, 12])
+    stays = model.stays_online(ids, 1210.0, np.full(20, 30.0))
+    assert np.array_equal(stays, online)  # 240 < 250
+    assert not model.stays_online(ids, 1210.0, np.full(20, 45.0))[2]  # 255 > 250
+    p = plan(availability=model, t0=1210.0, cohort=200)
+    dropped = p.rows["status"] == Status.DROPPED
+    finish = p.rows["compute_time"] + p.rows["comm_time"]
+    assert np.all(finish[dropped] > 40.0 - 1e-9)
+
+
+def test_diurnal_availability_follows_the_cycle():
+    ids = np.arange(len(FLEET))
+    model = Diurnal(np.full(len(FLEET), 0.5), 1.0, 86400.0, 900.0, seed=0)
+    p = model.probability(ids, 0.0)
+    assert p.min() >= 0 and p.max() <= 1 and p.std() > 0.2  # phases spread the clients
+    # a client's probability peaks (at 2 x 0.5 = 1) when sin(2 pi (t / P + phase)) = 1
+    phase = uniform(0, Purpose.PHASE, -1, ids[:1])[0]
+    peak_time = 86400.0 * ((0.25 - phase) % 1.0)
+    assert model.probability(ids[:1], peak_time)[0] == pytest.approx(1.0)
+    assert model.probability(ids[:1], peak_time + 43200.0)[0] == pytest.approx(0.0, abs=1e-9)
+    over_day = np.mean([model.online(ids, 0, t).mean() for t in np.arange(0, 86400, 3600)])
+    assert abs(over_day - 0.5) < 0.08

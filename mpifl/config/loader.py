@@ -13,7 +13,7 @@ from typing import Any
 import tomli_w
 
 from mpifl.config.fields import REQUIRED, NamedTables
-from mpifl.config.schema import SCHEMA, Section
+from mpifl.config.schema import FROM_PATH, SCHEMA, Section
 from mpifl.errors import ConfigError, InputError
 
 
@@ -154,14 +154,14 @@ def _reject_unknown(raw: dict[str, Any], schema: dict[str, Any], prefix: str) ->
 
 def _cross_checks(cfg: dict[str, Any]) -> None:
     data, fleet, rnd = cfg["data"], cfg["fleet"], cfg["round"]
-    if rnd["cohort"] > fleet["clients"]:
+    if fleet["clients"] and rnd["cohort"] > fleet["clients"]:
         raise ConfigError(
             "round.cohort", rnd["cohort"], f"must be <= fleet.clients ({fleet['clients']})"
         )
-    if data["name"] == "npz" and not data["path"]:
-        raise ConfigError("data.path", "", "is required when data.name = 'npz'")
-    if data["name"] == "npz" and not Path(data["path"]).is_file():
-        raise ConfigError("data.path", data["path"], "file not found")
+    if data["name"] in FROM_PATH and not data["path"]:
+        raise ConfigError("data.path", "", f"is required when data.name = '{data['name']}'")
+    if data["name"] in FROM_PATH and not Path(data["path"]).exists():
+        raise ConfigError("data.path", data["path"], "no such file or folder")
     if data["name"] == "synthetic" and cfg["model"]["arch"] != "mlp":
         raise ConfigError(
             "model.arch", cfg["model"]["arch"], "must be 'mlp' for data.name = 'synthetic'"

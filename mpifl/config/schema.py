@@ -9,6 +9,10 @@ from mpifl.fleet.devices import CATALOGUE
 
 Section = dict[str, "Field | NamedTables | Section"]
 
+BUILT_IN = ("digits", "synthetic", "w1")
+FROM_PATH = ("npz", "mnist", "cifar10", "cifar100", "femnist", "tff")
+DATA_SOURCES = BUILT_IN + FROM_PATH
+
 _POSITIVE = {"low": 0.0, "low_open": True}
 DEVICE_FIELDS = NamedTables(
     fields={
@@ -35,8 +39,10 @@ SCHEMA: Section = {
         "eval_every": integer(1, 1, "evaluate the global model every k rounds (and the last)"),
     },
     "data": {
-        "name": choice("digits", ("digits", "synthetic", "npz")),
-        "path": Field("str", "", "must be a path to an .npz file with arrays x and y"),
+        "name": choice("digits", DATA_SOURCES),
+        "path": Field("str", "", "must be the data's file or folder (see README, Data)"),
+        "tff_x": Field("str", "pixels", doc="tff: the feature holding the inputs"),
+        "tff_y": Field("str", "label", doc="tff: the feature holding the labels"),
         "partition": choice("dirichlet", ("iid", "dirichlet", "shards", "fedmrl")),
         "alpha": number(0.5, 0.0, low_open=True, doc="Dirichlet concentration"),
         "classes_per_client": integer(2, 1, "for shards and fedmrl partitions"),
@@ -52,9 +58,14 @@ SCHEMA: Section = {
             "samples_mean": integer(50, 2, "median samples per client (train + test)"),
             "samples_sigma": number(0.5, 0.0, doc="lognormal spread of client sizes"),
         },
+        "w1": {
+            "samples": integer(50, 1, "samples per client (train + own test)"),
+            "noise": number(0.5, 0.0, doc="noise sigma around the class pattern"),
+        },
     },
     "fleet": {
-        "clients": integer(100, 1),
+        "clients": integer(100, 0, "0 = as many as the data's natural partition"),
+        "trace": Field("str", "", "must be a fleet file (.csv or .h5) from `mpifl fleet`"),
         "spread": number(0.3, 0.0, doc="lognormal sigma of profiles inside a device class"),
         "classes": DEVICE_FIELDS,
     },
@@ -78,13 +89,20 @@ SCHEMA: Section = {
     "round": {
         "cohort": integer(10, 1, "clients sampled per round"),
         "deadline": number(math.inf, 0.0, low_open=True, doc="virtual seconds; inf = none"),
+        "overcommit": number(1.0, 1.0, doc="sample cohort x overcommit, keep the first cohort"),
     },
     "algorithm": {
         "name": Field("str", "fedavg"),
     },
     "emulation": {
-        "mode": choice("virtual", ("virtual",)),
-        "availability": choice("bernoulli", ("bernoulli", "always")),
+        "mode": choice("virtual", ("virtual", "throttled")),
+        "time_scale": number(1.0, 0.0, low_open=True, doc="throttled: wall s per virtual s"),
+        "memory": choice("analytic", ("analytic", "measured", "both")),
+        "rlimit_data": integer(0, 0, "per-rank RLIMIT_DATA backstop, bytes; 0 = none"),
+        "availability": choice("bernoulli", ("bernoulli", "always", "diurnal", "trace")),
+        "diurnal_amplitude": number(0.5, 0.0, 1.0),
+        "diurnal_period": number(86400.0, 0.0, low_open=True, doc="virtual s of one cycle"),
+        "slot": number(900.0, 0.0, low_open=True, doc="diurnal: s per availability draw"),
     },
     "aggregation": {
         "frac_bits": Field("int", 40, "must be an integer in [16, 56]", lambda v: 16 <= v <= 56),

@@ -1,29 +1,91 @@
-"""Federated data sets: built-in sources, partitioners, per-client splits."""
+"""Federated data sets: built-in sources, real formats, partitioners, per-client splits."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
+import numpy as np
+import torch
+
 from mpifl.data.federated import FederatedData
+from mpifl.errors import ConfigError
+
+NATURAL = ("femnist", "tff")
 
 
 def build_dataset(data: SimpleNamespace, n_clients: int, seed: int) -> FederatedData:
-    """The federated data set that `data` (the config section) describes."""
+    """The federated data set that `data` (the config section) describes.
+
+    n_clients = 0 asks for a natural partition's own client count."""
+    if data.name in NATURAL:
+        dataset = _natural(data, seed)
+        if n_clients not in (0, dataset.n_clients):
+            raise ConfigError(
+                "fleet.clients",
+                n_clients,
+                f"must be 0 or {dataset.n_clients}: data.name = '{data.name}' has a natural "
+                "partition (one client per writer, after held-out writers)",
+            )
+        return dataset
+    if n_clients == 0:
+        raise ConfigError("fleet.clients", 0, f"must be >= 1 for data.name = '{data.name}'")
     if data.name == "synthetic":
         from mpifl.data.synthetic import SyntheticData
 
         return SyntheticData(data, n_clients, seed)
+    if data.name == "w1":
+        from mpifl.data.w1 import W1Data
+
+        return W1Data(data, n_clients)
     from mpifl.data.pooled import partition_pool
 
+    x, y, test = _pooled_arrays(data)
+    return partition_pool(x, y, data, n_clients, seed, test)
+
+
+def _images(x: np.ndarray) -> torch.Tensor:
+    """uint8 images to float32 in [0, 1]; (N, H, W) gains a channel axis."""
+    x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
+    return torch.from_numpy(np.ascontiguousarray(x[:, None] if x.ndim == 3 else x))
+
+
+def _pooled_arrays(data: SimpleNamespace):
+    """(x, y, official test set or None) of a pooled source."""
     if data.name == "digits":
         from mpifl.data.digits import load_digits
 
-        x, y = load_digits()
-    else:
+        return (*load_digits(), None)
+    if data.name == "npz":
         from mpifl.data.arrays import load_npz
 
-        x, y = load_npz(data.path)
-    return partition_pool(x, y, data, n_clients, seed)
+        return (*load_npz(data.path), None)
+    if data.name == "mnist":
+        from mpifl.data.formats.idx import load_mnist
+
+        tx, ty, vx, vy = load_mnist(data.path)
+    else:
+        from mpifl.data.formats.cifar import load_cifar
+
+        tx, ty, vx, vy = load_cifar(data.path, 10 if data.name == "cifar10" else 100)
+    label = lambda y: torch.from_numpy(y.astype(np.int64))  # noqa: E731
+    return _images(tx), label(ty), (_images(vx), label(vy))
 
 
-__all__ = ["FederatedData", "build_dataset"]
+def _natural(data: SimpleNamespace, seed: int) -> FederatedData:
+    from mpifl.data.natural import partition_writers
+
+    if data.name == "femnist":
+        from mpifl.data.formats.leaf import load_leaf
+
+        writers = list(load_leaf(data.path).values())
+    else:
+        from mpifl.data.formats.tff import load_tff
+
+        writers = []
+        for x, y in load_tff(data.path, data.tff_x, data.tff_y).values():
+            images = _images(x).numpy()
+            writers.append((images, y.astype(np.int64), images[:0], y[:0].astype(np.int64)))
+    return partition_writers(writers, data, seed)
+
+
+__all__ = ["NATURAL", "FederatedData", "build_dataset"]

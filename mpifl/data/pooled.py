@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import numpy as np
 import torch
 
 from mpifl.data.federated import Csr, PooledData
@@ -12,15 +13,29 @@ from mpifl.streams import Purpose, generator
 
 
 def partition_pool(
-    x: torch.Tensor, y: torch.Tensor, data: SimpleNamespace, n_clients: int, seed: int
+    x: torch.Tensor,
+    y: torch.Tensor,
+    data: SimpleNamespace,
+    n_clients: int,
+    seed: int,
+    test: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> PooledData:
-    """Global test and proxy sets first (stratified), then the partition, then local splits."""
+    """Global test and proxy sets first (stratified), then the partition, then local splits.
+
+    With an official `test` set, it is the global test set and data.test_fraction is unused;
+    data.proxy_fraction is then a fraction of the training pool."""
     rng = generator(seed, Purpose.PARTITION)
-    labels = y.numpy()
-    rest, global_test = stratified_split(labels, data.test_fraction, rng)
-    keep, proxy = stratified_split(
-        labels[rest], data.proxy_fraction / (1 - data.test_fraction), rng
-    )
+    if test is None:
+        labels = y.numpy()
+        rest, global_test = stratified_split(labels, data.test_fraction, rng)
+        proxy_share = data.proxy_fraction / (1 - data.test_fraction)
+    else:
+        n_pool = len(y)
+        x, y = torch.cat([x, test[0]]), torch.cat([y, test[1]])
+        labels = y.numpy()
+        rest, global_test = np.arange(n_pool), np.arange(n_pool, len(y))
+        proxy_share = data.proxy_fraction
+    keep, proxy = stratified_split(labels[rest], proxy_share, rng)
     pool, proxy = rest[keep], rest[proxy]
     parts = partition(
         labels[pool],

@@ -8,20 +8,20 @@ proxy set is drawn from the family's centre (u = B = 0) and belongs to no client
 
 from __future__ import annotations
 
-from functools import lru_cache
 from types import SimpleNamespace
 
 import numpy as np
 import torch
 
-from mpifl.data.federated import FederatedData, Split
+from mpifl.data.federated import Split
+from mpifl.data.generated import GeneratedData
 from mpifl.streams import Purpose, generator
 
 GLOBAL_TEST_CLIENTS = 200
 PROXY_KEY = 2**62  # a key no client id reaches
 
 
-class SyntheticData(FederatedData):
+class SyntheticData(GeneratedData):
     """Synthetic(alpha, beta) with lognormal client sizes; nothing is materialised up front."""
 
     def __init__(self, data: SimpleNamespace, n_clients: int, seed: int) -> None:
@@ -33,15 +33,15 @@ class SyntheticData(FederatedData):
         rng = generator(seed, Purpose.SYNTHETIC, -1, n_clients)
         sizes = syn.samples_mean * np.exp(syn.samples_sigma * rng.standard_normal(n_clients))
         total = np.maximum(np.round(sizes).astype(np.int64), data.min_samples + 1)
-        self.n_test = np.floor(data.local_test_fraction * total).astype(np.int64)
-        self.n_train = total - self.n_test
+        n_test = np.floor(data.local_test_fraction * total).astype(np.int64)
+        super().__init__(total - n_test, n_test)
         share = data.proxy_fraction / (1 - data.proxy_fraction)
         self._proxy_size = max(1, int(round(share * total[:GLOBAL_TEST_CLIENTS].sum())))
         self._sigma = np.arange(1, self.features + 1, dtype=np.float64) ** -1.2
-        self._generate = lru_cache(maxsize=16)(self._generate_uncached)
 
-    def _generate_uncached(self, key: int, n: int, centred: bool) -> Split:
+    def generate(self, key: int, n: int) -> Split:
         rng = generator(self.seed, Purpose.SYNTHETIC, 0, key)
+        centred = key == PROXY_KEY
         u = 0.0 if centred else rng.normal(0, np.sqrt(self.alpha))
         b_mean = 0.0 if centred else rng.normal(0, np.sqrt(self.beta))
         w = rng.normal(u, 1, size=(self.features, self.n_classes))
@@ -51,22 +51,9 @@ class SyntheticData(FederatedData):
         y = np.argmax(x @ w + b, axis=1)
         return torch.from_numpy(x.astype(np.float32)), torch.from_numpy(y.astype(np.int64))
 
-    def _client(self, client: int) -> Split:
-        return self._generate(client, int(self.n_train[client] + self.n_test[client]), False)
-
-    def client_train(self, client: int) -> Split:
-        x, y = self._client(client)
-        n = int(self.n_train[client])
-        return x[:n], y[:n]
-
-    def client_test(self, client: int) -> Split:
-        x, y = self._client(client)
-        n = int(self.n_train[client])
-        return x[n:], y[n:]
-
     def global_test(self) -> Split:
         parts = [self.client_test(k) for k in range(min(self.n_clients, GLOBAL_TEST_CLIENTS))]
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
     def proxy(self) -> Split:
-        return self._generate(PROXY_KEY, self._proxy_size, True)
+        return self.generate(PROXY_KEY, self._proxy_size)

@@ -22,7 +22,15 @@ from mpifl.data import build_dataset
 from mpifl.engine.accumulate import Accumulators, UpdateRejected
 from mpifl.engine.evaluate import EvalResult, Evaluator
 from mpifl.engine.plan import RoundPlan, plan_round
-from mpifl.fleet.profiles import generate_fleet
+from mpifl.engine.throttle import (
+    MemoryProbe,
+    is_allocation_failure,
+    limit_data_segment,
+    sleep_until,
+)
+from mpifl.errors import ConfigError
+from mpifl.fleet import build_fleet
+from mpifl.fleet.availability import build_availability
 from mpifl.methods import ClientTask, MethodContext, method_class
 from mpifl.models import spec_from_config
 from mpifl.progress import Progress, summary
@@ -53,8 +61,17 @@ class Engine:
         self.threads = configure_threads(cfg.run.threads)
         seed = cfg.run.seed
         self.data = build_dataset(cfg.data, cfg.fleet.clients, seed)
-        classes = cfg.as_dict()["fleet"]["classes"]
-        self.fleet = generate_fleet(cfg.fleet.clients, classes, cfg.fleet.spread, seed)
+        if cfg.round.cohort > self.data.n_clients:
+            raise ConfigError(
+                "round.cohort", cfg.round.cohort, f"must be <= the {self.data.n_clients} clients"
+            )
+        self.fleet = build_fleet(cfg, self.data.n_clients)
+        self.availability = build_availability(cfg.emulation, self.fleet, seed)
+        emulation = cfg.emulation
+        self.throttled = emulation.mode == "throttled"
+        self.measure_memory = emulation.memory != "analytic"
+        if emulation.rlimit_data:
+            limit_data_segment(emulation.rlimit_data)
         spec = spec_from_config(cfg.model, self.data.input_shape, self.data.n_classes)
         ctx = MethodContext(cfg, self.data, spec, Evaluator(comm, cfg.aggregation.frac_bits))
         self.method = method_class(cfg.algorithm.name)(ctx)
@@ -117,13 +134,15 @@ class Engine:
         cfg = self.cfg
         return plan_round(
             t,
+            self.virtual_time,
             cfg.run.seed,
             self.fleet,
             self.data.n_train,
             self.method.workload,
             cfg.round,
-            cfg.emulation.availability,
+            self.availability,
             self.comm.size,
+            check_footprint=cfg.emulation.memory != "measured",
         )
 
     def round(self, t: int) -> np.void | None:
@@ -131,6 +150,7 @@ class Engine:
         comm = self.comm
         wall_start, comm_start = time.perf_counter(), comm.seconds
         plan = self.plan(t)
+        self.virtual_time += plan.duration
         rows = plan.rows[plan.scheduled(comm.rank)]
         train_time = self._train(t, plan, rows)
         evals = self._evaluate(t)
@@ -170,15 +190,38 @@ class Engine:
                 generator=torch_generator(cfg.run.seed, Purpose.TRAIN, t, client),
                 row=row,
             )
-            result = self.method.train_client(task, acc)
+            self._train_one(task, row, acc)
+        train_time = time.perf_counter() - start
+        self.method.server_step(acc.reduce(comm), t)
+        return train_time
+
+    def _train_one(self, task: ClientTask, row: np.void, acc: Accumulators) -> None:
+        """Train one client; record its outcome in `row` (loss, accuracy, status, time)."""
+        started = time.perf_counter()
+        try:
+            if self.measure_memory:
+                with MemoryProbe() as probe:
+                    result = self.method.train_client(task, acc)
+                row["measured_memory"] = probe.growth
+            else:
+                result = self.method.train_client(task, acc)
+        except (MemoryError, RuntimeError) as exc:  # the RLIMIT_DATA backstop
+            if not is_allocation_failure(exc):
+                raise
+            acc.discard()
+            result = None
+        if result is None or (self.measure_memory and row["measured_memory"] > row["memory"]):
+            row["status"], row["bytes_up"] = Status.OOM, 0
+            acc.discard()
+        else:
             row["loss"], row["accuracy"] = result.loss, result.accuracy
             try:
                 acc.commit()
             except UpdateRejected:
                 row["status"] = Status.REJECTED
-        train_time = time.perf_counter() - start
-        self.method.server_step(acc.reduce(comm), t)
-        return train_time
+        if self.throttled:
+            sleep_until(started, row["compute_time"] * self.cfg.emulation.time_scale)
+        row["wall_time"] = time.perf_counter() - started
 
     def _evaluate(self, t: int) -> list[EvalResult]:
         run = self.cfg.run
@@ -199,7 +242,6 @@ class Engine:
         participation = np.sort(participation, order="client")
         status = participation["status"]
         np.add.at(self.by_class, (participation["device_class"], status), 1)
-        self.virtual_time += plan.duration
         row = np.zeros(1, dtype=ROUNDS_DTYPE)[0]
         row["round"], row["duration"], row["virtual_time"] = t, plan.duration, self.virtual_time
         row["sampled"] = len(participation)

@@ -6,15 +6,17 @@ Every rank computes the same plan from (seed, round) without communicating.
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
 
 import numpy as np
 
+from mpifl.fleet.availability import Availability
 from mpifl.fleet.profiles import Fleet
 from mpifl.results.schema import PARTICIPATION_DTYPE, Status
-from mpifl.streams import Purpose, generator, uniform
+from mpifl.streams import Purpose, generator
 
 
 @dataclass
@@ -57,16 +59,25 @@ def sample_cohort(seed: int, round_: int, n_clients: int, cohort: int) -> np.nda
 
 def plan_round(
     round_: int,
+    t0: float,
     seed: int,
     fleet: Fleet,
     n_train: np.ndarray,
     workload_of: Callable[[np.ndarray], Workload],
     rnd: SimpleNamespace,
-    availability: str,
+    availability: Availability,
     n_ranks: int,
+    check_footprint: bool = True,
 ) -> RoundPlan:
-    """Plan round `round_`: sample, check availability, memory and deadline, balance ranks."""
-    ids = sample_cohort(seed, round_, len(fleet), rnd.cohort)
+    """Plan round `round_` starting at virtual time t0.
+
+    Sample ceil(cohort x overcommit) clients; leave out the offline, the infeasible
+    (footprint over memory budget), those that go offline before they finish, and those
+    that would miss the deadline; with over-commitment keep the first `cohort` to finish.
+    Balance the rest over ranks.
+    """
+    n_sample = min(len(fleet), math.ceil(rnd.cohort * rnd.overcommit))
+    ids = sample_cohort(seed, round_, len(fleet), n_sample)
     prof = fleet.profiles[ids]
     work: Workload = workload_of(ids)
     rows = np.zeros(len(ids), dtype=PARTICIPATION_DTYPE)
@@ -76,33 +87,37 @@ def plan_round(
     rows["bytes_down"], rows["bytes_up"] = work.bytes_down, work.bytes_up
     rows["width"], rows["prune"], rows["family"] = work.width, work.prune, work.family
     rows["loss"] = rows["accuracy"] = np.nan
+    rows["measured_memory"] = -1
     rows["compute_time"] = work.train_flops / prof["flops"]
     rows["comm_time"] = (
         2 * prof["latency"].astype(np.float64)
         + 8.0 * work.bytes_down / prof["downlink"]
         + 8.0 * work.bytes_up / prof["uplink"]
     )
-    online = (
-        np.ones(len(ids), dtype=bool)
-        if availability == "always"
-        else uniform(seed, Purpose.AVAILABILITY, round_, ids) < prof["availability"]
-    )
-    fits = work.footprint <= prof["memory"]
     finish = rows["compute_time"] + rows["comm_time"]
-    on_time = finish <= rnd.deadline
+    online = availability.online(ids, round_, t0)
+    stays = availability.stays_online(ids, t0, finish)
+    fits = work.footprint <= prof["memory"] if check_footprint else np.ones(len(ids), bool)
     status = np.full(len(ids), Status.TRAINED, dtype=np.uint8)
-    status[~on_time] = Status.LATE
+    status[finish > rnd.deadline] = Status.LATE
+    status[~stays] = Status.DROPPED
     status[~fits] = Status.INFEASIBLE
     status[~online] = Status.UNAVAILABLE
+    ready = np.flatnonzero(status == Status.TRAINED)
+    if len(ready) > rnd.cohort:  # over-commitment: the first `cohort` to finish count
+        order = ready[np.lexsort((ids[ready], finish[ready]))]
+        status[order[rnd.cohort :]] = Status.SURPLUS
     rows["status"] = status
-    # Nothing is sent to an offline or infeasible client; a late upload never counts.
+    # Nothing is sent to an offline or infeasible client; uploads that never count are not sent.
     idle = (status == Status.UNAVAILABLE) | (status == Status.INFEASIBLE)
     rows["bytes_down"][idle] = 0
-    rows["bytes_up"][idle | (status == Status.LATE)] = 0
-    rows["rank"] = assign_ranks(np.where(status == Status.TRAINED, work.train_flops, -1), n_ranks)
+    cut = idle | (status == Status.LATE) | (status == Status.DROPPED) | (status == Status.SURPLUS)
+    rows["bytes_up"][cut] = 0
     trained = status == Status.TRAINED
-    if np.any(status == Status.LATE):
-        duration = float(rnd.deadline)
+    rows["rank"] = assign_ranks(np.where(trained, work.train_flops, -1), n_ranks)
+    waited = np.any((status == Status.LATE) | (status == Status.DROPPED))
+    if waited and math.isfinite(rnd.deadline) and trained.sum() < rnd.cohort:
+        duration = float(rnd.deadline)  # the server waited for clients that never came
     else:
         duration = float(finish[trained].max()) if trained.any() else 0.0
     return RoundPlan(round_, rows, duration)

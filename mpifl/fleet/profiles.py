@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mpifl.fleet.availability import Intervals
 from mpifl.fleet.devices import PROFILE_KEYS
 from mpifl.streams import Purpose, generator
 
@@ -18,6 +19,7 @@ PROFILE_DTYPE = np.dtype(
         ("downlink", "f4"),  # bit/s
         ("latency", "f4"),  # s, one way
         ("availability", "f4"),  # probability of being online in a round
+        ("trace_period", "f8"),  # s after which the client's interval trace repeats (0 = never)
     ]
 )
 
@@ -28,9 +30,26 @@ class Fleet:
 
     profiles: np.ndarray
     class_names: list[str]
+    intervals: Intervals | None = None
 
     def __len__(self) -> int:
         return len(self.profiles)
+
+    def for_clients(self, n: int) -> Fleet:
+        """A fleet of n clients where client k has device k mod len(self)."""
+        if n == len(self):
+            return self
+        devices = np.arange(n) % len(self)
+        intervals = None
+        if self.intervals is not None:
+            iv = self.intervals
+            counts = np.diff(iv.offsets)[devices]
+            offsets = np.concatenate([[0], np.cumsum(counts)])
+            take = np.concatenate(
+                [np.arange(iv.offsets[d], iv.offsets[d + 1]) for d in devices]
+            ).astype(np.int64)
+            intervals = Intervals(offsets, iv.starts[take], iv.ends[take])
+        return Fleet(self.profiles[devices], self.class_names, intervals)
 
     @property
     def nbytes(self) -> int:

@@ -19,6 +19,9 @@ class Status(IntEnum):
     INFEASIBLE = 2  # training footprint exceeds its memory budget
     LATE = 3  # would finish after the round deadline
     REJECTED = 4  # trained, but its update was not finite (or out of range)
+    DROPPED = 5  # went offline before it finished
+    SURPLUS = 6  # over-commitment: finished after the first `cohort` clients
+    OOM = 7  # measured memory growth exceeded its budget (memory = measured | both)
 
 
 STATUS_NAMES = {s.name.lower(): int(s) for s in Status}
@@ -38,6 +41,8 @@ PARTICIPATION_DTYPE = np.dtype(
         ("comm_time", "f8"),  # virtual seconds, down + up + latency
         ("bytes_down", "i8"),
         ("bytes_up", "i8"),
+        ("wall_time", "f8"),  # host seconds spent on the client, throttling included
+        ("measured_memory", "i8"),  # peak RSS growth while training, bytes (-1 = not measured)
         ("loss", "f4"),  # mean local training loss (NaN if not trained)
         ("accuracy", "f4"),  # trained model on the client's own test split (NaN if none)
         ("width", "f4"),  # width ratio of the client's model (1 = full)
@@ -58,6 +63,9 @@ ROUNDS_DTYPE = np.dtype(
         ("infeasible", "i4"),
         ("late", "i4"),
         ("rejected", "i4"),
+        ("dropped", "i4"),
+        ("surplus", "i4"),
+        ("oom", "i4"),
         ("bytes_down", "i8"),
         ("bytes_up", "i8"),
         ("train_loss", "f8"),  # sample-weighted mean over trained clients

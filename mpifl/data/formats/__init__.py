@@ -1,0 +1,1 @@
+"""Readers of real data formats from a user-given path (no downloads)."""

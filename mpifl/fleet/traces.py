@@ -1,0 +1,200 @@
+"""Fleet files: device profiles and availability intervals as CSV or HDF5, and FedScale import.
+
+CSV: `NAME.csv` has one row per client (row i = client i) with the columns
+`device_class,flops,memory,uplink,downlink,latency,availability,trace_period`
+(device_class is a name); optional `NAME.intervals.csv` has `client,start,end` rows
+(seconds, [start, end) when the client is online). HDF5: dataset `profiles` (the same
+columns, device_class as an index into the attribute `device_classes`) and dataset
+`intervals` (client, start, end). docs/fleet.md documents both.
+"""
+
+from __future__ import annotations
+
+import csv
+import pickle
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from mpifl.errors import InputError
+from mpifl.fleet.availability import Intervals
+from mpifl.fleet.devices import CATALOGUE, PROFILE_KEYS
+from mpifl.fleet.profiles import PROFILE_DTYPE, Fleet
+
+COLUMNS = ("device_class", *PROFILE_KEYS, "trace_period")
+INTERVAL_DTYPE = np.dtype([("client", "i8"), ("start", "f8"), ("end", "f8")])
+
+
+def _intervals_path(path: Path) -> Path:
+    return path.with_name(path.stem + ".intervals.csv")
+
+
+def intervals_from_rows(rows: np.ndarray, n_clients: int) -> Intervals:
+    """Group (client, start, end) rows into sorted per-client intervals; check them."""
+    if len(rows) and (rows["client"].min() < 0 or rows["client"].max() >= n_clients):
+        raise InputError(f"fleet error: interval rows name clients outside 0..{n_clients - 1}")
+    if np.any(rows["end"] <= rows["start"]):
+        raise InputError("fleet error: an availability interval has end <= start")
+    rows = np.sort(rows, order=["client", "start"])
+    same = rows["client"][1:] == rows["client"][:-1]
+    if np.any(same & (rows["start"][1:] < rows["end"][:-1])):
+        raise InputError("fleet error: a client's availability intervals overlap")
+    offsets = np.zeros(n_clients + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum(np.bincount(rows["client"], minlength=n_clients))
+    return Intervals(offsets, rows["start"].copy(), rows["end"].copy())
+
+
+def interval_rows(intervals: Intervals) -> np.ndarray:
+    """Intervals back to (client, start, end) rows."""
+    rows = np.zeros(len(intervals.starts), dtype=INTERVAL_DTYPE)
+    rows["client"] = np.repeat(np.arange(len(intervals.offsets) - 1), np.diff(intervals.offsets))
+    rows["start"], rows["end"] = intervals.starts, intervals.ends
+    return rows
+
+
+def save_fleet(fleet: Fleet, path: Path) -> None:
+    """Write a fleet file (.csv, with .intervals.csv beside it, or .h5)."""
+    if path.suffix == ".h5":
+        with h5py.File(path, "w") as f:
+            f.create_dataset("profiles", data=fleet.profiles)
+            f["profiles"].attrs["device_classes"] = fleet.class_names
+            if fleet.intervals is not None:
+                f.create_dataset("intervals", data=interval_rows(fleet.intervals))
+        return
+    with path.open("w", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(COLUMNS)
+        for p in fleet.profiles:
+            out.writerow(
+                [fleet.class_names[p["device_class"]], *(repr(float(p[k])) for k in COLUMNS[1:])]
+            )
+    if fleet.intervals is not None:
+        with _intervals_path(path).open("w", newline="") as fh:
+            out = csv.writer(fh)
+            out.writerow(INTERVAL_DTYPE.names)
+            for r in interval_rows(fleet.intervals):
+                out.writerow([int(r["client"]), repr(float(r["start"])), repr(float(r["end"]))])
+
+
+def load_fleet(path: str | Path) -> Fleet:
+    """Read a fleet file; any problem is an InputError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"fleet error: fleet file not found: {path}")
+    try:
+        fleet = _load_h5(path) if path.suffix == ".h5" else _load_csv(path)
+    except (OSError, KeyError, ValueError) as exc:
+        raise InputError(f"fleet error: {path}: {exc}") from None
+    _check(fleet, path)
+    return fleet
+
+
+def _load_h5(path: Path) -> Fleet:
+    with h5py.File(path, "r") as f:
+        raw = f["profiles"][:]
+        names = [str(n) for n in f["profiles"].attrs["device_classes"]]
+        profiles = np.zeros(len(raw), dtype=PROFILE_DTYPE)
+        for col in PROFILE_DTYPE.names:
+            profiles[col] = raw[col]
+        intervals = (
+            intervals_from_rows(f["intervals"][:].astype(INTERVAL_DTYPE), len(raw))
+            if "intervals" in f
+            else None
+        )
+    return Fleet(profiles, names, intervals)
+
+
+def _load_csv(path: Path) -> Fleet:
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = set(COLUMNS) - set(reader.fieldnames or [])
+        if missing:
+            raise ValueError(f"missing columns {sorted(missing)}; need {', '.join(COLUMNS)}")
+        rows = list(reader)
+    names = list(dict.fromkeys(r["device_class"] for r in rows))
+    profiles = np.zeros(len(rows), dtype=PROFILE_DTYPE)
+    profiles["device_class"] = [names.index(r["device_class"]) for r in rows]
+    for col in COLUMNS[1:]:
+        profiles[col] = [float(r[col]) for r in rows]
+    intervals = None
+    ipath = _intervals_path(path)
+    if ipath.is_file():
+        data = np.loadtxt(ipath, delimiter=",", skiprows=1, ndmin=2)
+        rows_iv = np.zeros(len(data), dtype=INTERVAL_DTYPE)
+        if len(data):
+            rows_iv["client"], rows_iv["start"], rows_iv["end"] = data[:, 0], data[:, 1], data[:, 2]
+        intervals = intervals_from_rows(rows_iv, len(profiles))
+    return Fleet(profiles, names, intervals)
+
+
+def _check(fleet: Fleet, path: Path) -> None:
+    p = fleet.profiles
+    if len(p) == 0:
+        raise InputError(f"fleet error: {path}: no clients")
+    for col in ("flops", "memory", "uplink", "downlink"):
+        if not np.all(p[col] > 0):
+            raise InputError(f"fleet error: {path}: column {col} must be > 0 for every client")
+    if not np.all((p["availability"] >= 0) & (p["availability"] <= 1)):
+        raise InputError(f"fleet error: {path}: availability must be in [0, 1]")
+    if np.any(p["latency"] < 0) or np.any(p["trace_period"] < 0):
+        raise InputError(f"fleet error: {path}: latency and trace_period must be >= 0")
+
+
+def import_fedscale(
+    capacity_path: Path,
+    behaviour_path: Path | None,
+    reference_flops: float,
+    latency: float,
+) -> Fleet:
+    """Build a fleet from FedScale's pickled traces.
+
+    capacity: {client_id: {"computation": ms per sample, "communication": kbit/s}};
+    speed = reference_flops (training FLOPs per sample of the model FedScale timed) /
+    (computation / 1000). Memory is not in FedScale's traces: each device takes the memory
+    budget of the catalogue class nearest in log FLOP/s (the class is recorded).
+    behaviour: {client_id: {"active": [t...], "inactive": [t...], "finish_time": t}}: the
+    client is online in [active[i], inactive[i]), its trace repeating every finish_time.
+    Client ids are sorted; client i of the fleet is the i-th id.
+    """
+    capacity = _unpickle(capacity_path)
+    ids = sorted(capacity)
+    speeds = np.array([reference_flops / (float(capacity[c]["computation"]) / 1000.0) for c in ids])
+    names = list(CATALOGUE)
+    class_flops = np.log([CATALOGUE[n]["flops"] for n in names])
+    cls = np.abs(np.log(speeds)[:, None] - class_flops[None, :]).argmin(axis=1)
+    profiles = np.zeros(len(ids), dtype=PROFILE_DTYPE)
+    profiles["device_class"] = cls
+    profiles["flops"] = speeds
+    profiles["memory"] = [CATALOGUE[names[c]]["memory"] for c in cls]
+    bandwidth = np.array([float(capacity[c]["communication"]) * 1000.0 for c in ids])
+    profiles["uplink"] = profiles["downlink"] = bandwidth
+    profiles["latency"] = latency
+    profiles["availability"] = 1.0
+    intervals = None
+    if behaviour_path is not None:
+        behaviour = _unpickle(behaviour_path)
+        rows = []
+        for i, c in enumerate(ids):
+            trace = behaviour.get(c, behaviour.get(str(c)))
+            if trace is None:
+                raise InputError(f"fleet error: {behaviour_path}: no trace for client {c}")
+            period = float(trace["finish_time"])
+            pairs = list(zip(trace["active"], trace["inactive"], strict=False))
+            rows += [(i, float(a), float(b)) for a, b in pairs if b > a]
+            profiles["trace_period"][i] = period
+            online = sum(min(b, period) - a for a, b in pairs if b > a and a < period)
+            profiles["availability"][i] = min(1.0, online / period) if period > 0 else 1.0
+        intervals = intervals_from_rows(np.array(rows, dtype=INTERVAL_DTYPE), len(ids))
+    return Fleet(profiles, names, intervals)
+
+
+def _unpickle(path: Path) -> dict:
+    try:
+        with Path(path).open("rb") as fh:
+            data = pickle.load(fh)
+    except (OSError, pickle.UnpicklingError, EOFError) as exc:
+        raise InputError(f"fleet error: {path}: not a readable pickle ({exc})") from None
+    if not isinstance(data, dict) or not data:
+        raise InputError(f"fleet error: {path}: expected a non-empty dict keyed by client id")
+    return data
