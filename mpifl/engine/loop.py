@@ -26,6 +26,7 @@ from mpifl.engine.throttle import (
     MemoryProbe,
     is_allocation_failure,
     limit_data_segment,
+    make_allocations_visible,
     sleep_until,
 )
 from mpifl.errors import ConfigError
@@ -70,6 +71,8 @@ class Engine:
         emulation = cfg.emulation
         self.throttled = emulation.mode == "throttled"
         self.measure_memory = emulation.memory != "analytic"
+        if self.measure_memory:
+            make_allocations_visible()
         if emulation.rlimit_data:
             limit_data_segment(emulation.rlimit_data)
         spec = spec_from_config(cfg.model, self.data.input_shape, self.data.n_classes)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import resource
 import threading
 import time
@@ -9,6 +11,22 @@ import time
 import psutil
 
 SAMPLE_INTERVAL_S = 0.001
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
+MMAP_THRESHOLD = 128 * 1024
+
+
+def make_allocations_visible() -> bool:
+    """Pin glibc's mmap threshold at 128 KiB (it otherwise grows after the first large
+    free) and trim freed heap memory, so every tensor above 128 KiB is mapped and
+    unmapped and shows in RSS. Returns False where glibc's mallopt is not available."""
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name)
+        ok = libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+        ok &= libc.mallopt(M_TRIM_THRESHOLD, MMAP_THRESHOLD)
+    except (OSError, AttributeError, TypeError):
+        return False
+    return bool(ok)
 
 
 class MemoryProbe:
