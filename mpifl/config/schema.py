@@ -105,7 +105,7 @@ SCHEMA: Section = {
         "slot": number(900.0, 0.0, low_open=True, doc="diurnal: s per availability draw"),
     },
     "aggregation": {
-        "frac_bits": Field("int", 40, "must be an integer in [16, 56]", lambda v: 16 <= v <= 56),
+        "frac_bits": Field("int", 40, "must be an integer in [16, 48]", lambda v: 16 <= v <= 48),
     },
     "faults": {
         "raise_on_rank": integer(-1, -1, "inject an exception on this rank (-1 = never)"),

@@ -50,13 +50,13 @@ class FedAvg(Method):
         )
 
     def accumulator_sizes(self) -> dict[str, int]:
-        return {"delta": self.weights.numel(), "weight": 1}
+        return {"model": self.weights.numel(), "weight": 1}
 
     def train_client(self, task: ClientTask, acc: Accumulators) -> ClientResult:
         set_flat(self.model, self.weights)
         x, y = task.train
         loss = sgd_epochs(self.model, x, y, self.config.train, task.generator)
-        acc.add("delta", get_flat(self.model) - self.weights, len(x))
+        acc.add("model", list(self.model.parameters()), len(x))
         acc.add("weight", torch.ones(1), len(x))
         _, correct = loss_and_correct(self.model, *task.test)
         n_test = len(task.test[0])
@@ -64,9 +64,10 @@ class FedAvg(Method):
 
     def server_step(self, sums: dict[str, np.ndarray], round_: int) -> None:
         total = sums["weight"][0]
-        if total > 0:
-            step = self.config.algorithm.server_lr * sums["delta"] / total
-            self.weights = (self.weights.double() + torch.from_numpy(step)).float()
+        if total > 0:  # W + eta_s (sum_k n_k W_k / sum_k n_k - W) = W + eta_s * mean delta
+            average = torch.from_numpy(sums["model"] / total)
+            step = self.config.algorithm.server_lr * (average - self.weights.double())
+            self.weights = (self.weights.double() + step).float()
 
     def evaluate(self) -> list[EvalResult]:
         set_flat(self.model, self.weights)
