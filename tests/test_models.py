@@ -43,3 +43,27 @@ def test_group_norm_and_forward_shapes():
 def test_too_many_pooling_blocks_is_a_config_error():
     with pytest.raises(ConfigError, match="model.channels"):
         build_model(ModelSpec("cnn", (1, 8, 8), 10, channels=(4, 4, 4, 4)))
+
+
+def test_channels_last_training_matches_default_layout():
+    from types import SimpleNamespace
+
+    from mpifl.engine.local_training import get_flat, prepare_model, set_flat, sgd_epochs
+
+    spec = ModelSpec("cnn", (3, 32, 32), 10, channels=(8, 16), kernel=5, fc=32)
+    x, y = torch.randn(20, 3, 32, 32), torch.randint(0, 10, (20,))
+    results = []
+    for channels_last in (False, True):
+        train = SimpleNamespace(
+            epochs=1, batch_size=10, lr=0.1, momentum=0.0, weight_decay=0.0,
+            channels_last=channels_last,
+        )  # fmt: skip
+        torch.manual_seed(0)
+        model = build_model(spec)
+        start = get_flat(model)
+        model = prepare_model(model, train)
+        set_flat(model, start)
+        sgd_epochs(model, x, y, train, torch.Generator().manual_seed(1))
+        results.append(get_flat(model))
+    assert torch.allclose(results[0], results[1], rtol=1e-4, atol=1e-6)
+    assert not torch.equal(results[0], start)

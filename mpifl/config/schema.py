@@ -85,6 +85,7 @@ SCHEMA: Section = {
         "lr": number(0.05, 0.0, low_open=True),
         "momentum": number(0.0, 0.0, 1.0, high_open=True),
         "weight_decay": number(0.0, 0.0),
+        "channels_last": Field("bool", False, doc="CNNs: NHWC memory layout (faster on CPU)"),
     },
     "round": {
         "cohort": integer(10, 1, "clients sampled per round"),

@@ -6,12 +6,11 @@ from types import SimpleNamespace
 
 import torch
 from torch import nn
-from torch.nn.utils import parameters_to_vector
 
 
 def get_flat(model: nn.Module) -> torch.Tensor:
-    """All parameters as one flat float32 vector (a copy)."""
-    return parameters_to_vector(model.parameters()).detach().clone()
+    """All parameters as one flat float32 vector in logical (NCHW) order (a copy)."""
+    return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
 
 
 @torch.no_grad()
@@ -21,6 +20,19 @@ def set_flat(model: nn.Module, flat: torch.Tensor) -> None:
     for p in model.parameters():
         p.copy_(flat[offset : offset + p.numel()].view_as(p))
         offset += p.numel()
+
+
+def prepare_model(model: nn.Module, train: SimpleNamespace) -> nn.Module:
+    """Apply the training layout: channels_last for models with convolutions if asked."""
+    if train.channels_last and any(isinstance(m, nn.Conv2d) for m in model.modules()):
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def _layout(x: torch.Tensor, train: SimpleNamespace) -> torch.Tensor:
+    if train.channels_last and x.dim() == 4:
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
 
 
 def sgd_epochs(
@@ -41,7 +53,7 @@ def sgd_epochs(
         for lo in range(0, len(x), train.batch_size):
             idx = order[lo : lo + train.batch_size]
             optimizer.zero_grad(set_to_none=True)
-            loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+            loss = nn.functional.cross_entropy(model(_layout(x[idx], train)), y[idx])
             loss.backward()
             optimizer.step()
             total += loss.item()

@@ -10,7 +10,13 @@ import torch
 from mpifl.config.fields import number
 from mpifl.engine.accumulate import Accumulators
 from mpifl.engine.evaluate import EvalResult
-from mpifl.engine.local_training import get_flat, loss_and_correct, set_flat, sgd_epochs
+from mpifl.engine.local_training import (
+    get_flat,
+    loss_and_correct,
+    prepare_model,
+    set_flat,
+    sgd_epochs,
+)
 from mpifl.engine.plan import Workload
 from mpifl.methods import register
 from mpifl.methods.base import ClientResult, ClientTask, Method, MethodContext
@@ -32,6 +38,7 @@ class FedAvg(Method):
             self.model = build_model(ctx.spec)
         self.weights = get_flat(self.model)
         train = self.config.train
+        self.model = prepare_model(self.model, train)
         cost = measure_cost(ctx.spec)
         self.footprint = cost.footprint(train.batch_size, train.momentum > 0)
         self.flops_per_sample = cost.train_flops_per_sample * train.epochs

@@ -1,0 +1,52 @@
+"""W1: cross-device FedAvg throughput, mpifl against the bare mpi4py + torch loop.
+
+All variants run 2 ranks, 1 torch thread each, 1 warm-up round then 10 timed rounds,
+alternating in the same invocation (`--repeats` times): the bare loop, mpifl as the
+bare loop trains (default memory layout), and mpifl with train.channels_last = true.
+mpifl runs with fleet emulation and per-client HDF5 records on (jobs/w1.toml); its last
+round, which evaluates, is not timed. Prints medians and ratios to the bare loop.
+
+    python -m bench.w1 [--ranks 2] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from bench.common import bare_w1, mpifl_run, tables, timed
+
+TIMED_ROUNDS = 10
+VARIANTS = {"mpifl": (), "mpifl, channels_last": ("train.channels_last=true",)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--ranks", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3)
+    args = p.parse_args()
+    bare: list[float] = []
+    ours: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    comm: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    for _ in range(args.repeats):
+        bare += list(timed(bare_w1(args.ranks, TIMED_ROUNDS + 1)))
+        for name, sets in VARIANTS.items():
+            path = mpifl_run(args.ranks, "jobs/w1.toml", f"run.rounds={TIMED_ROUNDS + 2}", *sets)
+            rounds, ranks = tables(path)
+            ours[name] += list(timed(rounds["wall_time"], tail=1))
+            comm[name] += list(timed(ranks["comm_time"][ranks["rank"] == 0], tail=1))
+    b = float(np.median(bare))
+    print(f"W1 ({args.ranks} ranks, {len(bare)} timed rounds per variant, medians)")
+    print(f"  {'bare mpi4py + torch':<22} {b:.3f} s/round")
+    for name in VARIANTS:
+        m = float(np.median(ours[name]))
+        print(
+            f"  {name:<22} {m:.3f} s/round  ratio to bare {m / b:.3f}  "
+            f"(rank 0 in collectives {np.median(comm[name]):.3f} s)"
+        )
+    print("  targets: mpifl / bare <= 1.05; stretch <= 0.9")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""W2: fleet scale. Build a 10^6-client fleet, plan rounds, run 2 ranks on it.
+
+Prints: fleet build time, data set (client sizes) build time, planning time per round at
+10^4 / 10^5 / 10^6 clients (is it independent of fleet size?), peak RSS per rank and
+HDF5 bytes per round from a real 2-rank run of jobs/w2_fleet_scale.toml.
+
+    python bench/w2.py
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+
+import numpy as np
+
+from bench.common import mpifl_run, tables, timed
+from mpifl.config import load_config
+from mpifl.data import build_dataset
+from mpifl.engine.plan import plan_round
+from mpifl.fleet import build_fleet
+from mpifl.fleet.availability import build_availability
+from mpifl.methods import MethodContext, method_class
+from mpifl.models import spec_from_config
+
+JOB = "jobs/w2_fleet_scale.toml"
+
+
+def plan_seconds(n_clients: int, rounds: int = 20) -> tuple[float, float, float]:
+    """(fleet build s, data build s, median planning s per round) at n_clients."""
+    cfg = load_config(JOB, [f"fleet.clients={n_clients}"])
+    start = time.perf_counter()
+    fleet = build_fleet(cfg, n_clients)
+    fleet_s = time.perf_counter() - start
+    start = time.perf_counter()
+    data = build_dataset(cfg.data, n_clients, cfg.run.seed)
+    data_s = time.perf_counter() - start
+    spec = spec_from_config(cfg.model, data.input_shape, data.n_classes)
+    method = method_class("fedavg")(MethodContext(cfg, data, spec, evaluator=None))
+    availability = build_availability(cfg.emulation, fleet, cfg.run.seed)
+    times = []
+    for t in range(rounds):
+        start = time.perf_counter()
+        plan_round(
+            t, 0.0, cfg.run.seed, fleet, data.n_train, method.workload, cfg.round, availability, 2
+        )
+        times.append(time.perf_counter() - start)
+    return fleet_s, data_s, float(np.median(times[1:]))
+
+
+def main() -> None:
+    print("W2 fleet scale (medians)")
+    for n in (10**4, 10**5, 10**6):
+        fleet_s, data_s, plan_s = plan_seconds(n)
+        print(f"  {n:>9} clients: fleet build {fleet_s:.3f} s, data sizes {data_s:.3f} s, "
+              f"planning {plan_s * 1000:.1f} ms/round")  # fmt: skip
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
+    print(f"  this process (three fleets built): peak RSS {peak:.0f} MiB")
+    path = mpifl_run(2, JOB)
+    rounds, ranks = tables(path)
+    per_rank = [ranks["peak_rss"][ranks["rank"] == r].max() / 2**20 for r in (0, 1)]
+    size = path.stat().st_size
+    per_round = np.median(timed(rounds["wall_time"]))
+    print(f"  2-rank run of {JOB}: {len(rounds)} rounds, {per_round:.2f} s/round")
+    print(f"    peak RSS per rank: {per_rank[0]:.0f} MiB, {per_rank[1]:.0f} MiB  (target < 1024)")
+    print(f"    HDF5 file {size / 2**20:.1f} MiB; per round (participation + rounds + ranks) "
+          f"{_bytes_per_round(path) / 2**10:.0f} KiB")  # fmt: skip
+
+
+def _bytes_per_round(path) -> float:
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        rows = {name: f[name] for name in ("participation", "rounds", "ranks", "eval")}
+        n_rounds = len(rows["rounds"])
+        return sum(ds.dtype.itemsize * len(ds) for ds in rows.values()) / n_rounds
+
+
+if __name__ == "__main__":
+    main()
