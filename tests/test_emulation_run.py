@@ -11,20 +11,14 @@ import pytest
 from mpifl.results.schema import Status
 from tests.conftest import mpifl
 
-TWO_SPEEDS = """
-[fleet.classes.slow]
-weight = 1.0
-flops = {slow}
-memory = 1e10
-uplink = 1e9
-downlink = 1e9
-latency = 0.0
-availability = 1.0
 
-[fleet.classes.fast]
+def device_class(name: str, flops: float, memory: float = 1e10) -> str:
+    """A [fleet.classes.NAME] table: always online, fast links, given speed and memory."""
+    return f"""
+[fleet.classes.{name}]
 weight = 1.0
-flops = {fast}
-memory = 1e10
+flops = {flops}
+memory = {memory}
 uplink = 1e9
 downlink = 1e9
 latency = 0.0
@@ -41,7 +35,7 @@ def _job(small_job, extra: str):
 def test_throttled_client_at_half_speed_takes_twice_the_wall_time(small_job, tmp_path):
     # each client trains ~13 samples x 1 epoch; FLOP counts are exact, so choose speeds
     # that give ~0.15 s (fast) and ~0.3 s (slow) of virtual compute per client
-    job = _job(small_job, TWO_SPEEDS.format(slow=5.0e7, fast=1.0e8))
+    job = _job(small_job, device_class("slow", 5.0e7) + device_class("fast", 1.0e8))
     proc = mpifl(
         "run", str(job), "--set", "emulation.mode='throttled'", "--set", "fleet.spread=0.0",
         "--set", "emulation.availability='always'", "--set", "round.deadline=inf",
@@ -85,23 +79,7 @@ cohort = 8
 [emulation]
 memory = "measured"
 availability = "always"
-[fleet.classes.tiny]
-weight = 1.0
-flops = 1e10
-memory = 1e6
-uplink = 1e8
-downlink = 1e8
-latency = 0.0
-availability = 1.0
-[fleet.classes.big]
-weight = 1.0
-flops = 1e10
-memory = 1e10
-uplink = 1e8
-downlink = 1e8
-latency = 0.0
-availability = 1.0
-"""
+{device_class("tiny", 1e10, memory=1e6)}{device_class("big", 1e10)}"""
     )
     proc = mpifl("run", str(job), ranks=2)
     assert proc.returncode == 0, proc.stderr
