@@ -20,7 +20,7 @@ PROBABILITY = FLEET.profiles["availability"].astype(np.float64)
 
 
 def workload(footprint=100_000, flops_per_sample=1e6, nbytes=40_000):
-    def of(ids):
+    def of(ids, round_):
         n = len(ids)
         return Workload(
             footprint=np.full(n, footprint, np.int64),

@@ -108,6 +108,9 @@ SCHEMA: Section = {
     "aggregation": {
         "frac_bits": Field("int", 40, "must be an integer in [16, 48]", lambda v: 16 <= v <= 48),
     },
+    "state": {
+        "cache_bytes": integer(2**30, 1, "client-state bytes kept in RAM per rank"),
+    },
     "faults": {
         "raise_on_rank": integer(-1, -1, "inject an exception on this rank (-1 = never)"),
         "raise_at_round": integer(-1, -1, "round of the injected exception"),

@@ -20,8 +20,10 @@ from mpifl.comm import Comm
 from mpifl.config import Config
 from mpifl.data import build_dataset
 from mpifl.engine.accumulate import Accumulators, UpdateRejected
+from mpifl.engine.distill import Distiller
 from mpifl.engine.evaluate import EvalResult, Evaluator
 from mpifl.engine.plan import RoundPlan, plan_round
+from mpifl.engine.state_store import ClientStateStore
 from mpifl.engine.throttle import (
     MemoryProbe,
     is_allocation_failure,
@@ -76,7 +78,10 @@ class Engine:
         if emulation.rlimit_data:
             limit_data_segment(emulation.rlimit_data)
         spec = spec_from_config(cfg.model, self.data.input_shape, self.data.n_classes)
-        ctx = MethodContext(cfg, self.data, spec, Evaluator(comm, cfg.aggregation.frac_bits))
+        bits = cfg.aggregation.frac_bits
+        ctx = MethodContext(
+            cfg, self.data, self.fleet, spec, Evaluator(comm, bits), Distiller(comm, bits)
+        )
         self.method = method_class(cfg.algorithm.name)(ctx)
         self.writer: ResultsWriter | None = None
         self.virtual_time = 0.0
@@ -85,7 +90,11 @@ class Engine:
         self._process = psutil.Process()
 
     def start(self, overwrite: bool) -> None:
-        """Create the result file on rank 0 (after every rank has set up without error)."""
+        """Create the client-state store (stateful methods) and, on rank 0, the result file;
+        called once every rank has set up without error."""
+        if self.method.stateful:
+            folder = self.output.parent / f".{self.output.stem}.state" / f"rank{self.comm.rank}"
+            self.method.ctx.state = ClientStateStore(self.cfg.state.cache_bytes, folder)
         if self.comm.rank != 0:
             return
         fleet_rows = np.zeros(len(self.fleet), dtype=FLEET_DTYPE)
@@ -117,6 +126,8 @@ class Engine:
             row = self.round(t)
             if row is not None:
                 progress.update(row)
+        if self.method.ctx.state is not None:
+            self.method.ctx.state.close()
         if self.writer is not None:
             wall = time.perf_counter() - start
             self.writer.close("complete", end_time=time.time(), wall_seconds=wall)
@@ -146,6 +157,7 @@ class Engine:
             self.availability,
             self.comm.size,
             check_footprint=cfg.emulation.memory != "measured",
+            pinned=self.method.stateful,
         )
 
     def round(self, t: int) -> np.void | None:
@@ -167,6 +179,13 @@ class Engine:
         rank_row["wall_time"] = time.perf_counter() - wall_start
         rank_row["rss"] = self._process.memory_info().rss
         rank_row["peak_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        store = self.method.ctx.state
+        if store is not None:
+            stats = store.take_stats()
+            rank_row["state_hits"], rank_row["state_misses"] = stats.hits, stats.misses
+            rank_row["state_bytes_read"] = stats.bytes_read
+            rank_row["state_bytes_written"] = stats.bytes_written
+            rank_row["state_ram_bytes"] = store.ram_bytes
         rank_rows = comm.gather_rows(rank_row)
         if comm.rank != 0:
             return None
@@ -195,7 +214,7 @@ class Engine:
             )
             self._train_one(task, row, acc)
         train_time = time.perf_counter() - start
-        self.method.server_step(acc.reduce(comm), t)
+        self.method.server_step(acc.reduce(comm), plan)
         return train_time
 
     def _train_one(self, task: ClientTask, row: np.void, acc: Accumulators) -> None:

@@ -51,6 +51,19 @@ class RoundPlan:
         return int(self.rows["samples"][mask].sum())
 
 
+def virtual_times(
+    profiles: np.ndarray, train_flops: np.ndarray, bytes_down: np.ndarray, bytes_up: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(compute, comm) virtual seconds: FLOPs / speed; 2 x latency + bytes / bandwidth."""
+    compute = train_flops / profiles["flops"]
+    comm = (
+        2 * profiles["latency"].astype(np.float64)
+        + 8.0 * bytes_down / profiles["downlink"]
+        + 8.0 * bytes_up / profiles["uplink"]
+    )
+    return compute, comm
+
+
 def sample_cohort(seed: int, round_: int, n_clients: int, cohort: int) -> np.ndarray:
     """Client ids sampled uniformly without replacement, sorted."""
     rng = generator(seed, Purpose.SAMPLE, round_)
@@ -63,23 +76,25 @@ def plan_round(
     seed: int,
     fleet: Fleet,
     n_train: np.ndarray,
-    workload_of: Callable[[np.ndarray], Workload],
+    workload_of: Callable[[np.ndarray, int], Workload],
     rnd: SimpleNamespace,
     availability: Availability,
     n_ranks: int,
     check_footprint: bool = True,
+    pinned: bool = False,
 ) -> RoundPlan:
     """Plan round `round_` starting at virtual time t0.
 
     Sample ceil(cohort x overcommit) clients; leave out the offline, the infeasible
     (footprint over memory budget), those that go offline before they finish, and those
     that would miss the deadline; with over-commitment keep the first `cohort` to finish.
-    Balance the rest over ranks.
+    Balance the rest over ranks (or, `pinned`, send client k to its home rank k mod R,
+    for methods that keep client state).
     """
     n_sample = min(len(fleet), math.ceil(rnd.cohort * rnd.overcommit))
     ids = sample_cohort(seed, round_, len(fleet), n_sample)
     prof = fleet.profiles[ids]
-    work: Workload = workload_of(ids)
+    work: Workload = workload_of(ids, round_)
     rows = np.zeros(len(ids), dtype=PARTICIPATION_DTYPE)
     rows["round"], rows["client"], rows["device_class"] = round_, ids, prof["device_class"]
     rows["samples"], rows["memory"] = n_train[ids], prof["memory"]
@@ -88,11 +103,8 @@ def plan_round(
     rows["width"], rows["prune"], rows["family"] = work.width, work.prune, work.family
     rows["loss"] = rows["accuracy"] = np.nan
     rows["measured_memory"] = -1
-    rows["compute_time"] = work.train_flops / prof["flops"]
-    rows["comm_time"] = (
-        2 * prof["latency"].astype(np.float64)
-        + 8.0 * work.bytes_down / prof["downlink"]
-        + 8.0 * work.bytes_up / prof["uplink"]
+    rows["compute_time"], rows["comm_time"] = virtual_times(
+        prof, work.train_flops, work.bytes_down, work.bytes_up
     )
     finish = rows["compute_time"] + rows["comm_time"]
     online = availability.online(ids, round_, t0)
@@ -114,7 +126,10 @@ def plan_round(
     cut = idle | (status == Status.LATE) | (status == Status.DROPPED) | (status == Status.SURPLUS)
     rows["bytes_up"][cut] = 0
     trained = status == Status.TRAINED
-    rows["rank"] = assign_ranks(np.where(trained, work.train_flops, -1), n_ranks)
+    if pinned:
+        rows["rank"] = np.where(trained, ids % n_ranks, -1)
+    else:
+        rows["rank"] = assign_ranks(np.where(trained, work.train_flops, -1), n_ranks)
     waited = np.any((status == Status.LATE) | (status == Status.DROPPED))
     if waited and math.isfinite(rnd.deadline) and trained.sum() < rnd.cohort:
         duration = float(rnd.deadline)  # the server waited for clients that never came

@@ -20,19 +20,26 @@ from mpifl.config import Config
 from mpifl.config.fields import Field
 from mpifl.data.federated import FederatedData, Split
 from mpifl.engine.accumulate import Accumulators
+from mpifl.engine.distill import Distiller
 from mpifl.engine.evaluate import EvalResult, Evaluator
-from mpifl.engine.plan import Workload
+from mpifl.engine.plan import RoundPlan, Workload
+from mpifl.engine.state_store import ClientStateStore
+from mpifl.fleet.profiles import Fleet
 from mpifl.models import ModelSpec
 
 
 @dataclass
 class MethodContext:
-    """What a method may use: config, data, the configured model spec, the evaluator."""
+    """What a method may use: config, data, fleet, the model spec, and the engine's
+    collective services (evaluation, distillation, the client-state store)."""
 
     config: Config
     data: FederatedData
+    fleet: Fleet
     spec: ModelSpec
     evaluator: Evaluator
+    distiller: Distiller | None = None
+    state: ClientStateStore | None = None
 
     @cached_property
     def global_test(self) -> Split:
@@ -65,14 +72,15 @@ class Method(ABC):
 
     name: ClassVar[str]
     fields: ClassVar[dict[str, Field]] = {}  # method-specific [algorithm] keys
+    stateful: ClassVar[bool] = False  # keeps per-client state: clients stay on a home rank
 
     def __init__(self, ctx: MethodContext) -> None:
         self.ctx = ctx
         self.config = ctx.config
 
     @abstractmethod
-    def workload(self, clients: np.ndarray) -> Workload:
-        """Cost of this round's work for each client id (footprint, FLOPs, bytes, tier)."""
+    def workload(self, clients: np.ndarray, round_: int) -> Workload:
+        """Cost of round `round_`'s work per client id (footprint, FLOPs, bytes, tier)."""
 
     @abstractmethod
     def accumulator_sizes(self) -> dict[str, int]:
@@ -83,8 +91,9 @@ class Method(ABC):
         """Train one client from the current state and stage its contributions in `acc`."""
 
     @abstractmethod
-    def server_step(self, sums: dict[str, np.ndarray], round_: int) -> None:
-        """Turn the reduced sums (identical on every rank) into the next state."""
+    def server_step(self, sums: dict[str, np.ndarray], plan: RoundPlan) -> None:
+        """Turn the reduced sums (identical on every rank) into the next state; `plan` is
+        the round's plan (who was scheduled, with which tier)."""
 
     @abstractmethod
     def evaluate(self) -> list[EvalResult]:

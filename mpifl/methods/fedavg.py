@@ -17,7 +17,7 @@ from mpifl.engine.local_training import (
     set_flat,
     sgd_epochs,
 )
-from mpifl.engine.plan import Workload
+from mpifl.engine.plan import RoundPlan, Workload
 from mpifl.methods import register
 from mpifl.methods.base import ClientResult, ClientTask, Method, MethodContext
 from mpifl.models import build_model, measure_cost
@@ -44,7 +44,7 @@ class FedAvg(Method):
         self.flops_per_sample = cost.train_flops_per_sample * train.epochs
         self.model_bytes = cost.param_bytes
 
-    def workload(self, clients: np.ndarray) -> Workload:
+    def workload(self, clients: np.ndarray, round_: int) -> Workload:
         n = len(clients)
         return Workload(
             footprint=np.full(n, self.footprint, dtype=np.int64),
@@ -69,7 +69,7 @@ class FedAvg(Method):
         n_test = len(task.test[0])
         return ClientResult(loss, correct / n_test if n_test else math.nan)
 
-    def server_step(self, sums: dict[str, np.ndarray], round_: int) -> None:
+    def server_step(self, sums: dict[str, np.ndarray], plan: RoundPlan) -> None:
         total = sums["weight"][0]
         if total > 0:  # W + eta_s (sum_k n_k W_k / sum_k n_k - W) = W + eta_s * mean delta
             average = torch.from_numpy(sums["model"] / total)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from torch import nn
 
 from mpifl.errors import ConfigError
@@ -16,7 +18,7 @@ def build_cnn(spec: ModelSpec) -> nn.Sequential:
         c_out = spec.scaled(channels)
         layers.append(nn.Conv2d(c_in, c_out, spec.kernel, padding=spec.kernel // 2))
         if spec.norm == "group":
-            layers.append(nn.GroupNorm(spec.groups, c_out))
+            layers.append(nn.GroupNorm(math.gcd(spec.groups, c_out), c_out))
         elif spec.norm == "layer":
             layers.append(nn.GroupNorm(1, c_out))
         layers += [nn.ReLU(), nn.MaxPool2d(2)]

@@ -85,6 +85,11 @@ RANKS_DTYPE = np.dtype(
         ("wall_time", "f8"),  # wall s of the whole round
         ("rss", "i8"),  # resident set at the round's end, bytes
         ("peak_rss", "i8"),  # peak resident set so far, bytes
+        ("state_hits", "i4"),  # client-state reads served from memory
+        ("state_misses", "i4"),  # client-state reads from spill files
+        ("state_bytes_read", "i8"),  # from spill files
+        ("state_bytes_written", "i8"),  # to spill files
+        ("state_ram_bytes", "i8"),  # client state held in memory at the round's end
     ]
 )
 

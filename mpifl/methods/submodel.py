@@ -1,0 +1,107 @@
+"""Compressed sub-models (ALGORITHMS.md section 2; Zhang & Kim 2021, structured width).
+
+Each client trains the widest width tier its memory and the deadline allow, as a slice
+of the global model (selection prefix / rolling / magnitude). The server averages each
+global coordinate over the clients that covered it:
+W <- W + sum_k n_k M_k Delta_k / sum_k n_k M_k (one Allreduce of the numerator, one of the
+denominator, both of the global size); coordinates nobody covered stay unchanged.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from mpifl.config.fields import Field, choice
+from mpifl.engine.accumulate import Accumulators
+from mpifl.engine.evaluate import EvalResult
+from mpifl.engine.local_training import get_flat, set_flat, sgd_epochs
+from mpifl.engine.plan import RoundPlan, Workload
+from mpifl.methods import register
+from mpifl.methods.base import ClientResult, ClientTask, Method, MethodContext
+from mpifl.methods.tiers import build_tiers, choose_tiers, local_accuracy, tier_workload
+from mpifl.models import build_model
+from mpifl.models.slicing import SELECTIONS, SliceMap, layout, select_units
+from mpifl.streams import torch_init_seed
+
+
+def _widths_ok(v: list[float]) -> bool:
+    return len(v) > 0 and all(0 < w <= 1 for w in v)
+
+
+@register
+class SubModel(Method):
+    """Width-tiered sub-models of one global model, masked averaging."""
+
+    name = "submodel"
+    fields = {
+        "tiers": Field(
+            "list[float]", [1.0, 0.5, 0.25, 0.125], "must be widths in (0, 1]", _widths_ok
+        ),
+        "selection": choice("prefix", SELECTIONS),
+    }
+
+    def __init__(self, ctx: MethodContext) -> None:
+        super().__init__(ctx)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(torch_init_seed(self.config.run.seed))
+            self.global_model = build_model(ctx.spec)
+        self.weights = get_flat(self.global_model)
+        self.layout = layout(self.global_model)
+        self.tiers = build_tiers(ctx, self.config.algorithm.tiers)
+        self.selection = self.config.algorithm.selection
+        self._maps: dict[tuple[int, int], SliceMap] = {}
+        self.next_round = 0  # the round whose slices `evaluate` reports
+
+    def slice_map(self, tier: int, round_: int) -> SliceMap:
+        """The slice of tier `tier` in round `round_` (prefix maps never change)."""
+        key = (tier, 0 if self.selection == "prefix" else round_)
+        if key not in self._maps:
+            if self.selection != "prefix":
+                self._maps = {k: v for k, v in self._maps.items() if k[1] == round_}
+            set_flat(self.global_model, self.weights)
+            units = select_units(
+                self.layout, self.tiers[tier].keep, self.selection, round_, self.global_model
+            )
+            self._maps[key] = SliceMap(self.global_model, units)
+        return self._maps[key]
+
+    def workload(self, clients: np.ndarray, round_: int) -> Workload:
+        return tier_workload(
+            self.ctx, self.tiers, clients, choose_tiers(self.ctx, self.tiers, clients)
+        )
+
+    def accumulator_sizes(self) -> dict[str, int]:
+        n = self.weights.numel()
+        return {"num": n, "den": n}
+
+    def train_client(self, task: ClientTask, acc: Accumulators) -> ClientResult:
+        tier = int(task.row["family"])
+        smap = self.slice_map(tier, task.round)
+        model = self.tiers[tier].model
+        set_flat(model, smap.extract(self.weights))
+        x, y = task.train
+        loss = sgd_epochs(model, x, y, self.config.train, task.generator)
+        acc.add("num", smap.scatter(get_flat(model)), len(x))
+        acc.add("den", smap.mask(), len(x))
+        return ClientResult(loss, local_accuracy(model, task.test))
+
+    def server_step(self, sums: dict[str, np.ndarray], plan: RoundPlan) -> None:
+        den = sums["den"]
+        covered = den > 0
+        w = self.weights.double()
+        average = torch.from_numpy(sums["num"][covered] / den[covered])
+        w[covered] = w[covered] + (average - w[covered])  # FedAvg's arithmetic at lr 1
+        self.weights = w.float()
+        self.next_round = plan.round + 1
+
+    def evaluate(self) -> list[EvalResult]:
+        """The global model, and each narrower tier as it would be sent this round."""
+        ev, test = self.ctx.evaluator, self.ctx.global_test
+        set_flat(self.global_model, self.weights)
+        results = [ev.evaluate("global", self.global_model, *test)]
+        for i, tier in enumerate(self.tiers):
+            if tier.width < 1:
+                set_flat(tier.model, self.slice_map(i, self.next_round).extract(self.weights))
+                results.append(ev.evaluate(f"width={tier.width:g}", tier.model, *test))
+        return results

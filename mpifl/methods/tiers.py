@@ -1,0 +1,97 @@
+"""Narrow models of one family at several widths: specs, reused model objects, costs,
+and the per-client tier choice (largest that fits memory and the deadline)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from mpifl.engine.local_training import prepare_model
+from mpifl.engine.plan import Workload, virtual_times
+from mpifl.methods.base import MethodContext
+from mpifl.models import ModelCost, build_model, measure_cost
+from mpifl.models.slicing import layout
+
+
+@dataclass
+class Tier:
+    """One width of the family: a reused model object, its cost, units kept per layer."""
+
+    width: float
+    model: nn.Module
+    cost: ModelCost
+    keep: tuple[int, ...]
+
+
+def build_tiers(ctx: MethodContext, widths: list[float]) -> list[Tier]:
+    """Tiers from the widest to the narrowest (widths relative to the configured model)."""
+    tiers = []
+    for width in sorted(set(widths), reverse=True):
+        spec = ctx.spec.at_width(ctx.spec.width * width)
+        model = build_model(spec)
+        keep = layout(model).sizes
+        tiers.append(Tier(width, prepare_model(model, ctx.config.train), measure_cost(spec), keep))
+    return tiers
+
+
+def choose_tiers(
+    ctx: MethodContext, tiers: list[Tier], clients: np.ndarray, download: np.ndarray | None = None
+) -> np.ndarray:
+    """Per client, the index of the widest tier whose training footprint fits its memory
+    and whose virtual round time fits the deadline; the narrowest tier if none does (the
+    plan then records the client as infeasible or late). `download` (bool per client)
+    says whether the model is sent this round (default: yes)."""
+    train = ctx.config.train
+    prof = ctx.fleet.profiles[clients]
+    n = ctx.data.n_train[clients]
+    sends = np.ones(len(clients), bool) if download is None else download
+    choice = np.full(len(clients), len(tiers) - 1)
+    for i in range(len(tiers) - 1, -1, -1):
+        t = tiers[i]
+        nbytes = np.full(len(clients), t.cost.param_bytes)
+        compute, comm = virtual_times(
+            prof, n * t.cost.train_flops_per_sample * train.epochs, nbytes * sends, nbytes
+        )
+        fits = t.cost.footprint(train.batch_size, train.momentum > 0) <= prof["memory"]
+        ok = fits & (compute + comm <= ctx.config.round.deadline)
+        choice[ok] = i
+    return choice
+
+
+def tier_workload(
+    ctx: MethodContext,
+    tiers: list[Tier],
+    clients: np.ndarray,
+    choice: np.ndarray,
+    download: np.ndarray | None = None,
+    prune: bool = False,
+) -> Workload:
+    """The Workload of clients training tier `choice[i]`; `prune` records 1 - width as the
+    pruning ratio instead of the width."""
+    train = ctx.config.train
+    pick = lambda f: np.array([f(tiers[c]) for c in choice])  # noqa: E731
+    width = pick(lambda t: t.width).astype(np.float32)
+    nbytes = pick(lambda t: t.cost.param_bytes).astype(np.int64)
+    sends = np.ones(len(clients), bool) if download is None else download
+    return Workload(
+        footprint=pick(lambda t: t.cost.footprint(train.batch_size, train.momentum > 0)),
+        train_flops=ctx.data.n_train[clients]
+        * pick(lambda t: t.cost.train_flops_per_sample)
+        * train.epochs,
+        bytes_down=nbytes * sends,
+        bytes_up=nbytes,
+        width=np.ones_like(width) if prune else width,
+        prune=(1 - width) if prune else np.zeros_like(width),
+        family=choice.astype(np.int16),
+    )
+
+
+def local_accuracy(model: nn.Module, test: tuple[torch.Tensor, torch.Tensor]) -> float:
+    """Accuracy of a trained local model on the client's own test split (NaN if empty)."""
+    from mpifl.engine.local_training import loss_and_correct
+
+    n = len(test[0])
+    return loss_and_correct(model, *test)[1] / n if n else float("nan")
