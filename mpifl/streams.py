@@ -27,6 +27,7 @@ class Purpose(IntEnum):
     INIT = 6
     SYNTHETIC = 7
     PHASE = 8
+    DISTILL = 9
 
 
 def _mix(x: np.ndarray) -> np.ndarray:

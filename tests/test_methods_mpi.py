@@ -59,3 +59,58 @@ def test_submodel_lets_small_devices_train(small_job, tmp_path, selection):
     groups = {g.decode() for g in evals["group"]}
     assert {"global", "width=0.5", "width=0.25", "width=0.125"} <= groups
     assert rounds["trained"].sum() > fedavg["trained"].sum()
+
+
+def test_capability_ratio_formula():
+    from mpifl.methods.reft import capability_ratio, pruning_ratios
+
+    flops = np.array([100.0, 50.0, 25.0, 1.0])
+    # p = clip(0.75 (1 - c / 100), 0, 0.75) = 0, 0.375, 0.5625, 0.7425 -> nearest 0.25
+    assert capability_ratio(flops, 0.75, 0.25).tolist() == [0.0, 0.5, 0.5, 0.75]
+    assert pruning_ratios(0.25) == [0.0, 0.25, 0.5, 0.75]
+
+
+def test_reft_end_to_end(small_job, tmp_path):
+    small_job.write_text(small_job.read_text() + TINY_MCU)
+    sets = ["algorithm.name='reft'", "algorithm.sync_every=2", "run.rounds=6", "train.epochs=3",
+            "emulation.availability='always'", "round.cohort=20", "round.deadline=inf"]  # fmt: skip
+    rounds, part, evals = _run(small_job, tmp_path, "reft2", *sets)
+    one, _, _ = _run(small_job, tmp_path, "reft1", *sets, ranks=0)
+    # every client trains (pruned to fit), on its home rank, with its capability's ratio
+    assert np.all(part["status"] == Status.TRAINED)
+    assert np.all(part["rank"] == part["client"] % 2)
+    mcu = part[part["device_class"] == 0]
+    assert np.all(mcu["prune"] > 0) and np.all(mcu["footprint"] <= mcu["memory"])
+    assert np.all(part["bytes_up"] > 0)
+    # downloads only in sync rounds (0, 2, 4) for clients that already hold a model
+    assert np.all(part["bytes_down"][np.isin(part["round"], [0, 2, 4])] > 0)
+    assert np.all(part["bytes_down"][np.isin(part["round"], [1, 3, 5])] == 0)
+    assert rounds["bytes_down"][1] == 0 < rounds["bytes_down"][0]
+    # the server model learns by distillation, and 1 and 2 ranks agree bitwise
+    assert rounds["test_accuracy"][-1] > 0.4 and rounds["test_loss"][-1] < rounds["test_loss"][0]
+    assert rounds["test_loss"].tobytes() == one["test_loss"].tobytes()
+    assert {g.decode() for g in evals["group"]} >= {"global", "prune=0.25", "prune=0.75"}
+
+
+def test_reft_clients_keep_their_models(small_job, tmp_path):
+    out = tmp_path / "state.h5"
+    sets = ["algorithm.name='reft'", "algorithm.sync_every=100", "run.rounds=3",
+            "emulation.availability='always'", "round.cohort=20",
+            "state.cache_bytes=20000"]  # fmt: skip
+    proc = mpifl(
+        "run",
+        str(small_job),
+        "--output",
+        str(out),
+        *[a for s in sets for a in ("--set", s)],
+        ranks=2,
+    )
+    assert proc.returncode == 0, proc.stderr
+    with h5py.File(out) as f:
+        ranks = f["ranks"][:]
+    later = ranks[ranks["round"] > 0]
+    # a tiny cache: states spill to files and are read back in later rounds
+    assert later["state_misses"].sum() > 0 and later["state_bytes_read"].sum() > 0
+    assert ranks["state_bytes_written"].sum() > 0
+    assert np.all(ranks["state_ram_bytes"] <= 20000 + 60000)  # bound + one state
+    assert not (tmp_path / ".state.state").exists()  # spill folders are removed at the end

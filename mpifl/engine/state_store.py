@@ -8,6 +8,7 @@ one rank only.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -87,5 +88,7 @@ class ClientStateStore:
         return stats
 
     def close(self) -> None:
-        """Remove the spill folder."""
+        """Remove this rank's spill folder, and the run's state folder once it is empty."""
         shutil.rmtree(self.folder, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            self.folder.parent.rmdir()

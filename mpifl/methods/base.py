@@ -46,6 +46,11 @@ class MethodContext:
         """The global test set, materialised once."""
         return self.data.global_test()
 
+    @cached_property
+    def proxy(self) -> Split:
+        """The server's proxy set, materialised once."""
+        return self.data.proxy()
+
 
 @dataclass
 class ClientTask:

@@ -1,0 +1,158 @@
+"""REFT (ALGORITHMS.md section 3; Desai, Hilal, Eldardiry): capability-matched structured
+pruning, persistent pruned client models, ensemble distillation into the server model.
+
+Client k's pruning ratio p_k = clip(p_max (1 - c_k / c_max), 0, p_max), rounded to the
+nearest p_step, then raised until its training footprint fits its memory. Pruning is
+structured L1 (smallest-norm filters/units go, with the matching inputs of the next
+layer), so the client trains a smaller dense network. Clients keep their pruned model as
+client state; the server re-prunes its model and sends it only every `sync_every`
+rounds (and to clients it never sent one). Each round the ensemble teacher
+sum_k n_k softmax(z_k / T) / sum_k n_k on the proxy inputs is one Allreduce, and the
+full-width server model is distilled data-parallel over all ranks.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from mpifl.config.fields import integer, number
+from mpifl.engine.accumulate import Accumulators
+from mpifl.engine.evaluate import EvalResult
+from mpifl.engine.local_training import get_flat, set_flat, sgd_epochs
+from mpifl.engine.plan import RoundPlan, Workload
+from mpifl.errors import ConfigError
+from mpifl.methods import register
+from mpifl.methods.base import ClientResult, ClientTask, Method, MethodContext
+from mpifl.methods.tiers import build_tiers, local_accuracy, tier_workload
+from mpifl.models import build_model
+from mpifl.models.slicing import SliceMap, layout, select_units
+from mpifl.streams import Purpose, torch_generator, torch_init_seed
+
+
+def pruning_ratios(p_step: float) -> list[float]:
+    """The ratio grid 0, p_step, 2 p_step, ... below 1."""
+    return [i * p_step for i in range(math.ceil(1 / p_step - 1e-9))]
+
+
+def capability_ratio(flops: np.ndarray, p_max: float, p_step: float) -> np.ndarray:
+    """p = clip(p_max (1 - c / c_max), 0, p_max) rounded to the nearest p_step."""
+    p = np.clip(p_max * (1 - flops / flops.max()), 0, p_max)
+    return np.round(p / p_step) * p_step
+
+
+@register
+class REFT(Method):
+    """Pruned persistent client models; ensemble knowledge distillation on the server."""
+
+    name = "reft"
+    stateful = True
+    fields = {
+        "p_max": number(0.75, 0.0, 1.0, high_open=True, doc="largest capability pruning"),
+        "p_step": number(0.25, 0.0, 1.0, True, True, doc="pruning ratio step"),
+        "sync_every": integer(5, 1, "rounds between server-to-client downloads"),
+        "temperature": number(2.0, 0.0, low_open=True),
+        "server_epochs": integer(10, 1, "distillation epochs over the proxy set per round"),
+        "server_lr": number(0.2, 0.0, low_open=True, doc="distillation SGD learning rate"),
+        "server_batch": integer(32, 1),
+    }
+
+    def __init__(self, ctx: MethodContext) -> None:
+        super().__init__(ctx)
+        alg = self.config.algorithm
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(torch_init_seed(self.config.run.seed))
+            self.server = build_model(ctx.spec)
+        self.weights = get_flat(self.server)
+        self.layout = layout(self.server)
+        self.ratios = pruning_ratios(alg.p_step)
+        self.tiers = build_tiers(ctx, [1 - p for p in self.ratios])  # widest (p = 0) first
+        self.tier = self._tiers_for(ctx, alg.p_max, alg.p_step)
+        self.proxy_x = ctx.proxy[0]
+        if len(self.proxy_x) == 0:
+            raise ConfigError(
+                "data.proxy_fraction", 0.0, "must be > 0 for REFT (distillation data)"
+            )
+        self.has_state = np.zeros(ctx.data.n_clients, dtype=bool)
+
+    def _tiers_for(self, ctx: MethodContext, p_max: float, p_step: float) -> np.ndarray:
+        """Per client: the capability ratio's tier, raised until the footprint fits memory."""
+        base = np.rint(
+            capability_ratio(ctx.fleet.profiles["flops"].astype(np.float64), p_max, p_step) / p_step
+        )
+        memory = ctx.fleet.profiles["memory"]
+        train = self.config.train
+        tier = np.full(len(memory), len(self.tiers) - 1)
+        for i in range(len(self.tiers) - 1, -1, -1):
+            fits = self.tiers[i].cost.footprint(train.batch_size, train.momentum > 0) <= memory
+            tier[fits & (i >= base)] = i
+        return tier
+
+    def _sync(self, round_: int) -> bool:
+        return round_ % self.config.algorithm.sync_every == 0
+
+    def workload(self, clients: np.ndarray, round_: int) -> Workload:
+        download = self._sync(round_) | ~self.has_state[clients]
+        tiers = self.tier[clients]
+        return tier_workload(self.ctx, self.tiers, clients, tiers, download, prune=True)
+
+    def accumulator_sizes(self) -> dict[str, int]:
+        return {"teacher": len(self.proxy_x) * self.ctx.data.n_classes, "weight": 1}
+
+    def pruned(self, tier: int) -> torch.Tensor:
+        """The server model structurally L1-pruned to tier `tier`, as a flat vector."""
+        set_flat(self.server, self.weights)
+        units = select_units(self.layout, self.tiers[tier].keep, "magnitude", 0, self.server)
+        return SliceMap(self.server, units).extract(self.weights)
+
+    def train_client(self, task: ClientTask, acc: Accumulators) -> ClientResult:
+        tier = int(task.row["family"])
+        store = self.ctx.state
+        state = None if self._sync(task.round) else store.get(task.client)
+        flat = self.pruned(tier) if state is None else torch.from_numpy(state["weights"])
+        model = self.tiers[tier].model
+        set_flat(model, flat)
+        x, y = task.train
+        loss = sgd_epochs(model, x, y, self.config.train, task.generator)
+        trained = get_flat(model)
+        if torch.isfinite(trained).all():
+            store.put(task.client, {"weights": trained.numpy()})
+        model.eval()
+        with torch.no_grad():
+            logits = model(self.proxy_x) / self.config.algorithm.temperature
+        acc.add("teacher", torch.softmax(logits, dim=1), len(x))
+        acc.add("weight", torch.ones(1), len(x))
+        return ClientResult(loss, local_accuracy(model, task.test))
+
+    def server_step(self, sums: dict[str, np.ndarray], plan: RoundPlan) -> None:
+        self.has_state[plan.rows["client"][plan.rows["rank"] >= 0]] = True
+        total = sums["weight"][0]
+        if total <= 0:
+            return
+        alg = self.config.algorithm
+        teacher = torch.from_numpy(sums["teacher"] / total).float().view(len(self.proxy_x), -1)
+        set_flat(self.server, self.weights)
+        self.ctx.distiller.distill(
+            self.server,
+            self.proxy_x,
+            teacher,
+            alg.temperature,
+            alg.server_epochs,
+            alg.server_batch,
+            alg.server_lr,
+            torch_generator(self.config.run.seed, Purpose.DISTILL, plan.round, 0),
+        )
+        self.weights = get_flat(self.server)
+
+    def evaluate(self) -> list[EvalResult]:
+        """The server model, and the server model pruned at each client ratio."""
+        ev, test = self.ctx.evaluator, self.ctx.global_test
+        set_flat(self.server, self.weights)
+        results = [ev.evaluate("global", self.server, *test)]
+        for i, p in enumerate(self.ratios):
+            if p > 0:
+                set_flat(self.tiers[i].model, self.pruned(i))
+                results.append(ev.evaluate(f"prune={p:g}", self.tiers[i].model, *test))
+        return results
