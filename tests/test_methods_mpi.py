@@ -114,3 +114,47 @@ def test_reft_clients_keep_their_models(small_job, tmp_path):
     assert ranks["state_bytes_written"].sum() > 0
     assert np.all(ranks["state_ram_bytes"] <= 20000 + 60000)  # bound + one state
     assert not (tmp_path / ".state.state").exists()  # spill folders are removed at the end
+
+
+KOALA_SETS = [
+    "algorithm.name='koala'", "algorithm.large_channels=[32, 64]", "algorithm.large_fc=64",
+    "algorithm.server_epochs=2", "algorithm.forward_epochs=1", "run.rounds=5",
+    "train.epochs=3", "emulation.availability='always'", "round.deadline=inf",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("mode", ["homogeneous", "heterogeneous"])
+def test_koala_large_model_learns_in_both_modes(small_job, tmp_path, mode):
+    small_job.write_text(small_job.read_text() + TINY_MCU)
+    rounds, part, evals = _run(small_job, tmp_path, mode, *KOALA_SETS, f"algorithm.mode='{mode}'")
+    one, _, _ = _run(
+        small_job, tmp_path, mode + "1", *KOALA_SETS, f"algorithm.mode='{mode}'", ranks=0
+    )
+    acc, loss = rounds["test_accuracy"], rounds["test_loss"]
+    assert acc[-1] > acc[0] + 0.15 and loss[-1] < loss[0], acc
+    assert rounds["test_loss"].tobytes() == one["test_loss"].tobytes()  # 1 and 2 ranks
+    groups = {g.decode() for g in evals["group"]}
+    if mode == "homogeneous":
+        assert groups == {"global", "family=1"} and np.all(part["family"] == 0)
+    else:
+        assert groups == {"global", "family=1", "family=0.5", "family=0.25"}
+        mcu = part[part["device_class"] == 0]
+        assert np.all(mcu["width"] < 1) and np.all(mcu["footprint"] <= mcu["memory"])
+        assert not np.any(part["status"] == Status.INFEASIBLE)
+
+
+def test_koala_server_init_and_pretrain(small_job, tmp_path):
+    sets = [a for s in KOALA_SETS for a in ("--set", s)]
+    state = tmp_path / "large.pt"
+    proc = mpifl("pretrain", str(small_job), *sets, "--output", str(state), "--epochs", "20")
+    assert proc.returncode == 0, proc.stderr
+    assert "pre-trained on the proxy set" in proc.stdout and state.exists()
+    rounds, _, _ = _run(
+        small_job, tmp_path, "init", *KOALA_SETS, f"algorithm.server_init='{state}'"
+    )
+    cold, _, _ = _run(small_job, tmp_path, "cold", *KOALA_SETS)
+    assert rounds["test_loss"][0] < cold["test_loss"][0]  # it starts from the pre-trained L
+    other = mpifl("run", str(small_job), *sets, "--set", init, "--set", "algorithm.large_fc=32",
+                  "--output", str(tmp_path / "bad.h5"))  # fmt: skip
+    assert other.returncode == 2 and "algorithm.server_init" in other.stderr
+    assert "\n" not in other.stderr.strip() and not (tmp_path / "bad.h5").exists()

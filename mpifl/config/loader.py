@@ -174,6 +174,9 @@ def _cross_checks(cfg: dict[str, Any]) -> None:
         )
     if sum(c["weight"] for c in fleet["classes"].values()) <= 0:
         raise ConfigError("fleet.classes", "weights", "at least one class needs weight > 0")
+    init = cfg["algorithm"].get("server_init")
+    if init and not Path(init).is_file():
+        raise ConfigError("algorithm.server_init", init, "file not found")
     if cfg["model"]["norm"] == "group":
         _check_groups(cfg["model"])
     run = cfg["run"]

@@ -39,8 +39,10 @@ class Distiller:
         batch_size: int,
         lr: float,
         generator: torch.Generator,
+        labels: torch.Tensor | None = None,
     ) -> float:
-        """Minimise the KD loss for `epochs` over (x, teacher); returns the mean loss."""
+        """Minimise the KD loss (plus cross-entropy on `labels` if given) for `epochs` over
+        (x, teacher); returns the mean loss per sample."""
         params = list(model.parameters())
         n_params = sum(p.numel() for p in params)
         optimizer = torch.optim.SGD(params, lr=lr)
@@ -56,7 +58,12 @@ class Distiller:
                         continue
                     idx = batch[c : c + MICRO]
                     model.zero_grad(set_to_none=False)
-                    loss = kd_loss(model(x[idx]), teacher[idx], temperature)
+                    logits = model(x[idx])
+                    loss = kd_loss(logits, teacher[idx], temperature)
+                    if labels is not None:
+                        loss = loss + nn.functional.cross_entropy(
+                            logits, labels[idx], reduction="sum"
+                        )
                     loss.backward()
                     acc.add("grad", [p.grad for p in params])
                     acc.add("loss", loss.detach().reshape(1))

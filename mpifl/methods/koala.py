@@ -1,0 +1,201 @@
+"""KOALA (ALGORITHMS.md section 4; Chen et al. 2024): small client models, a large server
+model, knowledge moving both ways by distillation on the server's proxy set.
+
+Round t: clients train their family's small model (cross-entropy, own data); FedAvg
+within each family (one Allreduce per family); reverse KD: the large model L learns from
+the aggregated small models' logits on the proxy set (heterogeneous mode: the families'
+logits averaged with weights = samples each family trained on this round), plus
+cross-entropy on proxy labels if `proxy_labels`; forward KD: every family's aggregate
+learns from L, and that is what clients download next round. Both distillations run
+data-parallel over all ranks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+from mpifl.config.fields import Field, choice, integer, number, positive_list
+from mpifl.engine.accumulate import Accumulators
+from mpifl.engine.evaluate import EvalResult
+from mpifl.engine.local_training import get_flat, set_flat, sgd_epochs
+from mpifl.engine.plan import RoundPlan, Workload
+from mpifl.errors import ConfigError, InputError
+from mpifl.methods import register
+from mpifl.methods.base import ClientResult, ClientTask, Method, MethodContext
+from mpifl.methods.tiers import build_tiers, choose_tiers, local_accuracy, tier_workload
+from mpifl.models import ModelSpec, build_model
+from mpifl.streams import Purpose, torch_generator, torch_init_seed
+
+
+def large_spec(spec: ModelSpec, alg: object) -> ModelSpec:
+    """The server's large model: the configured architecture at the large sizes."""
+    return replace(
+        spec,
+        width=1.0,
+        channels=tuple(alg.large_channels),
+        fc=alg.large_fc,
+        hidden=tuple(alg.large_hidden),
+    )
+
+
+def load_server_init(model: torch.nn.Module, path: str) -> None:
+    """Load a saved state dict into the large model; InputError if it does not fit."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+    except (OSError, RuntimeError, KeyError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(
+            f"config error: algorithm.server_init = {path!r}: not a state dict of the large "
+            f"model ({first})"
+        ) from None
+
+
+def _widths_ok(v: list[float]) -> bool:
+    return len(v) > 0 and all(0 < w <= 1 for w in v)
+
+
+@register
+class Koala(Method):
+    """Small families on clients, a large model on the server, two-way distillation."""
+
+    name = "koala"
+    fields = {
+        "mode": choice("homogeneous", ("homogeneous", "heterogeneous")),
+        "small_widths": Field(
+            "list[float]",
+            [1.0, 0.5, 0.25],
+            "must be widths in (0, 1]",
+            _widths_ok,
+            doc="heterogeneous families: widths of the [model] architecture",
+        ),  # fmt: skip
+        "large_channels": positive_list("int", [64, 128], "large CNN conv channels"),
+        "large_fc": integer(256, 1, "large CNN fully connected units"),
+        "large_hidden": positive_list("int", [512, 256], "large MLP hidden sizes"),
+        "server_init": Field("str", "", "must be a state dict saved by torch.save"),
+        "proxy_labels": Field("bool", False, doc="add cross-entropy on proxy labels to reverse KD"),
+        "temperature": number(2.0, 0.0, low_open=True),
+        "server_epochs": integer(5, 1, "reverse KD epochs over the proxy set per round"),
+        "server_lr": number(0.05, 0.0, low_open=True),
+        "forward_epochs": integer(2, 1, "forward KD epochs per family per round"),
+        "forward_lr": number(0.05, 0.0, low_open=True),
+        "server_batch": integer(32, 1),
+    }
+
+    def __init__(self, ctx: MethodContext) -> None:
+        super().__init__(ctx)
+        alg = self.config.algorithm
+        seed = self.config.run.seed
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(torch_init_seed(seed, 1))
+            self.large = build_model(large_spec(ctx.spec, alg))
+        if alg.server_init:
+            load_server_init(self.large, alg.server_init)
+        widths = alg.small_widths if alg.mode == "heterogeneous" else [1.0]
+        self.families = build_tiers(ctx, widths)
+        self.small = []
+        for i, fam in enumerate(self.families):
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(torch_init_seed(seed, 2 + i))
+                self.small.append(
+                    get_flat(build_model(ctx.spec.at_width(ctx.spec.width * fam.width)))
+                )
+        self.proxy_x, self.proxy_y = ctx.proxy
+        if len(self.proxy_x) == 0:
+            raise ConfigError("data.proxy_fraction", 0.0, "must be > 0: KOALA distils on it")
+
+    def workload(self, clients: np.ndarray, round_: int) -> Workload:
+        family = choose_tiers(self.ctx, self.families, clients)
+        return tier_workload(self.ctx, self.families, clients, family)
+
+    def accumulator_sizes(self) -> dict[str, int]:
+        sizes = {}
+        for i, w in enumerate(self.small):
+            sizes[f"model{i}"], sizes[f"weight{i}"] = w.numel(), 1
+        return sizes
+
+    def train_client(self, task: ClientTask, acc: Accumulators) -> ClientResult:
+        fam = int(task.row["family"])
+        model = self.families[fam].model
+        set_flat(model, self.small[fam])
+        x, y = task.train
+        loss = sgd_epochs(model, x, y, self.config.train, task.generator)
+        acc.add(f"model{fam}", list(model.parameters()), len(x))
+        acc.add(f"weight{fam}", torch.ones(1), len(x))
+        return ClientResult(loss, local_accuracy(model, task.test))
+
+    def _logits(self, model: torch.nn.Module, flat: torch.Tensor | None = None) -> torch.Tensor:
+        if flat is not None:
+            set_flat(model, flat)
+        model.eval()
+        with torch.no_grad():
+            return model(self.proxy_x)
+
+    def server_step(self, sums: dict[str, np.ndarray], plan: RoundPlan) -> None:
+        alg, seed = self.config.algorithm, self.config.run.seed
+        counts = np.array([sums[f"weight{i}"][0] for i in range(len(self.small))])
+        for i, total in enumerate(counts):  # FedAvg within each family
+            if total > 0:
+                average = torch.from_numpy(sums[f"model{i}"] / total)
+                w = self.small[i].double()
+                self.small[i] = (w + (average - w)).float()
+        if counts.sum() <= 0:
+            return
+        # reverse KD: small -> large, teacher = sample-weighted average of family logits
+        teacher_logits = sum(
+            float(n) * self._logits(fam.model, self.small[i])
+            for i, (fam, n) in enumerate(zip(self.families, counts, strict=True))
+            if n > 0
+        ) / float(counts.sum())
+        teacher = torch.softmax(teacher_logits / alg.temperature, dim=1)
+        distill = self.ctx.distiller.distill
+        gen = torch_generator(seed, Purpose.DISTILL, plan.round, 0)
+        labels = self.proxy_y if alg.proxy_labels else None
+        distill(self.large, self.proxy_x, teacher, alg.temperature, alg.server_epochs,
+                alg.server_batch, alg.server_lr, gen, labels)  # fmt: skip
+        # forward KD: large -> each small family; the results are next round's downloads
+        teacher = torch.softmax(self._logits(self.large) / alg.temperature, dim=1)
+        for i, fam in enumerate(self.families):
+            set_flat(fam.model, self.small[i])
+            gen = torch_generator(seed, Purpose.DISTILL, plan.round, 1 + i)
+            distill(fam.model, self.proxy_x, teacher, alg.temperature, alg.forward_epochs,
+                    alg.server_batch, alg.forward_lr, gen)  # fmt: skip
+            self.small[i] = get_flat(fam.model)
+
+    def evaluate(self) -> list[EvalResult]:
+        """The large model (headline), and every small family."""
+        ev, test = self.ctx.evaluator, self.ctx.global_test
+        results = [ev.evaluate("global", self.large, *test)]
+        for i, fam in enumerate(self.families):
+            set_flat(fam.model, self.small[i])
+            results.append(ev.evaluate(f"family={fam.width:g}", fam.model, *test))
+        return results
+
+
+def pretrain_large(
+    cfg: object, data: object, spec: ModelSpec, epochs: int, lr: float, path: Path
+) -> dict:
+    """Train KOALA's large model on the proxy set with labels; save its state dict."""
+    from mpifl.engine.local_training import loss_and_correct
+
+    torch.manual_seed(torch_init_seed(cfg.run.seed, 1))
+    model = build_model(large_spec(spec, cfg.algorithm))
+    x, y = data.proxy()
+    if len(x) == 0:
+        raise ConfigError("data.proxy_fraction", 0.0, "must be > 0: pre-training uses it")
+    train = _with_epochs(cfg.train, epochs, lr)
+    loss = sgd_epochs(model, x, y, train, torch_generator(cfg.run.seed, Purpose.DISTILL, -1, 99))
+    tx, ty = data.global_test()
+    _, correct = loss_and_correct(model, tx, ty)
+    torch.save(model.state_dict(), path)
+    return {"params": sum(p.numel() for p in model.parameters()), "loss": loss,
+            "test_accuracy": correct / max(len(tx), 1)}  # fmt: skip
+
+
+def _with_epochs(train: SimpleNamespace, epochs: int, lr: float) -> SimpleNamespace:
+    return SimpleNamespace(**{**vars(train), "epochs": epochs, "lr": lr})
