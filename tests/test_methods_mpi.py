@@ -149,9 +149,8 @@ def test_koala_server_init_and_pretrain(small_job, tmp_path):
     proc = mpifl("pretrain", str(small_job), *sets, "--output", str(state), "--epochs", "20")
     assert proc.returncode == 0, proc.stderr
     assert "pre-trained on the proxy set" in proc.stdout and state.exists()
-    rounds, _, _ = _run(
-        small_job, tmp_path, "init", *KOALA_SETS, f"algorithm.server_init='{state}'"
-    )
+    init = f"algorithm.server_init='{state}'"
+    rounds, _, _ = _run(small_job, tmp_path, "init", *KOALA_SETS, init)
     cold, _, _ = _run(small_job, tmp_path, "cold", *KOALA_SETS)
     assert rounds["test_loss"][0] < cold["test_loss"][0]  # it starts from the pre-trained L
     other = mpifl("run", str(small_job), *sets, "--set", init, "--set", "algorithm.large_fc=32",
