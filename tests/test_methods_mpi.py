@@ -157,3 +157,40 @@ def test_koala_server_init_and_pretrain(small_job, tmp_path):
                   "--output", str(tmp_path / "bad.h5"))  # fmt: skip
     assert other.returncode == 2 and "algorithm.server_init" in other.stderr
     assert "\n" not in other.stderr.strip() and not (tmp_path / "bad.h5").exists()
+
+
+MRL_SETS = [
+    "algorithm.name='fedmrl'", "algorithm.mrl_dims=[8, 32]", "algorithm.local_fc=[48, 32, 24]",
+    "algorithm.global_fc=24", "data.partition='fedmrl'", "data.local_test_fraction=0.3",
+    "train.epochs=3", "train.batch_size=4", "train.momentum=0.9", "run.rounds=4",
+    "emulation.availability='always'", "round.deadline=inf",
+]  # fmt: skip
+
+
+def test_fedmrl_uploads_only_g_and_reports_client_accuracy(small_job, tmp_path):
+    rounds, part, evals = _run(small_job, tmp_path, "mrl", *MRL_SETS)
+    one, _, _ = _run(small_job, tmp_path, "mrl1", *MRL_SETS, ranks=0)
+    trained = part[part["status"] == Status.TRAINED]
+    assert len(np.unique(trained["bytes_up"])) == 1  # G only, the same for every variant
+    assert np.array_equal(trained["family"], trained["client"] % 3)  # variant k mod 3
+    assert np.all(trained["rank"] == trained["client"] % 2)  # home ranks
+    clients = evals[evals["group"] == b"clients"]
+    assert len(clients) == 4 and clients["samples"][-1] > 0
+    assert rounds["test_accuracy"].tobytes() == one["test_accuracy"].tobytes()
+
+
+def test_fedmrl_state_survives_eviction(small_job, tmp_path):
+    kept = _run(small_job, tmp_path, "kept", *MRL_SETS, "state.cache_bytes=1000000000")
+    spilled = _run(small_job, tmp_path, "spilled", *MRL_SETS, "state.cache_bytes=1000")
+    for a, b in zip(kept[1:], spilled[1:], strict=True):  # participation and eval rows
+        for field in ("loss", "accuracy"):
+            assert a[field].tobytes() == b[field].tobytes(), field
+    with h5py.File(tmp_path / "spilled.h5") as f:
+        ranks = f["ranks"][:]
+    assert ranks["state_bytes_written"].sum() > 0 and ranks["state_misses"].sum() > 0
+
+
+def test_fedmrl_rejects_shrinking_dims(small_job, tmp_path):
+    proc = mpifl("run", str(small_job), "--set", "algorithm.name='fedmrl'",
+                 "--set", "algorithm.mrl_dims=[64, 16]")  # fmt: skip
+    assert proc.returncode == 2 and "algorithm.mrl_dims" in proc.stderr

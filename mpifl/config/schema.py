@@ -37,6 +37,9 @@ SCHEMA: Section = {
         ),
         "threads": integer(0, 0, "torch threads per rank; 0 = $SLURM_CPUS_PER_TASK or 1"),
         "eval_every": integer(1, 1, "evaluate the global model every k rounds (and the last)"),
+        "eval_clients": Field(
+            "bool", False, doc="also report the mean over clients of their own-test accuracy"
+        ),
     },
     "data": {
         "name": choice("digits", DATA_SOURCES),

@@ -43,3 +43,16 @@ class Evaluator:
                 sums.commit()
         loss_sum, correct = sums.reduce(self.comm)["sums"]
         return EvalResult(group, loss_sum / max(n, 1), round(correct) / max(n, 1), n)
+
+    def mean_over_clients(
+        self, group: str, per_client: list[tuple[float, float]], n_clients: int
+    ) -> EvalResult:
+        """Mean (loss, accuracy) over clients; each rank passes its own clients' values and
+        `n_clients` bounds the total. `samples` is the number of clients averaged."""
+        sums = Accumulators({"sums": 3}, self.frac_bits, scale=1.0 / max(n_clients, 1))
+        for loss, accuracy in per_client:
+            sums.add("sums", torch.tensor([loss, accuracy, 1.0], dtype=torch.float64))
+            sums.commit()
+        loss_sum, acc_sum, count = sums.reduce(self.comm)["sums"]
+        n = round(count)
+        return EvalResult(group, loss_sum / max(n, 1), acc_sum / max(n, 1), n)

@@ -27,6 +27,6 @@ def method_fields(name: str) -> dict[str, Field]:
     return method_class(name).fields
 
 
-from mpifl.methods import fedavg, koala, reft, submodel  # noqa: E402, F401  (register themselves)
+from mpifl.methods import fedavg, fedmrl, koala, reft, submodel  # noqa: E402, F401  (register)
 
 __all__ = ["METHODS", "ClientResult", "ClientTask", "Method", "MethodContext", "register"]

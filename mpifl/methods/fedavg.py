@@ -77,5 +77,17 @@ class FedAvg(Method):
             self.weights = (self.weights.double() + step).float()
 
     def evaluate(self) -> list[EvalResult]:
+        """The global model on the global test set; with run.eval_clients, also the mean
+        over clients of its accuracy on each client's own test split."""
+        ev, data = self.ctx.evaluator, self.ctx.data
         set_flat(self.model, self.weights)
-        return [self.ctx.evaluator.evaluate("global", self.model, *self.ctx.global_test)]
+        results = [ev.evaluate("global", self.model, *self.ctx.global_test)]
+        if self.config.run.eval_clients:
+            per_client = []
+            for k in range(ev.comm.rank, data.n_clients, ev.comm.size):
+                x, y = data.client_test(k)
+                if len(x):
+                    loss, correct = loss_and_correct(self.model, x, y)
+                    per_client.append((loss / len(x), correct / len(x)))
+            results.append(ev.mean_over_clients("clients", per_client, data.n_clients))
+        return results

@@ -7,6 +7,7 @@ autograd keeps for a batch of B (each module's output, measured by forward hooks
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -37,24 +38,35 @@ def measure_cost(spec: ModelSpec) -> ModelCost:
     """Measure `spec`'s training cost (cached per spec for the life of the process)."""
     from mpifl.models import build_model
 
-    model = build_model(spec)
+    return cost_of(
+        build_model(spec), spec.input_shape, lambda out, y: nn.functional.cross_entropy(out, y)
+    )
+
+
+def cost_of(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    loss_fn: Callable[[object, torch.Tensor], torch.Tensor],
+) -> ModelCost:
+    """Measure any model's training cost; `loss_fn(model output, labels)` gives the loss."""
     batch = 4
-    x = torch.zeros((batch, *spec.input_shape))
+    x = torch.zeros((batch, *input_shape))
     y = torch.zeros(batch, dtype=torch.long)
-    activations = _activation_bytes(model, x) // batch
+    activations = activation_bytes(model, x) // batch
     counter = FlopCounterMode(display=False)
     with counter:
-        nn.functional.cross_entropy(model(x), y).backward()
-    params = sum(p.numel() for p in model.parameters())
+        loss_fn(model(x), y).backward()
+    model.zero_grad(set_to_none=True)
     return ModelCost(
-        params=params,
+        params=sum(p.numel() for p in model.parameters()),
         param_bytes=sum(p.numel() * p.element_size() for p in model.parameters()),
         train_flops_per_sample=counter.get_total_flops() / batch,
         activation_bytes_per_sample=activations,
     )
 
 
-def _activation_bytes(model: nn.Module, x: torch.Tensor) -> int:
+def activation_bytes(model: nn.Module, x: torch.Tensor) -> int:
+    """Bytes of the input and of every leaf module's output for the batch x."""
     total = x.numel() * x.element_size()
     sizes: list[int] = []
 
