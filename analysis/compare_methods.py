@@ -23,7 +23,8 @@ def row(path: str) -> list[str]:
         rounds, part = f["rounds"][:], f["participation"][:]
         cfg = tomllib.loads(f.attrs["config"])
     alg = cfg["algorithm"]
-    label = alg["name"] + (f" ({alg['selection']})" if "selection" in alg else "")
+    detail = alg.get("selection") or alg.get("mode")
+    label = alg["name"] + (f" ({detail})" if detail else "")
     trained = part[part["status"] == Status.TRAINED]
     acc = rounds["test_accuracy"]
     return [

@@ -9,6 +9,7 @@ from pathlib import Path
 from mpifl import __version__
 from mpifl.errors import InputError
 from mpifl.fleet import commands as fleet_commands
+from mpifl.hpc import commands as hpc_commands
 
 
 def _job_args(p: argparse.ArgumentParser) -> None:
@@ -32,9 +33,13 @@ def parser() -> argparse.ArgumentParser:
     _job_args(run)
     run.add_argument("--output", help="result file (overrides run.output)")
     run.add_argument("--overwrite", action="store_true", help="replace an existing result file")
+    run.add_argument(
+        "--resume", action="store_true", help="continue from the last checkpoint of run.output"
+    )
     val = sub.add_parser("validate", help="check a job file and print the resolved config")
     _job_args(val)
     fleet_commands.add_parser(sub)
+    hpc_commands.add_parsers(sub)
     pre = sub.add_parser("pretrain", help="pre-train KOALA's large model on the proxy set")
     _job_args(pre)
     pre.add_argument("--output", required=True, help="state dict to write (.pt)")
@@ -79,7 +84,8 @@ def run_command(args: argparse.Namespace) -> int:
         try:
             cfg = _load(args)
             output = Path(cfg.run.output)
-            if comm.rank == 0:
+            resume = resume_point(output, cfg) if args.resume else None
+            if comm.rank == 0 and not args.resume:
                 refuse_existing(output, args.overwrite)
             engine = Engine(cfg, comm, output)
         except InputError as exc:
@@ -89,11 +95,35 @@ def run_command(args: argparse.Namespace) -> int:
             if comm.rank == 0:
                 print(f"mpifl: {error}", file=sys.stderr)
             return 2
-        engine.start(args.overwrite)
-        engine.run()
-        return 0
+        engine.start(args.overwrite, resume)
+        return engine.run()
     except (Exception, KeyboardInterrupt) as exc:
         abort_job(comm, exc, engine.writer if engine is not None else None)
+
+
+def resume_point(output: Path, cfg):  # -> Checkpoint
+    """The checkpoint to resume `output` from; InputError if there is none or the job's
+    config is not the one the run started with."""
+    import h5py
+
+    from mpifl.engine import checkpoint
+
+    ckpt = checkpoint.load(output)
+    if ckpt is None or not output.is_file():
+        raise InputError(
+            f"resume error: no checkpoint for {output} (looked for "
+            f"{checkpoint.folder_of(output) / 'latest'}); run without --resume"
+        )
+    with h5py.File(output, "r", libver="latest", swmr=True) as f:
+        started = f.attrs["config"]
+    if started != cfg.to_toml():
+        old, new = started.splitlines(), cfg.to_toml().splitlines()
+        diff = next((a, b) for a, b in zip(old + [""], new + [""], strict=False) if a != b)
+        raise InputError(
+            f"resume error: the job's config differs from the one {output} started with "
+            f"(was {diff[0]!r}, now {diff[1]!r})"
+        )
+    return ckpt
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "fleet":
             return fleet_commands.run(args)
+        if args.command in ("submit", "sweep"):
+            return hpc_commands.run(args)
         if args.command == "pretrain":
             return pretrain_command(args)
     except InputError as exc:

@@ -80,6 +80,10 @@ class Comm:
         self._wait(self._comm.Ibcast(buf, root=root))
         return pickle.loads(buf.tobytes())
 
+    def any_flag(self, flag: bool) -> bool:
+        """True on every rank if `flag` is true on any rank."""
+        return bool(self.allreduce_sum(np.array([int(flag)], dtype=np.int64))[0])
+
     def first_error(self, message: str | None) -> str | None:
         """Agree on errors: every rank gets the lowest failing rank's message, or None."""
         flags = np.zeros(self.size, dtype=np.int64)

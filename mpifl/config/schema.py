@@ -111,6 +111,9 @@ SCHEMA: Section = {
     "aggregation": {
         "frac_bits": Field("int", 40, "must be an integer in [16, 48]", lambda v: 16 <= v <= 48),
     },
+    "checkpoint": {
+        "every": integer(0, 0, "write a checkpoint every k rounds; 0 = only on SIGTERM"),
+    },
     "state": {
         "cache_bytes": integer(2**30, 1, "client-state bytes kept in RAM per rank"),
     },

@@ -52,12 +52,13 @@ def sgd_epochs(
         order = torch.randperm(len(x), generator=generator)
         for lo in range(0, len(x), train.batch_size):
             idx = order[lo : lo + train.batch_size]
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad(set_to_none=False)  # reuse the buffers within a client
             loss = nn.functional.cross_entropy(model(_layout(x[idx], train)), y[idx])
             loss.backward()
             optimizer.step()
             total += loss.item()
             batches += 1
+    model.zero_grad(set_to_none=True)  # a client's gradients are its own allocation
     return total / max(batches, 1)
 
 

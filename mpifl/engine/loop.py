@@ -19,10 +19,13 @@ import mpifl
 from mpifl.comm import Comm
 from mpifl.config import Config
 from mpifl.data import build_dataset
+from mpifl.engine import checkpoint
 from mpifl.engine.accumulate import Accumulators, UpdateRejected
+from mpifl.engine.checkpoint import Checkpoint
 from mpifl.engine.distill import Distiller
 from mpifl.engine.evaluate import EvalResult, Evaluator
 from mpifl.engine.plan import RoundPlan, plan_round
+from mpifl.engine.signals import INTERRUPTED, StopSignal
 from mpifl.engine.state_store import ClientStateStore
 from mpifl.engine.throttle import (
     MemoryProbe,
@@ -47,6 +50,8 @@ from mpifl.results.schema import (
 )
 from mpifl.results.writer import ResultsWriter
 from mpifl.streams import Purpose, torch_generator
+
+STATE_MMAP_THRESHOLD = 2**20  # client states (MBs) are mapped; activations stay on the heap
 
 
 def configure_threads(threads: int) -> int:
@@ -85,16 +90,22 @@ class Engine:
         self.method = method_class(cfg.algorithm.name)(ctx)
         self.writer: ResultsWriter | None = None
         self.virtual_time = 0.0
+        self.first_round = 0
         self.round_rows: list[np.ndarray] = []
         self.by_class = np.zeros((len(self.fleet.class_names), len(Status)), dtype=np.int64)
         self._process = psutil.Process()
 
-    def start(self, overwrite: bool) -> None:
-        """Create the client-state store (stateful methods) and, on rank 0, the result file;
-        called once every rank has set up without error."""
+    def start(self, overwrite: bool, resume: Checkpoint | None = None) -> None:
+        """Create the client-state store (stateful methods) and, on rank 0, the result file
+        (or reopen it, resuming from `resume`); called once every rank has set up."""
         if self.method.stateful:
             folder = self.output.parent / f".{self.output.stem}.state" / f"rank{self.comm.rank}"
             self.method.ctx.state = ClientStateStore(self.cfg.state.cache_bytes, folder)
+            if not self.measure_memory:  # (measuring pins a finer threshold already)
+                make_allocations_visible(STATE_MMAP_THRESHOLD)  # evicted states leave RSS
+        if resume is not None:
+            self._resume(resume)
+            return
         if self.comm.rank != 0:
             return
         fleet_rows = np.zeros(len(self.fleet), dtype=FLEET_DTYPE)
@@ -118,19 +129,46 @@ class Engine:
             self.output, overwrite, attrs, fleet_rows, self.fleet.class_names
         )
 
-    def run(self) -> None:
-        """All rounds, then the final status and (rank 0) the summary."""
+    def _resume(self, ckpt: Checkpoint) -> None:
+        """Restore the method, clock and client state; rank 0 reopens the result file."""
+        self.first_round = ckpt.next_round
+        self.virtual_time = ckpt.virtual_time
+        self.method.load_state_dict(ckpt.method_state)
+        store = self.method.ctx.state
+        if store is not None:
+            size, rank = self.comm.size, self.comm.rank
+            store.import_from(ckpt.folder / "clients", lambda k: k % size == rank)
+        if self.comm.rank == 0:
+            self.writer, kept = ResultsWriter.reopen(self.output, ckpt.next_round)
+            part = kept["participation"]
+            np.add.at(self.by_class, (part["device_class"], part["status"]), 1)
+            if len(kept["rounds"]):
+                self.round_rows.append(kept["rounds"])
+
+    def run(self) -> int:
+        """All rounds, then the final status and (rank 0) the summary. Returns the exit
+        code: 0 complete, 3 interrupted by SIGTERM with a checkpoint written."""
         start = time.perf_counter()
         progress = Progress(self.cfg.run.rounds, self.stream)
-        for t in range(self.cfg.run.rounds):
-            row = self.round(t)
-            if row is not None:
-                progress.update(row)
+        every = self.cfg.checkpoint.every
+        with StopSignal() as stop:
+            for t in range(self.first_round, self.cfg.run.rounds):
+                row = self.round(t)
+                if row is not None:
+                    progress.update(row)
+                last = t == self.cfg.run.rounds - 1
+                stopping = not last and self.comm.any_flag(stop.requested)
+                if stopping or (every and (t + 1) % every == 0 and not last):
+                    self._checkpoint(t + 1)
+                if stopping:
+                    return self._interrupted(t + 1)
         if self.method.ctx.state is not None:
             self.method.ctx.state.close()
         if self.writer is not None:
             wall = time.perf_counter() - start
-            self.writer.close("complete", end_time=time.time(), wall_seconds=wall)
+            self.writer.close(
+                "complete", self.method.state_dict(), end_time=time.time(), wall_seconds=wall
+            )
             rounds = np.concatenate(self.round_rows)
             text = summary(
                 self.cfg.run.name,
@@ -142,6 +180,37 @@ class Engine:
                 str(self.output),
             )
             print(text, file=self.stream, flush=True)
+        return 0
+
+    def _checkpoint(self, next_round: int) -> None:
+        start = time.perf_counter()
+        folder = checkpoint.save(
+            self.comm,
+            self.output,
+            next_round,
+            self.virtual_time,
+            self.method.state_dict(),
+            self.method.ctx.state,
+        )
+        if self.comm.rank == 0:
+            print(
+                f"checkpoint {folder} ({time.perf_counter() - start:.2f} s)",
+                file=self.stream,
+                flush=True,
+            )
+
+    def _interrupted(self, next_round: int) -> int:
+        if self.method.ctx.state is not None:
+            self.method.ctx.state.close()
+        if self.writer is not None:
+            self.writer.close("interrupted", end_time=time.time(), next_round=next_round)
+            print(
+                f"mpifl: stopped by SIGTERM after round {next_round}; resume with "
+                f"`mpifl run JOB --resume` (output {self.output})",
+                file=sys.stderr,
+                flush=True,
+            )
+        return INTERRUPTED
 
     def plan(self, t: int) -> RoundPlan:
         """Round t's plan (identical on every rank)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,6 +77,26 @@ class ClientStateStore:
             self._bytes -= self._size(old_state)
             np.savez(self._path(old), **old_state)
             self.stats.bytes_written += self._size(old_state)
+
+    def export(self, folder: Path) -> int:
+        """Write every state this store holds (in RAM or spilled) to folder/client<k>.npz;
+        returns the number of clients."""
+        folder.mkdir(parents=True, exist_ok=True)
+        for client, state in self._ram.items():
+            np.savez(folder / f"client{client}.npz", **state)
+        spilled = [p for p in self.folder.glob("client*.npz") if int(p.stem[6:]) not in self._ram]
+        for path in spilled:
+            shutil.copyfile(path, folder / path.name)
+        return len(self._ram) + len(spilled)
+
+    def import_from(self, folder: Path, keep: Callable[[int], bool]) -> None:
+        """Load the states in `folder` of the clients `keep` selects (a resume)."""
+        for path in sorted(folder.glob("client*.npz")):
+            client = int(path.stem[6:])
+            if keep(client):
+                with np.load(path) as f:
+                    self.put(client, {k: f[k] for k in f.files})
+        self.stats = StoreStats()
 
     @property
     def ram_bytes(self) -> int:

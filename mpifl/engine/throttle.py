@@ -15,15 +15,16 @@ M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
 MMAP_THRESHOLD = 128 * 1024
 
 
-def make_allocations_visible() -> bool:
-    """Pin glibc's mmap threshold at 128 KiB (it otherwise grows after the first large
-    free) and trim freed heap memory, so every tensor above 128 KiB is mapped and
-    unmapped and shows in RSS. Returns False where glibc's mallopt is not available."""
+def make_allocations_visible(threshold: int = MMAP_THRESHOLD) -> bool:
+    """Pin glibc's mmap threshold (it otherwise grows after the first large free) and trim
+    freed heap memory, so every allocation above `threshold` is mapped and unmapped and
+    shows in RSS. Smaller thresholds resolve more, but cost page faults for every tensor
+    above them. Returns False where glibc's mallopt is not available."""
     name = ctypes.util.find_library("c")
     try:
         libc = ctypes.CDLL(name)
-        ok = libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
-        ok &= libc.mallopt(M_TRIM_THRESHOLD, MMAP_THRESHOLD)
+        ok = libc.mallopt(M_MMAP_THRESHOLD, threshold)
+        ok &= libc.mallopt(M_TRIM_THRESHOLD, threshold)
     except (OSError, AttributeError, TypeError):
         return False
     return bool(ok)

@@ -78,6 +78,7 @@ class Method(ABC):
     name: ClassVar[str]
     fields: ClassVar[dict[str, Field]] = {}  # method-specific [algorithm] keys
     stateful: ClassVar[bool] = False  # keeps per-client state: clients stay on a home rank
+    checkpointed: ClassVar[tuple[str, ...]] = ("weights",)  # attributes a checkpoint saves
 
     def __init__(self, ctx: MethodContext) -> None:
         self.ctx = ctx
@@ -103,3 +104,42 @@ class Method(ABC):
     @abstractmethod
     def evaluate(self) -> list[EvalResult]:
         """Evaluate on the global test set (collective); the first result is the headline."""
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """The server-side state named by `checkpointed`, as numpy arrays."""
+        out: dict[str, np.ndarray] = {}
+        for name in self.checkpointed:
+            value = getattr(self, name)
+            if isinstance(value, torch.nn.Module):
+                out.update({f"{name}/{k}": v.numpy().copy() for k, v in value.state_dict().items()})
+            elif isinstance(value, list):
+                out.update(
+                    {f"{name}/{i}": torch.as_tensor(v).numpy().copy() for i, v in enumerate(value)}
+                )
+            else:
+                out[name] = np.array(torch.as_tensor(value).numpy())
+        return out
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Restore what `state_dict` saved."""
+        for name in self.checkpointed:
+            value = getattr(self, name)
+            if isinstance(value, torch.nn.Module):
+                prefix = f"{name}/"
+                value.load_state_dict(
+                    {
+                        k[len(prefix) :]: torch.from_numpy(v)
+                        for k, v in state.items()
+                        if k.startswith(prefix)
+                    }
+                )
+            elif isinstance(value, list):
+                setattr(
+                    self, name, [torch.from_numpy(state[f"{name}/{i}"]) for i in range(len(value))]
+                )
+            elif isinstance(value, torch.Tensor):
+                setattr(self, name, torch.from_numpy(state[name]))
+            elif isinstance(value, np.ndarray):
+                setattr(self, name, state[name].copy())
+            else:
+                setattr(self, name, type(value)(state[name]))

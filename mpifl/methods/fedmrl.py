@@ -65,6 +65,7 @@ class FedMRL(Method):
 
     name = "fedmrl"
     stateful = True
+    checkpointed = ("weights", "has_state")
     fields = {
         "mrl_dims": Field(
             "list[int]",
@@ -145,12 +146,13 @@ class FedMRL(Method):
             for lo in range(0, len(x), train.batch_size):
                 idx = order[lo : lo + train.batch_size]
                 loss = mrl_loss(model(x[idx]), y[idx], alg.m1, alg.m2)
-                opt.zero_grad(set_to_none=True)
+                opt.zero_grad(set_to_none=False)  # reuse the buffers within a client
                 loss.backward()
                 nn.utils.clip_grad_norm_(model.parameters(), alg.clip)
                 opt.step()
                 total += loss.item()
                 batches += 1
+        model.zero_grad(set_to_none=True)  # five reused variants need not hold gradients
         local = _flat(model.local_parameters())
         if torch.isfinite(local).all():
             self.ctx.state.put(task.client, {"local": local.numpy()})

@@ -65,6 +65,7 @@ class Koala(Method):
     """Small families on clients, a large model on the server, two-way distillation."""
 
     name = "koala"
+    checkpointed = ("large", "small")
     fields = {
         "mode": choice("homogeneous", ("homogeneous", "heterogeneous")),
         "small_widths": Field(

@@ -49,6 +49,7 @@ class REFT(Method):
 
     name = "reft"
     stateful = True
+    checkpointed = ("weights", "has_state")
     fields = {
         "p_max": number(0.75, 0.0, 1.0, high_open=True, doc="largest capability pruning"),
         "p_step": number(0.25, 0.0, 1.0, True, True, doc="pruning ratio step"),

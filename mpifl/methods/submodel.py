@@ -34,6 +34,7 @@ class SubModel(Method):
     """Width-tiered sub-models of one global model, masked averaging."""
 
     name = "submodel"
+    checkpointed = ("weights", "next_round")
     fields = {
         "tiers": Field(
             "list[float]", [1.0, 0.5, 0.25, 0.125], "must be widths in (0, 1]", _widths_ok

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,31 @@ class ResultsWriter:
         self._file.swmr_mode = True
         self._file.flush()
 
+    @classmethod
+    def reopen(cls, path: Path, next_round: int) -> tuple[ResultsWriter, dict[str, np.ndarray]]:
+        """Continue a run's file from a checkpoint. The file is rebuilt from what it holds
+        (readable even after a SIGKILL, whose open-for-writing flag would refuse a plain
+        reopen): rows of rounds >= next_round are dropped, the new file replaces the old
+        atomically. Returns the writer and the kept tables."""
+        with h5py.File(path, "r", libver="latest", swmr=True) as old:
+            attrs = dict(old.attrs)
+            fleet, names = old["fleet"][:], list(old["fleet"].attrs["device_classes"])
+            kept = {}
+            for name in TABLES:
+                rounds = old[name]["round"] if len(old[name]) else np.empty(0, np.int32)
+                kept[name] = old[name][: int(np.searchsorted(rounds, next_round))]
+        attrs["resumed_at_round"] = next_round
+        for key in ("end_time", "next_round", "error", "wall_seconds"):
+            attrs.pop(key, None)
+        tmp = path.with_name(path.name + ".resume")
+        self = cls(tmp, True, attrs, fleet, [str(n) for n in names])
+        for name, rows in kept.items():
+            if len(rows):
+                self.append(name, rows)
+        os.replace(tmp, path)
+        self.path, self.seconds = path, 0.0
+        return self, kept
+
     def append(self, table: str, rows: np.ndarray) -> None:
         """Append rows to a table and flush them to disk."""
         start = time.perf_counter()
@@ -82,10 +108,17 @@ class ResultsWriter:
         ds.flush()
         self.seconds += time.perf_counter() - start
 
-    def close(self, status: str, **attrs: Any) -> None:
-        """Close the file and record the final status (and any extra root attributes)."""
+    def close(
+        self, status: str, final_state: dict[str, np.ndarray] | None = None, **attrs: Any
+    ) -> None:
+        """Close the file and record the final status, extra root attributes, and (complete
+        runs) the method's final server-side state under /final_state."""
         if self._file.id.valid:
             self._file.close()
         with h5py.File(self.path, "r+") as f:
             f.attrs["status"] = status
             f.attrs.update(attrs)
+            if final_state is not None:
+                group = f.require_group("final_state")
+                for name, value in final_state.items():
+                    group.create_dataset(name, data=value)

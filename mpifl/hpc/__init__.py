@@ -1,0 +1,1 @@
+"""HPC operation: SLURM batch scripts, submission and sweeps (job arrays)."""

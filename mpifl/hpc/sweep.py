@@ -1,0 +1,110 @@
+"""Sweeps: a grid over config keys, times seeds, becomes one SLURM job array.
+
+A sweep file (TOML):
+
+    job = "jobs/quickstart.toml"     # the base job
+    name = "lr-alpha"                # default: the file's stem
+    folder = "sweeps/lr-alpha"       # default: sweeps/<name>
+    seeds = [0, 1, 2]                # default: [the job's seed]
+    [grid]
+    "train.lr" = [0.01, 0.05]
+    "data.alpha" = [0.1, 0.5]
+
+Every task's config is resolved and validated up front and written as
+<folder>/task_<i>.toml (its run.output is <folder>/task_<i>.h5); array task i runs it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+
+from mpifl.config import load_config
+from mpifl.errors import InputError
+
+KEYS = {"job", "name", "folder", "seeds", "grid"}
+
+
+@dataclass
+class Sweep:
+    """An expanded sweep: its folder and each task's config text."""
+
+    name: str
+    folder: Path
+    tasks: list[str]
+
+    def task_job(self, i: int | str) -> Path:
+        return self.folder / f"task_{i}.toml"
+
+    def task_output(self, i: int | str) -> Path:
+        return self.folder / f"task_{i}.h5"
+
+
+def load_sweep(path: str | Path) -> Sweep:
+    """Read, expand and validate a sweep file; InputError names the problem."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise InputError(f"sweep error: {path}: {exc}") from None
+    unknown = set(raw) - KEYS
+    if unknown or "job" not in raw:
+        raise InputError(
+            f"sweep error: {path}: needs 'job'; allowed keys {sorted(KEYS)}, got {sorted(raw)}"
+        )
+    grid = raw.get("grid", {})
+    if not all(isinstance(v, list) and v for v in grid.values()):
+        raise InputError(f"sweep error: {path}: every [grid] key needs a non-empty list")
+    name = raw.get("name", path.stem)
+    folder = Path(raw.get("folder", f"sweeps/{name}"))
+    base = load_config(raw["job"])
+    seeds = raw.get("seeds", [base.run.seed])
+    tasks = []
+    for i, (values, seed) in enumerate(itertools.product(itertools.product(*grid.values()), seeds)):
+        sets = [f"{k}={_toml(v)}" for k, v in zip(grid, values, strict=True)]
+        sets += [
+            f"run.seed={seed}",
+            f"run.name='{name}-{i}'",
+            f"run.output='{folder / f'task_{i}.h5'}'",
+        ]
+        try:
+            tasks.append(load_config(raw["job"], sets).to_toml())
+        except InputError as exc:
+            raise InputError(f"sweep error: task {i} ({', '.join(sets[:-2])}): {exc}") from None
+    return Sweep(name, folder, tasks)
+
+
+def _toml(value: object) -> str:
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value) if not isinstance(value, list) else "[" + ", ".join(map(_toml, value)) + "]"
+
+
+def write_tasks(sweep: Sweep) -> None:
+    """Write every task's resolved job file into the sweep folder."""
+    sweep.folder.mkdir(parents=True, exist_ok=True)
+    for i, text in enumerate(sweep.tasks):
+        sweep.task_job(i).write_text(text)
+
+
+def status(sweep: Sweep) -> list[tuple[int, str]]:
+    """(task, state) with state done / running / failed / interrupted / missing."""
+    out = []
+    for i in range(len(sweep.tasks)):
+        path = sweep.task_output(i)
+        if not path.exists():
+            out.append((i, "missing"))
+            continue
+        try:
+            with h5py.File(path, "r", libver="latest", swmr=True) as f:
+                state = str(f.attrs["status"])
+        except OSError:
+            state = "running"  # being created
+        out.append((i, "done" if state == "complete" else state))
+    return out

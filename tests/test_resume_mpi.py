@@ -1,0 +1,157 @@
+"""Checkpoints, resume after SIGKILL and SIGTERM, bitwise reproducibility, NaN clients."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import psutil
+import pytest
+
+from mpifl.results.schema import Status
+from tests.conftest import ROOT, env, mpiexec, mpifl
+
+pytestmark = pytest.mark.mpi
+
+SETS = ["run.rounds=8", "checkpoint.every=2", "train.epochs=2"]
+
+
+def _args(*sets: str) -> list[str]:
+    return [a for s in sets for a in ("--set", s)]
+
+
+def final_state(path: Path) -> dict[str, bytes]:
+    with h5py.File(path) as f:
+        assert f.attrs["status"] == "complete"
+        out = {}
+        f["final_state"].visititems(
+            lambda name, obj: (
+                out.__setitem__(name, obj[()].tobytes()) if isinstance(obj, h5py.Dataset) else None
+            )
+        )
+        out["rounds"] = f["rounds"]["test_loss"].tobytes()
+        return out
+
+
+def start(job: Path, out: Path, *sets: str) -> subprocess.Popen:
+    cmd = [mpiexec(), "-n", "2", sys.executable, "-m", "mpifl", "run", str(job)]
+    cmd += ["--output", str(out), *_args(*SETS, *sets)]
+    return subprocess.Popen(
+        cmd, cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, start_new_session=True,
+    )  # fmt: skip
+
+
+def wait_for_rounds(out: Path, n: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        try:
+            with h5py.File(out, "r", libver="latest", swmr=True) as f:
+                if len(f["rounds"]) >= n:
+                    return
+        except (OSError, KeyError):
+            pass
+        time.sleep(0.05)
+    raise AssertionError("the run did not get far enough")
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> tuple[Path, dict[str, bytes]]:
+    """An uninterrupted 2-rank run of the small job with REFT-free FedAvg."""
+    from tests.conftest import SMALL_JOB
+
+    folder = tmp_path_factory.mktemp("ref")
+    job = folder / "job.toml"
+    job.write_text(SMALL_JOB.format(output=folder / "unused.h5"))
+    out = folder / "ref.h5"
+    proc = mpifl("run", str(job), "--output", str(out), *_args(*SETS), ranks=2)
+    assert proc.returncode == 0, proc.stderr
+    return job, final_state(out)
+
+
+def test_kill_9_then_resume_is_bitwise_identical(reference, tmp_path):
+    job, expected = reference
+    out = tmp_path / "run.h5"
+    proc = start(job, out)
+    wait_for_rounds(out, 5, proc)  # a checkpoint after round 4 exists by then
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    with h5py.File(out, "r", libver="latest", swmr=True) as f:  # still readable, intact rounds
+        assert f.attrs["status"] == "running"
+        rounds = f["rounds"]["round"][:]
+        assert rounds.tolist() == list(range(len(rounds))) and len(rounds) >= 5
+    resumed = mpifl("run", str(job), "--output", str(out), "--resume", *_args(*SETS), ranks=2)
+    assert resumed.returncode == 0, resumed.stderr
+    assert final_state(out) == expected
+
+
+def test_sigterm_checkpoints_and_resumes(reference, tmp_path):
+    job, expected = reference
+    out = tmp_path / "run.h5"
+    proc = start(job, out)
+    wait_for_rounds(out, 2, proc)
+    ranks = [
+        p
+        for p in psutil.Process(proc.pid).children(recursive=True)
+        if "mpifl" in " ".join(p.cmdline())
+    ]
+    assert len(ranks) == 2
+    for p in ranks:  # what SLURM does at a time limit: SIGTERM to every task
+        p.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 3, stderr
+    assert "stopped by SIGTERM" in stderr
+    with h5py.File(out) as f:
+        assert f.attrs["status"] == "interrupted"
+        assert f.attrs["next_round"] == len(f["rounds"]) < 8
+    resumed = mpifl("run", str(job), "--output", str(out), "--resume", *_args(*SETS), ranks=1)
+    assert resumed.returncode == 0, resumed.stderr  # on another rank count, too
+    assert final_state(out) == expected
+
+
+def test_resume_refuses_a_changed_config_or_no_checkpoint(reference, tmp_path):
+    job, _ = reference
+    out = tmp_path / "none.h5"
+    proc = mpifl("run", str(job), "--output", str(out), "--resume")
+    assert proc.returncode == 2 and "no checkpoint" in proc.stderr
+    assert mpifl("run", str(job), "--output", str(out), *_args(*SETS)).returncode == 0
+    changed = mpifl(
+        "run", str(job), "--output", str(out), "--resume", *_args(*SETS, "train.lr=0.5")
+    )
+    assert changed.returncode == 2 and "config differs" in changed.stderr
+
+
+@pytest.mark.parametrize("method", ["fedavg", "submodel", "reft"])
+def test_final_model_identical_for_1_2_4_ranks(small_job, tmp_path, method):
+    sets = [f"algorithm.name='{method}'", "run.rounds=3"]
+    states = []
+    for ranks in (0, 2, 4):
+        out = tmp_path / f"n{ranks}.h5"
+        proc = mpifl("run", str(small_job), "--output", str(out), *_args(*sets), ranks=ranks)
+        assert proc.returncode == 0, proc.stderr
+        states.append(final_state(out))
+    assert states[0] == states[1] == states[2]
+
+
+def test_non_finite_client_is_rejected(small_job, tmp_path):
+    out = tmp_path / "nan.h5"
+    proc = mpifl(
+        "run",
+        str(small_job),
+        "--output",
+        str(out),
+        *_args("train.lr=1e30", "run.rounds=2"),
+        ranks=2,
+    )
+    assert proc.returncode == 0, proc.stderr
+    with h5py.File(out) as f:
+        part, rounds = f["participation"][:], f["rounds"][:]
+    assert np.any(part["status"] == Status.REJECTED)
+    assert rounds["rejected"].sum() == np.sum(part["status"] == Status.REJECTED)

@@ -1,0 +1,84 @@
+"""Real SLURM: a 2-rank job through `mpifl submit`, a 3-task array through `mpifl sweep`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import h5py
+import pytest
+
+from tests.conftest import ROOT, SMALL_JOB
+from tests.slurm_cluster import Cluster, ensure_installed
+
+pytestmark = pytest.mark.mpi
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    reason = ensure_installed()
+    if reason:
+        pytest.skip(reason)
+    c = Cluster(tmp_path_factory.mktemp("slurm"))
+    try:
+        c.start()
+        yield c
+    finally:
+        c.stop()
+
+
+def mpifl(cluster: Cluster, *args: str) -> subprocess.CompletedProcess:
+    env = dict(cluster.env, PATH=f"{os.path.dirname(sys.executable)}:{cluster.env['PATH']}")
+    return subprocess.run([sys.executable, "-m", "mpifl", *args], capture_output=True,
+                          text=True, env=env, cwd=ROOT, timeout=120)  # fmt: skip
+
+
+def job_id(stdout: str) -> str:
+    return stdout.split("submitted job ")[1].split(":")[0]
+
+
+def test_submit_two_rank_job(cluster, tmp_path):
+    job = tmp_path / "job.toml"
+    out = tmp_path / "out.h5"
+    job.write_text(SMALL_JOB.format(output=out))
+    start = time.monotonic()
+    proc = mpifl(cluster, "submit", str(job), "--ntasks-per-node", "2", "--time", "00:10:00",
+                 "--partition", "debug")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    cluster.wait(job_id(proc.stdout))
+    logs = list(tmp_path.glob("out.slurm-*.log"))
+    assert logs, "no SLURM log"
+    log = logs[0].read_text()
+    with h5py.File(out) as f:
+        assert f.attrs["status"] == "complete", log
+        assert f.attrs["n_ranks"] == 2 and f.attrs["threads_per_rank"] == 1
+        assert len(f["rounds"]) == 3
+    print(f"SLURM 2-rank job: {time.monotonic() - start:.1f} s from submit to done")
+
+
+def test_sweep_array_of_three(cluster, tmp_path):
+    job = tmp_path / "job.toml"
+    job.write_text(SMALL_JOB.format(output=tmp_path / "unused.h5"))
+    sweep = tmp_path / "sweep.toml"
+    sweep.write_text(f'job = "{job}"\nname = "s3"\nfolder = "{tmp_path / "s3"}"\n'
+                     'seeds = [0, 1, 2]\n')  # fmt: skip
+    before = mpifl(cluster, "sweep", "status", str(sweep))
+    assert "missing 3" in before.stdout
+    start = time.monotonic()
+    proc = mpifl(cluster, "sweep", "submit", str(sweep), "--ntasks-per-node", "2",
+                 "--time", "00:10:00")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "3 tasks" in proc.stdout
+    cluster.wait(job_id(proc.stdout))
+    status = mpifl(cluster, "sweep", "status", str(sweep))
+    assert "done 3" in status.stdout, status.stdout + "".join(
+        p.read_text() for p in (tmp_path / "s3").glob("*.log")
+    )
+    seeds = []
+    for i in range(3):
+        with h5py.File(tmp_path / "s3" / f"task_{i}.h5") as f:
+            seeds.append(int(f.attrs["seed"]))
+    assert seeds == [0, 1, 2]
+    print(f"SLURM 3-task array: {time.monotonic() - start:.1f} s from submit to done")
