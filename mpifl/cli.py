@@ -10,6 +10,7 @@ from mpifl import __version__
 from mpifl.errors import InputError
 from mpifl.fleet import commands as fleet_commands
 from mpifl.hpc import commands as hpc_commands
+from mpifl.report import command as report_command
 
 
 def _job_args(p: argparse.ArgumentParser) -> None:
@@ -40,6 +41,7 @@ def parser() -> argparse.ArgumentParser:
     _job_args(val)
     fleet_commands.add_parser(sub)
     hpc_commands.add_parsers(sub)
+    report_command.add_parser(sub)
     pre = sub.add_parser("pretrain", help="pre-train KOALA's large model on the proxy set")
     _job_args(pre)
     pre.add_argument("--output", required=True, help="state dict to write (.pt)")
@@ -136,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
             return fleet_commands.run(args)
         if args.command in ("submit", "sweep"):
             return hpc_commands.run(args)
+        if args.command == "report":
+            return report_command.run(args)
         if args.command == "pretrain":
             return pretrain_command(args)
     except InputError as exc:

@@ -122,13 +122,12 @@ class FedMRL(Method):
         model = self.variants[self.variant(client)]
         _load(model.global_parameters(), self.weights)
         state = self.ctx.state.get(client)
-        if state is None:
+        if state is None:  # a client's first round: its personal part, seeded by its id
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(torch_init_seed(self.config.run.seed, 1000 + client))
-                fresh = MRLModel(self.ctx.spec, self.config.algorithm.global_fc,
-                                 self.config.algorithm.local_fc[self.variant(client)],
-                                 self.config.algorithm.mrl_dims)  # fmt: skip
-            _load(model.local_parameters(), _flat(fresh.local_parameters()))
+                for module in model.local_modules():
+                    if hasattr(module, "reset_parameters"):
+                        module.reset_parameters()
         else:
             _load(model.local_parameters(), torch.from_numpy(state["local"]))
         return model

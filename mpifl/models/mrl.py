@@ -55,6 +55,10 @@ class MRLModel(nn.Module):
         """G: what is uploaded and aggregated."""
         return [*self.global_ex.parameters(), *self.global_head.parameters()]
 
+    def local_modules(self) -> list[nn.Module]:
+        """The personal part's modules, in a fixed order."""
+        return [*self.local_ex.modules(), self.projector, *self.local_heads]
+
     def local_parameters(self) -> list[nn.Parameter]:
         """F_k, P_k and the local headers: client state that never leaves the client."""
         return [

@@ -1,0 +1,1 @@
+"""`mpifl report`: summary tables and figures from result files."""

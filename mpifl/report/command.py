@@ -1,0 +1,47 @@
+"""`mpifl report RUN.h5 [RUN2.h5 ...] [--csv | --markdown] [--plot DIR] [--target ACC]`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+from mpifl.errors import InputError
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register `report`."""
+    p = sub.add_parser("report", help="tables and figures from result files")
+    p.add_argument("runs", nargs="+", help="result files (.h5)")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--csv", action="store_true", help="CSV instead of a text table")
+    fmt.add_argument("--markdown", action="store_true", help="Markdown tables")
+    p.add_argument("--plot", metavar="DIR", help="write PNG figures into DIR")
+    p.add_argument("--target", type=float, default=0.9, help="accuracy for time-to-target")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the summary and class tables; write figures with --plot."""
+    from mpifl.report.summary import by_device_class, render, summarize
+    from mpifl.results.reader import read_run
+
+    runs = []
+    for path in args.runs:
+        try:
+            runs.append(read_run(path))
+        except (OSError, KeyError) as exc:
+            raise InputError(f"report error: {path}: not an mpifl result file ({exc})") from None
+    fmt = "csv" if args.csv else "markdown" if args.markdown else "text"
+    summary = pd.DataFrame([summarize(r, args.target) for r in runs])
+    classes = pd.concat([by_device_class(r) for r in runs], ignore_index=True)
+    print(render(summary, fmt), end="")
+    if fmt != "csv":
+        print()
+        print(render(classes, fmt), end="")
+    if args.plot:
+        from mpifl.report.plots import write_all
+
+        for path in write_all(runs, Path(args.plot)):
+            print(f"wrote {path}")
+    return 0

@@ -1,0 +1,72 @@
+"""Per-run summary metrics and the participation-by-device-class table."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from mpifl.results.reader import Run
+from mpifl.results.schema import Status
+
+STATUSES = [s.name.lower() for s in Status]
+
+
+def summarize(run: Run, target: float) -> dict[str, object]:
+    """Headline figures of one run; `target` is the accuracy for time-to-target columns."""
+    rounds, part = run.tables["rounds"], run.tables["participation"]
+    acc = rounds["test_accuracy"].to_numpy()
+    evaluated = ~np.isnan(acc)
+    reached = np.flatnonzero(evaluated & (acc >= target))
+    trained = part[part["status"] == "trained"]
+    row: dict[str, object] = {
+        "run": run.name,
+        "algorithm": run.config["algorithm"]["name"],
+        "status": run.attrs.get("status"),
+        "rounds": len(rounds),
+        "final_acc": float(acc[evaluated][-1]) if evaluated.any() else math.nan,
+        "best_acc": float(np.nanmax(acc)) if evaluated.any() else math.nan,
+        f"rounds_to_{target:g}": int(reached[0]) + 1 if len(reached) else None,
+        f"vtime_to_{target:g}_s": float(rounds["virtual_time"].iloc[reached[0]])
+        if len(reached)
+        else None,
+        "MB_down": rounds["bytes_down"].sum() / 1e6,
+        "MB_up": rounds["bytes_up"].sum() / 1e6,
+        "client_MFLOP": trained["flops"].mean() / 1e6 if len(trained) else math.nan,
+        "client_footprint_kB": trained["footprint"].mean() / 1e3 if len(trained) else math.nan,
+    }
+    counts = part["status"].value_counts()
+    row.update({s: int(counts.get(s, 0)) for s in STATUSES})
+    row["wall_s"] = float(run.attrs.get("wall_seconds", rounds["wall_time"].sum()))
+    return row
+
+
+def by_device_class(run: Run) -> pd.DataFrame:
+    """Client-rounds per device class and status."""
+    part = run.tables["participation"]
+    names = run.class_names
+    table = pd.crosstab(part["device_class"], part["status"]).reindex(
+        columns=STATUSES, fill_value=0
+    )
+    table.index = [names[i] if i < len(names) else str(i) for i in table.index]
+    table.insert(0, "sampled", table.sum(axis=1))
+    table = table.rename_axis("class").reset_index()
+    table.insert(0, "run", run.name)
+    return table
+
+
+def render(df: pd.DataFrame, fmt: str) -> str:
+    """A frame as an aligned text table, CSV or Markdown."""
+    if fmt == "csv":
+        return df.to_csv(index=False)
+    text = df.copy()
+    for col in text.columns:
+        if text[col].dtype.kind == "f":
+            text[col] = text[col].map(lambda v: "" if pd.isna(v) else f"{v:.4g}")
+    text = text.astype(object).where(text.notna(), "")
+    if fmt == "markdown":
+        lines = ["| " + " | ".join(map(str, text.columns)) + " |", "|" + "---|" * len(text.columns)]
+        lines += ["| " + " | ".join(map(str, r)) + " |" for r in text.itertuples(index=False)]
+        return "\n".join(lines) + "\n"
+    return text.to_string(index=False) + "\n"

@@ -1,0 +1,106 @@
+"""Read result files into pandas DataFrames (also while a run is still writing them).
+
+from mpifl.results import read_run, read_runs
+run = read_run("results/quickstart.h5")      # one file: .attrs, .config, .tables
+rounds = read_runs(paths, "rounds")          # many files: one frame, with a `run`
+                                             # column and the config keys as columns
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from mpifl.results.schema import Status
+from mpifl.results.writer import TABLES
+
+NAMES = ("rounds", "participation", "ranks", "eval", "fleet")
+
+
+@dataclass
+class Run:
+    """One result file: root attributes, the resolved config, and its tables."""
+
+    path: Path
+    attrs: dict[str, Any]
+    config: dict[str, Any]
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """The run's name (`run.name`), or the file's stem."""
+        return str(self.attrs.get("name", self.path.stem))
+
+    @property
+    def class_names(self) -> list[str]:
+        """Device class names, indexed by `device_class`."""
+        return list(self.tables["fleet"].attrs.get("device_classes", []))
+
+
+def _frame(rows: np.ndarray, table: str) -> pd.DataFrame:
+    df = pd.DataFrame(rows.astype(TABLES.get(table, rows.dtype)) if table in TABLES else rows)
+    if "status" in df:
+        df["status"] = pd.Categorical.from_codes(
+            df["status"].astype(int), [s.name.lower() for s in Status]
+        )
+    if "group" in df:
+        df["group"] = df["group"].str.decode("utf-8")
+    return df
+
+
+def read_run(path: str | Path) -> Run:
+    """Read one result file (SWMR: works while the run is writing it)."""
+    path = Path(path)
+    with h5py.File(path, "r", libver="latest", swmr=True) as f:
+        attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
+        config = tomllib.loads(attrs["config"])
+        run = Run(path, attrs, config)
+        for name in NAMES:
+            ds = f[name]
+            ds.refresh()
+            run.tables[name] = _frame(ds[:], name)
+        run.tables["fleet"].attrs["device_classes"] = [
+            str(c) for c in f["fleet"].attrs["device_classes"]
+        ]
+    run.tables["fleet"].insert(0, "client", np.arange(len(run.tables["fleet"])))
+    return run
+
+
+def flat_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Dotted keys to scalar values (lists become strings; device classes are skipped)."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        dotted = prefix + key
+        if dotted == "fleet.classes":
+            continue
+        if isinstance(value, dict):
+            out.update(flat_config(value, dotted + "."))
+        else:
+            out[dotted] = str(value) if isinstance(value, list) else value
+    return out
+
+
+def read_runs(
+    paths: list[str | Path], table: str, config_keys: list[str] | None = None
+) -> pd.DataFrame:
+    """One table of many runs, with columns `run` and the config keys (default: every key
+    whose value differs between the runs)."""
+    runs = [read_run(p) for p in paths]
+    configs = [flat_config(r.config) for r in runs]
+    if config_keys is None:
+        keys = sorted(set().union(*configs))
+        config_keys = [k for k in keys if len({repr(c.get(k)) for c in configs}) > 1]
+    frames = []
+    for run, cfg in zip(runs, configs, strict=True):
+        df = run.tables[table].copy()
+        df.insert(0, "run", run.name)
+        for key in config_keys:
+            df[key] = cfg.get(key)
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True)

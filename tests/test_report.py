@@ -1,0 +1,108 @@
+"""The results API (pandas) and `mpifl report`: tables in three formats, figures."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from mpifl.results import read_run, read_runs
+from tests.conftest import ROOT, SMALL_JOB, env, mpiexec, mpifl
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("runs")
+    job = folder / "job.toml"
+    job.write_text(SMALL_JOB.format(output=folder / "unused.h5"))
+    paths = []
+    for seed in (0, 1):
+        out = folder / f"seed{seed}.h5"
+        proc = mpifl("run", str(job), "--output", str(out), "--set", f"run.seed={seed}",
+                     "--set", f"run.name='seed{seed}'", ranks=2)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        paths.append(out)
+    return job, paths
+
+
+def test_read_run(runs):
+    _, paths = runs
+    run = read_run(paths[0])
+    assert run.name == "seed0" and run.attrs["status"] == "complete"
+    assert set(run.tables) == {"rounds", "participation", "ranks", "eval", "fleet"}
+    part = run.tables["participation"]
+    assert set(part["status"].cat.categories) >= {"trained", "unavailable", "infeasible"}
+    assert len(part) == 3 * 10 and run.config["round"]["cohort"] == 10
+    assert run.class_names == ["mcu", "rpi", "phone", "jetson"]
+    assert run.tables["fleet"]["client"].tolist() == list(range(20))
+    assert run.tables["eval"]["group"].iloc[0] == "global"
+
+
+def test_read_runs_adds_differing_config_keys(runs):
+    _, paths = runs
+    rounds = read_runs(paths, "rounds")
+    assert set(rounds["run"]) == {"seed0", "seed1"}
+    assert {"run.seed", "run.name", "run.output"} <= set(rounds.columns)
+    assert "train.lr" not in rounds.columns  # the same in both runs
+    assert rounds.groupby("run.seed").size().tolist() == [3, 3]
+    chosen = read_runs(paths, "participation", ["train.lr"])
+    assert (chosen["train.lr"] == 0.05).all()
+
+
+def test_read_a_file_being_written(runs, tmp_path):
+    job, _ = runs
+    out = tmp_path / "live.h5"
+    cmd = [mpiexec(), "-n", "2", sys.executable, "-m", "mpifl", "run", str(job), "--output",
+           str(out), "--set", "run.rounds=40"]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=subprocess.DEVNULL)
+    seen = None
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None and seen is None:
+            try:
+                run = read_run(out)
+                if run.attrs["status"] == "running" and len(run.tables["rounds"]) >= 2:
+                    seen = run
+            except (OSError, KeyError):
+                time.sleep(0.05)
+    finally:
+        proc.wait(timeout=120)
+    assert seen is not None
+    n = len(seen.tables["rounds"])
+    assert seen.tables["rounds"]["round"].tolist() == list(range(n))
+    assert seen.tables["participation"]["round"].max() <= n
+
+
+def test_report_formats(runs):
+    _, paths = runs
+    text = mpifl("report", *map(str, paths))
+    assert text.returncode == 0, text.stderr
+    assert "final_acc" in text.stdout and "seed1" in text.stdout and "jetson" in text.stdout
+    csv = mpifl("report", *map(str, paths), "--csv", "--target", "0.5")
+    table = pd.read_csv(io.StringIO(csv.stdout))
+    assert table["run"].tolist() == ["seed0", "seed1"]
+    wanted = {"final_acc", "best_acc", "rounds_to_0.5", "MB_down", "MB_up", "client_MFLOP",
+              "client_footprint_kB", "trained", "infeasible", "wall_s"}  # fmt: skip
+    assert wanted <= set(table.columns)
+    md = mpifl("report", *map(str, paths), "--markdown")
+    assert md.stdout.startswith("| run |") and "|---|" in md.stdout
+
+
+def test_report_figures(runs, tmp_path):
+    _, paths = runs
+    proc = mpifl("report", *map(str, paths), "--plot", str(tmp_path / "fig"))
+    assert proc.returncode == 0, proc.stderr
+    for name in ("accuracy", "participation", "ranks"):
+        png = tmp_path / "fig" / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_report_bad_file(tmp_path):
+    bad = tmp_path / "x.h5"
+    bad.write_bytes(b"not hdf5")
+    proc = mpifl("report", str(bad))
+    assert proc.returncode == 2 and "not an mpifl result file" in proc.stderr
