@@ -71,6 +71,18 @@ def mpifl(
     )
 
 
+def set_args(*sets: str) -> list[str]:
+    """`--set` arguments for each KEY=VALUE."""
+    return [a for s in sets for a in ("--set", s)]
+
+
+def run_ok(job: Path, out: Path, *sets: str, ranks: int = 2) -> subprocess.CompletedProcess:
+    """`mpifl run JOB --output OUT --set ...`, asserting that it succeeds."""
+    proc = mpifl("run", str(job), "--output", str(out), *set_args(*sets), ranks=ranks)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
 def mpi_script(
     code: str, ranks: int, tmp_path: Path, timeout: float = 60
 ) -> subprocess.CompletedProcess:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mpifl.results.schema import Status
-from tests.conftest import mpifl
+from tests.conftest import mpifl, run_ok, set_args
 
 pytestmark = pytest.mark.mpi
 
@@ -23,8 +23,7 @@ weight = 0.5
 
 def _run(job, tmp_path, name, *sets, ranks=2):
     out = tmp_path / f"{name}.h5"
-    args = [a for s in sets for a in ("--set", s)]
-    proc = mpifl("run", str(job), "--output", str(out), *args, ranks=ranks)
+    proc = mpifl("run", str(job), "--output", str(out), *set_args(*sets), ranks=ranks)
     assert proc.returncode == 0, proc.stderr
     with h5py.File(out) as f:
         return f["rounds"][:], f["participation"][:], f["eval"][:]
@@ -97,15 +96,7 @@ def test_reft_clients_keep_their_models(small_job, tmp_path):
     sets = ["algorithm.name='reft'", "algorithm.sync_every=100", "run.rounds=3",
             "emulation.availability='always'", "round.cohort=20",
             "state.cache_bytes=20000"]  # fmt: skip
-    proc = mpifl(
-        "run",
-        str(small_job),
-        "--output",
-        str(out),
-        *[a for s in sets for a in ("--set", s)],
-        ranks=2,
-    )
-    assert proc.returncode == 0, proc.stderr
+    run_ok(small_job, out, *sets)
     with h5py.File(out) as f:
         ranks = f["ranks"][:]
     later = ranks[ranks["round"] > 0]
@@ -144,7 +135,7 @@ def test_koala_large_model_learns_in_both_modes(small_job, tmp_path, mode):
 
 
 def test_koala_server_init_and_pretrain(small_job, tmp_path):
-    sets = [a for s in KOALA_SETS for a in ("--set", s)]
+    sets = set_args(*KOALA_SETS)
     state = tmp_path / "large.pt"
     proc = mpifl("pretrain", str(small_job), *sets, "--output", str(state), "--epochs", "20")
     assert proc.returncode == 0, proc.stderr

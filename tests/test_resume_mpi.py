@@ -15,15 +15,11 @@ import psutil
 import pytest
 
 from mpifl.results.schema import Status
-from tests.conftest import ROOT, env, mpiexec, mpifl
+from tests.conftest import ROOT, env, mpiexec, mpifl, run_ok, set_args
 
 pytestmark = pytest.mark.mpi
 
 SETS = ["run.rounds=8", "checkpoint.every=2", "train.epochs=2"]
-
-
-def _args(*sets: str) -> list[str]:
-    return [a for s in sets for a in ("--set", s)]
 
 
 def final_state(path: Path) -> dict[str, bytes]:
@@ -41,7 +37,7 @@ def final_state(path: Path) -> dict[str, bytes]:
 
 def start(job: Path, out: Path, *sets: str) -> subprocess.Popen:
     cmd = [mpiexec(), "-n", "2", sys.executable, "-m", "mpifl", "run", str(job)]
-    cmd += ["--output", str(out), *_args(*SETS, *sets)]
+    cmd += ["--output", str(out), *set_args(*SETS, *sets)]
     return subprocess.Popen(
         cmd, cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True, start_new_session=True,
@@ -71,7 +67,7 @@ def reference(tmp_path_factory) -> tuple[Path, dict[str, bytes]]:
     job = folder / "job.toml"
     job.write_text(SMALL_JOB.format(output=folder / "unused.h5"))
     out = folder / "ref.h5"
-    proc = mpifl("run", str(job), "--output", str(out), *_args(*SETS), ranks=2)
+    proc = mpifl("run", str(job), "--output", str(out), *set_args(*SETS), ranks=2)
     assert proc.returncode == 0, proc.stderr
     return job, final_state(out)
 
@@ -87,7 +83,7 @@ def test_kill_9_then_resume_is_bitwise_identical(reference, tmp_path):
         assert f.attrs["status"] == "running"
         rounds = f["rounds"]["round"][:]
         assert rounds.tolist() == list(range(len(rounds))) and len(rounds) >= 5
-    resumed = mpifl("run", str(job), "--output", str(out), "--resume", *_args(*SETS), ranks=2)
+    resumed = mpifl("run", str(job), "--output", str(out), "--resume", *set_args(*SETS), ranks=2)
     assert resumed.returncode == 0, resumed.stderr
     assert final_state(out) == expected
 
@@ -111,7 +107,7 @@ def test_sigterm_checkpoints_and_resumes(reference, tmp_path):
     with h5py.File(out) as f:
         assert f.attrs["status"] == "interrupted"
         assert f.attrs["next_round"] == len(f["rounds"]) < 8
-    resumed = mpifl("run", str(job), "--output", str(out), "--resume", *_args(*SETS), ranks=1)
+    resumed = mpifl("run", str(job), "--output", str(out), "--resume", *set_args(*SETS), ranks=1)
     assert resumed.returncode == 0, resumed.stderr  # on another rank count, too
     assert final_state(out) == expected
 
@@ -121,9 +117,9 @@ def test_resume_refuses_a_changed_config_or_no_checkpoint(reference, tmp_path):
     out = tmp_path / "none.h5"
     proc = mpifl("run", str(job), "--output", str(out), "--resume")
     assert proc.returncode == 2 and "no checkpoint" in proc.stderr
-    assert mpifl("run", str(job), "--output", str(out), *_args(*SETS)).returncode == 0
+    assert mpifl("run", str(job), "--output", str(out), *set_args(*SETS)).returncode == 0
     changed = mpifl(
-        "run", str(job), "--output", str(out), "--resume", *_args(*SETS, "train.lr=0.5")
+        "run", str(job), "--output", str(out), "--resume", *set_args(*SETS, "train.lr=0.5")
     )
     assert changed.returncode == 2 and "config differs" in changed.stderr
 
@@ -134,7 +130,7 @@ def test_final_model_identical_for_1_2_4_ranks(small_job, tmp_path, method):
     states = []
     for ranks in (0, 2, 4):
         out = tmp_path / f"n{ranks}.h5"
-        proc = mpifl("run", str(small_job), "--output", str(out), *_args(*sets), ranks=ranks)
+        proc = mpifl("run", str(small_job), "--output", str(out), *set_args(*sets), ranks=ranks)
         assert proc.returncode == 0, proc.stderr
         states.append(final_state(out))
     assert states[0] == states[1] == states[2]
@@ -142,15 +138,7 @@ def test_final_model_identical_for_1_2_4_ranks(small_job, tmp_path, method):
 
 def test_non_finite_client_is_rejected(small_job, tmp_path):
     out = tmp_path / "nan.h5"
-    proc = mpifl(
-        "run",
-        str(small_job),
-        "--output",
-        str(out),
-        *_args("train.lr=1e30", "run.rounds=2"),
-        ranks=2,
-    )
-    assert proc.returncode == 0, proc.stderr
+    run_ok(small_job, out, "train.lr=1e30", "run.rounds=2")
     with h5py.File(out) as f:
         part, rounds = f["participation"][:], f["rounds"][:]
     assert np.any(part["status"] == Status.REJECTED)

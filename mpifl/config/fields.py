@@ -103,6 +103,17 @@ def positive_list(kind: str, default: list, doc: str = "") -> Field:
     )
 
 
+def widths(default: list[float], doc: str = "") -> Field:
+    """A non-empty list of widths in (0, 1]."""
+    return Field(
+        "list[float]",
+        default,
+        "must be a non-empty list of widths in (0, 1]",
+        lambda v: len(v) > 0 and all(0 < w <= 1 for w in v),
+        doc=doc,
+    )
+
+
 @dataclass(frozen=True)
 class NamedTables:
     """A table of user-named sub-tables sharing one field set (e.g. fleet.classes.<name>).

@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from mpifl.config.fields import Field, choice, integer, number, positive_list
+from mpifl.config.fields import Field, choice, integer, number, positive_list, widths
 from mpifl.engine.accumulate import Accumulators
 from mpifl.engine.evaluate import EvalResult
 from mpifl.engine.local_training import get_flat, set_flat, sgd_epochs
@@ -56,10 +56,6 @@ def load_server_init(model: torch.nn.Module, path: str) -> None:
         ) from None
 
 
-def _widths_ok(v: list[float]) -> bool:
-    return len(v) > 0 and all(0 < w <= 1 for w in v)
-
-
 @register
 class Koala(Method):
     """Small families on clients, a large model on the server, two-way distillation."""
@@ -68,13 +64,7 @@ class Koala(Method):
     checkpointed = ("large", "small")
     fields = {
         "mode": choice("homogeneous", ("homogeneous", "heterogeneous")),
-        "small_widths": Field(
-            "list[float]",
-            [1.0, 0.5, 0.25],
-            "must be widths in (0, 1]",
-            _widths_ok,
-            doc="heterogeneous families: widths of the [model] architecture",
-        ),  # fmt: skip
+        "small_widths": widths([1.0, 0.5, 0.25], "heterogeneous families: widths of [model]"),
         "large_channels": positive_list("int", [64, 128], "large CNN conv channels"),
         "large_fc": integer(256, 1, "large CNN fully connected units"),
         "large_hidden": positive_list("int", [512, 256], "large MLP hidden sizes"),

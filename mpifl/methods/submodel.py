@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mpifl.config.fields import Field, choice
+from mpifl.config.fields import choice, widths
 from mpifl.engine.accumulate import Accumulators
 from mpifl.engine.evaluate import EvalResult
 from mpifl.engine.local_training import get_flat, set_flat, sgd_epochs
@@ -25,10 +25,6 @@ from mpifl.models.slicing import SELECTIONS, SliceMap, layout, select_units
 from mpifl.streams import torch_init_seed
 
 
-def _widths_ok(v: list[float]) -> bool:
-    return len(v) > 0 and all(0 < w <= 1 for w in v)
-
-
 @register
 class SubModel(Method):
     """Width-tiered sub-models of one global model, masked averaging."""
@@ -36,9 +32,7 @@ class SubModel(Method):
     name = "submodel"
     checkpointed = ("weights", "next_round")
     fields = {
-        "tiers": Field(
-            "list[float]", [1.0, 0.5, 0.25, 0.125], "must be widths in (0, 1]", _widths_ok
-        ),
+        "tiers": widths([1.0, 0.5, 0.25, 0.125], "width tiers"),
         "selection": choice("prefix", SELECTIONS),
     }
 

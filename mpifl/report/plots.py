@@ -19,6 +19,20 @@ COLOURS = {
 }  # fmt: skip
 
 
+def _finish(fig: plt.Figure, title: str, path: Path) -> None:
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _label(ax: plt.Axes, title: str, xlabel: str, ylabel: str) -> None:
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8)
+
+
 def accuracy(runs: list[Run], path: Path) -> None:
     """Test accuracy against round, virtual time and cumulative bytes (down + up)."""
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), sharey=True)
@@ -34,10 +48,7 @@ def accuracy(runs: list[Run], path: Path) -> None:
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("test accuracy (headline model)")
     axes[0].legend(fontsize=8)
-    fig.suptitle("Accuracy on the global test set")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _finish(fig, "Accuracy on the global test set", path)
 
 
 def participation(runs: list[Run], path: Path) -> None:
@@ -51,14 +62,8 @@ def participation(runs: list[Run], path: Path) -> None:
             if values.any():
                 ax.bar(table["class"], values, bottom=bottom, label=status, color=COLOURS[status])
                 bottom += values
-        ax.set_title(run.name)
-        ax.set_xlabel("device class")
-        ax.set_ylabel("client-rounds")
-        ax.legend(fontsize=8)
-    fig.suptitle("Participation by device class")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+        _label(ax, run.name, "device class", "client-rounds")
+    _finish(fig, "Participation by device class", path)
 
 
 def rank_time(runs: list[Run], path: Path) -> None:
@@ -84,14 +89,8 @@ def rank_time(runs: list[Run], path: Path) -> None:
         for label, values in parts.items():
             ax.bar(mean.index.astype(str), values, bottom=bottom, label=label)
             bottom += values.to_numpy()
-        ax.set_title(run.name)
-        ax.set_xlabel("rank")
-        ax.set_ylabel("wall seconds per round (mean)")
-        ax.legend(fontsize=8)
-    fig.suptitle("Wall-time split per rank")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+        _label(ax, run.name, "rank", "wall seconds per round (mean)")
+    _finish(fig, "Wall-time split per rank", path)
 
 
 def write_all(runs: list[Run], folder: Path) -> list[Path]:
