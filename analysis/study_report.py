@@ -42,9 +42,16 @@ def collect(root: Path, target: float) -> tuple[pd.DataFrame, pd.DataFrame]:
         curves.append(curve)
     if not rows:
         raise SystemExit(f"no finished runs under {root}")
-    return pd.DataFrame(rows), pd.concat(curves, ignore_index=True)
+    df = pd.DataFrame(rows)
+    order = ORDER + sorted(set(df["method"]) - set(ORDER))
+    df["method"] = pd.Categorical(df["method"], order, ordered=True)
+    curves = pd.concat(curves, ignore_index=True)
+    curves["method"] = pd.Categorical(curves["method"], order, ordered=True)
+    return df.sort_values(["data", "method"]), curves
 
 
+ORDER = ["fedavg", "submodel-prefix", "submodel-rolling", "submodel-magnitude", "reft",
+         "koala-homo", "koala-hetero", "fedmrl"]  # fmt: skip
 COLUMNS = {
     "trained": "trained", "infeasible": "infeasible", "final_acc": "final acc",
     "best_acc": "best acc", "kB_down_per_round": "kB down/round", "kB_up_per_round": "kB up/round",
@@ -55,7 +62,7 @@ COLUMNS = {
 def table(df: pd.DataFrame, data: str) -> str:
     """Markdown: mean over seeds, with the spread (max - min) of the accuracies."""
     sub = df[df["data"] == data]
-    grouped = sub.groupby("method", sort=False)
+    grouped = sub.groupby("method", observed=True)
     lines = [
         "| method | seeds | " + " | ".join(COLUMNS.values()) + " |",
         "|" + "---|" * (len(COLUMNS) + 2),
@@ -81,7 +88,7 @@ def figures(df: pd.DataFrame, curves: pd.DataFrame, folder: Path) -> list[Path]:
     fig, axes = plt.subplots(1, len(datasets), figsize=(6.5 * len(datasets), 4.5), squeeze=False)
     for ax, data in zip(axes[0], datasets, strict=True):
         sub = curves[curves["data"] == data]
-        for method, g in sub.groupby("method", sort=False):
+        for method, g in sub.groupby("method", observed=True):
             mean = g.groupby("round")["test_accuracy"].mean()
             ax.plot(mean.index + 1, mean.values, label=method)
         ax.set_title(data)
