@@ -75,57 +75,41 @@ def validate_command(args: argparse.Namespace) -> int:
 def run_command(args: argparse.Namespace) -> int:
     """Run a job on every rank; input errors exit 2 on all ranks before anything is written."""
     from mpifl.comm import world
+    from mpifl.engine import checkpoint
     from mpifl.engine.failure import abort_job
     from mpifl.engine.loop import Engine
-    from mpifl.results.writer import refuse_existing
+    from mpifl.engine.startup import decide
+    from mpifl.results.lock import OutputLock
 
     comm = world()
-    engine = None
+    engine, lock, output = None, None, None
     try:
-        error = None
+        error, start = None, None
         try:
             cfg = _load(args)
             output = Path(cfg.run.output)
-            resume = resume_point(output, cfg) if args.resume else None
-            if comm.rank == 0 and not args.resume:
-                refuse_existing(output, args.overwrite)
             engine = Engine(cfg, comm, output)
+            if comm.rank == 0:
+                lock = OutputLock.acquire(output)
+                start = decide(output, cfg, args.resume, args.overwrite)
         except InputError as exc:
             error = str(exc)
         error = comm.first_error(error)
         if error is not None:
+            if lock is not None:
+                lock.release(remove=True)
             if comm.rank == 0:
                 print(f"mpifl: {error}", file=sys.stderr)
             return 2
-        engine.start(args.overwrite, resume)
+        start = comm.bcast_object(start)
+        if comm.rank == 0 and start.note:
+            print(start.note, file=sys.stderr, flush=True)
+        if start.mode == "complete":
+            return 0
+        engine.start(checkpoint.read(Path(start.folder)) if start.mode == "resume" else None)
         return engine.run()
     except (Exception, KeyboardInterrupt) as exc:
-        abort_job(comm, exc, engine.writer if engine is not None else None)
-
-
-def resume_point(output: Path, cfg):  # -> Checkpoint
-    """The checkpoint to resume `output` from; InputError if there is none or the job's
-    config is not the one the run started with."""
-    import h5py
-
-    from mpifl.engine import checkpoint
-
-    ckpt = checkpoint.load(output)
-    if ckpt is None or not output.is_file():
-        raise InputError(
-            f"resume error: no checkpoint for {output} (looked for "
-            f"{checkpoint.folder_of(output) / 'latest'}); run without --resume"
-        )
-    with h5py.File(output, "r", libver="latest", swmr=True) as f:
-        started = f.attrs["config"]
-    if started != cfg.to_toml():
-        old, new = started.splitlines(), cfg.to_toml().splitlines()
-        diff = next((a, b) for a, b in zip(old + [""], new + [""], strict=False) if a != b)
-        raise InputError(
-            f"resume error: the job's config differs from the one {output} started with "
-            f"(was {diff[0]!r}, now {diff[1]!r})"
-        )
-    return ckpt
+        abort_job(comm, exc, engine.writer if engine is not None else None, output)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,6 +7,7 @@ and abort the job, instead of hanging in a collective that will never complete.
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import sys
 import time
@@ -112,8 +113,9 @@ class Comm:
         """Rank 0 tells a failed rank that its failure was recorded."""
         self._comm.Isend([bytearray(1), self._mpi.BYTE], dest=rank, tag=ACK_TAG)
 
-    def fail(self, traceback_text: str) -> NoReturn:
-        """Report this rank's failure to rank 0 (which records it), then abort every rank."""
+    def report_failure(self, traceback_text: str) -> None:
+        """Tell rank 0 of this rank's failure and wait (at most ACK_WAIT_S) until it has
+        recorded it; the caller then aborts."""
         if self.rank != 0 and self.size > 1:
             payload = traceback_text.encode()
             self._comm.Isend([payload, self._mpi.BYTE], dest=0, tag=FAIL_TAG)
@@ -121,12 +123,12 @@ class Comm:
             deadline = time.monotonic() + ACK_WAIT_S
             while time.monotonic() < deadline and not ack.Test():
                 time.sleep(0.01)
-        self.abort(1)
 
     def abort(self, code: int) -> NoReturn:
         """Abort every rank of the job."""
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
         self._comm.Abort(code)
         raise SystemExit(code)  # not reached: Abort does not return
 

@@ -7,12 +7,21 @@ class InputError(Exception):
     exit_code = 2
 
 
+MAX_SHOWN = 80  # characters of a bad value quoted in a message
+
+
+def shown(value: object) -> str:
+    """`repr(value)`, cut to MAX_SHOWN characters so that a message stays one short line."""
+    text = repr(value)
+    return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 15] + f"... ({len(text)} chars)"
+
+
 class ConfigError(InputError):
     """A config key with a bad value; the message names key, value and what is allowed."""
 
     def __init__(self, key: str, value: object, allowed: str) -> None:
         self.key, self.value, self.allowed = key, value, allowed
-        super().__init__(f"config error: {key} = {value!r}: {allowed}")
+        super().__init__(f"config error: {shown(key)[1:-1]} = {shown(value)}: {allowed}")
 
 
 class RemoteRankError(RuntimeError):
@@ -21,3 +30,8 @@ class RemoteRankError(RuntimeError):
     def __init__(self, rank: int, traceback_text: str) -> None:
         self.rank, self.traceback_text = rank, traceback_text
         super().__init__(f"rank {rank} failed:\n{traceback_text}")
+
+
+class DiskFullError(OSError):
+    """Not enough space left to write results, a checkpoint or client state (exit 1: the
+    run stops with its completed rounds readable and resumes once space is freed)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mpifl.hpc.sweep import load_sweep
 from tests.conftest import mpifl
 
 
@@ -27,11 +28,11 @@ def test_sweep_expands_and_validates(small_job, tmp_path):
     proc = mpifl("sweep", "submit", str(sweep), "--dry-run")
     assert proc.returncode == 0, proc.stderr
     assert "#SBATCH --array=0-3" in proc.stdout
-    assert "task_${SLURM_ARRAY_TASK_ID}.toml" in proc.stdout
-    tasks = sorted((tmp_path / "sw").glob("task_*.toml"))
+    assert 'task_"${SLURM_ARRAY_TASK_ID}".toml' in proc.stdout
+    assert not (tmp_path / "sw").exists()  # --dry-run prints and writes nothing
+    tasks = load_sweep(sweep).tasks
     assert len(tasks) == 4
-    assert "lr = 0.1" in (tmp_path / "sw" / "task_3.toml").read_text()
-    assert "seed = 1" in (tmp_path / "sw" / "task_3.toml").read_text()
+    assert "lr = 0.1" in tasks[3] and "seed = 1" in tasks[3]
     status = mpifl("sweep", "status", str(sweep))
     assert "missing 4" in status.stdout
     sweep.write_text(f'job = "{small_job}"\n[grid]\n"train.lrr" = [0.1]\n')

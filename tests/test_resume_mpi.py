@@ -112,12 +112,15 @@ def test_sigterm_checkpoints_and_resumes(reference, tmp_path):
     assert final_state(out) == expected
 
 
-def test_resume_refuses_a_changed_config_or_no_checkpoint(reference, tmp_path):
-    job, _ = reference
+def test_resume_starts_fresh_runs_and_refuses_a_changed_config(reference, tmp_path):
+    job, expected = reference
     out = tmp_path / "none.h5"
-    proc = mpifl("run", str(job), "--output", str(out), "--resume")
-    assert proc.returncode == 2 and "no checkpoint" in proc.stderr
-    assert mpifl("run", str(job), "--output", str(out), *set_args(*SETS)).returncode == 0
+    proc = mpifl("run", str(job), "--output", str(out), "--resume", *set_args(*SETS))
+    assert proc.returncode == 0 and "starting at round 0" in proc.stderr, proc.stderr
+    assert final_state(out) == expected
+    assert not (tmp_path / "none.h5.ckpt").exists()  # a complete run keeps no checkpoints
+    again = mpifl("run", str(job), "--output", str(out), "--resume", *set_args(*SETS))
+    assert again.returncode == 0 and "already complete" in again.stderr
     changed = mpifl(
         "run", str(job), "--output", str(out), "--resume", *set_args(*SETS, "train.lr=0.5")
     )

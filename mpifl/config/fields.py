@@ -60,11 +60,12 @@ def _is(kind: str, value: Any) -> bool:
     return isinstance(value, _TYPES[kind])
 
 
-def integer(default: Any, minimum: int, doc: str = "") -> Field:
-    """An integer >= minimum."""
-    return Field(
-        "int", default, f"must be an integer >= {minimum}", lambda v: v >= minimum, doc=doc
-    )
+def integer(default: Any, minimum: int, doc: str = "", maximum: int = 2**62) -> Field:
+    """An integer in [minimum, maximum]."""
+    rule = f"must be an integer >= {minimum}"
+    if maximum < 2**62:
+        rule = f"must be an integer in [{minimum}, {maximum}]"
+    return Field("int", default, rule, lambda v: minimum <= v <= maximum, doc=doc)
 
 
 def number(
@@ -74,15 +75,23 @@ def number(
     low_open: bool = False,
     high_open: bool = False,
     doc: str = "",
+    allow_inf: bool = False,
 ) -> Field:
-    """A real number in an interval; open ends exclude the bound."""
+    """A real number in an interval; open ends exclude the bound. Finite unless
+    `allow_inf` (then +inf is also accepted, meaning "none")."""
     lb, hb = ("(" if low_open else "["), (")" if high_open else "]")
-    rule = f"must be a number in {lb}{low}, {high}{hb}"
+    rule = f"must be a finite number in {lb}{low:g}, {high:g}{hb}"
+    if high == math.inf:
+        rule = f"must be a finite number {'>' if low_open else '>='} {low:g}"
+    if allow_inf:
+        rule += " or inf"
 
     def check(v: float) -> bool:
+        if allow_inf and v == math.inf:
+            return True
         above = v > low if low_open else v >= low
         below = v < high if high_open else v <= high
-        return above and below and not math.isnan(v)
+        return above and below and math.isfinite(v)
 
     return Field("float", default, rule, check, doc=doc)
 
@@ -92,13 +101,17 @@ def choice(default: str, options: tuple[str, ...], doc: str = "") -> Field:
     return Field("str", default, choices=options, doc=doc)
 
 
-def positive_list(kind: str, default: list, doc: str = "") -> Field:
-    """A non-empty list of positive numbers."""
+MAX_LIST = 64  # longest list a config key may hold
+
+
+def positive_list(kind: str, default: list, doc: str = "", maximum: float = math.inf) -> Field:
+    """A non-empty list (at most MAX_LIST items) of positive finite numbers <= maximum."""
+    bound = f" <= {maximum:g}" if maximum < math.inf else ""
     return Field(
         f"list[{kind}]",
         default,
-        f"must be a non-empty list of positive {kind}s",
-        lambda v: len(v) > 0 and all(x > 0 for x in v),
+        f"must be a non-empty list of at most {MAX_LIST} positive {kind}s{bound}",
+        lambda v: 0 < len(v) <= MAX_LIST and all(0 < x <= maximum and math.isfinite(x) for x in v),
         doc=doc,
     )
 
@@ -108,8 +121,8 @@ def widths(default: list[float], doc: str = "") -> Field:
     return Field(
         "list[float]",
         default,
-        "must be a non-empty list of widths in (0, 1]",
-        lambda v: len(v) > 0 and all(0 < w <= 1 for w in v),
+        f"must be a non-empty list of at most {MAX_LIST} widths in (0, 1]",
+        lambda v: 0 < len(v) <= MAX_LIST and all(0 < w <= 1 for w in v),
         doc=doc,
     )
 
@@ -124,3 +137,4 @@ class NamedTables:
 
     fields: dict[str, Field]
     presets: dict[str, dict[str, Any]]
+    max_entries: int = 256

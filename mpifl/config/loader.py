@@ -70,14 +70,28 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
         value = tomllib.loads(f"v = {text.strip()}")["v"]
     except tomllib.TOMLDecodeError:
         value = text.strip()
-    node = raw
     parts = key.split(".")
+    if parts[:2] == ["fleet", "classes"] and "classes" not in raw.get("fleet", {}):
+        # the job uses the built-in catalogue: a --set below it changes one class of it
+        raw.setdefault("fleet", {})["classes"] = copy.deepcopy(SCHEMA["fleet"]["classes"].presets)
+    node = raw
     for part in parts[:-1]:
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
             raise ConfigError(key, value, f"'{part}' is not a table")
         node = child
-    node[parts[-1]] = value
+    old = node.get(parts[-1])
+    node[parts[-1]] = _merged(old, value) if isinstance(old, dict) else value
+
+
+def _merged(old: dict[str, Any], new: Any) -> Any:
+    """`new` laid over `old` key by key (tables merge, other values replace)."""
+    if not isinstance(new, dict):
+        return new
+    out = dict(old)
+    for key, value in new.items():
+        out[key] = _merged(out[key], value) if isinstance(out.get(key), dict) else value
+    return out
 
 
 def validate(raw: dict[str, Any]) -> dict[str, Any]:
@@ -85,7 +99,12 @@ def validate(raw: dict[str, Any]) -> dict[str, Any]:
     from mpifl.methods import method_fields  # late import: methods import the config package
 
     schema = copy.copy(SCHEMA)
-    name = raw.get("algorithm", {}).get("name", SCHEMA["algorithm"]["name"].default)
+    algorithm = raw.get("algorithm", {})
+    if not isinstance(algorithm, dict):
+        raise ConfigError("algorithm", algorithm, "must be a table")
+    name = algorithm.get("name", SCHEMA["algorithm"]["name"].default)
+    if not isinstance(name, str):
+        raise ConfigError("algorithm.name", name, "must be a string naming a method")
     schema["algorithm"] = {**SCHEMA["algorithm"], **method_fields(name)}
     resolved = _section(raw, schema, "")
     _cross_checks(resolved)
@@ -117,6 +136,8 @@ def _named_tables(raw: Any, spec: NamedTables, key: str) -> dict[str, dict[str, 
         return copy.deepcopy(spec.presets)
     if not isinstance(raw, dict) or not raw:
         raise ConfigError(key, raw, "must be a non-empty table of named sub-tables")
+    if len(raw) > spec.max_entries:
+        raise ConfigError(key, f"<{len(raw)} tables>", f"allows at most {spec.max_entries}")
     out = {}
     for name, table in raw.items():
         if not isinstance(table, dict):

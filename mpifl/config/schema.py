@@ -6,36 +6,51 @@ import math
 
 from mpifl.config.fields import Field, NamedTables, choice, integer, number, positive_list
 from mpifl.fleet.devices import CATALOGUE
+from mpifl.fleet.profiles import MAX_CLASSES
 
 Section = dict[str, "Field | NamedTables | Section"]
+
+MAX_UNITS = 2**16  # widest layer a job may ask for (the model's size is checked too)
+MIN_RLIMIT_DATA = 2**30  # below this the interpreter and torch cannot run at all
 
 BUILT_IN = ("digits", "synthetic", "w1")
 FROM_PATH = ("npz", "mnist", "cifar10", "cifar100", "femnist", "tff")
 DATA_SOURCES = BUILT_IN + FROM_PATH
 
-_POSITIVE = {"low": 0.0, "low_open": True}
 DEVICE_FIELDS = NamedTables(
     fields={
-        "weight": number(None, 0.0, doc="mixture weight (normalised over classes)"),
-        "flops": number(None, **_POSITIVE, doc="median training speed, FLOP/s"),
-        "memory": number(None, **_POSITIVE, doc="median training memory budget, bytes"),
-        "uplink": number(None, **_POSITIVE, doc="median uplink, bit/s"),
-        "downlink": number(None, **_POSITIVE, doc="median downlink, bit/s"),
-        "latency": number(None, 0.0, doc="median one-way latency, s"),
+        "weight": number(None, 0.0, 1e6, doc="mixture weight (normalised over classes)"),
+        "flops": number(None, 1e3, 1e18, doc="median training speed, FLOP/s"),
+        "memory": number(None, 1.0, 2.0**50, doc="median training memory budget, bytes"),
+        "uplink": number(None, 1.0, 1e12, doc="median uplink, bit/s"),
+        "downlink": number(None, 1.0, 1e12, doc="median downlink, bit/s"),
+        "latency": number(None, 0.0, 1e6, doc="median one-way latency, s"),
         "availability": number(None, 0.0, 1.0, doc="probability of being online in a round"),
     },
     presets=CATALOGUE,
+    max_entries=MAX_CLASSES,
 )
+MAX_NAME = 128
 
 SCHEMA: Section = {
     "run": {
-        "name": Field("str", "run", "must be a non-empty string", lambda v: bool(v.strip())),
-        "seed": integer(0, 0, "root of every random stream"),
-        "rounds": integer(10, 1),
-        "output": Field(
-            "str", "results/{name}.h5", "must be a path ending in .h5", lambda v: v.endswith(".h5")
+        "name": Field(
+            "str",
+            "run",
+            f"must be a non-empty string of at most {MAX_NAME} printable characters",
+            lambda v: bool(v.strip()) and len(v) <= MAX_NAME and v.isprintable(),
         ),
-        "threads": integer(0, 0, "torch threads per rank; 0 = $SLURM_CPUS_PER_TASK or 1"),
+        "seed": integer(0, 0, "root of every random stream"),
+        "rounds": integer(10, 1, maximum=10**7),
+        "output": Field(
+            "str",
+            "results/{name}.h5",
+            "must be a path ending in .h5, without control characters",
+            lambda v: v.endswith(".h5") and v.isprintable() and len(v) <= 4096,
+        ),
+        "threads": integer(
+            0, 0, "torch threads per rank; 0 = $SLURM_CPUS_PER_TASK or 1", maximum=1024
+        ),
         "eval_every": integer(1, 1, "evaluate the global model every k rounds (and the last)"),
         "eval_clients": Field(
             "bool", False, doc="also report the mean over clients of their own-test accuracy"
@@ -47,66 +62,78 @@ SCHEMA: Section = {
         "tff_x": Field("str", "pixels", doc="tff: the feature holding the inputs"),
         "tff_y": Field("str", "label", doc="tff: the feature holding the labels"),
         "partition": choice("dirichlet", ("iid", "dirichlet", "shards", "fedmrl")),
-        "alpha": number(0.5, 0.0, low_open=True, doc="Dirichlet concentration"),
+        "alpha": number(0.5, 0.0, 1e6, low_open=True, doc="Dirichlet concentration"),
         "classes_per_client": integer(2, 1, "for shards and fedmrl partitions"),
         "test_fraction": number(0.2, 0.0, 1.0, True, True, "global test set, carved out first"),
         "proxy_fraction": number(0.1, 0.0, 1.0, high_open=True, doc="server proxy set"),
         "local_test_fraction": number(0.2, 0.0, 1.0, high_open=True, doc="per-client test split"),
-        "min_samples": integer(2, 1, "fewest training samples a client may hold"),
+        "min_samples": integer(2, 1, "fewest training samples a client may hold", 10**6),
         "synthetic": {
-            "alpha": number(1.0, 0.0, doc="model heterogeneity of Synthetic(alpha, beta)"),
-            "beta": number(1.0, 0.0, doc="data heterogeneity of Synthetic(alpha, beta)"),
-            "features": integer(60, 1),
-            "classes": integer(10, 2),
-            "samples_mean": integer(50, 2, "median samples per client (train + test)"),
-            "samples_sigma": number(0.5, 0.0, doc="lognormal spread of client sizes"),
+            "alpha": number(1.0, 0.0, 1e3, doc="model heterogeneity of Synthetic(alpha, beta)"),
+            "beta": number(1.0, 0.0, 1e3, doc="data heterogeneity of Synthetic(alpha, beta)"),
+            "features": integer(60, 1, maximum=10**5),
+            "classes": integer(10, 2, maximum=10**4),
+            "samples_mean": integer(50, 2, "median samples per client (train + test)", 10**6),
+            "samples_sigma": number(0.5, 0.0, 3.0, doc="lognormal spread of client sizes"),
         },
         "w1": {
-            "samples": integer(50, 1, "samples per client (train + own test)"),
-            "noise": number(0.5, 0.0, doc="noise sigma around the class pattern"),
+            "samples": integer(50, 1, "samples per client (train + own test)", 10**6),
+            "noise": number(0.5, 0.0, 1e3, doc="noise sigma around the class pattern"),
         },
     },
     "fleet": {
-        "clients": integer(100, 0, "0 = as many as the data's natural partition"),
+        "clients": integer(100, 0, "0 = as many as the data's natural partition", 10**9),
         "trace": Field("str", "", "must be a fleet file (.csv or .h5) from `mpifl fleet`"),
-        "spread": number(0.3, 0.0, doc="lognormal sigma of profiles inside a device class"),
+        "spread": number(0.3, 0.0, 3.0, doc="lognormal sigma of profiles inside a device class"),
         "classes": DEVICE_FIELDS,
     },
     "model": {
         "arch": choice("cnn", ("mlp", "cnn")),
         "width": number(1.0, 0.0, 1.0, low_open=True, doc="width multiplier of hidden layers"),
-        "hidden": positive_list("int", [64], "MLP hidden sizes"),
-        "channels": positive_list("int", [16, 32], "CNN conv channels, one per block"),
-        "fc": integer(64, 1, "CNN hidden fully connected units"),
-        "kernel": Field("int", 3, "must be an odd integer >= 1", lambda v: v >= 1 and v % 2 == 1),
+        "hidden": positive_list("int", [64], "MLP hidden sizes", maximum=MAX_UNITS),
+        "channels": positive_list("int", [16, 32], "CNN conv channels, one per block", MAX_UNITS),
+        "fc": integer(64, 1, "CNN hidden fully connected units", MAX_UNITS),
+        "kernel": Field(
+            "int", 3, "must be an odd integer in [1, 31]", lambda v: 1 <= v <= 31 and v % 2 == 1
+        ),
         "norm": choice("none", ("none", "group", "layer")),
         "groups": integer(4, 1, "GroupNorm groups"),
     },
     "train": {
-        "epochs": integer(1, 1),
-        "batch_size": integer(16, 1),
+        "epochs": integer(1, 1, maximum=10**4),
+        "batch_size": integer(16, 1, maximum=10**6),
         "lr": number(0.05, 0.0, low_open=True),
         "momentum": number(0.0, 0.0, 1.0, high_open=True),
         "weight_decay": number(0.0, 0.0),
         "channels_last": Field("bool", False, doc="CNNs: NHWC memory layout (faster on CPU)"),
     },
     "round": {
-        "cohort": integer(10, 1, "clients sampled per round"),
-        "deadline": number(math.inf, 0.0, low_open=True, doc="virtual seconds; inf = none"),
-        "overcommit": number(1.0, 1.0, doc="sample cohort x overcommit, keep the first cohort"),
+        "cohort": integer(10, 1, "clients sampled per round", 10**9),
+        "deadline": number(
+            math.inf, 0.0, low_open=True, doc="virtual seconds; inf = none", allow_inf=True
+        ),
+        "overcommit": number(
+            1.0, 1.0, 100.0, doc="sample cohort x overcommit, keep the first cohort"
+        ),
     },
     "algorithm": {
         "name": Field("str", "fedavg"),
     },
     "emulation": {
         "mode": choice("virtual", ("virtual", "throttled")),
-        "time_scale": number(1.0, 0.0, low_open=True, doc="throttled: wall s per virtual s"),
+        "time_scale": number(1.0, 0.0, 1e3, low_open=True, doc="throttled: wall s per virtual s"),
         "memory": choice("analytic", ("analytic", "measured", "both")),
-        "rlimit_data": integer(0, 0, "per-rank RLIMIT_DATA backstop, bytes; 0 = none"),
+        "rlimit_data": Field(
+            "int",
+            0,
+            f"must be 0 (none) or an integer >= {MIN_RLIMIT_DATA} bytes",
+            lambda v: v == 0 or v >= MIN_RLIMIT_DATA,
+            doc="per-rank RLIMIT_DATA backstop, bytes; 0 = none",
+        ),
         "availability": choice("bernoulli", ("bernoulli", "always", "diurnal", "trace")),
         "diurnal_amplitude": number(0.5, 0.0, 1.0),
-        "diurnal_period": number(86400.0, 0.0, low_open=True, doc="virtual s of one cycle"),
-        "slot": number(900.0, 0.0, low_open=True, doc="diurnal: s per availability draw"),
+        "diurnal_period": number(86400.0, 0.0, 1e9, low_open=True, doc="virtual s of one cycle"),
+        "slot": number(900.0, 0.0, 1e9, low_open=True, doc="diurnal: s per availability draw"),
     },
     "aggregation": {
         "frac_bits": Field("int", 40, "must be an integer in [16, 48]", lambda v: 16 <= v <= 48),

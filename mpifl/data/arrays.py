@@ -10,6 +10,8 @@ import torch
 
 from mpifl.errors import InputError
 
+MAX_LABELS = 2**16  # classes a data set may have (labels index a softmax)
+
 
 def load_npz(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
     """Read and check x, y; integer images are scaled to [0, 1]; (N, H, W) gains a channel."""
@@ -22,13 +24,17 @@ def load_npz(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
             x, y = f["x"], f["y"]
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise InputError(f"data error: {path}: not a readable .npz file ({exc})") from None
-    if x.ndim < 2 or y.ndim != 1 or len(x) != len(y):
+    if not 2 <= x.ndim <= 4 or y.ndim != 1 or len(x) != len(y) or len(x) == 0:
         raise InputError(
-            f"data error: {path}: need x of shape (N, ...) and y of shape (N,), "
-            f"got {x.shape} and {y.shape}"
+            f"data error: {path}: need x of shape (N, features), (N, H, W) or (N, C, H, W) "
+            f"and y of shape (N,) with N >= 1, got {x.shape} and {y.shape}"
         )
-    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
-        raise InputError(f"data error: {path}: y must hold non-negative integer labels")
+    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= MAX_LABELS:
+        raise InputError(f"data error: {path}: y must hold integer labels in [0, {MAX_LABELS - 1}]")
+    if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
+        raise InputError(f"data error: {path}: x must be numeric, not {x.dtype}")
+    if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+        raise InputError(f"data error: {path}: x holds NaN or infinite values")
     if np.issubdtype(x.dtype, np.integer):
         x = x.astype(np.float32) / 255.0
     if x.ndim == 3:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import math
 import os
 import resource
+import shutil
 import socket
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import TextIO
 
@@ -26,7 +28,7 @@ from mpifl.engine.distill import Distiller
 from mpifl.engine.evaluate import EvalResult, Evaluator
 from mpifl.engine.plan import RoundPlan, plan_round
 from mpifl.engine.signals import INTERRUPTED, StopSignal
-from mpifl.engine.state_store import ClientStateStore
+from mpifl.engine.state_store import ClientStateStore, state_root
 from mpifl.engine.throttle import (
     MemoryProbe,
     is_allocation_failure,
@@ -38,7 +40,7 @@ from mpifl.errors import ConfigError
 from mpifl.fleet import build_fleet
 from mpifl.fleet.availability import build_availability
 from mpifl.methods import ClientTask, MethodContext, method_class
-from mpifl.models import spec_from_config
+from mpifl.models import check_buildable, spec_from_config
 from mpifl.progress import Progress, summary
 from mpifl.results.schema import (
     EVAL_DTYPE,
@@ -48,6 +50,7 @@ from mpifl.results.schema import (
     ROUNDS_DTYPE,
     Status,
 )
+from mpifl.results.status import remove_failure_note
 from mpifl.results.writer import ResultsWriter
 from mpifl.streams import Purpose, torch_generator
 
@@ -57,8 +60,15 @@ STATE_MMAP_THRESHOLD = 2**20  # client states (MBs) are mapped; activations stay
 def configure_threads(threads: int) -> int:
     """Set torch's intra-op threads: the config value, else $SLURM_CPUS_PER_TASK, else 1."""
     n = threads or int(os.environ.get("SLURM_CPUS_PER_TASK") or 1)
+    cores = os.cpu_count() or 1
+    if n > cores:
+        raise ConfigError("run.threads", n, f"must be <= the {cores} cores of this host")
     torch.set_num_threads(n)
     return n
+
+
+class RoundAbandoned(Exception):
+    """SIGTERM arrived during a round's training: the round is dropped, unrecorded."""
 
 
 class Engine:
@@ -83,23 +93,34 @@ class Engine:
         if emulation.rlimit_data:
             limit_data_segment(emulation.rlimit_data)
         spec = spec_from_config(cfg.model, self.data.input_shape, self.data.n_classes)
+        check_buildable(spec)
         bits = cfg.aggregation.frac_bits
         ctx = MethodContext(
             cfg, self.data, self.fleet, spec, Evaluator(comm, bits), Distiller(comm, bits)
         )
         self.method = method_class(cfg.algorithm.name)(ctx)
         self.writer: ResultsWriter | None = None
+        self.run_id = ""
+        self.stop = StopSignal()
         self.virtual_time = 0.0
         self.first_round = 0
         self.round_rows: list[np.ndarray] = []
         self.by_class = np.zeros((len(self.fleet.class_names), len(Status)), dtype=np.int64)
         self._process = psutil.Process()
 
-    def start(self, overwrite: bool, resume: Checkpoint | None = None) -> None:
-        """Create the client-state store (stateful methods) and, on rank 0, the result file
-        (or reopen it, resuming from `resume`); called once every rank has set up."""
+    def start(self, resume: Checkpoint | None = None) -> None:
+        """Clear what an earlier run of this output left behind (client-state spills, a
+        failure note, and for a fresh start its checkpoints), create the client-state store
+        (stateful methods) and, on rank 0, the result file (or rebuild it, resuming from
+        `resume`). Called on every rank once all have set up; rank 0 holds the output lock."""
+        if self.comm.rank == 0:
+            shutil.rmtree(state_root(self.output), ignore_errors=True)
+            remove_failure_note(self.output)
+            if resume is None:
+                checkpoint.remove(self.output)
+        self.comm.barrier()
         if self.method.stateful:
-            folder = self.output.parent / f".{self.output.stem}.state" / f"rank{self.comm.rank}"
+            folder = state_root(self.output) / f"rank{self.comm.rank}"
             self.method.ctx.state = ClientStateStore(self.cfg.state.cache_bytes, folder)
             if not self.measure_memory:  # (measuring pins a finer threshold already)
                 make_allocations_visible(STATE_MMAP_THRESHOLD)  # evicted states leave RSS
@@ -108,6 +129,7 @@ class Engine:
             return
         if self.comm.rank != 0:
             return
+        self.run_id = uuid.uuid4().hex
         fleet_rows = np.zeros(len(self.fleet), dtype=FLEET_DTYPE)
         for name in self.fleet.profiles.dtype.names:
             fleet_rows[name] = self.fleet.profiles[name]
@@ -124,15 +146,15 @@ class Engine:
             "hostname": socket.gethostname(),
             "command": " ".join(sys.argv),
             "start_time": time.time(),
+            "run_id": self.run_id,
         }
-        self.writer = ResultsWriter(
-            self.output, overwrite, attrs, fleet_rows, self.fleet.class_names
-        )
+        self.writer = ResultsWriter(self.output, True, attrs, fleet_rows, self.fleet.class_names)
 
     def _resume(self, ckpt: Checkpoint) -> None:
         """Restore the method, clock and client state; rank 0 reopens the result file."""
         self.first_round = ckpt.next_round
         self.virtual_time = ckpt.virtual_time
+        self.run_id = ckpt.run_id
         self.method.load_state_dict(ckpt.method_state)
         store = self.method.ctx.state
         if store is not None:
@@ -147,28 +169,38 @@ class Engine:
 
     def run(self) -> int:
         """All rounds, then the final status and (rank 0) the summary. Returns the exit
-        code: 0 complete, 3 interrupted by SIGTERM with a checkpoint written."""
+        code: 0 complete, 3 interrupted by SIGTERM with a checkpoint written.
+
+        SIGTERM is honoured between clients: the round under way is abandoned and the last
+        completed one checkpointed. Once the last round is done, the run completes (a
+        SIGTERM during the final write is ignored: the status must say what happened)."""
         start = time.perf_counter()
         progress = Progress(self.cfg.run.rounds, self.stream)
         every = self.cfg.checkpoint.every
-        with StopSignal() as stop:
+        with StopSignal() as self.stop:
             for t in range(self.first_round, self.cfg.run.rounds):
-                row = self.round(t)
+                try:
+                    row = self.round(t)
+                except RoundAbandoned:
+                    self._checkpoint(t)
+                    return self._interrupted(t)
                 if row is not None:
                     progress.update(row)
-                last = t == self.cfg.run.rounds - 1
-                stopping = not last and self.comm.any_flag(stop.requested)
-                if stopping or (every and (t + 1) % every == 0 and not last):
+                if every and (t + 1) % every == 0 and t != self.cfg.run.rounds - 1:
                     self._checkpoint(t + 1)
-                if stopping:
-                    return self._interrupted(t + 1)
+            self._finish(time.perf_counter() - start)
+        return 0
+
+    def _finish(self, wall: float) -> None:
+        """Record the final state and status `complete`, drop the run's checkpoints and
+        client-state spills, and print the summary."""
         if self.method.ctx.state is not None:
             self.method.ctx.state.close()
         if self.writer is not None:
-            wall = time.perf_counter() - start
             self.writer.close(
                 "complete", self.method.state_dict(), end_time=time.time(), wall_seconds=wall
             )
+            checkpoint.remove(self.output)
             rounds = np.concatenate(self.round_rows)
             text = summary(
                 self.cfg.run.name,
@@ -180,13 +212,13 @@ class Engine:
                 str(self.output),
             )
             print(text, file=self.stream, flush=True)
-        return 0
 
     def _checkpoint(self, next_round: int) -> None:
         start = time.perf_counter()
         folder = checkpoint.save(
             self.comm,
             self.output,
+            self.run_id,
             next_round,
             self.virtual_time,
             self.method.state_dict(),
@@ -205,8 +237,8 @@ class Engine:
         if self.writer is not None:
             self.writer.close("interrupted", end_time=time.time(), next_round=next_round)
             print(
-                f"mpifl: stopped by SIGTERM after round {next_round}; resume with "
-                f"`mpifl run JOB --resume` (output {self.output})",
+                f"mpifl: stopped by SIGTERM; {next_round} rounds done and checkpointed; "
+                f"resume with `mpifl run JOB --resume` (output {self.output})",
                 file=sys.stderr,
                 flush=True,
             )
@@ -234,15 +266,15 @@ class Engine:
         comm = self.comm
         wall_start, comm_start = time.perf_counter(), comm.seconds
         plan = self.plan(t)
-        self.virtual_time += plan.duration
         rows = plan.rows[plan.scheduled(comm.rank)]
         train_time = self._train(t, plan, rows)
+        self.virtual_time += plan.duration
         evals = self._evaluate(t)
-        if comm.rank == 0:
-            rows = np.concatenate([rows, plan.rows[plan.rows["rank"] < 0]])
-        participation = comm.gather_rows(rows)
         rank_row = np.zeros(1, dtype=RANKS_DTYPE)
         rank_row[["round", "rank", "clients"]] = (t, comm.rank, len(rows))
+        if comm.rank == 0:  # rank 0 also reports the clients no rank trained
+            rows = np.concatenate([rows, plan.rows[plan.rows["rank"] < 0]])
+        participation = comm.gather_rows(rows)
         rank_row["train_time"] = train_time
         rank_row["comm_time"] = comm.seconds - comm_start
         rank_row["wall_time"] = time.perf_counter() - wall_start
@@ -270,8 +302,13 @@ class Engine:
             cfg.aggregation.frac_bits,
             scale=1.0 / max(plan.total_samples, 1),
         )
+        store = self.method.ctx.state
+        if store is not None:
+            store.begin()
         for row in rows:
             comm.poll_failures()
+            if self.stop.requested:
+                break
             client = int(row["client"])
             task = ClientTask(
                 client=client,
@@ -282,6 +319,12 @@ class Engine:
                 row=row,
             )
             self._train_one(task, row, acc)
+        if comm.any_flag(self.stop.requested):  # every rank decides alike
+            if store is not None:
+                store.rollback()
+            raise RoundAbandoned(t)
+        if store is not None:
+            store.commit()
         train_time = time.perf_counter() - start
         self.method.server_step(acc.reduce(comm), plan)
         return train_time
@@ -311,7 +354,8 @@ class Engine:
             except UpdateRejected:
                 row["status"] = Status.REJECTED
         if self.throttled:
-            sleep_until(started, row["compute_time"] * self.cfg.emulation.time_scale)
+            target = row["compute_time"] * self.cfg.emulation.time_scale
+            sleep_until(started, target, lambda: self.stop.requested)
         row["wall_time"] = time.perf_counter() - started
 
     def _evaluate(self, t: int) -> list[EvalResult]:

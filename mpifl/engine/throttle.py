@@ -7,8 +7,11 @@ import ctypes.util
 import resource
 import threading
 import time
+from collections.abc import Callable
 
 import psutil
+
+from mpifl.errors import ConfigError
 
 SAMPLE_INTERVAL_S = 0.001
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
@@ -61,15 +64,33 @@ class MemoryProbe:
         return self.peak - self.baseline
 
 
-def sleep_until(started: float, target_seconds: float) -> None:
-    """Sleep so that `target_seconds` of wall time have passed since `started`."""
-    remaining = started + target_seconds - time.perf_counter()
-    if remaining > 0:
-        time.sleep(remaining)
+STOP_POLL_S = 0.05  # how often a throttled sleep looks for a stop request
+
+
+def sleep_until(
+    started: float, target_seconds: float, stopped: Callable[[], bool] = lambda: False
+) -> None:
+    """Sleep so that `target_seconds` of wall time have passed since `started`, or until
+    `stopped()` (the round is being abandoned: the rest of the emulated work is moot)."""
+    end = started + target_seconds
+    while (remaining := end - time.perf_counter()) > 0 and not stopped():
+        time.sleep(min(remaining, STOP_POLL_S))
+
+
+RLIMIT_HEADROOM = 256 * 2**20  # what set-up and one round need beyond today's data segment
 
 
 def limit_data_segment(limit_bytes: int) -> None:
-    """Set RLIMIT_DATA (a backstop: allocations past it fail with a catchable error)."""
+    """Set RLIMIT_DATA (a backstop: allocations past it fail with a catchable error).
+    ConfigError if the limit leaves the process too little room to run at all."""
+    used = psutil.Process().memory_info().data
+    if limit_bytes < used + RLIMIT_HEADROOM:
+        raise ConfigError(
+            "emulation.rlimit_data",
+            limit_bytes,
+            f"must be 0 or >= {used + RLIMIT_HEADROOM} (this rank already uses "
+            f"{used / 2**20:.0f} MiB of data segment, plus {RLIMIT_HEADROOM // 2**20} MiB)",
+        )
     resource.setrlimit(resource.RLIMIT_DATA, (limit_bytes, limit_bytes))
 
 

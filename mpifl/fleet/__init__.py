@@ -12,8 +12,12 @@ def build_fleet(cfg: object, n_clients: int) -> Fleet:
         from mpifl.fleet.traces import load_fleet
 
         return load_fleet(fleet_cfg.trace).for_clients(n_clients)
+    from mpifl.fleet.traces import check_profiles
+
     classes = cfg.as_dict()["fleet"]["classes"]
-    return generate_fleet(n_clients, classes, fleet_cfg.spread, cfg.run.seed)
+    fleet = generate_fleet(n_clients, classes, fleet_cfg.spread, cfg.run.seed)
+    check_profiles(fleet, "fleet.classes with fleet.spread (profiles leave float32's range)")
+    return fleet
 
 
 __all__ = ["Fleet", "build_fleet", "generate_fleet"]

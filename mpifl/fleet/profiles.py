@@ -10,6 +10,7 @@ from mpifl.fleet.availability import Intervals
 from mpifl.fleet.devices import PROFILE_KEYS
 from mpifl.streams import Purpose, generator
 
+MAX_CLASSES = 256  # device_class is a uint8
 PROFILE_DTYPE = np.dtype(
     [
         ("device_class", "u1"),

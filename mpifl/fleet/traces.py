@@ -17,10 +17,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from mpifl import safe_pickle
 from mpifl.errors import InputError
 from mpifl.fleet.availability import Intervals
 from mpifl.fleet.devices import CATALOGUE, PROFILE_KEYS
-from mpifl.fleet.profiles import PROFILE_DTYPE, Fleet
+from mpifl.fleet.profiles import MAX_CLASSES, PROFILE_DTYPE, Fleet
 
 COLUMNS = ("device_class", *PROFILE_KEYS, "trace_period")
 INTERVAL_DTYPE = np.dtype([("client", "i8"), ("start", "f8"), ("end", "f8")])
@@ -86,7 +87,7 @@ def load_fleet(path: str | Path) -> Fleet:
         fleet = _load_h5(path) if path.suffix == ".h5" else _load_csv(path)
     except (OSError, KeyError, ValueError) as exc:
         raise InputError(f"fleet error: {path}: {exc}") from None
-    _check(fleet, path)
+    check_profiles(fleet, str(path))
     return fleet
 
 
@@ -94,6 +95,8 @@ def _load_h5(path: Path) -> Fleet:
     with h5py.File(path, "r") as f:
         raw = f["profiles"][:]
         names = [str(n) for n in f["profiles"].attrs["device_classes"]]
+        if len(names) > MAX_CLASSES or np.any(raw["device_class"] >= len(names)):
+            raise ValueError(f"device_class must index the {len(names)} (<= 256) device_classes")
         profiles = np.zeros(len(raw), dtype=PROFILE_DTYPE)
         for col in PROFILE_DTYPE.names:
             profiles[col] = raw[col]
@@ -113,6 +116,8 @@ def _load_csv(path: Path) -> Fleet:
             raise ValueError(f"missing columns {sorted(missing)}; need {', '.join(COLUMNS)}")
         rows = list(reader)
     names = list(dict.fromkeys(r["device_class"] for r in rows))
+    if len(names) > MAX_CLASSES:
+        raise ValueError(f"{len(names)} device classes; at most {MAX_CLASSES} are supported")
     profiles = np.zeros(len(rows), dtype=PROFILE_DTYPE)
     profiles["device_class"] = [names.index(r["device_class"]) for r in rows]
     for col in COLUMNS[1:]:
@@ -128,17 +133,25 @@ def _load_csv(path: Path) -> Fleet:
     return Fleet(profiles, names, intervals)
 
 
-def _check(fleet: Fleet, path: Path) -> None:
+def check_profiles(fleet: Fleet, where: str) -> None:
+    """InputError unless every profile value is finite and in range (`where` names the
+    source: a fleet file, or the generator's config keys)."""
     p = fleet.profiles
     if len(p) == 0:
-        raise InputError(f"fleet error: {path}: no clients")
+        raise InputError(f"fleet error: {where}: no clients")
+    for col in COLUMNS[1:]:
+        if not np.all(np.isfinite(p[col])):
+            raise InputError(f"fleet error: {where}: column {col} must be finite for every client")
     for col in ("flops", "memory", "uplink", "downlink"):
         if not np.all(p[col] > 0):
-            raise InputError(f"fleet error: {path}: column {col} must be > 0 for every client")
+            raise InputError(f"fleet error: {where}: column {col} must be > 0 for every client")
     if not np.all((p["availability"] >= 0) & (p["availability"] <= 1)):
-        raise InputError(f"fleet error: {path}: availability must be in [0, 1]")
+        raise InputError(f"fleet error: {where}: availability must be in [0, 1]")
     if np.any(p["latency"] < 0) or np.any(p["trace_period"] < 0):
-        raise InputError(f"fleet error: {path}: latency and trace_period must be >= 0")
+        raise InputError(f"fleet error: {where}: latency and trace_period must be >= 0")
+    iv = fleet.intervals
+    if iv is not None and not (np.all(np.isfinite(iv.starts)) and np.all(np.isfinite(iv.ends))):
+        raise InputError(f"fleet error: {where}: availability intervals must be finite")
 
 
 def import_fedscale(
@@ -158,6 +171,17 @@ def import_fedscale(
     Client ids are sorted; client i of the fleet is the i-th id.
     """
     capacity = _unpickle(capacity_path)
+    try:
+        fleet = _fedscale_fleet(capacity, behaviour_path, reference_flops, latency)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+        raise InputError(f"fleet error: FedScale traces: unexpected content ({exc!r})") from None
+    check_profiles(fleet, str(capacity_path))
+    return fleet
+
+
+def _fedscale_fleet(
+    capacity: dict, behaviour_path: Path | None, reference_flops: float, latency: float
+) -> Fleet:
     ids = sorted(capacity)
     speeds = np.array([reference_flops / (float(capacity[c]["computation"]) / 1000.0) for c in ids])
     names = list(CATALOGUE)
@@ -192,8 +216,8 @@ def import_fedscale(
 def _unpickle(path: Path) -> dict:
     try:
         with Path(path).open("rb") as fh:
-            data = pickle.load(fh)
-    except (OSError, pickle.UnpicklingError, EOFError) as exc:
+            data = safe_pickle.load(fh)
+    except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError) as exc:
         raise InputError(f"fleet error: {path}: not a readable pickle ({exc})") from None
     if not isinstance(data, dict) or not data:
         raise InputError(f"fleet error: {path}: expected a non-empty dict keyed by client id")

@@ -18,7 +18,9 @@ def _resources(p: argparse.ArgumentParser) -> None:
     p.add_argument("--partition", default="")
     p.add_argument("--account", default="")
     p.add_argument("--launcher", choices=tuple(LAUNCHERS), default="srun")
-    p.add_argument("--dry-run", action="store_true", help="print the batch script only")
+    p.add_argument(
+        "--dry-run", action="store_true", help="print the batch script only (write nothing)"
+    )
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -59,7 +61,6 @@ def run(args: argparse.Namespace) -> int:
             )
         )
         return 0
-    write_tasks(sweep)
     task = "${SLURM_ARRAY_TASK_ID}"
     script = render(
         sweep.name,
@@ -69,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
         _res(args),
         array=f"0-{len(sweep.tasks) - 1}",
     )
+    if not args.dry_run:
+        write_tasks(sweep)
     return _emit(
         script, sweep.folder / f"{sweep.name}.sbatch", args.dry_run, f"{len(sweep.tasks)} tasks"
     )

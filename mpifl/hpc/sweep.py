@@ -17,14 +17,14 @@ Every task's config is resolved and validated up front and written as
 from __future__ import annotations
 
 import itertools
+import json
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
-
 from mpifl.config import load_config
-from mpifl.errors import InputError
+from mpifl.errors import InputError, shown
+from mpifl.results.status import read_status
 
 KEYS = {"job", "name", "folder", "seeds", "grid"}
 
@@ -60,7 +60,12 @@ def load_sweep(path: str | Path) -> Sweep:
     if not all(isinstance(v, list) and v for v in grid.values()):
         raise InputError(f"sweep error: {path}: every [grid] key needs a non-empty list")
     name = raw.get("name", path.stem)
-    folder = Path(raw.get("folder", f"sweeps/{name}"))
+    if not isinstance(name, str) or not name.isprintable() or not name.strip():
+        raise InputError(f"sweep error: {path}: name = {shown(name)}: must be printable text")
+    folder = raw.get("folder", f"sweeps/{name}")
+    if not isinstance(folder, str) or not folder.isprintable():
+        raise InputError(f"sweep error: {path}: folder = {shown(folder)}: must be a printable path")
+    folder = Path(folder)
     base = load_config(raw["job"])
     seeds = raw.get("seeds", [base.run.seed])
     tasks = []
@@ -68,8 +73,8 @@ def load_sweep(path: str | Path) -> Sweep:
         sets = [f"{k}={_toml(v)}" for k, v in zip(grid, values, strict=True)]
         sets += [
             f"run.seed={seed}",
-            f"run.name='{name}-{i}'",
-            f"run.output='{folder / f'task_{i}.h5'}'",
+            f"run.name={_toml(f'{name}-{i}')}",
+            f"run.output={_toml(str(folder / f'task_{i}.h5'))}",
         ]
         try:
             tasks.append(load_config(raw["job"], sets).to_toml())
@@ -80,7 +85,7 @@ def load_sweep(path: str | Path) -> Sweep:
 
 def _toml(value: object) -> str:
     if isinstance(value, str):
-        return repr(value)
+        return json.dumps(value)  # a TOML basic string
     if isinstance(value, bool):
         return "true" if value else "false"
     return repr(value) if not isinstance(value, list) else "[" + ", ".join(map(_toml, value)) + "]"
@@ -102,8 +107,7 @@ def status(sweep: Sweep) -> list[tuple[int, str]]:
             out.append((i, "missing"))
             continue
         try:
-            with h5py.File(path, "r", libver="latest", swmr=True) as f:
-                state = str(f.attrs["status"])
+            state, _ = read_status(path)
         except OSError:
             state = "running"  # being created
         out.append((i, "done" if state == "complete" else state))

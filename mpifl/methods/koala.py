@@ -12,6 +12,7 @@ data-parallel over all ranks.
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -28,7 +29,7 @@ from mpifl.errors import ConfigError, InputError
 from mpifl.methods import register
 from mpifl.methods.base import ClientResult, ClientTask, Method, MethodContext
 from mpifl.methods.tiers import build_tiers, choose_tiers, local_accuracy, tier_workload
-from mpifl.models import ModelSpec, build_model
+from mpifl.models import ModelSpec, build_model, check_buildable
 from mpifl.streams import Purpose, torch_generator, torch_init_seed
 
 
@@ -48,11 +49,13 @@ def load_server_init(model: torch.nn.Module, path: str) -> None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(state)
-    except (OSError, RuntimeError, KeyError, TypeError) as exc:
+    except (OSError, EOFError, RuntimeError, KeyError, TypeError, pickle.UnpicklingError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if isinstance(exc, pickle.UnpicklingError):  # torch's text suggests unsafe loading
+            first = "not a torch.save file of tensors only"
         raise InputError(
             f"config error: algorithm.server_init = {path!r}: not a state dict of the large "
-            f"model ({first})"
+            f"model ({first[:120]})"
         ) from None
 
 
@@ -82,6 +85,7 @@ class Koala(Method):
         super().__init__(ctx)
         alg = self.config.algorithm
         seed = self.config.run.seed
+        check_buildable(large_spec(ctx.spec, alg), "algorithm.large_channels / large_fc")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(torch_init_seed(seed, 1))
             self.large = build_model(large_spec(ctx.spec, alg))

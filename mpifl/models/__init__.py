@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import psutil
+import torch
 from torch import nn
 
+from mpifl.errors import ConfigError
 from mpifl.models.cnn import build_cnn
 from mpifl.models.cost import ModelCost, measure_cost
 from mpifl.models.mlp import build_mlp
 from mpifl.models.spec import ModelSpec, spec_from_config
 
+TRAINING_BYTES_PER_PARAM = 16  # fp32 weights, gradient, momentum, one flat copy
 BUILDERS = {"mlp": build_mlp, "cnn": build_cnn}
 
 
@@ -17,4 +21,37 @@ def build_model(spec: ModelSpec) -> nn.Module:
     return BUILDERS[spec.arch](spec)
 
 
-__all__ = ["ModelCost", "ModelSpec", "build_model", "measure_cost", "spec_from_config"]
+def check_buildable(spec: ModelSpec, key: str = "model") -> int:
+    """Build `spec` without memory (torch's meta device) and run one input through it;
+    ConfigError (naming `key`) if it does not fit the data's shapes or cannot be trained in
+    this machine's memory. Returns the parameter count."""
+    with torch.device("meta"):
+        try:
+            model = build_model(spec)
+            model(torch.empty(1, *spec.input_shape))
+        except (RuntimeError, ValueError) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(
+                key, spec.arch, f"does not fit inputs {spec.input_shape}: {reason}"
+            ) from None
+    params = sum(p.numel() for p in model.parameters())
+    need = params * TRAINING_BYTES_PER_PARAM
+    total = psutil.virtual_memory().total
+    if need > total:
+        raise ConfigError(
+            key,
+            f"{params} parameters",
+            f"training needs ~{need / 2**30:.1f} GiB, more than this machine's "
+            f"{total / 2**30:.1f} GiB: use smaller layers",
+        )
+    return params
+
+
+__all__ = [
+    "ModelCost",
+    "check_buildable",
+    "ModelSpec",
+    "build_model",
+    "measure_cost",
+    "spec_from_config",
+]

@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass, replace
 from types import SimpleNamespace
 
+from mpifl.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -35,6 +37,13 @@ def spec_from_config(
     model: SimpleNamespace, input_shape: tuple[int, ...], n_classes: int
 ) -> ModelSpec:
     """The ModelSpec of the `[model]` config section for a data set's shapes."""
+    if model.arch == "cnn" and len(input_shape) != 3:
+        raise ConfigError(
+            "model.arch",
+            "cnn",
+            f"needs images (channels, height, width); the data's inputs have shape "
+            f"{tuple(input_shape)}: use model.arch = 'mlp'",
+        )
     return ModelSpec(
         arch=model.arch,
         input_shape=tuple(input_shape),

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from mpifl.results.schema import Status
+from mpifl.results.status import effective
 from mpifl.results.writer import TABLES
 
 NAMES = ("rounds", "participation", "ranks", "eval", "fleet")
@@ -60,6 +61,10 @@ def read_run(path: str | Path) -> Run:
     with h5py.File(path, "r", libver="latest", swmr=True) as f:
         attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
         config = tomllib.loads(attrs["config"])
+        status, error = effective(path, str(attrs.get("status")), attrs.get("error"))
+        attrs["status"] = status
+        if error is not None:
+            attrs["error"] = error
         run = Run(path, attrs, config)
         for name in NAMES:
             ds = f[name]

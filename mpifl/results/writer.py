@@ -1,4 +1,12 @@
-"""Rank 0's HDF5 writer: tables appended and flushed every round, readable while running (SWMR)."""
+"""Rank 0's HDF5 writer: tables appended and flushed every round, readable while running (SWMR).
+
+The file stays open in SWMR mode from creation to the end of the run; the final state,
+the closing attributes and, last, the status are written into it in place, each step
+flushed. A reader holding the file open therefore never blocks the writer, and a kill at
+any moment leaves a readable file whose status is either the old one or the final one
+with everything it promises. Free space is checked before every write, since HDF5 does
+not survive running out of it in the middle of one.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +19,7 @@ import h5py
 import numpy as np
 
 from mpifl.errors import InputError
+from mpifl.files import SPACE_MARGIN, require_space
 from mpifl.results.schema import (
     EVAL_DTYPE,
     PARTICIPATION_DTYPE,
@@ -59,6 +68,7 @@ class ResultsWriter:
         refuse_existing(path, overwrite)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.unlink(missing_ok=True)
+        require_space(path.parent, fleet_rows.nbytes, "creating the result file")
         self.path = path
         self.seconds = 0.0
         self._file = h5py.File(path, "w-", libver="latest")
@@ -79,6 +89,7 @@ class ResultsWriter:
         (readable even after a SIGKILL, whose open-for-writing flag would refuse a plain
         reopen): rows of rounds >= next_round are dropped, the new file replaces the old
         atomically. Returns the writer and the kept tables."""
+        require_space(path.parent, path.stat().st_size, "rebuilding the result file to resume")
         with h5py.File(path, "r", libver="latest", swmr=True) as old:
             attrs = dict(old.attrs)
             fleet, names = old["fleet"][:], list(old["fleet"].attrs["device_classes"])
@@ -87,7 +98,7 @@ class ResultsWriter:
                 rounds = old[name]["round"] if len(old[name]) else np.empty(0, np.int32)
                 kept[name] = old[name][: int(np.searchsorted(rounds, next_round))]
         attrs["resumed_at_round"] = next_round
-        for key in ("end_time", "next_round", "error", "wall_seconds"):
+        for key in ("end_time", "next_round", "error", "wall_seconds", "status"):
             attrs.pop(key, None)
         tmp = path.with_name(path.name + ".resume")
         self = cls(tmp, True, attrs, fleet, [str(n) for n in names])
@@ -101,6 +112,7 @@ class ResultsWriter:
     def append(self, table: str, rows: np.ndarray) -> None:
         """Append rows to a table and flush them to disk."""
         start = time.perf_counter()
+        require_space(self.path.parent, rows.nbytes + CHUNK_ROWS * rows.itemsize, f"{table} rows")
         ds = self._file[table]
         n = ds.shape[0]
         ds.resize((n + len(rows),))
@@ -111,14 +123,30 @@ class ResultsWriter:
     def close(
         self, status: str, final_state: dict[str, np.ndarray] | None = None, **attrs: Any
     ) -> None:
-        """Close the file and record the final status, extra root attributes, and (complete
-        runs) the method's final server-side state under /final_state."""
-        if self._file.id.valid:
-            self._file.close()
-        with h5py.File(self.path, "r+") as f:
-            f.attrs["status"] = status
-            f.attrs.update(attrs)
-            if final_state is not None:
-                group = f.require_group("final_state")
-                for name, value in final_state.items():
-                    group.create_dataset(name, data=value)
+        """Record the method's final server-side state under /final_state (complete runs),
+        then the extra root attributes, then the status, and close the file."""
+        f = self._file
+        if final_state:
+            need = sum(v.nbytes for v in final_state.values())
+            require_space(self.path.parent, need, "the final state")
+            group = f.require_group("final_state")
+            for name, value in final_state.items():
+                group.create_dataset(name, data=value)
+            f.flush()
+        f.attrs.update(attrs)
+        f.flush()
+        f.attrs["status"] = status
+        f.flush()
+        f.close()
+
+    def fail(self, error: str, **attrs: Any) -> bool:
+        """Mark the run `failed` with `error`, as far as the disk allows; never raises (the
+        caller is on its way to aborting the job). Returns whether it was recorded."""
+        try:
+            if not self._file.id.valid:
+                return False
+            require_space(self.path.parent, len(error.encode()) + SPACE_MARGIN, "the error")
+            self.close("failed", error=error, **attrs)
+            return True
+        except BaseException:  # noqa: BLE001  (any failure here must not stop the abort)
+            return False

@@ -1,4 +1,4 @@
-"""CIFAR-10 / CIFAR-100 "python version" batches (pickled dicts)."""
+"""CIFAR-10 / CIFAR-100 "python version" batches (pickled dicts, loaded as plain data only)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mpifl import safe_pickle
 from mpifl.errors import InputError
 
 
@@ -15,7 +16,7 @@ def _batch(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
         raise InputError(f"data error: missing CIFAR batch {path}")
     try:
         with path.open("rb") as fh:
-            d = pickle.load(fh, encoding="bytes")
+            d = safe_pickle.load(fh, encoding="bytes")
         x = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
         y = np.asarray(d[label_key], dtype=np.int64)
     except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError) as exc:

@@ -1,0 +1,69 @@
+"""How a run starts: from round 0, from its last checkpoint, or not at all (complete).
+
+Rank 0 decides while holding the output lock, and tells the other ranks. `--resume` is
+what a requeued batch job always passes, so it must never dead-end: without a checkpoint
+of this run it starts over (saying so), and on a completed run it does nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+
+from mpifl.config import Config
+from mpifl.engine import checkpoint
+from mpifl.errors import InputError
+from mpifl.results.status import effective
+from mpifl.results.writer import refuse_existing
+
+
+@dataclass(frozen=True)
+class Start:
+    """The decision: mode "fresh" | "resume" | "complete", the checkpoint folder when
+    resuming, and a line for the user (empty for an ordinary fresh start)."""
+
+    mode: str
+    folder: str = ""
+    note: str = ""
+
+
+def decide(output: Path, cfg: Config, resume: bool, overwrite: bool) -> Start:
+    """The start of a run of `cfg` into `output`; InputError if it must not run."""
+    if not resume:
+        refuse_existing(output, overwrite)
+        return Start("fresh")
+    if not output.exists():
+        return Start("fresh", note=f"mpifl: --resume: {output} does not exist; starting at round 0")
+    try:
+        with h5py.File(output, "r", libver="latest", swmr=True) as f:
+            status = str(f.attrs["status"])
+            started, run_id = str(f.attrs["config"]), str(f.attrs.get("run_id", ""))
+    except (OSError, KeyError) as exc:
+        raise InputError(
+            f"resume error: cannot read {output} ({exc}); pass --overwrite to start over"
+        ) from None
+    _same_config(output, started, cfg.to_toml())
+    status, _ = effective(output, status, None)
+    if status == "complete":
+        return Start("complete", note=f"mpifl: {output} is already complete; nothing to do")
+    ckpt = checkpoint.load(output, run_id)
+    if ckpt is None:
+        return Start(
+            "fresh",
+            note=f"mpifl: --resume: {output} ({status}) has no checkpoint of its own (it "
+            "stopped before its first one); starting over at round 0",
+        )
+    return Start("resume", str(ckpt.folder), f"mpifl: resuming {output} at round {ckpt.next_round}")
+
+
+def _same_config(output: Path, started: str, now: str) -> None:
+    if started == now:
+        return
+    old, new = started.splitlines(), now.splitlines()
+    diff = next((a, b) for a, b in zip(old + [""], new + [""], strict=False) if a != b)
+    raise InputError(
+        f"resume error: the job's config differs from the one {output} started with "
+        f"(was {diff[0]!r}, now {diff[1]!r})"
+    )

@@ -1,0 +1,70 @@
+"""One run per result file: rank 0 holds an exclusive lock on `.RUN.h5.lock` beside the
+file (and so on its checkpoint and client-state folders) for the run's whole lifetime.
+
+POSIX record locks (`lockf`) work on local disks and on NFS and Lustre mounted with
+locking; the kernel drops the lock when the process ends, however it ends. The lock file
+itself stays (removing it would let two runs lock two different files).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import socket
+from pathlib import Path
+
+from mpifl.errors import InputError
+
+
+def lock_path(output: Path) -> Path:
+    """The lock file of a result file."""
+    return output.with_name(f".{output.name}.lock")
+
+
+class OutputLock:
+    """A held lock; `release` (or the process's end) gives it up."""
+
+    def __init__(self, path: Path, fd: int, created: bool) -> None:
+        self.path, self._fd, self._created = path, fd, created
+
+    @classmethod
+    def acquire(cls, output: Path) -> OutputLock:
+        """Lock `output` for this process; InputError if the path cannot hold a result
+        file or another run holds it."""
+        if output.is_dir():
+            raise InputError(f"output error: {output} is a directory; run.output must be a file")
+        if output.exists() and not os.access(output, os.W_OK):
+            raise InputError(f"output error: {output} is not writable")
+        existing = next(p for p in output.parents if p.exists())
+        if not existing.is_dir():
+            raise InputError(f"output error: {output}: {existing} is not a directory")
+        path = lock_path(output)
+        created = not path.exists()
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise InputError(
+                f"output error: cannot write {output}: {exc.strerror or exc}"
+            ) from None
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise InputError(
+                f"output error: {output} is in use by another mpifl run ({holder}); "
+                "wait for it to end or choose another run.output"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        return cls(path, fd, created)
+
+    def release(self, remove: bool = False) -> None:
+        """Give the lock up; `remove` deletes the lock file if this run created it."""
+        if remove and self._created:
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
