@@ -47,6 +47,9 @@ def _replace_with(path: Path, write: Callable[[Path], None], what: str) -> None:
         if exc.errno == errno.ENOSPC and not isinstance(exc, DiskFullError):
             raise disk_full(path.parent, SPACE_MARGIN, what) from None
         raise
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_npz(path: Path, arrays: dict[str, np.ndarray], what: str) -> None:

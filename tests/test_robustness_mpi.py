@@ -250,13 +250,18 @@ def test_sigterm_in_a_long_round_checkpoints_the_last_completed_round(tmp_path):
 def test_a_second_run_on_the_same_output_is_refused(reference, tmp_path):
     job, _ = reference
     out = tmp_path / "run.h5"
-    first = start(job, out, *SLOW)
+    long_rounds = [SLOW[0], "emulation.time_scale=30"]  # ~4 s rounds: still running below
+    first = start(job, out, *long_rounds)
     wait_for_rounds(out, 1, first)
-    second = mpifl("run", str(job), "--output", str(out), "--overwrite", *set_args(*SETS, *SLOW),
-                   ranks=2)  # fmt: skip
+    second = mpifl("run", str(job), "--output", str(out), "--overwrite",
+                   *set_args(*SETS, *long_rounds), ranks=2)  # fmt: skip
+    assert first.poll() is None, "the first run ended too early for this test"
     assert second.returncode == 2, second.stderr
     assert "in use by another mpifl run" in second.stderr
     assert len(second.stderr.strip().splitlines()) == 1
-    _, stderr = first.communicate(timeout=180)
-    assert first.returncode == 0, stderr
-    assert rounds_of(out) == list(range(8))
+    signal_ranks(first, signal.SIGTERM)
+    _, stderr = first.communicate(timeout=120)
+    assert first.returncode == 3, stderr  # the first run went on, unharmed
+    with h5py.File(out, "r", libver="latest", swmr=True) as f:
+        assert f.attrs["status"] == "interrupted"
+        assert f["rounds"]["round"][:].tolist() == list(range(f.attrs["next_round"]))
