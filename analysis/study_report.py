@@ -53,8 +53,10 @@ def collect(root: Path, target: float) -> tuple[pd.DataFrame, pd.DataFrame]:
 ORDER = ["fedavg", "submodel-prefix", "submodel-rolling", "submodel-magnitude", "reft",
          "koala-homo", "koala-hetero", "fedmrl"]  # fmt: skip
 COLUMNS = {
-    "trained": "trained", "infeasible": "infeasible", "final_acc": "final acc",
-    "best_acc": "best acc", "kB_down_per_round": "kB down/round", "kB_up_per_round": "kB up/round",
+    "trained": "trained", "infeasible": "infeasible",
+    "final_global_test_acc": "final acc (global model, global test)",
+    "final_client_acc_mean": "final acc (client's model, own test, client mean)",
+    "kB_down_per_round": "kB down/round", "kB_up_per_round": "kB up/round",
     "client_MFLOP": "MFLOP/client", "storage_kB": "client storage kB",
 }  # fmt: skip
 
@@ -71,7 +73,7 @@ def table(df: pd.DataFrame, data: str) -> str:
         cells = []
         for col in COLUMNS:
             mean = g[col].mean()
-            if col.endswith("acc"):
+            if "_acc" in col:
                 cells.append(f"{mean:.4f} ± {(g[col].max() - g[col].min()) / 2:.4f}")
             elif col in ("trained", "infeasible"):
                 cells.append(f"{mean:.0f}")

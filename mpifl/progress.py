@@ -17,17 +17,25 @@ def _mb(n: float) -> str:
     return f"{n / 1e6:.2f} MB"
 
 
+def _accuracies(row: np.void) -> str:
+    """`acc` (global model, global test set) and `client acc` (own test splits, client mean),
+    each where the method has it."""
+    parts = []
+    for label, key in (("acc", "test_accuracy"), ("client acc", "client_accuracy")):
+        if not math.isnan(row[key]):
+            parts.append(f"{label} {row[key]:.4f}")
+    return "  ".join(parts) or "acc    -  "
+
+
 def round_line(row: np.void, rounds: int) -> str:
     """One round as a plain line (what a SLURM log shows)."""
-    acc = row["test_accuracy"]
-    acc_text = "   -  " if math.isnan(acc) else f"{acc:.4f}"
     left_out = ", ".join(
         f"{s.name.lower()} {row[s.name.lower()]}"
         for s in Status
         if s != Status.TRAINED and row[s.name.lower()]
     )
     return (
-        f"round {row['round'] + 1:>4}/{rounds}  acc {acc_text}  loss {row['train_loss']:.4f}  "
+        f"round {row['round'] + 1:>4}/{rounds}  {_accuracies(row)}  loss {row['train_loss']:.4f}  "
         f"trained {row['trained']}/{row['sampled']}"
         + (f" ({left_out})" if left_out else "")
         + f"  vtime {row['virtual_time']:.1f}s  wall {row['wall_time']:.2f}s"
@@ -49,9 +57,9 @@ class Progress:
         done = row["round"] + 1
         filled = BAR * done // self.rounds
         bar = "#" * filled + "-" * (BAR - filled)
-        acc = row["test_accuracy"]
-        acc_text = "-" if math.isnan(acc) else f"{acc:.4f}"
-        text = f"\r[{bar}] {done}/{self.rounds}  acc {acc_text}  vtime {row['virtual_time']:.0f}s"
+        text = (
+            f"\r[{bar}] {done}/{self.rounds}  {_accuracies(row)}  vtime {row['virtual_time']:.0f}s"
+        )
         print(text, end="\n" if done == self.rounds else "", file=self.stream, flush=True)
 
 
@@ -65,18 +73,25 @@ def summary(
     path: str,
 ) -> str:
     """The end-of-run summary table."""
-    acc = rounds["test_accuracy"]
-    evaluated = np.flatnonzero(~np.isnan(acc))
-    last = evaluated[-1] if len(evaluated) else None
-    best = evaluated[np.argmax(acc[evaluated])] if len(evaluated) else None
     lines = [
         f"mpifl run '{name}' complete: {len(rounds)} rounds, {n_ranks} ranks, {wall:.1f} s wall"
     ]
-    if last is not None:
-        lines.append(
-            f"  final accuracy  {acc[last]:.4f} (round {last + 1})   "
-            f"best {acc[best]:.4f} (round {best + 1})"
-        )
+    for label, key in (
+        ("final accuracy ", "test_accuracy"),
+        ("client accuracy", "client_accuracy"),
+    ):
+        acc = rounds[key]
+        evaluated = np.flatnonzero(~np.isnan(acc))
+        if len(evaluated):
+            last, best = evaluated[-1], evaluated[np.argmax(acc[evaluated])]
+            lines.append(
+                f"  {label} {acc[last]:.4f} (round {last + 1})   "
+                f"best {acc[best]:.4f} (round {best + 1})"
+            )
+    lines.append(
+        "    (accuracy: global model, global test set; client accuracy: each client's"
+        " model, own test split, mean over clients)"
+    )
     lines += [
         f"  virtual time    {rounds['virtual_time'][-1]:.1f} s",
         f"  bytes down/up   {_mb(rounds['bytes_down'].sum())} / {_mb(rounds['bytes_up'].sum())}",

@@ -28,6 +28,7 @@ class Purpose(IntEnum):
     SYNTHETIC = 7
     PHASE = 8
     DISTILL = 9
+    FINETUNE = 10
 
 
 def _mix(x: np.ndarray) -> np.ndarray:

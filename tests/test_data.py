@@ -85,3 +85,39 @@ def test_npz_round_trip_and_errors(tmp_path):
     np.savez(mismatch, x=np.zeros((5, 3)), y=np.zeros(4, dtype=int))
     with pytest.raises(InputError, match="shape"):
         load_npz(mismatch)
+
+
+def test_mnist5k_is_the_real_mnist_sample_and_needs_no_network(monkeypatch):
+    import socket
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("mnist5k tried to use the network")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    from mpifl.data.mnist5k import load_mnist5k
+
+    x, y = load_mnist5k()
+    assert x.shape == (5000, 1, 28, 28) and x.dtype == torch.float32
+    assert float(x.min()) == 0.0 and float(x.max()) == 1.0
+    assert np.bincount(y.numpy()).tolist() == [500] * 10
+    assert 0.1 < float(x.mean()) < 0.15  # real digits: mostly black background
+    data = build_dataset(_data_cfg(name="mnist5k"), 60, seed=0)
+    assert data.input_shape == (1, 28, 28) and data.n_classes == 10
+    assert np.median(data.n_train) >= 40 and np.median(data.n_test) >= 10
+
+
+def _nearest(points: torch.Tensor, reference: torch.Tensor) -> float:
+    """Median distance from each point to its nearest reference point."""
+    return float(torch.cdist(points, reference).min(dim=1).values.median())
+
+
+def test_synthetic_has_fedprox_sizes_and_a_proxy_from_the_clients_distributions():
+    data = build_dataset(_data_cfg(name="synthetic"), 30, seed=0)
+    total = data.n_train + data.n_test
+    assert total.min() >= 50 and np.median(total) > 80  # floor(lognormal(4, 2)) + 50
+    test_x, _ = data.global_test()
+    train_x = torch.cat([data.client_train(k)[0] for k in range(data.n_clients)])
+    proxy_x, proxy_y = data.proxy()
+    to_clients, to_proxy = _nearest(test_x, train_x), _nearest(test_x, proxy_x)
+    assert to_proxy < 1.5 * to_clients, (to_proxy, to_clients)
+    assert np.bincount(proxy_y.numpy()).max() < 0.6 * len(proxy_y)

@@ -81,12 +81,17 @@ def test_report_formats(runs):
     _, paths = runs
     text = mpifl("report", *map(str, paths))
     assert text.returncode == 0, text.stderr
-    assert "final_acc" in text.stdout and "seed1" in text.stdout and "jetson" in text.stdout
+    assert (
+        "final_global_test_acc" in text.stdout
+        and "seed1" in text.stdout
+        and "jetson" in text.stdout
+    )
     csv = mpifl("report", *map(str, paths), "--csv", "--target", "0.5")
     table = pd.read_csv(io.StringIO(csv.stdout))
     assert table["run"].tolist() == ["seed0", "seed1"]
-    wanted = {"final_acc", "best_acc", "rounds_to_0.5", "MB_down", "MB_up", "client_MFLOP",
-              "client_footprint_kB", "trained", "infeasible", "wall_s"}  # fmt: skip
+    wanted = {"final_global_test_acc", "best_global_test_acc", "final_client_acc_mean",
+              "rounds_to_0.5", "MB_down", "MB_up", "client_MFLOP", "client_footprint_kB",
+              "trained", "infeasible", "wall_s"}  # fmt: skip
     assert wanted <= set(table.columns)
     md = mpifl("report", *map(str, paths), "--markdown")
     assert md.stdout.startswith("| run |") and "|---|" in md.stdout

@@ -13,7 +13,7 @@ Section = dict[str, "Field | NamedTables | Section"]
 MAX_UNITS = 2**16  # widest layer a job may ask for (the model's size is checked too)
 MIN_RLIMIT_DATA = 2**30  # below this the interpreter and torch cannot run at all
 
-BUILT_IN = ("digits", "synthetic", "w1")
+BUILT_IN = ("digits", "mnist5k", "synthetic", "w1")
 FROM_PATH = ("npz", "mnist", "cifar10", "cifar100", "femnist", "tff")
 DATA_SOURCES = BUILT_IN + FROM_PATH
 
@@ -53,7 +53,10 @@ SCHEMA: Section = {
         ),
         "eval_every": integer(1, 1, "evaluate the global model every k rounds (and the last)"),
         "eval_clients": Field(
-            "bool", False, doc="also report the mean over clients of their own-test accuracy"
+            "bool",
+            True,
+            doc="also score every client's own test split with the model it would use "
+            "(eval groups clients/mean and clients/pooled); off for very large fleets",
         ),
     },
     "data": {
@@ -69,12 +72,20 @@ SCHEMA: Section = {
         "local_test_fraction": number(0.2, 0.0, 1.0, high_open=True, doc="per-client test split"),
         "min_samples": integer(2, 1, "fewest training samples a client may hold", 10**6),
         "synthetic": {
-            "alpha": number(1.0, 0.0, 1e3, doc="model heterogeneity of Synthetic(alpha, beta)"),
-            "beta": number(1.0, 0.0, 1e3, doc="data heterogeneity of Synthetic(alpha, beta)"),
+            "alpha": number(1.0, 0.0, 1e3, doc="model heterogeneity: std of u_k (FedProx's)"),
+            "beta": number(1.0, 0.0, 1e3, doc="data heterogeneity: std of B_k (FedProx's)"),
             "features": integer(60, 1, maximum=10**5),
             "classes": integer(10, 2, maximum=10**4),
-            "samples_mean": integer(50, 2, "median samples per client (train + test)", 10**6),
-            "samples_sigma": number(0.5, 0.0, 3.0, doc="lognormal spread of client sizes"),
+            "samples_log_mean": number(
+                4.0,
+                -10.0,
+                20.0,
+                doc="client size (train + test) = floor(lognormal(this, "
+                "samples_sigma)) + samples_offset, at most samples_max (FedProx: 4, 2, 50)",
+            ),
+            "samples_sigma": number(2.0, 0.0, 3.0, doc="sigma of the lognormal client size"),
+            "samples_offset": integer(50, 0, "samples added to every client", 10**6),
+            "samples_max": integer(10**5, 2, "largest client (train + test)", 10**7),
         },
         "w1": {
             "samples": integer(50, 1, "samples per client (train + own test)", 10**6),

@@ -55,6 +55,10 @@ def _pooled_arrays(data: SimpleNamespace):
         from mpifl.data.digits import load_digits
 
         return (*load_digits(), None)
+    if data.name == "mnist5k":
+        from mpifl.data.mnist5k import load_mnist5k
+
+        return (*load_mnist5k(), None)
     if data.name == "npz":
         from mpifl.data.arrays import load_npz
 

@@ -1,9 +1,12 @@
 """FedProx's Synthetic(alpha, beta): each client's data generated on demand from its id.
 
-Client k: u_k ~ N(0, alpha), B_k ~ N(0, beta); W_k, b_k ~ N(u_k, 1);
-x ~ N(v_k, diag(j^-1.2)) with v_k[j] ~ N(B_k, 1); y = argmax(W_k x + b_k).
-The global test set pools the test splits of the first clients (at most 200); the
-proxy set is drawn from the family's centre (u = B = 0) and belongs to no client.
+As FedProx's generator (alpha and beta are standard deviations): client k has
+u_k ~ N(0, alpha^2), B_k ~ N(0, beta^2); W_k, b_k ~ N(u_k, 1); x ~ N(v_k, diag(j^-1.2))
+with v_k[j] ~ N(B_k, 1); y = argmax(W_k x + b_k). Client sizes (train + test) are
+floor(lognormal(4, 2)) + 50 by default, FedProx's sizes. The global test set pools the
+test splits of the first clients (at most 200). The proxy set is drawn from those same
+clients' input distributions (fresh samples, labelled by each client's own W_k, b_k), in
+proportion to their sizes: it resembles the clients' data but is none of it.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ from mpifl.data.generated import GeneratedData
 from mpifl.streams import Purpose, generator
 
 GLOBAL_TEST_CLIENTS = 200
-PROXY_KEY = 2**62  # a key no client id reaches
 
 
 class SyntheticData(GeneratedData):
@@ -31,22 +33,30 @@ class SyntheticData(GeneratedData):
         self.seed = seed
         self.input_shape = (syn.features,)
         rng = generator(seed, Purpose.SYNTHETIC, -1, n_clients)
-        sizes = syn.samples_mean * np.exp(syn.samples_sigma * rng.standard_normal(n_clients))
-        total = np.maximum(np.round(sizes).astype(np.int64), data.min_samples + 1)
+        sizes = np.exp(syn.samples_log_mean + syn.samples_sigma * rng.standard_normal(n_clients))
+        total = np.floor(np.minimum(sizes, syn.samples_max)).astype(np.int64) + syn.samples_offset
+        total = np.clip(total, data.min_samples + 1, syn.samples_max)
         n_test = np.floor(data.local_test_fraction * total).astype(np.int64)
         super().__init__(total - n_test, n_test)
         share = data.proxy_fraction / (1 - data.proxy_fraction)
-        self._proxy_size = max(1, int(round(share * total[:GLOBAL_TEST_CLIENTS].sum())))
+        pooled = total[:GLOBAL_TEST_CLIENTS]
+        self._proxy_sizes = _apportion(max(1, int(round(share * pooled.sum()))), pooled)
         self._sigma = np.arange(1, self.features + 1, dtype=np.float64) ** -1.2
 
     def generate(self, key: int, n: int) -> Split:
-        rng = generator(self.seed, Purpose.SYNTHETIC, 0, key)
-        centred = key == PROXY_KEY
-        u = 0.0 if centred else rng.normal(0, np.sqrt(self.alpha))
-        b_mean = 0.0 if centred else rng.normal(0, np.sqrt(self.beta))
+        return self._samples(key, n, 0)
+
+    def _samples(self, client: int, n: int, stream: int) -> Split:
+        """n samples of client `client`'s distribution; stream 0 is its own data, stream 1
+        the proxy's fresh draws from the same distribution."""
+        rng = generator(self.seed, Purpose.SYNTHETIC, 0, client)
+        u = rng.normal(0, self.alpha)
+        b_mean = rng.normal(0, self.beta)
         w = rng.normal(u, 1, size=(self.features, self.n_classes))
         b = rng.normal(u, 1, size=self.n_classes)
         v = rng.normal(b_mean, 1, size=self.features)
+        if stream:
+            rng = generator(self.seed, Purpose.SYNTHETIC, stream, client)
         x = v + np.sqrt(self._sigma) * rng.standard_normal((n, self.features))
         y = np.argmax(x @ w + b, axis=1)
         return torch.from_numpy(x.astype(np.float32)), torch.from_numpy(y.astype(np.int64))
@@ -56,4 +66,13 @@ class SyntheticData(GeneratedData):
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
     def proxy(self) -> Split:
-        return self.generate(PROXY_KEY, self._proxy_size)
+        parts = [self._samples(k, int(n), 1) for k, n in enumerate(self._proxy_sizes) if n]
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+
+def _apportion(total: int, weights: np.ndarray) -> np.ndarray:
+    """`total` split in proportion to `weights` (largest remainders)."""
+    exact = total * weights / weights.sum()
+    out = np.floor(exact).astype(np.int64)
+    out[np.argsort(out - exact, kind="stable")[: total - out.sum()]] += 1
+    return out

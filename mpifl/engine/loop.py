@@ -388,9 +388,12 @@ class Engine:
         samples = participation["samples"][ok].astype(np.float64)
         losses = participation["loss"][ok].astype(np.float64)
         row["train_loss"] = (samples @ losses) / samples.sum() if ok.any() else math.nan
-        head = evals[0] if evals else None
-        row["test_loss"] = head.loss if head else math.nan
-        row["test_accuracy"] = head.accuracy if head else math.nan
+        groups = {e.group: e for e in evals}
+        nan = EvalResult("", math.nan, math.nan, 0)
+        row["test_loss"] = groups.get("global", nan).loss
+        row["test_accuracy"] = groups.get("global", nan).accuracy
+        row["client_accuracy"] = groups.get("clients/mean", nan).accuracy
+        row["client_accuracy_pooled"] = groups.get("clients/pooled", nan).accuracy
         eval_rows = np.array(
             [(t, e.group.encode(), e.loss, e.accuracy, e.samples) for e in evals], dtype=EVAL_DTYPE
         )

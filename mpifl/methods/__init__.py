@@ -27,6 +27,15 @@ def method_fields(name: str) -> dict[str, Field]:
     return method_class(name).fields
 
 
-from mpifl.methods import fedavg, fedmrl, koala, reft, submodel  # noqa: E402, F401  (register)
+from mpifl.methods import (  # noqa: E402, F401  (register)
+    centralized,
+    fedavg,
+    fedmrl,
+    koala,
+    local_only,
+    majority,
+    reft,
+    submodel,
+)
 
 __all__ = ["METHODS", "ClientResult", "ClientTask", "Method", "MethodContext", "register"]

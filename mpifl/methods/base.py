@@ -47,6 +47,11 @@ class MethodContext:
         return self.data.global_test()
 
     @cached_property
+    def all_clients(self) -> np.ndarray:
+        """Every client id, 0 .. N-1."""
+        return np.arange(self.data.n_clients)
+
+    @cached_property
     def proxy(self) -> Split:
         """The server's proxy set, materialised once."""
         return self.data.proxy()

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 
-from mpifl.config.fields import number
+from mpifl.config.fields import integer, number
 from mpifl.engine.accumulate import Accumulators
 from mpifl.engine.evaluate import EvalResult
 from mpifl.engine.local_training import (
@@ -21,7 +22,7 @@ from mpifl.engine.plan import RoundPlan, Workload
 from mpifl.methods import register
 from mpifl.methods.base import ClientResult, ClientTask, Method, MethodContext
 from mpifl.models import build_model, measure_cost
-from mpifl.streams import torch_init_seed
+from mpifl.streams import Purpose, torch_generator, torch_init_seed
 
 
 @register
@@ -29,7 +30,13 @@ class FedAvg(Method):
     """Every feasible client trains the global model; sample-weighted average of updates."""
 
     name = "fedavg"
-    fields = {"server_lr": number(1.0, 0.0, low_open=True, doc="server learning rate eta_s")}
+    fields = {
+        "server_lr": number(1.0, 0.0, low_open=True, doc="server learning rate eta_s"),
+        "finetune_epochs": integer(
+            0, 0, "local epochs each client fine-tunes the global model before its own-test "
+            "evaluation (0 = evaluate the global model as is)", maximum=1000,
+        ),
+    }  # fmt: skip
 
     def __init__(self, ctx: MethodContext) -> None:
         super().__init__(ctx)
@@ -77,17 +84,22 @@ class FedAvg(Method):
             self.weights = (self.weights.double() + step).float()
 
     def evaluate(self) -> list[EvalResult]:
-        """The global model on the global test set; with run.eval_clients, also the mean
-        over clients of its accuracy on each client's own test split."""
-        ev, data = self.ctx.evaluator, self.ctx.data
+        """The global model on the global test set; with run.eval_clients, each client's
+        own test split scored by the global model (fine-tuned first on the client's own
+        training data for algorithm.finetune_epochs)."""
+        ev = self.ctx.evaluator
         set_flat(self.model, self.weights)
         results = [ev.evaluate("global", self.model, *self.ctx.global_test)]
         if self.config.run.eval_clients:
-            per_client = []
-            for k in range(ev.comm.rank, data.n_clients, ev.comm.size):
-                x, y = data.client_test(k)
-                if len(x):
-                    loss, correct = loss_and_correct(self.model, x, y)
-                    per_client.append((loss / len(x), correct / len(x)))
-            results.append(ev.mean_over_clients("clients", per_client, data.n_clients))
+            results += ev.clients(self.ctx.data, self._client_score)
         return results
+
+    def _client_score(self, client: int, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
+        epochs = self.config.algorithm.finetune_epochs
+        if epochs:
+            set_flat(self.model, self.weights)
+            tx, ty = self.ctx.data.client_train(client)
+            train = SimpleNamespace(**{**vars(self.config.train), "epochs": epochs})
+            gen = torch_generator(self.config.run.seed, Purpose.FINETUNE, 0, client)
+            sgd_epochs(self.model, tx, ty, train, gen)
+        return loss_and_correct(self.model, x, y)

@@ -65,7 +65,7 @@ class FedMRL(Method):
 
     name = "fedmrl"
     stateful = True
-    checkpointed = ("weights", "has_state")
+    checkpointed = ("weights",)
     fields = {
         "mrl_dims": Field(
             "list[int]",
@@ -93,7 +93,6 @@ class FedMRL(Method):
             )
         self.costs = [self._cost(m) for m in self.variants]
         self.g_bytes = 4 * self.weights.numel()
-        self.has_state = np.zeros(ctx.data.n_clients, dtype=bool)
 
     def _cost(self, model: MRLModel) -> tuple[int, float]:
         """(footprint at the batch size, training FLOPs per sample) of a variant."""
@@ -175,21 +174,21 @@ class FedMRL(Method):
         return loss, float((logits.argmax(1) == y).float().mean())
 
     def server_step(self, sums: dict[str, np.ndarray], plan: RoundPlan) -> None:
-        self.has_state[plan.rows["client"][plan.rows["rank"] >= 0]] = True
         total = sums["weight"][0]
         if total > 0:
             w = self.weights.double()
             self.weights = (w + (torch.from_numpy(sums["global"] / total) - w)).float()
 
     def evaluate(self) -> list[EvalResult]:
-        """Mean over clients holding a model (each on its home rank) of their own-test accuracy."""
-        comm_size, rank = self.ctx.evaluator.comm.size, self.ctx.evaluator.comm.rank
-        mine = [k for k in np.flatnonzero(self.has_state) if k % comm_size == rank]
-        per_client = []
-        for k in mine:
-            test = self.ctx.data.client_test(int(k))
-            if len(test[0]):
-                per_client.append(self._client_eval(self._model_for(int(k)), test))
-        return [
-            self.ctx.evaluator.mean_over_clients("clients", per_client, self.ctx.data.n_clients)
-        ]
+        """FedMRL has no global model that predicts alone: each client's own test split,
+        scored by its personal model (G with its own F_k and P_k, the full representation);
+        a client that has not trained yet uses its freshly initialised personal part.
+        Nothing with run.eval_clients = false."""
+        if not self.config.run.eval_clients:
+            return []
+
+        def score(client: int, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
+            loss, accuracy = self._client_eval(self._model_for(client), (x, y))
+            return loss * len(x), round(accuracy * len(x))
+
+        return self.ctx.evaluator.clients(self.ctx.data, score)

@@ -28,7 +28,13 @@ from mpifl.engine.plan import RoundPlan, Workload
 from mpifl.errors import ConfigError, InputError
 from mpifl.methods import register
 from mpifl.methods.base import ClientResult, ClientTask, Method, MethodContext
-from mpifl.methods.tiers import build_tiers, choose_tiers, local_accuracy, tier_workload
+from mpifl.methods.tiers import (
+    build_tiers,
+    choose_tiers,
+    local_accuracy,
+    tier_clients,
+    tier_workload,
+)
 from mpifl.models import ModelSpec, build_model, check_buildable
 from mpifl.streams import Purpose, torch_generator, torch_init_seed
 
@@ -163,12 +169,16 @@ class Koala(Method):
             self.small[i] = get_flat(fam.model)
 
     def evaluate(self) -> list[EvalResult]:
-        """The large model (headline), and every small family."""
+        """The large model (headline) and every small family on the global test set; with
+        run.eval_clients, each client's own test split scored by its family's model."""
         ev, test = self.ctx.evaluator, self.ctx.global_test
         results = [ev.evaluate("global", self.large, *test)]
         for i, fam in enumerate(self.families):
             set_flat(fam.model, self.small[i])
             results.append(ev.evaluate(f"family={fam.width:g}", fam.model, *test))
+        if self.config.run.eval_clients:  # a client uses its family's small model
+            family = choose_tiers(self.ctx, self.families, self.ctx.all_clients)
+            results += tier_clients(self.ctx, self.families, self.small, family)
         return results
 
 

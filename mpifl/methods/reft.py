@@ -21,7 +21,7 @@ import torch
 from mpifl.config.fields import integer, number
 from mpifl.engine.accumulate import Accumulators
 from mpifl.engine.evaluate import EvalResult
-from mpifl.engine.local_training import get_flat, set_flat, sgd_epochs
+from mpifl.engine.local_training import get_flat, loss_and_correct, set_flat, sgd_epochs
 from mpifl.engine.plan import RoundPlan, Workload
 from mpifl.errors import ConfigError
 from mpifl.methods import register
@@ -148,7 +148,9 @@ class REFT(Method):
         self.weights = get_flat(self.server)
 
     def evaluate(self) -> list[EvalResult]:
-        """The server model, and the server model pruned at each client ratio."""
+        """The server model, and the server model pruned at each client ratio, on the global
+        test set; with run.eval_clients, each client's own test split scored by the model
+        it uses."""
         ev, test = self.ctx.evaluator, self.ctx.global_test
         set_flat(self.server, self.weights)
         results = [ev.evaluate("global", self.server, *test)]
@@ -156,4 +158,17 @@ class REFT(Method):
             if p > 0:
                 set_flat(self.tiers[i].model, self.pruned(i))
                 results.append(ev.evaluate(f"prune={p:g}", self.tiers[i].model, *test))
+        if self.config.run.eval_clients:
+            pruned = [self.pruned(i) for i in range(len(self.tiers))]
+
+            def score(client: int, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
+                # its own pruned model (on its home rank, this one) once it has one, else
+                # the server model pruned to its tier
+                tier = int(self.tier[client])
+                state = self.ctx.state.get(client) if self.has_state[client] else None
+                weights = pruned[tier] if state is None else torch.from_numpy(state["weights"])
+                set_flat(self.tiers[tier].model, weights)
+                return loss_and_correct(self.tiers[tier].model, x, y)
+
+            results += ev.clients(self.ctx.data, score)
         return results

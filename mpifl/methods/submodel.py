@@ -19,7 +19,13 @@ from mpifl.engine.local_training import get_flat, set_flat, sgd_epochs
 from mpifl.engine.plan import RoundPlan, Workload
 from mpifl.methods import register
 from mpifl.methods.base import ClientResult, ClientTask, Method, MethodContext
-from mpifl.methods.tiers import build_tiers, choose_tiers, local_accuracy, tier_workload
+from mpifl.methods.tiers import (
+    build_tiers,
+    choose_tiers,
+    local_accuracy,
+    tier_clients,
+    tier_workload,
+)
 from mpifl.models import build_model
 from mpifl.models.slicing import SELECTIONS, SliceMap, layout, select_units
 from mpifl.streams import torch_init_seed
@@ -91,12 +97,21 @@ class SubModel(Method):
         self.next_round = plan.round + 1
 
     def evaluate(self) -> list[EvalResult]:
-        """The global model, and each narrower tier as it would be sent this round."""
+        """The global model, and each narrower tier as it would be sent this round, on the
+        global test set; with run.eval_clients, each client's own test split scored by the
+        tier it would train (the widest that fits its memory and the deadline)."""
         ev, test = self.ctx.evaluator, self.ctx.global_test
         set_flat(self.global_model, self.weights)
         results = [ev.evaluate("global", self.global_model, *test)]
-        for i, tier in enumerate(self.tiers):
+        sub = [
+            self.slice_map(i, self.next_round).extract(self.weights) for i in range(len(self.tiers))
+        ]
+        for tier, weights in zip(self.tiers, sub, strict=True):
             if tier.width < 1:
-                set_flat(tier.model, self.slice_map(i, self.next_round).extract(self.weights))
+                set_flat(tier.model, weights)
                 results.append(ev.evaluate(f"width={tier.width:g}", tier.model, *test))
+        if self.config.run.eval_clients:
+            results += tier_clients(
+                self.ctx, self.tiers, sub, choose_tiers(self.ctx, self.tiers, self.ctx.all_clients)
+            )
         return results

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mpifl.engine.evaluate import EvalResult
 from mpifl.engine.local_training import prepare_model
 from mpifl.engine.plan import Workload, virtual_times
 from mpifl.methods.base import MethodContext
@@ -95,3 +96,18 @@ def local_accuracy(model: nn.Module, test: tuple[torch.Tensor, torch.Tensor]) ->
 
     n = len(test[0])
     return loss_and_correct(model, *test)[1] / n if n else float("nan")
+
+
+def tier_clients(
+    ctx: MethodContext, tiers: list[Tier], weights: list[torch.Tensor], tier_of: np.ndarray
+) -> list[EvalResult]:
+    """Per-client evaluation (`clients/mean`, `clients/pooled`) where client k uses tier
+    `tier_of[k]` holding `weights[tier]`."""
+    from mpifl.engine.local_training import loss_and_correct, set_flat
+
+    def score(client: int, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
+        tier = int(tier_of[client])
+        set_flat(tiers[tier].model, weights[tier])
+        return loss_and_correct(tiers[tier].model, x, y)
+
+    return ctx.evaluator.clients(ctx.data, score)

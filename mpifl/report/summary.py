@@ -13,6 +13,11 @@ from mpifl.results.schema import Status
 STATUSES = [s.name.lower() for s in Status]
 
 
+def _final(values: pd.Series) -> float:
+    evaluated = values.dropna()
+    return float(evaluated.iloc[-1]) if len(evaluated) else math.nan
+
+
 def summarize(run: Run, target: float) -> dict[str, object]:
     """Headline figures of one run; `target` is the accuracy for time-to-target columns."""
     rounds, part = run.tables["rounds"], run.tables["participation"]
@@ -25,8 +30,10 @@ def summarize(run: Run, target: float) -> dict[str, object]:
         "algorithm": run.config["algorithm"]["name"],
         "status": run.attrs.get("status"),
         "rounds": len(rounds),
-        "final_acc": float(acc[evaluated][-1]) if evaluated.any() else math.nan,
-        "best_acc": float(np.nanmax(acc)) if evaluated.any() else math.nan,
+        "final_global_test_acc": float(acc[evaluated][-1]) if evaluated.any() else math.nan,
+        "best_global_test_acc": float(np.nanmax(acc)) if evaluated.any() else math.nan,
+        "final_client_acc_mean": _final(rounds["client_accuracy"]),
+        "final_client_acc_pooled": _final(rounds["client_accuracy_pooled"]),
         f"rounds_to_{target:g}": int(reached[0]) + 1 if len(reached) else None,
         f"vtime_to_{target:g}_s": float(rounds["virtual_time"].iloc[reached[0]])
         if len(reached)

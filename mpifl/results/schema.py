@@ -69,8 +69,10 @@ ROUNDS_DTYPE = np.dtype(
         ("bytes_down", "i8"),
         ("bytes_up", "i8"),
         ("train_loss", "f8"),  # sample-weighted mean over trained clients
-        ("test_loss", "f8"),  # headline model on the global test set (NaN if not evaluated)
+        ("test_loss", "f8"),  # global/server model on the global test set (NaN: none)
         ("test_accuracy", "f8"),
+        ("client_accuracy", "f8"),  # own test splits, each client's model: mean over clients
+        ("client_accuracy_pooled", "f8"),  # the same, all clients' test samples pooled
     ]
 )
 

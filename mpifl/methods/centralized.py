@@ -1,0 +1,65 @@
+"""Centralised training, the upper bound: one model trained on the union of every client's
+training data, as if it were pooled on a server. Each round is `train.epochs` epochs of
+minibatch SGD over the pool in an order drawn from (seed, round). No client trains and
+nothing is sent; the rounds only pace the evaluations. Every rank trains the same model
+on the same pool (the pool is the size of the data set, so this costs one rank's time and
+keeps the result independent of the rank count)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from mpifl.engine.accumulate import Accumulators
+from mpifl.engine.evaluate import EvalResult
+from mpifl.engine.local_training import loss_and_correct, prepare_model, sgd_epochs
+from mpifl.engine.plan import RoundPlan, Workload
+from mpifl.methods import register
+from mpifl.methods.base import ClientResult, ClientTask, Method, MethodContext
+from mpifl.models import build_model
+from mpifl.streams import Purpose, torch_generator, torch_init_seed
+
+
+@register
+class Centralized(Method):
+    """One model on the pooled training data of all clients."""
+
+    name = "centralized"
+    checkpointed = ("model",)
+
+    def __init__(self, ctx: MethodContext) -> None:
+        super().__init__(ctx)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(torch_init_seed(self.config.run.seed))
+            model = build_model(ctx.spec)
+        self.model = prepare_model(model, self.config.train)
+        parts = [ctx.data.client_train(k) for k in range(ctx.data.n_clients)]
+        self.pool = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+    def workload(self, clients: np.ndarray, round_: int) -> Workload:
+        n = len(clients)
+        zeros = np.zeros(n, dtype=np.int64)
+        return Workload(zeros, np.zeros(n), zeros, zeros, np.ones(n, np.float32),
+                        np.zeros(n, np.float32), np.zeros(n, np.int16))  # fmt: skip
+
+    def accumulator_sizes(self) -> dict[str, int]:
+        return {}
+
+    def train_client(self, task: ClientTask, acc: Accumulators) -> ClientResult:
+        return ClientResult(math.nan, math.nan)
+
+    def server_step(self, sums: dict[str, np.ndarray], plan: RoundPlan) -> None:
+        n = self.ctx.data.n_clients  # a stream no client uses
+        generator = torch_generator(self.config.run.seed, Purpose.TRAIN, plan.round, n)
+        sgd_epochs(self.model, *self.pool, self.config.train, generator)
+
+    def evaluate(self) -> list[EvalResult]:
+        """The model on the global test set; with run.eval_clients, on every client's own
+        test split too."""
+        ev = self.ctx.evaluator
+        results = [ev.evaluate("global", self.model, *self.ctx.global_test)]
+        if self.config.run.eval_clients:
+            results += ev.clients(self.ctx.data, lambda k, x, y: loss_and_correct(self.model, x, y))
+        return results

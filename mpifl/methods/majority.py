@@ -1,0 +1,59 @@
+"""Majority class, a per-client baseline: a client predicts the most frequent label of its
+own training data (the lowest label on ties), with no training and no traffic. Its loss
+is the cross-entropy of the client's label frequencies with add-one smoothing, so that it
+is finite. Any personalised method must beat this on label-skewed data to show it learnt
+more than each client's label prior."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from mpifl.engine.accumulate import Accumulators
+from mpifl.engine.evaluate import EvalResult
+from mpifl.engine.plan import RoundPlan, Workload
+from mpifl.methods import register
+from mpifl.methods.base import ClientResult, ClientTask, Method
+
+
+def label_prior(labels: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """Add-one smoothed label frequencies."""
+    counts = torch.bincount(labels, minlength=n_classes).double() + 1.0
+    return counts / counts.sum()
+
+
+@register
+class Majority(Method):
+    """Each client's majority training label."""
+
+    name = "majority"
+    checkpointed = ()
+
+    def workload(self, clients: np.ndarray, round_: int) -> Workload:
+        n = len(clients)
+        zeros = np.zeros(n, dtype=np.int64)
+        return Workload(zeros, np.zeros(n), zeros, zeros, np.ones(n, np.float32),
+                        np.zeros(n, np.float32), np.zeros(n, np.int16))  # fmt: skip
+
+    def accumulator_sizes(self) -> dict[str, int]:
+        return {}
+
+    def score(self, client: int, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
+        """(summed loss, correct) of the client's label prior on (x, y)."""
+        prior = label_prior(self.ctx.data.client_train(client)[1], self.ctx.data.n_classes)
+        loss = float(-torch.log(prior[y]).sum())
+        return loss, int((y == int(prior.argmax())).sum())
+
+    def train_client(self, task: ClientTask, acc: Accumulators) -> ClientResult:
+        x, y = task.test
+        correct = self.score(task.client, x, y)[1] if len(x) else 0
+        return ClientResult(math.nan, correct / len(x) if len(x) else math.nan)
+
+    def server_step(self, sums: dict[str, np.ndarray], plan: RoundPlan) -> None:
+        """Nothing: there is no server model."""
+
+    def evaluate(self) -> list[EvalResult]:
+        """Each client's own test split, scored by its majority label."""
+        return self.ctx.evaluator.clients(self.ctx.data, self.score)
