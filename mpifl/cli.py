@@ -45,8 +45,8 @@ def parser() -> argparse.ArgumentParser:
     pre = sub.add_parser("pretrain", help="pre-train KOALA's large model on the proxy set")
     _job_args(pre)
     pre.add_argument("--output", required=True, help="state dict to write (.pt)")
-    pre.add_argument("--epochs", type=int, default=30)
-    pre.add_argument("--lr", type=float, default=0.05)
+    pre.add_argument("--epochs", type=int, default=30, help="epochs over the proxy set (30)")
+    pre.add_argument("--lr", type=float, default=0.01, help="SGD learning rate (0.01)")
     pre.add_argument("--overwrite", action="store_true")
     return p
 
@@ -141,6 +141,13 @@ def pretrain_command(args: argparse.Namespace) -> int:
     from mpifl.results.writer import refuse_existing
 
     cfg = _load(args)
+    if cfg.algorithm.name != "koala":
+        raise InputError(
+            f"pretrain error: {args.job} has algorithm.name = {cfg.algorithm.name!r}; "
+            "pre-training is for KOALA's large model (algorithm.name = 'koala')"
+        )
+    if not (args.epochs >= 1 and 0 < args.lr < float("inf")):
+        raise InputError("pretrain error: --epochs must be >= 1 and --lr a positive number")
     output = Path(args.output)
     refuse_existing(output, args.overwrite)
     configure_threads(cfg.run.threads)
@@ -153,4 +160,11 @@ def pretrain_command(args: argparse.Namespace) -> int:
         f"loss {info['loss']:.4f}, global test accuracy {info['test_accuracy']:.4f}; "
         f"saved {output}"
     )
+    if info["test_accuracy"] < 2.0 / data.n_classes or not info["loss"] < float("inf"):
+        print(
+            f"mpifl: warning: pre-training did not converge (accuracy "
+            f"{info['test_accuracy']:.3f}, chance {1 / data.n_classes:.3f}); try a smaller "
+            "--lr or more --epochs before using it as algorithm.server_init",
+            file=sys.stderr,
+        )
     return 0

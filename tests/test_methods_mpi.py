@@ -65,7 +65,14 @@ def test_capability_ratio_formula():
 
     flops = np.array([100.0, 50.0, 25.0, 1.0])
     # p = clip(0.75 (1 - c / 100), 0, 0.75) = 0, 0.375, 0.5625, 0.7425 -> nearest 0.25
-    assert capability_ratio(flops, 0.75, 0.25).tolist() == [0.0, 0.5, 0.5, 0.75]
+    assert capability_ratio(flops, 0.75, 0.25, "max").tolist() == [0.0, 0.5, 0.5, 0.75]
+    # ranks 3, 2, 1, 0 of 3: p = 0.75 (1 - q) = 0, 0.25, 0.5, 0.75
+    assert capability_ratio(flops, 0.75, 0.25, "quantile").tolist() == [0.0, 0.25, 0.5, 0.75]
+    assert capability_ratio(flops, 0.75, 0.25, "memory").tolist() == [0.0] * 4
+    # one fast device among many slow ones: "max" prunes nearly all, "quantile" spreads
+    fleet = np.concatenate([np.full(99, 1e9), [1e11]]) * np.linspace(1, 1.5, 100)
+    assert (capability_ratio(fleet, 0.75, 0.25, "max") == 0.75).mean() > 0.9
+    assert (capability_ratio(fleet, 0.75, 0.25, "quantile") == 0.75).mean() < 0.2
     assert pruning_ratios(0.25) == [0.0, 0.25, 0.5, 0.75]
 
 
@@ -148,6 +155,11 @@ def test_koala_server_init_and_pretrain(small_job, tmp_path):
                   "--output", str(tmp_path / "bad.h5"))  # fmt: skip
     assert other.returncode == 2 and "algorithm.server_init" in other.stderr
     assert "\n" not in other.stderr.strip() and not (tmp_path / "bad.h5").exists()
+    diverged = mpifl("pretrain", str(small_job), *sets, "--output", str(tmp_path / "d.pt"),
+                     "--epochs", "3", "--lr", "50")  # fmt: skip
+    assert diverged.returncode == 0 and "did not converge" in diverged.stderr
+    fedavg = mpifl("pretrain", str(small_job), "--output", str(tmp_path / "f.pt"))
+    assert fedavg.returncode == 2 and "algorithm.name = 'koala'" in fedavg.stderr
 
 
 MRL_SETS = [

@@ -1,8 +1,13 @@
 """REFT (ALGORITHMS.md section 3; Desai, Hilal, Eldardiry): capability-matched structured
 pruning, persistent pruned client models, ensemble distillation into the server model.
 
-Client k's pruning ratio p_k = clip(p_max (1 - c_k / c_max), 0, p_max), rounded to the
-nearest p_step, then raised until its training footprint fits its memory. Pruning is
+Client k's pruning ratio follows its compute capability c_k (`capability`): by default
+p_k = p_max (1 - q_k) with q_k the rank of c_k in the fleet (our reading of the paper's
+variable pruning: pruning levels assigned across the fleet's range of capabilities);
+`max` scales against the single fastest device, p_k = clip(p_max (1 - c_k / c_max), 0,
+p_max), which prunes almost every client to p_max in a fleet with a few fast devices;
+`memory` prunes only where memory forces it. p_k is rounded to the nearest p_step, then
+raised until the training footprint fits the client's memory. Pruning is
 structured L1 (smallest-norm filters/units go, with the matching inputs of the next
 layer), so the client trains a smaller dense network. Clients keep their pruned model as
 client state; the server re-prunes its model and sends it only every `sync_every`
@@ -18,7 +23,7 @@ import math
 import numpy as np
 import torch
 
-from mpifl.config.fields import integer, number
+from mpifl.config.fields import choice, integer, number
 from mpifl.engine.accumulate import Accumulators
 from mpifl.engine.evaluate import EvalResult
 from mpifl.engine.local_training import get_flat, loss_and_correct, set_flat, sgd_epochs
@@ -37,9 +42,21 @@ def pruning_ratios(p_step: float) -> list[float]:
     return [i * p_step for i in range(math.ceil(1 / p_step - 1e-9))]
 
 
-def capability_ratio(flops: np.ndarray, p_max: float, p_step: float) -> np.ndarray:
-    """p = clip(p_max (1 - c / c_max), 0, p_max) rounded to the nearest p_step."""
-    p = np.clip(p_max * (1 - flops / flops.max()), 0, p_max)
+def capability_ratio(flops: np.ndarray, p_max: float, p_step: float, rule: str) -> np.ndarray:
+    """Per client, the pruning ratio its compute capability c calls for, rounded to the
+    nearest p_step: `quantile`, p = p_max (1 - q) where q in [0, 1] is c's rank in the
+    fleet (the slowest client gets p_max, the fastest 0, the levels spread evenly over the
+    fleet); `max`, p = clip(p_max (1 - c / c_max), 0, p_max) against the single fastest
+    device; `memory`, 0 (only memory prunes)."""
+    if rule == "memory":
+        return np.zeros(len(flops))
+    if rule == "max":
+        p = np.clip(p_max * (1 - flops / flops.max()), 0, p_max)
+    else:
+        order = np.argsort(flops, kind="stable")
+        q = np.empty(len(flops))
+        q[order] = np.arange(len(flops)) / max(len(flops) - 1, 1)
+        p = p_max * (1 - q)
     return np.round(p / p_step) * p_step
 
 
@@ -51,6 +68,12 @@ class REFT(Method):
     stateful = True
     checkpointed = ("weights", "has_state")
     fields = {
+        "capability": choice(
+            "quantile",
+            ("quantile", "max", "memory"),
+            doc="capability rule: levels over the fleet's speed distribution, against the "
+            "fastest device, or memory-forced pruning only",
+        ),
         "p_max": number(0.75, 0.0, 1.0, high_open=True, doc="largest capability pruning"),
         "p_step": number(0.25, 0.0, 1.0, True, True, doc="pruning ratio step"),
         "sync_every": integer(5, 1, "rounds between server-to-client downloads"),
@@ -81,7 +104,13 @@ class REFT(Method):
     def _tiers_for(self, ctx: MethodContext, p_max: float, p_step: float) -> np.ndarray:
         """Per client: the capability ratio's tier, raised until the footprint fits memory."""
         base = np.rint(
-            capability_ratio(ctx.fleet.profiles["flops"].astype(np.float64), p_max, p_step) / p_step
+            capability_ratio(
+                ctx.fleet.profiles["flops"].astype(np.float64),
+                p_max,
+                p_step,
+                self.config.algorithm.capability,
+            )
+            / p_step
         )
         memory = ctx.fleet.profiles["memory"]
         train = self.config.train
