@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mpifl import __version__
 from mpifl.errors import InputError
 from mpifl.fleet import commands as fleet_commands
 from mpifl.hpc import commands as hpc_commands
 from mpifl.report import command as report_command
+
+if TYPE_CHECKING:
+    from mpifl.comm import Comm
 
 
 def _job_args(p: argparse.ArgumentParser) -> None:
@@ -82,19 +87,24 @@ def run_command(args: argparse.Namespace) -> int:
     from mpifl.results.lock import OutputLock
 
     comm = world()
-    engine, lock, output = None, None, None
+    engine, lock, output, start = None, None, None, None
+
+    def claim() -> None:  # the config, then (rank 0) the output: a busy one is refused at once
+        nonlocal lock, output, start
+        cfg = _load(args)
+        output = Path(cfg.run.output)
+        if comm.rank == 0:
+            lock = OutputLock.acquire(output)
+            start = decide(output, cfg, args.resume, args.overwrite)
+
+    def set_up() -> None:  # data, fleet, model, method: every other check
+        nonlocal engine
+        engine = Engine(_load(args), comm, output)
+
     try:
-        error, start = None, None
-        try:
-            cfg = _load(args)
-            output = Path(cfg.run.output)
-            engine = Engine(cfg, comm, output)
-            if comm.rank == 0:
-                lock = OutputLock.acquire(output)
-                start = decide(output, cfg, args.resume, args.overwrite)
-        except InputError as exc:
-            error = str(exc)
-        error = comm.first_error(error)
+        error = _agreed_error(comm, claim)
+        if error is None:
+            error = _agreed_error(comm, set_up)
         if error is not None:
             if lock is not None:
                 lock.release(remove=True)
@@ -110,6 +120,15 @@ def run_command(args: argparse.Namespace) -> int:
         return engine.run()
     except (Exception, KeyboardInterrupt) as exc:
         abort_job(comm, exc, engine.writer if engine is not None else None, output)
+
+
+def _agreed_error(comm: Comm, step: Callable[[], None]) -> str | None:
+    """Run `step` on every rank; the first rank's InputError message, agreed on by all."""
+    try:
+        step()
+        return comm.first_error(None)
+    except InputError as exc:
+        return comm.first_error(str(exc))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,13 @@ def shown(value: object) -> str:
     return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 15] + f"... ({len(text)} chars)"
 
 
+def describe(exc: BaseException, limit: int = 160) -> str:
+    """`Type: first line of the message`, cut to `limit` characters: one line for a report."""
+    text = str(exc).strip()
+    first = text.splitlines()[0][:limit] if text else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
 class ConfigError(InputError):
     """A config key with a bad value; the message names key, value and what is allowed."""
 

@@ -25,7 +25,7 @@ def disk_full(folder: Path, need: int, what: str) -> DiskFullError:
     return DiskFullError(
         errno.ENOSPC,
         f"disk full: {folder} has {free / 2**20:.1f} MiB free; {what} needs "
-        f"{need / 2**20:.1f} MiB more. Completed rounds are kept; free space, then resume "
+        f"{need / 2**20:.1f} MiB free. Completed rounds are kept; free space, then resume "
         "with `mpifl run JOB --resume`",
     )
 

@@ -13,13 +13,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 
 from mpifl import safe_pickle
 from mpifl.config import load_config
 from mpifl.engine import checkpoint
-from mpifl.errors import ConfigError
+from mpifl.errors import ConfigError, InputError
 from mpifl.hpc.slurm import Resources, render
 from tests.conftest import ROOT, SMALL_JOB, env, mpifl
 
@@ -61,6 +62,11 @@ def one_line_exit_2(result: dict, expect: str) -> None:
     assert expect in lines[0], lines[0]
 
 
+def _idx(path: Path, array: np.ndarray, code: int) -> None:
+    header = bytes([0, 0, code, array.ndim]) + np.array(array.shape, ">u4").tobytes()
+    path.write_bytes(header + array.tobytes())
+
+
 def _npz(path: Path, x: np.ndarray, y: np.ndarray) -> str:
     np.savez(path, x=x, y=y)
     return str(path)
@@ -74,6 +80,13 @@ class Evil:
 
     def __reduce__(self):
         return (os.system, (f"touch {self.marker}",))
+
+
+class Huge:
+    """Unpickles as a request for a 10^12-byte numpy array."""
+
+    def __reduce__(self):
+        return (np.ndarray, ((10**12,), "u1"))
 
 
 def bad_inputs(tmp: Path) -> list[tuple[list[str], str]]:
@@ -118,6 +131,40 @@ def bad_inputs(tmp: Path) -> list[tuple[list[str], str]]:
     directory = data / "a_directory.h5"
     directory.mkdir()
     koala = ["algorithm.name='koala'"]
+    huge_label, neg_label = data / "mnist_huge_label", data / "mnist_neg_label"
+    images = rng.integers(0, 256, (40, 28, 28)).astype(np.uint8)
+    for folder, labels in (
+        (huge_label, np.full(40, 10**9, ">i4")),
+        (neg_label, -np.ones(40, "i1")),
+    ):
+        folder.mkdir()
+        for stem in ("train", "t10k"):
+            _idx(folder / f"{stem}-images-idx3-ubyte", images, 0x08)
+            _idx(
+                folder / f"{stem}-labels-idx1-ubyte", labels, 0x0C if labels.itemsize == 4 else 0x09
+            )
+    leaf_nan, leaf_list = data / "leaf_nan", data / "leaf_list"
+    for folder, user_data in (
+        (leaf_nan, {"u": {"x": [[float("nan")] * 784] * 3, "y": [1, 2, 3]}}),
+        (leaf_list, []),
+    ):
+        folder.mkdir()
+        (folder / "a.json").write_text(json.dumps({"users": ["u"], "user_data": user_data}))
+    tff = data / "tff_len.h5"
+    with h5py.File(tff, "w") as f:
+        f["examples/a/pixels"] = np.zeros((10, 28, 28), np.float32)
+        f["examples/a/label"] = np.zeros(4, np.int32)
+    short = data / "short.csv"
+    short.write_text(nan_latency.read_text().replace("nan", "0.1") + "b,1e9\n")
+    iv2 = data / "iv2.csv"
+    iv2.write_text(short.read_text().replace("b,1e9\n", ""))
+    (data / "iv2.intervals.csv").write_text("client,start\n0,1\n")
+    plain = data / "plain.h5"
+    with h5py.File(plain, "w") as f:
+        f["profiles"] = np.zeros((3, 3))
+        f["profiles"].attrs["device_classes"] = ["a"]
+    mnist = ["data.name='mnist'", "data.min_samples=1", "fleet.clients=5", "round.cohort=2"]
+    natural = ["fleet.clients=0", "round.cohort=1"]
     return [
         (["round.overcommit=inf"], "round.overcommit"),
         (["algorithm.server_lr=inf"], "algorithm.server_lr"),
@@ -162,6 +209,24 @@ def bad_inputs(tmp: Path) -> list[tuple[list[str], str]]:
         ([f"fleet.trace='{nan_latency}'"], "latency"),
         ([f"fleet.trace='{nan_iv}'"], "intervals"),
         (["data.name='cifar10'", f"data.path='{cifar}'"], "refused"),
+        ([*mnist, f"data.path='{huge_label}'"], "labels must be integers"),
+        ([*mnist, f"data.path='{neg_label}'"], "labels must be integers"),
+        (["data.name='femnist'", f"data.path='{leaf_nan}'", *natural], "NaN"),
+        (["data.name='femnist'", f"data.path='{leaf_list}'", *natural], "femnist"),
+        (["data.name='tff'", f"data.path='{tff}'", *natural], "10 inputs but 4 labels"),
+        (
+            [
+                "data.name='npz'",
+                f"data.path='{_npz(data / 'e300.npz', x.astype(np.float64) * 1e300, y)}'",
+            ],
+            "NaN",
+        ),
+        ([f"fleet.trace='{short}'"], "not a fleet file"),
+        ([f"fleet.trace='{iv2}'"], "not a fleet file"),
+        ([f"fleet.trace='{plain}'"], "not a fleet file"),
+        (["train.lr=1e308"], "train.lr"),
+        (["data.name='synthetic'", "model.arch='mlp'", "fleet.clients=1000000000"], "GiB"),
+        (["data.name='w1'", "data.w1.samples=1000000"], "largest client"),
     ]
 
 
@@ -205,8 +270,12 @@ def test_pickles_run_no_code(tmp_path):
     plain = {b"data": np.arange(6, dtype=np.uint8).reshape(2, 3), b"labels": [np.int64(1), 2]}
     back = safe_pickle.loads(pickle.dumps(plain))
     assert np.array_equal(back[b"data"], plain[b"data"]) and back[b"labels"] == [1, 2]
-    proc = mpifl("fleet", "import", "--capacity", str(evil), "--output", str(tmp_path / "f.csv"))
-    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    bomb = tmp_path / "bomb.pkl"  # 100 bytes that ask for a 931 GiB array
+    bomb.write_bytes(pickle.dumps(Huge()))
+    for capacity in (evil, bomb):
+        proc = mpifl("fleet", "import", "--capacity", str(capacity), "--output",
+                     str(tmp_path / "f.csv"))  # fmt: skip
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert not marker.exists() and not (tmp_path / "f.csv").exists()
 
 
@@ -270,9 +339,10 @@ def _fake_srun(tmp_path: Path) -> Path:
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        ("job", 'jobs/a job"$(touch {marker}).toml'),
-        ("output", "results/$(touch {marker})`touch {marker}`.h5"),
+        ("job", "jobs/a job\"'; touch {marker}.toml"),
+        ("output", "results/`touch {marker}` x';touch {marker}.h5"),
         ("sets", "run.name='x'; touch {marker}"),
+        ("sets", "run.name='$(touch {marker})'"),
     ],
 )
 def test_batch_script_values_are_quoted(tmp_path, field, value):
@@ -294,6 +364,14 @@ def test_batch_script_values_are_quoted(tmp_path, field, value):
     assert value in srun_args
 
 
+@pytest.mark.parametrize("field", ["job", "output"])
+def test_paths_with_a_dollar_never_reach_a_batch_script(field):
+    args = {"job": "jobs/x.toml", "output": "results/x.h5"}
+    args[field] = "results/$(touch x).h5"
+    with pytest.raises(InputError, match="must not contain"):
+        render("name", args["job"], args["output"], "log.txt", Resources())
+
+
 @pytest.mark.parametrize(
     ("args", "text"),
     [
@@ -301,6 +379,9 @@ def test_batch_script_values_are_quoted(tmp_path, field, value):
         (["--partition", "a b"], "--partition"),
         (["--time", "4h"], "--time"),
         (["--nodes", "0"], "--nodes"),
+        (["--account", "x\x01y"], "--account"),
+        (["--time", "\u0661:00"], "--time"),
+        (["--set", "run.output='results/${SLURM_ARRAY_TASK_ID}.h5'"], "'$'"),
     ],
 )
 def test_submit_refuses_unsafe_or_malformed_options(small_job, args, text):
@@ -314,3 +395,21 @@ def test_newline_in_a_run_name_never_reaches_a_batch_script(small_job):
     assert proc.returncode == 2 and "run.name" in proc.stderr
     safe = mpifl("submit", str(small_job), "--dry-run", "--set", "run.name='a b;c'")
     assert safe.returncode == 0 and "#SBATCH --job-name=a_b_c\n" in safe.stdout
+
+
+@pytest.mark.parametrize(
+    ("content", "text"),
+    [
+        ("job = 5", "job = 5"),
+        ('job = "{job}"\nseeds = []', "seeds"),
+        ('job = "{job}"\nseeds = 5', "seeds"),
+        ('job = "{job}"\ngrid = 5', "[grid]"),
+        ('job = "{job}"\nfolder = "sw${{SLURM_ARRAY_TASK_ID}}"', "'$'"),
+    ],
+)
+def test_malformed_sweep_files(small_job, tmp_path, content, text):
+    sweep = tmp_path / "sweep.toml"
+    sweep.write_text(content.format(job=small_job))
+    proc = mpifl("sweep", "submit", str(sweep), "--dry-run")
+    assert proc.returncode == 2 and text in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1

@@ -10,6 +10,7 @@ from mpifl.results.schema import Status
 from tests.conftest import mpifl, run_ok, set_args
 
 pytestmark = pytest.mark.mpi
+CLIENT_GROUPS = ("clients/mean", "clients/pooled")  # per-client evaluation (eval_clients)
 
 TINY_MCU = """
 [fleet.classes.mcu]
@@ -133,9 +134,9 @@ def test_koala_large_model_learns_in_both_modes(small_job, tmp_path, mode):
     assert rounds["test_loss"].tobytes() == one["test_loss"].tobytes()  # 1 and 2 ranks
     groups = {g.decode() for g in evals["group"]}
     if mode == "homogeneous":
-        assert groups == {"global", "family=1"} and np.all(part["family"] == 0)
+        assert groups == {"global", "family=1", *CLIENT_GROUPS} and np.all(part["family"] == 0)
     else:
-        assert groups == {"global", "family=1", "family=0.5", "family=0.25"}
+        assert groups == {"global", "family=1", "family=0.5", "family=0.25", *CLIENT_GROUPS}
         mcu = part[part["device_class"] == 0]
         assert np.all(mcu["width"] < 1) and np.all(mcu["footprint"] <= mcu["memory"])
         assert not np.any(part["status"] == Status.INFEASIBLE)
@@ -177,9 +178,10 @@ def test_fedmrl_uploads_only_g_and_reports_client_accuracy(small_job, tmp_path):
     assert len(np.unique(trained["bytes_up"])) == 1  # G only, the same for every variant
     assert np.array_equal(trained["family"], trained["client"] % 3)  # variant k mod 3
     assert np.all(trained["rank"] == trained["client"] % 2)  # home ranks
-    clients = evals[evals["group"] == b"clients"]
+    clients = evals[evals["group"] == b"clients/mean"]
     assert len(clients) == 4 and clients["samples"][-1] > 0
-    assert rounds["test_accuracy"].tobytes() == one["test_accuracy"].tobytes()
+    assert np.isnan(rounds["test_accuracy"]).all()  # no global model that predicts alone
+    assert rounds["client_accuracy"].tobytes() == one["client_accuracy"].tobytes()
 
 
 def test_fedmrl_state_survives_eviction(small_job, tmp_path):

@@ -141,3 +141,39 @@ def test_a_failure_note_marks_a_running_file_failed(tmp_path):
     assert read_status(out) == ("failed", "rank 1:\nTraceback: boom")
     remove_failure_note(out)
     assert read_status(out) == ("running", None)
+
+
+CHECKPOINT_TWICE = """
+import sys
+from pathlib import Path
+import numpy as np
+from mpifl.comm import world
+from mpifl.engine import checkpoint
+from mpifl.engine.state_store import ClientStateStore
+
+out = Path(sys.argv[1]) / "run.h5"
+comm = world()
+store = ClientStateStore(10**6, Path(sys.argv[1]) / "spill")
+store.put(1, {"w": np.ones(3)})
+checkpoint.save(comm, out, "id", 3, 1.5, {"w": np.arange(4.0)}, store)
+
+def full(folder):
+    raise OSError(28, "No space left on device")
+
+store.export = full  # the same round checkpointed again, and the disk is full
+try:
+    checkpoint.save(comm, out, "id", 3, 1.5, {"w": np.arange(4.0)}, store)
+except OSError:
+    pass
+ckpt = checkpoint.load(out, "id")
+print(ckpt.next_round, ckpt.method_state["w"].tolist(), (ckpt.folder / "clients").exists())
+"""
+
+
+def test_a_failed_checkpoint_of_the_same_round_keeps_the_previous_one(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-c", CHECKPOINT_TWICE, str(tmp_path)],
+        capture_output=True, text=True, timeout=120, env=env(), cwd=ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["3", "[0.0,", "1.0,", "2.0,", "3.0]", "True"]

@@ -113,9 +113,9 @@ SCHEMA: Section = {
     "train": {
         "epochs": integer(1, 1, maximum=10**4),
         "batch_size": integer(16, 1, maximum=10**6),
-        "lr": number(0.05, 0.0, low_open=True),
+        "lr": number(0.05, 0.0, 1e3, low_open=True),
         "momentum": number(0.0, 0.0, 1.0, high_open=True),
-        "weight_decay": number(0.0, 0.0),
+        "weight_decay": number(0.0, 0.0, 1e3),
         "channels_last": Field("bool", False, doc="CNNs: NHWC memory layout (faster on CPU)"),
     },
     "round": {

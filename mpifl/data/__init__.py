@@ -7,8 +7,10 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
+from mpifl.config.schema import FROM_PATH
+from mpifl.data.checks import check_labelled
 from mpifl.data.federated import FederatedData
-from mpifl.errors import ConfigError
+from mpifl.errors import ConfigError, InputError, describe
 
 NATURAL = ("femnist", "tff")
 
@@ -18,7 +20,7 @@ def build_dataset(data: SimpleNamespace, n_clients: int, seed: int) -> Federated
 
     n_clients = 0 asks for a natural partition's own client count."""
     if data.name in NATURAL:
-        dataset = _natural(data, seed)
+        dataset = _from_file(data, n_clients, seed)
         if n_clients not in (0, dataset.n_clients):
             raise ConfigError(
                 "fleet.clients",
@@ -29,6 +31,8 @@ def build_dataset(data: SimpleNamespace, n_clients: int, seed: int) -> Federated
         return dataset
     if n_clients == 0:
         raise ConfigError("fleet.clients", 0, f"must be >= 1 for data.name = '{data.name}'")
+    if data.name in FROM_PATH:
+        return _from_file(data, n_clients, seed)
     if data.name == "synthetic":
         from mpifl.data.synthetic import SyntheticData
 
@@ -41,6 +45,28 @@ def build_dataset(data: SimpleNamespace, n_clients: int, seed: int) -> Federated
 
     x, y, test = _pooled_arrays(data)
     return partition_pool(x, y, data, n_clients, seed, test)
+
+
+def _from_file(data: SimpleNamespace, n_clients: int, seed: int) -> FederatedData:
+    """A data set read from a user's file: whatever is wrong with the file (crafted,
+    truncated, the wrong format) is one InputError naming it, never a traceback."""
+    try:
+        if data.name in NATURAL:
+            return _natural(data, seed)
+        from mpifl.data.pooled import partition_pool
+
+        x, y, test = _pooled_arrays(data)
+        check_labelled(x, y, f"data.path = {data.path}")
+        if test is not None:
+            check_labelled(*test, f"data.path = {data.path} (test set)")
+        return partition_pool(x, y, data, n_clients, seed, test)
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001  (untrusted input: any failure is the file's)
+        raise InputError(
+            f"data error: data.path = {data.path}: not readable as data.name = "
+            f"'{data.name}' ({describe(exc)})"
+        ) from None
 
 
 def _images(x: np.ndarray) -> torch.Tensor:
@@ -89,6 +115,10 @@ def _natural(data: SimpleNamespace, seed: int) -> FederatedData:
         for x, y in load_tff(data.path, data.tff_x, data.tff_y).values():
             images = _images(x).numpy()
             writers.append((images, y.astype(np.int64), images[:0], y[:0].astype(np.int64)))
+    for i, (tx, ty, vx, vy) in enumerate(writers):
+        where = f"data.path = {data.path} (client {i})"
+        check_labelled(torch.as_tensor(tx), torch.as_tensor(ty), where, allow_empty=True)
+        check_labelled(torch.as_tensor(vx), torch.as_tensor(vy), where, allow_empty=True)
     return partition_writers(writers, data, seed)
 
 

@@ -8,9 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mpifl.data.checks import MAX_LABELS
 from mpifl.errors import InputError
-
-MAX_LABELS = 2**16  # classes a data set may have (labels index a softmax)
 
 
 def load_npz(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
@@ -39,6 +38,6 @@ def load_npz(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
         x = x.astype(np.float32) / 255.0
     if x.ndim == 3:
         x = x[:, None]
-    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), torch.from_numpy(
-        y.astype(np.int64)
-    )
+    with np.errstate(over="ignore"):  # values beyond float32 become inf: refused after
+        x32 = np.ascontiguousarray(x, dtype=np.float32)
+    return torch.from_numpy(x32), torch.from_numpy(y.astype(np.int64))

@@ -7,9 +7,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from mpifl.data.checks import CACHED_CLIENTS
 from mpifl.data.federated import FederatedData, Split
-
-CACHE_CLIENTS = 16
 
 
 class GeneratedData(FederatedData):
@@ -18,7 +17,7 @@ class GeneratedData(FederatedData):
 
     def __init__(self, n_train: np.ndarray, n_test: np.ndarray) -> None:
         self.n_train, self.n_test = n_train, n_test
-        self._client = lru_cache(maxsize=CACHE_CLIENTS)(self._generate_client)
+        self._client = lru_cache(maxsize=CACHED_CLIENTS)(self._generate_client)
 
     @abstractmethod
     def generate(self, key: int, n: int) -> Split:

@@ -1,11 +1,12 @@
 """Checkpoints: what a run needs to continue bitwise-identically, written atomically.
 
-Layout beside the result file: `RUN.h5.ckpt/round_000010/` holds `meta.npz` (next round,
-virtual clock, rank count, run id), `method.npz` (the method's server-side state) and
-`clients/client<k>.npz` (every rank's client-state store); `RUN.h5.ckpt/latest` names the
-newest complete checkpoint and is replaced atomically only after every rank has written
-its part. Every file is written beside and renamed into place, so a kill or a full disk
-never leaves a partial one behind a name.
+Layout beside the result file: `RUN.h5.ckpt/round_000010-<id>/` holds `meta.npz` (next
+round, virtual clock, rank count, run id), `method.npz` (the method's server-side state)
+and `clients/client<k>.npz` (every rank's client-state store); `RUN.h5.ckpt/latest` names
+the newest complete checkpoint and is replaced atomically only after every rank has
+written its part. Each checkpoint goes into a folder of its own (the id is fresh every
+time), so the one `latest` names is never touched until a newer one is complete: a kill
+or a full disk during a checkpoint leaves the previous one intact.
 
 A checkpoint belongs to one run: the run id in its meta must equal the result file's
 `run_id` attribute, so checkpoints left over from an overwritten run are never resumed.
@@ -17,6 +18,7 @@ run can resume on another rank count.
 from __future__ import annotations
 
 import shutil
+import uuid
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,9 +58,9 @@ def save(
 ) -> Path:
     """Write a checkpoint (collective); returns its folder."""
     root = folder_of(output)
-    target = root / f"round_{next_round:06d}"
+    name = f"round_{next_round:06d}-{uuid.uuid4().hex[:8]}" if comm.rank == 0 else None
+    target = root / comm.bcast_object(name)
     if comm.rank == 0:
-        shutil.rmtree(target, ignore_errors=True)
         target.mkdir(parents=True)
     comm.barrier()
     if store is not None:
@@ -78,7 +80,7 @@ def save(
         write_npz(target / "method.npz", method_state, "the checkpoint")
         write_npz(target / "meta.npz", {k: np.array(v) for k, v in meta.items()}, "the checkpoint")
         write_text(root / "latest", target.name, "the checkpoint")
-        for old in root.glob("round_*"):
+        for old in root.glob("round_*"):  # older checkpoints, and any a kill left partial
             if old != target:
                 shutil.rmtree(old, ignore_errors=True)
     comm.barrier()

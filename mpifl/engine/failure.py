@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from mpifl.comm import Comm
-from mpifl.errors import RemoteRankError
+from mpifl.errors import RemoteRankError, describe
 from mpifl.results.status import write_failure_note
 from mpifl.results.writer import ResultsWriter
 
@@ -32,8 +32,8 @@ def abort_job(
             rank, text = exc.rank, exc.traceback_text
         else:
             rank, text = comm.rank, traceback.format_exc()
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            print(f"mpifl: rank {rank} failed: {first}\n{text}", file=sys.stderr, flush=True)
+            print(f"mpifl: rank {rank} failed: {describe(exc, 300)}\n{text}", file=sys.stderr,
+                  flush=True)  # fmt: skip
             if output is not None:
                 with contextlib.suppress(Exception):
                     write_failure_note(output, rank, text)

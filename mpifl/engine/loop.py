@@ -21,6 +21,7 @@ import mpifl
 from mpifl.comm import Comm
 from mpifl.config import Config
 from mpifl.data import build_dataset
+from mpifl.data.checks import check_fits
 from mpifl.engine import checkpoint
 from mpifl.engine.accumulate import Accumulators, UpdateRejected
 from mpifl.engine.checkpoint import Checkpoint
@@ -78,7 +79,9 @@ class Engine:
         self.cfg, self.comm, self.output, self.stream = cfg, comm, output, stream
         self.threads = configure_threads(cfg.run.threads)
         seed = cfg.run.seed
+        check_fits(cfg.fleet.clients)
         self.data = build_dataset(cfg.data, cfg.fleet.clients, seed)
+        check_fits(self.data.n_clients, self.data)
         if cfg.round.cohort > self.data.n_clients:
             raise ConfigError(
                 "round.cohort", cfg.round.cohort, f"must be <= the {self.data.n_clients} clients"

@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 
 from mpifl import safe_pickle
-from mpifl.errors import InputError
+from mpifl.errors import InputError, describe
 from mpifl.fleet.availability import Intervals
 from mpifl.fleet.devices import CATALOGUE, PROFILE_KEYS
 from mpifl.fleet.profiles import MAX_CLASSES, PROFILE_DTYPE, Fleet
@@ -85,8 +85,10 @@ def load_fleet(path: str | Path) -> Fleet:
         raise InputError(f"fleet error: fleet file not found: {path}")
     try:
         fleet = _load_h5(path) if path.suffix == ".h5" else _load_csv(path)
-    except (OSError, KeyError, ValueError) as exc:
-        raise InputError(f"fleet error: {path}: {exc}") from None
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001  (untrusted input: any failure is the file's)
+        raise InputError(f"fleet error: {path}: not a fleet file ({describe(exc)})") from None
     check_profiles(fleet, str(path))
     return fleet
 
@@ -217,7 +219,8 @@ def _unpickle(path: Path) -> dict:
     try:
         with Path(path).open("rb") as fh:
             data = safe_pickle.load(fh)
-    except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError) as exc:
+    except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError,
+            MemoryError, OverflowError) as exc:  # fmt: skip
         raise InputError(f"fleet error: {path}: not a readable pickle ({exc})") from None
     if not isinstance(data, dict) or not data:
         raise InputError(f"fleet error: {path}: expected a non-empty dict keyed by client id")

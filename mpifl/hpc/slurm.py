@@ -31,8 +31,8 @@ class Resources:
 
 
 ARRAY_TASK = "${SLURM_ARRAY_TASK_ID}"
-_SBATCH_VALUE = re.compile(r"[^\s\"'\\`$;|&<>(){}]+")
-_TIME = re.compile(r"(\d+-)?\d+(:\d{1,2}){0,2}|\d+-\d+")
+_SBATCH_VALUE = re.compile(r"[!#%+,\-./0-9:=?@A-Z\[\]^_a-z~]+")  # printable ASCII, no shell
+_TIME = re.compile(r"([0-9]+-)?[0-9]+(:[0-9]{1,2}){0,2}")
 
 
 def shell_word(value: str) -> str:
@@ -74,7 +74,11 @@ def render(
     array: str = "",
     sets: tuple[str, ...] = (),
 ) -> str:
-    """The batch script text. `job` and `output` may contain ${SLURM_ARRAY_TASK_ID}."""
+    """The batch script text. `job` and `output` contain ${SLURM_ARRAY_TASK_ID} exactly
+    when `array` is given (a job array's task files); nowhere else may they hold '$'."""
+    for what, value in (("the job path", job), ("run.output", output)):
+        if "$" in (value.replace(ARRAY_TASK, "") if array else value):
+            raise InputError(f"submit error: {what} = {shown(value)}: must not contain '$'")
     extra = []
     if res.partition:
         extra.append(f"#SBATCH --partition={sbatch_value('--partition', res.partition)}")

@@ -57,17 +57,26 @@ def load_sweep(path: str | Path) -> Sweep:
             f"sweep error: {path}: needs 'job'; allowed keys {sorted(KEYS)}, got {sorted(raw)}"
         )
     grid = raw.get("grid", {})
-    if not all(isinstance(v, list) and v for v in grid.values()):
-        raise InputError(f"sweep error: {path}: every [grid] key needs a non-empty list")
+    if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
+        raise InputError(f"sweep error: {path}: [grid] must map keys to non-empty lists")
     name = raw.get("name", path.stem)
     if not isinstance(name, str) or not name.isprintable() or not name.strip():
         raise InputError(f"sweep error: {path}: name = {shown(name)}: must be printable text")
     folder = raw.get("folder", f"sweeps/{name}")
-    if not isinstance(folder, str) or not folder.isprintable():
-        raise InputError(f"sweep error: {path}: folder = {shown(folder)}: must be a printable path")
+    if not isinstance(folder, str) or not folder.isprintable() or "$" in folder:
+        raise InputError(
+            f"sweep error: {path}: folder = {shown(folder)}: must be a printable path without '$'"
+        )
     folder = Path(folder)
+    if not isinstance(raw["job"], str):
+        raise InputError(f"sweep error: {path}: job = {shown(raw['job'])}: must be a job file path")
     base = load_config(raw["job"])
     seeds = raw.get("seeds", [base.run.seed])
+    if not isinstance(seeds, list) or not seeds or not all(_is_seed(s) for s in seeds):
+        raise InputError(
+            f"sweep error: {path}: seeds = {shown(seeds)}: must be a non-empty list of "
+            "integers >= 0"
+        )
     tasks = []
     for i, (values, seed) in enumerate(itertools.product(itertools.product(*grid.values()), seeds)):
         sets = [f"{k}={_toml(v)}" for k, v in zip(grid, values, strict=True)]
@@ -81,6 +90,10 @@ def load_sweep(path: str | Path) -> Sweep:
         except InputError as exc:
             raise InputError(f"sweep error: task {i} ({', '.join(sets[:-2])}): {exc}") from None
     return Sweep(name, folder, tasks)
+
+
+def _is_seed(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _toml(value: object) -> str:

@@ -25,7 +25,7 @@ from mpifl.engine.accumulate import Accumulators
 from mpifl.engine.evaluate import EvalResult
 from mpifl.engine.local_training import get_flat, set_flat, sgd_epochs
 from mpifl.engine.plan import RoundPlan, Workload
-from mpifl.errors import ConfigError, InputError
+from mpifl.errors import ConfigError, InputError, describe
 from mpifl.methods import register
 from mpifl.methods.base import ClientResult, ClientTask, Method, MethodContext
 from mpifl.methods.tiers import (
@@ -56,12 +56,12 @@ def load_server_init(model: torch.nn.Module, path: str) -> None:
         state = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(state)
     except (OSError, EOFError, RuntimeError, KeyError, TypeError, pickle.UnpicklingError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = describe(exc, 120)
         if isinstance(exc, pickle.UnpicklingError):  # torch's text suggests unsafe loading
-            first = "not a torch.save file of tensors only"
+            reason = "not a torch.save file of tensors only"
         raise InputError(
             f"config error: algorithm.server_init = {path!r}: not a state dict of the large "
-            f"model ({first[:120]})"
+            f"model ({reason})"
         ) from None
 
 

@@ -6,7 +6,7 @@ import psutil
 import torch
 from torch import nn
 
-from mpifl.errors import ConfigError
+from mpifl.errors import ConfigError, describe
 from mpifl.models.cnn import build_cnn
 from mpifl.models.cost import ModelCost, measure_cost
 from mpifl.models.mlp import build_mlp
@@ -30,9 +30,8 @@ def check_buildable(spec: ModelSpec, key: str = "model") -> int:
             model = build_model(spec)
             model(torch.empty(1, *spec.input_shape))
         except (RuntimeError, ValueError) as exc:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ConfigError(
-                key, spec.arch, f"does not fit inputs {spec.input_shape}: {reason}"
+                key, spec.arch, f"does not fit inputs {spec.input_shape}: {describe(exc)}"
             ) from None
     params = sum(p.numel() for p in model.parameters())
     need = params * TRAINING_BYTES_PER_PARAM

@@ -25,8 +25,8 @@ def lock_path(output: Path) -> Path:
 class OutputLock:
     """A held lock; `release` (or the process's end) gives it up."""
 
-    def __init__(self, path: Path, fd: int, created: bool) -> None:
-        self.path, self._fd, self._created = path, fd, created
+    def __init__(self, path: Path, fd: int, created: bool, folders: list[Path]) -> None:
+        self.path, self._fd, self._created, self._folders = path, fd, created, folders
 
     @classmethod
     def acquire(cls, output: Path) -> OutputLock:
@@ -41,6 +41,7 @@ class OutputLock:
             raise InputError(f"output error: {output}: {existing} is not a directory")
         path = lock_path(output)
         created = not path.exists()
+        folders = [p for p in output.parents if not p.exists()]  # deepest first
         try:
             output.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -59,12 +60,16 @@ class OutputLock:
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
-        return cls(path, fd, created)
+        return cls(path, fd, created, folders)
 
     def release(self, remove: bool = False) -> None:
-        """Give the lock up; `remove` deletes the lock file if this run created it."""
+        """Give the lock up; `remove` (a run that did not start) deletes the lock file and
+        the folders if this run created them, so that it leaves nothing behind."""
         if remove and self._created:
             with contextlib.suppress(OSError):
                 self.path.unlink()
+            for folder in self._folders:  # only if still empty
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
         with contextlib.suppress(OSError):
             os.close(self._fd)

@@ -19,7 +19,8 @@ def _batch(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
             d = safe_pickle.load(fh, encoding="bytes")
         x = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
         y = np.asarray(d[label_key], dtype=np.int64)
-    except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError) as exc:
+    except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError, MemoryError,
+            OverflowError) as exc:  # fmt: skip
         raise InputError(f"data error: {path}: not a CIFAR python batch ({exc!r})") from None
     if len(x) != len(y):
         raise InputError(f"data error: {path}: {len(x)} images but {len(y)} labels")
