@@ -11,12 +11,18 @@ import torch
 from mpifl.errors import InputError
 
 
-def digits_path() -> Path:
-    """Path of the csv.gz that ships inside scikit-learn (read without importing sklearn)."""
-    spec = importlib.util.find_spec("sklearn")
+def packaged_file(package: str, relative: str, source: str) -> Path:
+    """A data file that ships inside an installed package, found without importing it;
+    InputError naming the data source `source` if the package is missing."""
+    spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise InputError("data error: data.name = 'digits' needs scikit-learn installed")
-    return Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz"
+        raise InputError(f"data error: data.name = '{source}' needs the {package} package")
+    return Path(spec.submodule_search_locations[0]) / relative
+
+
+def digits_path() -> Path:
+    """Path of the csv.gz that ships inside scikit-learn."""
+    return packaged_file("sklearn", "datasets/data/digits.csv.gz", "digits")
 
 
 def load_digits() -> tuple[torch.Tensor, torch.Tensor]:

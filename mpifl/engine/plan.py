@@ -31,6 +31,13 @@ class Workload:
     prune: np.ndarray  # f4
     family: np.ndarray  # i2
 
+    @classmethod
+    def idle(cls, n: int) -> Workload:
+        """n clients with nothing to train, hold or send."""
+        zeros = np.zeros(n, dtype=np.int64)
+        return cls(zeros, np.zeros(n), zeros, zeros, np.ones(n, np.float32),
+                   np.zeros(n, np.float32), np.zeros(n, np.int16))  # fmt: skip
+
 
 @dataclass
 class RoundPlan:

@@ -8,6 +8,7 @@ their exact sums into the next state, and its evaluation.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from functools import cached_property
@@ -148,3 +149,17 @@ class Method(ABC):
                 setattr(self, name, state[name].copy())
             else:
                 setattr(self, name, type(value)(state[name]))
+
+
+class ServerOnlyMethod(Method):
+    """A method whose clients do no work (baselines): nothing is trained on a client,
+    held, sent or aggregated; sampled clients are recorded as the plan made them."""
+
+    def workload(self, clients: np.ndarray, round_: int) -> Workload:
+        return Workload.idle(len(clients))
+
+    def accumulator_sizes(self) -> dict[str, int]:
+        return {}
+
+    def train_client(self, task: ClientTask, acc: Accumulators) -> ClientResult:
+        return ClientResult(math.nan, math.nan)

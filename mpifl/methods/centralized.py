@@ -7,23 +7,20 @@ keeps the result independent of the rank count)."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
-from mpifl.engine.accumulate import Accumulators
 from mpifl.engine.evaluate import EvalResult
 from mpifl.engine.local_training import loss_and_correct, prepare_model, sgd_epochs
-from mpifl.engine.plan import RoundPlan, Workload
+from mpifl.engine.plan import RoundPlan
 from mpifl.methods import register
-from mpifl.methods.base import ClientResult, ClientTask, Method, MethodContext
-from mpifl.models import build_model
-from mpifl.streams import Purpose, torch_generator, torch_init_seed
+from mpifl.methods.base import MethodContext, ServerOnlyMethod
+from mpifl.models import seeded_model
+from mpifl.streams import Purpose, torch_generator
 
 
 @register
-class Centralized(Method):
+class Centralized(ServerOnlyMethod):
     """One model on the pooled training data of all clients."""
 
     name = "centralized"
@@ -31,24 +28,9 @@ class Centralized(Method):
 
     def __init__(self, ctx: MethodContext) -> None:
         super().__init__(ctx)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(torch_init_seed(self.config.run.seed))
-            model = build_model(ctx.spec)
-        self.model = prepare_model(model, self.config.train)
+        self.model = prepare_model(seeded_model(ctx.spec, self.config.run.seed), self.config.train)
         parts = [ctx.data.client_train(k) for k in range(ctx.data.n_clients)]
         self.pool = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
-
-    def workload(self, clients: np.ndarray, round_: int) -> Workload:
-        n = len(clients)
-        zeros = np.zeros(n, dtype=np.int64)
-        return Workload(zeros, np.zeros(n), zeros, zeros, np.ones(n, np.float32),
-                        np.zeros(n, np.float32), np.zeros(n, np.int16))  # fmt: skip
-
-    def accumulator_sizes(self) -> dict[str, int]:
-        return {}
-
-    def train_client(self, task: ClientTask, acc: Accumulators) -> ClientResult:
-        return ClientResult(math.nan, math.nan)
 
     def server_step(self, sums: dict[str, np.ndarray], plan: RoundPlan) -> None:
         n = self.ctx.data.n_clients  # a stream no client uses

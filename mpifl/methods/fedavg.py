@@ -21,8 +21,8 @@ from mpifl.engine.local_training import (
 from mpifl.engine.plan import RoundPlan, Workload
 from mpifl.methods import register
 from mpifl.methods.base import ClientResult, ClientTask, Method, MethodContext
-from mpifl.models import build_model, measure_cost
-from mpifl.streams import Purpose, torch_generator, torch_init_seed
+from mpifl.models import measure_cost, seeded_model
+from mpifl.streams import Purpose, torch_generator
 
 
 @register
@@ -40,9 +40,7 @@ class FedAvg(Method):
 
     def __init__(self, ctx: MethodContext) -> None:
         super().__init__(ctx)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(torch_init_seed(self.config.run.seed))
-            self.model = build_model(ctx.spec)
+        self.model = seeded_model(ctx.spec, self.config.run.seed)
         self.weights = get_flat(self.model)
         train = self.config.train
         self.model = prepare_model(self.model, train)

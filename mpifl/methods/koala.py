@@ -35,8 +35,8 @@ from mpifl.methods.tiers import (
     tier_clients,
     tier_workload,
 )
-from mpifl.models import ModelSpec, build_model, check_buildable
-from mpifl.streams import Purpose, torch_generator, torch_init_seed
+from mpifl.models import ModelSpec, check_buildable, seeded_model
+from mpifl.streams import Purpose, torch_generator
 
 
 def large_spec(spec: ModelSpec, alg: object) -> ModelSpec:
@@ -92,20 +92,15 @@ class Koala(Method):
         alg = self.config.algorithm
         seed = self.config.run.seed
         check_buildable(large_spec(ctx.spec, alg), "algorithm.large_channels / large_fc")
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(torch_init_seed(seed, 1))
-            self.large = build_model(large_spec(ctx.spec, alg))
+        self.large = seeded_model(large_spec(ctx.spec, alg), seed, 1)
         if alg.server_init:
             load_server_init(self.large, alg.server_init)
         widths = alg.small_widths if alg.mode == "heterogeneous" else [1.0]
         self.families = build_tiers(ctx, widths)
         self.small = []
         for i, fam in enumerate(self.families):
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(torch_init_seed(seed, 2 + i))
-                self.small.append(
-                    get_flat(build_model(ctx.spec.at_width(ctx.spec.width * fam.width)))
-                )
+            small = seeded_model(ctx.spec.at_width(ctx.spec.width * fam.width), seed, 2 + i)
+            self.small.append(get_flat(small))
         self.proxy_x, self.proxy_y = ctx.proxy
         if len(self.proxy_x) == 0:
             raise ConfigError("data.proxy_fraction", 0.0, "must be > 0: KOALA distils on it")
@@ -188,8 +183,7 @@ def pretrain_large(
     """Train KOALA's large model on the proxy set with labels; save its state dict."""
     from mpifl.engine.local_training import loss_and_correct
 
-    torch.manual_seed(torch_init_seed(cfg.run.seed, 1))
-    model = build_model(large_spec(spec, cfg.algorithm))
+    model = seeded_model(large_spec(spec, cfg.algorithm), cfg.run.seed, 1)
     x, y = data.proxy()
     if len(x) == 0:
         raise ConfigError("data.proxy_fraction", 0.0, "must be > 0: pre-training uses it")

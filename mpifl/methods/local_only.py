@@ -1,8 +1,8 @@
 """Local-only training, a per-client baseline: every client trains its own model on its
-own data and never communicates. All clients start from the same initial model (the one
-FedAvg starts from); a client's model persists across rounds in the client-state store,
-and a client is scored on its own test split with its own model (or the initial one if it
-has not trained yet)."""
+own data and never communicates. It is FedAvg's model, initial weights and local training
+without the aggregation: all clients start from the model FedAvg starts from, a client's
+model persists across rounds in the client-state store, and a client is scored on its own
+test split with its own model (the initial one if it has not trained yet)."""
 
 from __future__ import annotations
 
@@ -13,50 +13,25 @@ import torch
 
 from mpifl.engine.accumulate import Accumulators
 from mpifl.engine.evaluate import EvalResult
-from mpifl.engine.local_training import (
-    get_flat,
-    loss_and_correct,
-    prepare_model,
-    set_flat,
-    sgd_epochs,
-)
+from mpifl.engine.local_training import get_flat, loss_and_correct, set_flat, sgd_epochs
 from mpifl.engine.plan import RoundPlan, Workload
 from mpifl.methods import register
-from mpifl.methods.base import ClientResult, ClientTask, Method, MethodContext
-from mpifl.models import build_model, measure_cost
-from mpifl.streams import torch_init_seed
+from mpifl.methods.base import ClientResult, ClientTask
+from mpifl.methods.fedavg import FedAvg
 
 
 @register
-class LocalOnly(Method):
+class LocalOnly(FedAvg):
     """Each client alone: no aggregation, no server model, no traffic."""
 
     name = "local"
+    fields = {}
     stateful = True
 
-    def __init__(self, ctx: MethodContext) -> None:
-        super().__init__(ctx)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(torch_init_seed(self.config.run.seed))
-            self.model = build_model(ctx.spec)
-        self.weights = get_flat(self.model)  # the common initial model
-        train = self.config.train
-        self.model = prepare_model(self.model, train)
-        cost = measure_cost(ctx.spec)
-        self.footprint = cost.footprint(train.batch_size, train.momentum > 0)
-        self.flops_per_sample = cost.train_flops_per_sample * train.epochs
-
     def workload(self, clients: np.ndarray, round_: int) -> Workload:
-        n = len(clients)
-        return Workload(
-            footprint=np.full(n, self.footprint, dtype=np.int64),
-            train_flops=self.ctx.data.n_train[clients] * self.flops_per_sample,
-            bytes_down=np.zeros(n, dtype=np.int64),
-            bytes_up=np.zeros(n, dtype=np.int64),
-            width=np.ones(n, dtype=np.float32),
-            prune=np.zeros(n, dtype=np.float32),
-            family=np.zeros(n, dtype=np.int16),
-        )
+        work = super().workload(clients, round_)
+        work.bytes_down[:] = work.bytes_up[:] = 0
+        return work
 
     def accumulator_sizes(self) -> dict[str, int]:
         return {}

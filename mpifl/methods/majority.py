@@ -13,9 +13,9 @@ import torch
 
 from mpifl.engine.accumulate import Accumulators
 from mpifl.engine.evaluate import EvalResult
-from mpifl.engine.plan import RoundPlan, Workload
+from mpifl.engine.plan import RoundPlan
 from mpifl.methods import register
-from mpifl.methods.base import ClientResult, ClientTask, Method
+from mpifl.methods.base import ClientResult, ClientTask, ServerOnlyMethod
 
 
 def label_prior(labels: torch.Tensor, n_classes: int) -> torch.Tensor:
@@ -25,20 +25,11 @@ def label_prior(labels: torch.Tensor, n_classes: int) -> torch.Tensor:
 
 
 @register
-class Majority(Method):
+class Majority(ServerOnlyMethod):
     """Each client's majority training label."""
 
     name = "majority"
     checkpointed = ()
-
-    def workload(self, clients: np.ndarray, round_: int) -> Workload:
-        n = len(clients)
-        zeros = np.zeros(n, dtype=np.int64)
-        return Workload(zeros, np.zeros(n), zeros, zeros, np.ones(n, np.float32),
-                        np.zeros(n, np.float32), np.zeros(n, np.int16))  # fmt: skip
-
-    def accumulator_sizes(self) -> dict[str, int]:
-        return {}
 
     def score(self, client: int, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
         """(summed loss, correct) of the client's label prior on (x, y)."""

@@ -32,9 +32,9 @@ from mpifl.errors import ConfigError
 from mpifl.methods import register
 from mpifl.methods.base import ClientResult, ClientTask, Method, MethodContext
 from mpifl.methods.tiers import build_tiers, local_accuracy, tier_workload
-from mpifl.models import build_model
+from mpifl.models import seeded_model
 from mpifl.models.slicing import SliceMap, layout, select_units
-from mpifl.streams import Purpose, torch_generator, torch_init_seed
+from mpifl.streams import Purpose, torch_generator
 
 
 def pruning_ratios(p_step: float) -> list[float]:
@@ -86,9 +86,7 @@ class REFT(Method):
     def __init__(self, ctx: MethodContext) -> None:
         super().__init__(ctx)
         alg = self.config.algorithm
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(torch_init_seed(self.config.run.seed))
-            self.server = build_model(ctx.spec)
+        self.server = seeded_model(ctx.spec, self.config.run.seed)
         self.weights = get_flat(self.server)
         self.layout = layout(self.server)
         self.ratios = pruning_ratios(alg.p_step)

@@ -26,9 +26,8 @@ from mpifl.methods.tiers import (
     tier_clients,
     tier_workload,
 )
-from mpifl.models import build_model
+from mpifl.models import seeded_model
 from mpifl.models.slicing import SELECTIONS, SliceMap, layout, select_units
-from mpifl.streams import torch_init_seed
 
 
 @register
@@ -44,9 +43,7 @@ class SubModel(Method):
 
     def __init__(self, ctx: MethodContext) -> None:
         super().__init__(ctx)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(torch_init_seed(self.config.run.seed))
-            self.global_model = build_model(ctx.spec)
+        self.global_model = seeded_model(ctx.spec, self.config.run.seed)
         self.weights = get_flat(self.global_model)
         self.layout = layout(self.global_model)
         self.tiers = build_tiers(ctx, self.config.algorithm.tiers)
