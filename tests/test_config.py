@@ -9,6 +9,7 @@ import pytest
 
 from mpifl.config import apply_override, load_config, validate
 from mpifl.errors import ConfigError, InputError
+from tests.conftest import ROOT
 
 
 def test_defaults_fill_every_section():
@@ -98,3 +99,9 @@ def test_missing_and_malformed_files(tmp_path):
     bad.write_text("[run\nrounds = 3")
     with pytest.raises(InputError, match="not valid TOML"):
         load_config(bad)
+
+
+@pytest.mark.parametrize("job", sorted((ROOT / "jobs").glob("*.toml")), ids=lambda p: p.stem)
+def test_every_shipped_job_is_valid(job):
+    cfg = load_config(job)
+    assert cfg.run.rounds >= 1
