@@ -207,9 +207,10 @@ def test_overwrite_forgets_old_checkpoints_and_requeue_never_dead_ends(reference
     third = launch("run", str(job), "--output", str(out), "--overwrite",
                    *set_args(*SETS, *once, *SLOW))  # fmt: skip
     deadline = time.monotonic() + 60
-    while run_id(out) == old_id or len(rounds_of(out)) < 1:  # the new file, one round in
+    while run_id(out) in ("", old_id):  # the new file (unreadable while it is created)
         assert third.poll() is None and time.monotonic() < deadline
         time.sleep(0.02)
+    wait_for_rounds(out, 1, third)
     os.killpg(third.pid, signal.SIGKILL)  # killed before its first checkpoint
     third.wait(timeout=30)
     assert not (tmp_path / "run.h5.ckpt").exists()
