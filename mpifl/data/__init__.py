@@ -41,9 +41,18 @@ def build_dataset(data: SimpleNamespace, n_clients: int, seed: int) -> Federated
         from mpifl.data.w1 import W1Data
 
         return W1Data(data, n_clients)
+    return _pooled(data, n_clients, seed)
+
+
+def _pooled(data: SimpleNamespace, n_clients: int, seed: int) -> FederatedData:
+    """A pooled source's arrays, checked, then partitioned over the clients."""
     from mpifl.data.pooled import partition_pool
 
     x, y, test = _pooled_arrays(data)
+    where = f"data.path = {data.path}" if data.path else f"data.name = {data.name}"
+    check_labelled(x, y, where)
+    if test is not None:
+        check_labelled(*test, f"{where} (test set)")
     return partition_pool(x, y, data, n_clients, seed, test)
 
 
@@ -51,15 +60,7 @@ def _from_file(data: SimpleNamespace, n_clients: int, seed: int) -> FederatedDat
     """A data set read from a user's file: whatever is wrong with the file (crafted,
     truncated, the wrong format) is one InputError naming it, never a traceback."""
     try:
-        if data.name in NATURAL:
-            return _natural(data, seed)
-        from mpifl.data.pooled import partition_pool
-
-        x, y, test = _pooled_arrays(data)
-        check_labelled(x, y, f"data.path = {data.path}")
-        if test is not None:
-            check_labelled(*test, f"data.path = {data.path} (test set)")
-        return partition_pool(x, y, data, n_clients, seed, test)
+        return _natural(data, seed) if data.name in NATURAL else _pooled(data, n_clients, seed)
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001  (untrusted input: any failure is the file's)

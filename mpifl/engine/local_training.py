@@ -35,6 +35,11 @@ def _layout(x: torch.Tensor, train: SimpleNamespace) -> torch.Tensor:
     return x
 
 
+def train_settings(train: SimpleNamespace, **changes: object) -> SimpleNamespace:
+    """A copy of the `[train]` section with some settings changed (e.g. epochs, lr)."""
+    return SimpleNamespace(**{**vars(train), **changes})
+
+
 def sgd_epochs(
     model: nn.Module,
     x: torch.Tensor,

@@ -6,7 +6,7 @@ import argparse
 from collections import Counter
 from pathlib import Path
 
-from mpifl.hpc.slurm import LAUNCHERS, Resources, render, submit
+from mpifl.hpc.slurm import ARRAY_TASK, LAUNCHERS, Resources, render, submit
 from mpifl.hpc.sweep import load_sweep, status, write_tasks
 
 
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
             )
         )
         return 0
-    task = "${SLURM_ARRAY_TASK_ID}"
+    task = ARRAY_TASK
     script = render(
         sweep.name,
         str(sweep.task_job(task)),

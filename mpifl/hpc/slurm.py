@@ -37,7 +37,7 @@ _TIME = re.compile(r"([0-9]+-)?[0-9]+(:[0-9]{1,2}){0,2}")
 
 def shell_word(value: str) -> str:
     """`value` as one shell word, quoted, with ${SLURM_ARRAY_TASK_ID} left to expand."""
-    return '"${SLURM_ARRAY_TASK_ID}"'.join(shlex.quote(p) for p in value.split(ARRAY_TASK))
+    return f'"{ARRAY_TASK}"'.join(shlex.quote(p) for p in value.split(ARRAY_TASK))
 
 
 def sbatch_value(option: str, value: str) -> str:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import math
-from types import SimpleNamespace
-
 import numpy as np
 import torch
 
@@ -17,10 +14,12 @@ from mpifl.engine.local_training import (
     prepare_model,
     set_flat,
     sgd_epochs,
+    train_settings,
 )
 from mpifl.engine.plan import RoundPlan, Workload
 from mpifl.methods import register
 from mpifl.methods.base import ClientResult, ClientTask, Method, MethodContext
+from mpifl.methods.tiers import local_accuracy
 from mpifl.models import measure_cost, seeded_model
 from mpifl.streams import Purpose, torch_generator
 
@@ -70,9 +69,7 @@ class FedAvg(Method):
         loss = sgd_epochs(self.model, x, y, self.config.train, task.generator)
         acc.add("model", list(self.model.parameters()), len(x))
         acc.add("weight", torch.ones(1), len(x))
-        _, correct = loss_and_correct(self.model, *task.test)
-        n_test = len(task.test[0])
-        return ClientResult(loss, correct / n_test if n_test else math.nan)
+        return ClientResult(loss, local_accuracy(self.model, task.test))
 
     def server_step(self, sums: dict[str, np.ndarray], plan: RoundPlan) -> None:
         total = sums["weight"][0]
@@ -97,7 +94,6 @@ class FedAvg(Method):
         if epochs:
             set_flat(self.model, self.weights)
             tx, ty = self.ctx.data.client_train(client)
-            train = SimpleNamespace(**{**vars(self.config.train), "epochs": epochs})
             gen = torch_generator(self.config.run.seed, Purpose.FINETUNE, 0, client)
-            sgd_epochs(self.model, tx, ty, train, gen)
+            sgd_epochs(self.model, tx, ty, train_settings(self.config.train, epochs=epochs), gen)
         return loss_and_correct(self.model, x, y)

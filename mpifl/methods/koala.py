@@ -15,7 +15,6 @@ from __future__ import annotations
 import pickle
 from dataclasses import replace
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -23,7 +22,7 @@ import torch
 from mpifl.config.fields import Field, choice, integer, number, positive_list, widths
 from mpifl.engine.accumulate import Accumulators
 from mpifl.engine.evaluate import EvalResult
-from mpifl.engine.local_training import get_flat, set_flat, sgd_epochs
+from mpifl.engine.local_training import get_flat, set_flat, sgd_epochs, train_settings
 from mpifl.engine.plan import RoundPlan, Workload
 from mpifl.errors import ConfigError, InputError, describe
 from mpifl.methods import register
@@ -187,14 +186,10 @@ def pretrain_large(
     x, y = data.proxy()
     if len(x) == 0:
         raise ConfigError("data.proxy_fraction", 0.0, "must be > 0: pre-training uses it")
-    train = _with_epochs(cfg.train, epochs, lr)
+    train = train_settings(cfg.train, epochs=epochs, lr=lr)
     loss = sgd_epochs(model, x, y, train, torch_generator(cfg.run.seed, Purpose.DISTILL, -1, 99))
     tx, ty = data.global_test()
     _, correct = loss_and_correct(model, tx, ty)
     torch.save(model.state_dict(), path)
     return {"params": sum(p.numel() for p in model.parameters()), "loss": loss,
             "test_accuracy": correct / max(len(tx), 1)}  # fmt: skip
-
-
-def _with_epochs(train: SimpleNamespace, epochs: int, lr: float) -> SimpleNamespace:
-    return SimpleNamespace(**{**vars(train), "epochs": epochs, "lr": lr})

@@ -6,8 +6,6 @@ test split with its own model (the initial one if it has not trained yet)."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
@@ -18,6 +16,7 @@ from mpifl.engine.plan import RoundPlan, Workload
 from mpifl.methods import register
 from mpifl.methods.base import ClientResult, ClientTask
 from mpifl.methods.fedavg import FedAvg
+from mpifl.methods.tiers import local_accuracy
 
 
 @register
@@ -47,9 +46,7 @@ class LocalOnly(FedAvg):
         trained = get_flat(self.model)
         if torch.isfinite(trained).all():
             self.ctx.state.put(task.client, {"weights": trained.numpy()})
-        _, correct = loss_and_correct(self.model, *task.test)
-        n_test = len(task.test[0])
-        return ClientResult(loss, correct / n_test if n_test else math.nan)
+        return ClientResult(loss, local_accuracy(self.model, task.test))
 
     def server_step(self, sums: dict[str, np.ndarray], plan: RoundPlan) -> None:
         """Nothing: there is no server model."""

@@ -181,12 +181,12 @@ class REFT(Method):
         ev, test = self.ctx.evaluator, self.ctx.global_test
         set_flat(self.server, self.weights)
         results = [ev.evaluate("global", self.server, *test)]
+        pruned = [self.pruned(i) for i in range(len(self.tiers))]
         for i, p in enumerate(self.ratios):
             if p > 0:
-                set_flat(self.tiers[i].model, self.pruned(i))
+                set_flat(self.tiers[i].model, pruned[i])
                 results.append(ev.evaluate(f"prune={p:g}", self.tiers[i].model, *test))
         if self.config.run.eval_clients:
-            pruned = [self.pruned(i) for i in range(len(self.tiers))]
 
             def score(client: int, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
                 # its own pruned model (on its home rank, this one) once it has one, else

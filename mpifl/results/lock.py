@@ -3,7 +3,9 @@ file (and so on its checkpoint and client-state folders) for the run's whole lif
 
 POSIX record locks (`lockf`) work on local disks and on NFS and Lustre mounted with
 locking; the kernel drops the lock when the process ends, however it ends. The lock file
-itself stays (removing it would let two runs lock two different files).
+of a run that started stays (removing it would let two runs lock two different files);
+a run refused for bad input removes the lock file it created, so that it writes nothing,
+at the cost of a tiny window in which a concurrent run could lock a fresh file.
 """
 
 from __future__ import annotations

@@ -17,8 +17,6 @@ import h5py
 
 from mpifl.files import write_text
 
-FINAL = ("complete", "failed", "interrupted")
-
 
 def note_path(output: Path) -> Path:
     """The failure note of a result file."""
