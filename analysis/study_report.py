@@ -1,15 +1,19 @@
-"""Tables and figures of the comparison study (results of analysis/study.py).
+"""Tables, the claims table and figures of the comparison study (runs of analysis/study.py).
 
-    python analysis/study_report.py results/study [--figures docs/figures] [--target 0.9]
+    python analysis/study_report.py results/study [--docs docs] [--readme README.md]
 
-Prints a Markdown table per data set: mean (and spread over seeds) of participation,
-accuracy, traffic per round, client FLOPs and client storage; writes accuracy-against-
-round and participation figures.
+Writes docs/study.md (every table), docs/figures/study_*.png, and the block of README.md
+between the study markers (claims and headline tables). Every accuracy is the mean over
+a run's last 5 evaluations, then mean ± sample standard deviation over seeds; each
+column holds one metric, named in its header.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -19,123 +23,393 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from mpifl.report.summary import summarize  # noqa: E402
 from mpifl.results import read_run  # noqa: E402
 
+LAST = 5  # evaluations averaged per run
+GLOBAL, CLIENT, POOLED = "test_accuracy", "client_accuracy", "client_accuracy_pooled"
+TARGETS = {"mnist": 0.90, "synthetic": 0.50, "constrained": 0.93, "unconstrained": 0.93}
+BEGIN, END = "<!-- study:begin -->", "<!-- study:end -->"
 
-def collect(root: Path, target: float) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(one summary row per finished run, every run's rounds table), keyed by data/method."""
+
+def last_mean(rounds: pd.DataFrame, column: str) -> float:
+    """Mean of the last LAST evaluated values of a rounds column (NaN if never evaluated)."""
+    values = rounds[column].dropna()
+    return float(values.tail(LAST).mean()) if len(values) else np.nan
+
+
+def to_target(rounds: pd.DataFrame, column: str, target: float) -> tuple[float, float]:
+    """(virtual seconds, MB down + up) until `column` first reaches `target`; NaN if never."""
+    hit = np.flatnonzero(rounds[column].to_numpy() >= target)
+    if not len(hit):
+        return np.nan, np.nan
+    traffic = (rounds["bytes_down"] + rounds["bytes_up"]).cumsum()
+    return float(rounds["virtual_time"].iloc[hit[0]]), float(traffic.iloc[hit[0]]) / 1e6
+
+
+def collect(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(one row per finished run, every run's rounds table) keyed by experiment, setting,
+    method and seed."""
     rows, curves = [], []
-    for path in sorted(root.glob("*/task_*.h5")):
+    for path in sorted(root.glob("*/*/*/seed_*/task_0.h5")):
         run = read_run(path)
         if run.attrs.get("status") != "complete":
             continue
-        data, method = path.parent.name.split("-", 1)
-        part = run.tables["participation"]
+        experiment, setting, method = path.parts[-5:-2]
+        seed = int(path.parent.name.removeprefix("seed_"))
+        rounds, part = run.tables["rounds"], run.tables["participation"]
         trained = part[part["status"] == "trained"]
-        row = summarize(run, target) | {"data": data, "method": method}
-        row["storage_kB"] = trained["bytes_up"].mean() / 1e3 if len(trained) else np.nan
-        row["kB_down_per_round"] = row["MB_down"] * 1e3 / row["rounds"]
-        row["kB_up_per_round"] = row["MB_up"] * 1e3 / row["rounds"]
-        rows.append(row)
-        curve = run.tables["rounds"][["round", "test_accuracy"]].assign(data=data, method=method)
-        curves.append(curve)
+        target = TARGETS.get(setting, 0.90)
+        metric = CLIENT if experiment == "fedmrl" else GLOBAL  # personalised: no global model
+        vtime, mb = to_target(rounds, metric, target)
+        key = {"experiment": experiment, "setting": setting, "method": method, "seed": seed}
+        rows.append(key | {
+            "global": last_mean(rounds, GLOBAL), "client": last_mean(rounds, CLIENT),
+            "pooled": last_mean(rounds, POOLED),
+            "trained": int(len(trained)), "infeasible": int((part["status"] == "infeasible").sum()),
+            "kB_down": rounds["bytes_down"].mean() / 1e3, "kB_up": rounds["bytes_up"].mean() / 1e3,
+            "MFLOP": trained["flops"].mean() / 1e6 if len(trained) else np.nan,
+            "storage_kB": trained["bytes_up"].mean() / 1e3 if len(trained) else np.nan,
+            "target_metric": metric, "vtime_to_target": vtime, "MB_to_target": mb,
+            "wall_s": float(run.attrs.get("wall_seconds", np.nan)),
+        })  # fmt: skip
+        curves.append(rounds[["round", GLOBAL, CLIENT]].assign(**key))
     if not rows:
         raise SystemExit(f"no finished runs under {root}")
-    df = pd.DataFrame(rows)
-    order = ORDER + sorted(set(df["method"]) - set(ORDER))
-    df["method"] = pd.Categorical(df["method"], order, ordered=True)
-    curves = pd.concat(curves, ignore_index=True)
-    curves["method"] = pd.Categorical(curves["method"], order, ordered=True)
-    return df.sort_values(["data", "method"]), curves
+    return pd.DataFrame(rows), pd.concat(curves, ignore_index=True)
 
 
-ORDER = ["fedavg", "submodel-prefix", "submodel-rolling", "submodel-magnitude", "reft",
-         "koala-homo", "koala-hetero", "fedmrl"]  # fmt: skip
-COLUMNS = {
-    "trained": "trained", "infeasible": "infeasible",
-    "final_global_test_acc": "final acc (global model, global test)",
-    "final_client_acc_mean": "final acc (client's model, own test, client mean)",
-    "kB_down_per_round": "kB down/round", "kB_up_per_round": "kB up/round",
-    "client_MFLOP": "MFLOP/client", "storage_kB": "client storage kB",
+def pretrained_accuracy(root: Path) -> list[float]:
+    """Global test accuracy of each seed's pre-trained large model (from its pretrain log)."""
+    found = []
+    for log in sorted((root / "koala" / "pretrained").glob("*.log")):
+        match = re.search(r"global test accuracy ([0-9.]+)", log.read_text())
+        if match:
+            found.append(float(match.group(1)))
+    return found
+
+
+@dataclass(frozen=True)
+class Stat:
+    """Mean and sample standard deviation over seeds."""
+
+    mean: float
+    sd: float
+    n: int
+
+    def __str__(self) -> str:
+        if self.n == 0 or np.isnan(self.mean):
+            return "n/a"
+        return f"{self.mean:.3f} ± {self.sd:.3f}" if self.n > 1 else f"{self.mean:.3f}"
+
+
+def stat(values: pd.Series) -> Stat:
+    v = values.dropna()
+    return Stat(
+        float(v.mean()) if len(v) else np.nan, float(v.std()) if len(v) > 1 else 0.0, len(v)
+    )
+
+
+def _work(col: str, fmt: str) -> Callable[[pd.DataFrame], str]:
+    """A client-work column: "—" for a method without client training (majority,
+    centralized), whose client-rounds are only the fleet's schedule."""
+    return lambda g: "—" if not g["MFLOP"].mean() > 0 else format(g[col].mean(), fmt)
+
+
+COLUMNS: dict[str, tuple[str, Callable[[pd.DataFrame], str]]] = {
+    "global": ("global model on global test: acc, last 5", lambda g: str(stat(g["global"]))),
+    "client": ("client's model on own test: acc, client mean, last 5",
+               lambda g: str(stat(g["client"]))),
+    "pooled": ("client's model on own test: acc, pooled samples, last 5",
+               lambda g: str(stat(g["pooled"]))),
+    "trained": ("trained client-rounds", _work("trained", ".0f")),
+    "infeasible": ("infeasible client-rounds", _work("infeasible", ".0f")),
+    "kB_down": ("kB down / round", lambda g: f"{g['kB_down'].mean():.1f}"),
+    "kB_up": ("kB up / round", lambda g: f"{g['kB_up'].mean():.1f}"),
+    "MFLOP": ("MFLOP / trained client-round", _work("MFLOP", ".2f")),
+    "storage_kB": ("kB up / trained client-round (its model)", _work("storage_kB", ".1f")),
+    "vtime": ("virtual s to target", lambda g: _reached(g, "vtime_to_target")),
+    "MB": ("MB down+up to target", lambda g: _reached(g, "MB_to_target")),
+    "wall": ("wall s / run (2 ranks)", lambda g: f"{g['wall_s'].mean():.0f}"),
 }  # fmt: skip
 
 
-def table(df: pd.DataFrame, data: str) -> str:
-    """Markdown: mean over seeds, with the spread (max - min) of the accuracies."""
-    sub = df[df["data"] == data]
-    grouped = sub.groupby("method", observed=True)
-    lines = [
-        "| method | seeds | " + " | ".join(COLUMNS.values()) + " |",
-        "|" + "---|" * (len(COLUMNS) + 2),
-    ]
-    for method, g in grouped:
-        cells = []
-        for col in COLUMNS:
-            mean = g[col].mean()
-            if "_acc" in col:
-                cells.append(f"{mean:.4f} ± {(g[col].max() - g[col].min()) / 2:.4f}")
-            elif col in ("trained", "infeasible"):
-                cells.append(f"{mean:.0f}")
-            else:
-                cells.append(f"{mean:.2f}")
+def _reached(g: pd.DataFrame, col: str) -> str:
+    if not g["MFLOP"].mean() > 0:
+        return "—"
+    if g["target_metric"].iloc[0] == GLOBAL and g["global"].isna().all():
+        return "n/a (no global model)"
+    hit = g[col].dropna()
+    if not len(hit):
+        return f"not reached (0/{len(g)})"
+    text = f"{hit.mean():.1f}" if col == "vtime_to_target" else f"{hit.mean():.2f}"
+    return text if len(hit) == len(g) else f"{text} ({len(hit)}/{len(g)} seeds)"
+
+
+def table(df: pd.DataFrame, columns: list[str], order: list[str]) -> str:
+    """Markdown table: one row per method (in `order`), seeds, then `columns`."""
+    target = df["target_metric"].iloc[0]
+    heads = []
+    for c in columns:
+        head = COLUMNS[c][0]
+        if c in ("vtime", "MB"):
+            name = "global acc" if target == GLOBAL else "client-mean acc"
+            head += f" ({name} ≥ {TARGETS.get(df['setting'].iloc[0], 0.9):g})"
+        heads.append(head)
+    lines = ["| method | seeds | " + " | ".join(heads) + " |", "|" + "---|" * (len(columns) + 2)]
+    for method in [m for m in order if m in set(df["method"])]:
+        g = df[df["method"] == method]
+        cells = [COLUMNS[c][1](g) for c in columns]
         lines.append(f"| {method} | {len(g)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def figures(df: pd.DataFrame, curves: pd.DataFrame, folder: Path) -> list[Path]:
-    """Accuracy against round (mean over seeds) and participation, per data set."""
+COMPARE_ORDER = ["majority", "local", "centralized", "fedavg", "fedavg-ft", "submodel-prefix",
+                 "submodel-rolling", "submodel-magnitude", "reft", "koala-homo", "koala-hetero",
+                 "fedmrl"]  # fmt: skip
+FEDMRL_ORDER = ["majority", "local", "fedmrl"]
+KOALA_ORDER = ["koala-pretrained", "koala-scratch", "fedavg-L-pretrained", "fedavg-small",
+               "L", "small"]  # fmt: skip
+ALL_COLUMNS = ["global", "client", "pooled", "trained", "infeasible", "kB_down", "kB_up",
+               "MFLOP", "storage_kB", "vtime", "MB", "wall"]  # fmt: skip
+PERSONAL_COLUMNS = ["client", "pooled", "trained", "kB_down", "kB_up", "MFLOP", "vtime", "MB",
+                    "wall"]  # fmt: skip
+
+
+def _cell(df: pd.DataFrame, experiment: str, setting: str, method: str, col: str) -> Stat:
+    sel = df[(df.experiment == experiment) & (df.setting == setting) & (df.method == method)]
+    return stat(sel[col])
+
+
+def _compare(a: Stat, b: Stat, kind: str) -> str:
+    """Verdict for "a comparable to b" (kind "comparable") or "a better than b" ("better"):
+    the seed noise is the sum of the two standard deviations (at least one point)."""
+    if a.n < 2 or b.n < 2:
+        return "cannot tell (fewer than 2 seeds)"
+    d, noise = a.mean - b.mean, max(a.sd + b.sd, 0.01)
+    if kind == "comparable":
+        return "holds" if d >= -noise else "does not hold"
+    return "holds" if d > noise else ("cannot tell" if d >= -noise else "does not hold")
+
+
+def claims(df: pd.DataFrame, pretrained: list[float]) -> str:
+    """The claims table: paper claim, paper figure, ours, setting, verdict."""
+    rows = []
+    for data in ("mnist", "synthetic"):
+        fa, sm = _cell(df, "compare", data, "fedavg", "global"), None
+        sm = _cell(df, "compare", data, "submodel-prefix", "global")
+        inf_fa = df[(df.setting == data) & (df.method == "fedavg")]["infeasible"].mean()
+        inf_sm = df[(df.setting == data) & (df.method == "submodel-prefix")]["infeasible"].mean()
+        verdict = _compare(sm, fa, "comparable")
+        if verdict == "holds" and not inf_sm < inf_fa:
+            verdict = "does not hold"
+        rows.append((
+            "Sub-models (Zhang & Kim 2021): compressed local models let constrained devices "
+            "train without losing accuracy", "qualitative",
+            f"global acc {sm} vs FedAvg {fa}; infeasible client-rounds {inf_sm:.0f} vs "
+            f"{inf_fa:.0f}", f"compare / {data}", verdict))  # fmt: skip
+        rf = _cell(df, "compare", data, "reft", "global")
+        down_rf = df[(df.setting == data) & (df.method == "reft")]["kB_down"].mean()
+        down_fa = df[(df.setting == data) & (df.method == "fedavg")]["kB_down"].mean()
+        verdict = _compare(rf, fa, "comparable")
+        if verdict == "holds" and not down_rf < down_fa:
+            verdict = "does not hold"
+        rows.append((
+            "REFT (Desai et al. 2023): accuracy kept while download traffic drops",
+            "qualitative", f"global acc {rf} vs FedAvg {fa}; kB down/round {down_rf:.1f} vs "
+            f"{down_fa:.1f}", f"compare / {data}, capability = quantile", verdict))  # fmt: skip
+    kp = _cell(df, "koala", "constrained", "koala-pretrained", "global")
+    for fleet in ("constrained", "unconstrained"):
+        fl = _cell(df, "koala", fleet, "fedavg-L-pretrained", "global")
+        rows.append((
+            "KOALA (Chen et al. 2024): similar accuracy to FedAvg on the large model",
+            "similar (abstract)", f"L acc {kp} (constrained fleet) vs FedAvg on L {fl}",
+            f"koala / FedAvg on L on the {fleet} fleet",
+            _compare(kp, fl, "comparable")))  # fmt: skip
+    sel = df[(df.experiment == "koala") & (df.setting == "constrained")]
+    store = {
+        m: sel[sel.method == m]["storage_kB"].mean()
+        for m in ("koala-pretrained", "fedavg-L-pretrained")
+    }
+    flops = {m: sel[sel.method == m]["MFLOP"].mean() for m in store}
+    cut_s = 1 - store["koala-pretrained"] / store["fedavg-L-pretrained"]
+    cut_f = 1 - flops["koala-pretrained"] / flops["fedavg-L-pretrained"]
+    rows.append((
+        "KOALA: far less client storage and compute than FedAvg on L",
+        "97.2-97.6% less storage, 98.4-98.6% fewer FLOPs",
+        f"{100 * cut_s:.1f}% less storage, {100 * cut_f:.1f}% fewer FLOPs per trained client",
+        "koala / constrained",
+        "cannot tell" if np.isnan(min(cut_s, cut_f))
+        else "holds" if min(cut_s, cut_f) > 0.9 else "does not hold"))  # fmt: skip
+    pre = Stat(float(np.mean(pretrained)), float(np.std(pretrained, ddof=1)), len(pretrained)) \
+        if len(pretrained) > 1 else Stat(np.nan, 0.0, len(pretrained))  # fmt: skip
+    rows.append((
+        "KOALA: fine-tuning through small client models improves the pre-trained L",
+        "qualitative (the method's purpose)", f"L acc {kp} after fine-tuning vs {pre} "
+        "pre-trained", "koala / constrained", _compare(kp, pre, "better")))  # fmt: skip
+    for setting in sorted(set(df[df.experiment == "fedmrl"]["setting"]), key=_fedmrl_key):
+        fm = _cell(df, "fedmrl", setting, "fedmrl", "client")
+        lo = _cell(df, "fedmrl", setting, "local", "client")
+        rows.append((
+            "FedMRL (Yi et al. 2024): more accurate personal models than the baselines",
+            "up to +8.48 points over the state of the art", f"client-mean acc {fm} vs "
+            f"local-only {lo}", f"fedmrl / {setting}", _compare(fm, lo, "better")))  # fmt: skip
+    lines = ["| claim | paper's figure | ours (mean ± sd over seeds) | setting | verdict |",
+             "|---|---|---|---|---|"]  # fmt: skip
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _fedmrl_key(setting: str) -> tuple[int, int]:
+    n, _, classes = setting.partition("-")[0], None, setting.rsplit("-", 1)[-1]
+    return int(classes.removesuffix("cls")), int(n.removeprefix("N"))
+
+
+def colour(k: int) -> tuple[float, ...]:
+    """The k-th of 20 distinct colours (tab20's dark shades first)."""
+    return plt.get_cmap("tab20")((2 * k) % 20 + (2 * k) // 20)
+
+
+def band(ax: plt.Axes, g: pd.DataFrame, column: str, label: str, k: int) -> None:
+    """Mean over seeds against round (colour k, dashed for odd k, so overlapping lines stay
+    visible), with the band from the lowest to the highest seed."""
+    wide = g.pivot_table(index="round", columns="seed", values=column)
+    if wide.isna().all().all():
+        return
+    x = wide.index + 1
+    style = {"color": colour(k), "ls": "--" if k % 2 else "-", "lw": 1.4}
+    ax.plot(x, wide.mean(axis=1), label=f"{label} ({wide.shape[1]} seeds)", **style)
+    ax.fill_between(x, wide.min(axis=1), wide.max(axis=1), color=colour(k), alpha=0.15, lw=0)
+
+
+def figures(
+    df: pd.DataFrame, curves: pd.DataFrame, pretrained: list[float], folder: Path
+) -> list[Path]:
+    """Accuracy-against-round figures with seed bands, and FedMRL against the baselines."""
     folder.mkdir(parents=True, exist_ok=True)
-    datasets = list(dict.fromkeys(df["data"]))
-    fig, axes = plt.subplots(1, len(datasets), figsize=(6.5 * len(datasets), 4.5), squeeze=False)
-    for ax, data in zip(axes[0], datasets, strict=True):
-        sub = curves[curves["data"] == data]
-        for method, g in sub.groupby("method", observed=True):
-            mean = g.groupby("round")["test_accuracy"].mean()
-            ax.plot(mean.index + 1, mean.values, label=method)
-        ax.set_title(data)
-        ax.set_xlabel("round")
-        ax.set_ylabel("test accuracy of the headline model (mean over seeds)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    acc = folder / "study_accuracy.png"
-    fig.savefig(acc, dpi=110)
-    plt.close(fig)
-    fig, axes = plt.subplots(1, len(datasets), figsize=(6.5 * len(datasets), 4.5), squeeze=False)
-    for ax, data in zip(axes[0], datasets, strict=True):
-        sub = (
-            df[df["data"] == data]
-            .groupby("method", sort=False)[["trained", "infeasible", "late"]]
-            .mean()
+    written = []
+    compare = curves[curves.experiment == "compare"]
+    if len(compare):
+        datasets = [d for d in ("mnist", "synthetic") if d in set(compare.setting)]
+        fig, axes = plt.subplots(2, len(datasets), figsize=(7 * len(datasets), 9), squeeze=False,
+                                 sharex=True)  # fmt: skip
+        for j, data in enumerate(datasets):
+            sub = compare[compare.setting == data]
+            panels = ((GLOBAL, "global model on global test"),
+                      (CLIENT, "client's model on own test, client mean"))  # fmt: skip
+            for i, (column, what) in enumerate(panels):
+                ax = axes[i][j]
+                for k, method in enumerate(m for m in COMPARE_ORDER if m in set(sub.method)):
+                    band(ax, sub[sub.method == method], column, method, k)
+                ax.set_title(f"{data}: {what}", fontsize=10)
+                ax.set_ylabel("accuracy")
+                ax.grid(alpha=0.3)
+            axes[1][j].set_xlabel("round")
+        axes[0][-1].legend(fontsize=7, loc="lower right")
+        axes[1][-1].legend(fontsize=7, loc="lower right")
+        fig.tight_layout()
+        written.append(folder / "study_compare.png")
+        fig.savefig(written[-1], dpi=100)
+        plt.close(fig)
+    fedmrl = df[df.experiment == "fedmrl"]
+    if len(fedmrl):
+        settings = sorted(set(fedmrl.setting), key=_fedmrl_key)
+        fig, ax = plt.subplots(figsize=(10, 4.5))
+        width = 0.26
+        for k, method in enumerate(FEDMRL_ORDER):
+            stats = [stat(fedmrl[(fedmrl.setting == s) & (fedmrl.method == method)]["client"])
+                     for s in settings]  # fmt: skip
+            x = np.arange(len(settings)) + (k - 1) * width
+            ax.bar(x, [s.mean for s in stats], width, yerr=[s.sd for s in stats], capsize=3,
+                   label=method, color=colour(k))  # fmt: skip
+        ax.set_xticks(np.arange(len(settings)), settings)
+        ax.set_ylabel(
+            "client's model on own test: accuracy, client mean\n(last 5, mean ± sd over seeds)"
         )
-        bottom = np.zeros(len(sub))
-        for col, colour in (("trained", "#2a9d8f"), ("infeasible", "#e76f51"), ("late", "#f4a261")):
-            ax.bar(sub.index, sub[col], bottom=bottom, label=col, color=colour)
-            bottom += sub[col].to_numpy()
-        ax.set_title(data)
-        ax.set_ylabel("client-rounds over the run (mean over seeds)")
-        ax.tick_params(axis="x", rotation=35)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    part = folder / "study_participation.png"
-    fig.savefig(part, dpi=110)
-    plt.close(fig)
-    return [acc, part]
+        ax.set_ylim(0, 1.05)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+        fig.tight_layout()
+        written.append(folder / "study_fedmrl.png")
+        fig.savefig(written[-1], dpi=100)
+        plt.close(fig)
+    koala = curves[curves.experiment == "koala"]
+    if len(koala):
+        fig, ax = plt.subplots(figsize=(8, 4.8))
+        for k, (setting, method) in enumerate(
+            (s, m) for s in ("constrained", "unconstrained", "centralized") for m in KOALA_ORDER
+        ):
+            g = koala[(koala.setting == setting) & (koala.method == method)]
+            if len(g):
+                band(ax, g, GLOBAL, f"{method} ({setting})", k)
+        if pretrained:
+            label = f"pre-trained L, before fine-tuning ({len(pretrained)} seeds)"
+            ax.axhline(np.mean(pretrained), color="k", ls="--", lw=1, label=label)
+        ax.set_xlabel("round")
+        ax.set_ylabel("global test accuracy (L, or the model trained)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+        fig.tight_layout()
+        written.append(folder / "study_koala.png")
+        fig.savefig(written[-1], dpi=100)
+        plt.close(fig)
+    return written
+
+
+def report(df: pd.DataFrame, pretrained: list[float]) -> tuple[str, str]:
+    """(the full Markdown report, the README block)."""
+    seeds = sorted(set(df.seed))
+    wall = df["wall_s"].sum() / 60
+    head = (f"Generated by `python analysis/study_report.py results/study` from {len(df)} runs "
+            f"(seeds {', '.join(map(str, seeds))}; {wall:.0f} min of run wall time on 2 ranks). "
+            f"Accuracies: mean of each run's last {LAST} evaluations, then mean ± sample sd "
+            "over seeds.")  # fmt: skip
+    parts = [f"# Study results\n\n{head}\n", "## Claims\n", claims(df, pretrained), ""]
+    block = [head, "", claims(df, pretrained), ""]
+    for data in ("mnist", "synthetic"):
+        sub = df[(df.experiment == "compare") & (df.setting == data)]
+        if len(sub):
+            parts += [f"## Every method on one heterogeneous fleet: {data}\n",
+                      table(sub, ALL_COLUMNS, COMPARE_ORDER), ""]  # fmt: skip
+            block += [f"**{data}** (every column one metric; full table in docs/study.md)\n",
+                      table(sub, ["global", "client", "infeasible", "kB_down", "kB_up"],
+                            COMPARE_ORDER), ""]  # fmt: skip
+    fedmrl = df[df.experiment == "fedmrl"]
+    if len(fedmrl):
+        parts.append("## FedMRL in its official setting, against the per-client baselines\n")
+        for setting in sorted(set(fedmrl.setting), key=_fedmrl_key):
+            parts += [f"### {setting}\n", table(fedmrl[fedmrl.setting == setting],
+                                                PERSONAL_COLUMNS, FEDMRL_ORDER), ""]  # fmt: skip
+    koala = df[df.experiment == "koala"]
+    if len(koala):
+        parts.append("## KOALA fine-tuning a pre-trained large model\n")
+        if pretrained:
+            parts.append(f"Pre-trained L before any round (global test accuracy): "
+                         f"{np.mean(pretrained):.3f} over {len(pretrained)} seeds.\n")  # fmt: skip
+        for setting in ("constrained", "unconstrained", "centralized"):
+            sub = koala[koala.setting == setting]
+            if len(sub):
+                parts += [f"### {setting}\n", table(sub, ALL_COLUMNS, KOALA_ORDER), ""]
+    return "\n".join(parts) + "\n", "\n".join(block)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("root", type=Path)
-    p.add_argument("--figures", type=Path, default=None, help="default: ROOT/figures")
-    p.add_argument("--target", type=float, default=0.9)
+    p.add_argument("--docs", type=Path, default=Path("docs"))
+    p.add_argument("--readme", type=Path, default=Path("README.md"))
     args = p.parse_args()
-    df, curves = collect(args.root, args.target)
-    for data in dict.fromkeys(df["data"]):
-        print(f"\n{data}\n")
-        print(table(df, data))
-    for path in figures(df, curves, args.figures or args.root / "figures"):
-        print(f"\nwrote {path}")
+    df, curves = collect(args.root)
+    pretrained = pretrained_accuracy(args.root)
+    full, block = report(df, pretrained)
+    (args.docs / "study.md").write_text(full)
+    print(full)
+    for path in figures(df, curves, pretrained, args.docs / "figures"):
+        print(f"wrote {path}")
+    readme = args.readme.read_text()
+    if BEGIN in readme and END in readme:
+        before, rest = readme.split(BEGIN, 1)
+        args.readme.write_text(f"{before}{BEGIN}\n{block}\n{END}{rest.split(END, 1)[1]}")
+        print(f"updated the study block of {args.readme}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""W1's bare reference: plain mpi4py + torch, no framework (BENCHMARKS.md, W1).
+"""W1's bare reference: plain mpi4py + torch, no framework (docs/benchmarks.md, W1).
 
 The physical floor: each rank trains its share of the sampled clients with one reused
 model, sums n_k * W_k into a flat buffer, and one Allreduce per round forms the average.

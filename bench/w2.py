@@ -36,7 +36,7 @@ def plan_seconds(n_clients: int, rounds: int = 20) -> tuple[float, float, float]
     data = build_dataset(cfg.data, n_clients, cfg.run.seed)
     data_s = time.perf_counter() - start
     spec = spec_from_config(cfg.model, data.input_shape, data.n_classes)
-    method = method_class("fedavg")(MethodContext(cfg, data, spec, evaluator=None))
+    method = method_class("fedavg")(MethodContext(cfg, data, fleet, spec, evaluator=None))
     availability = build_availability(cfg.emulation, fleet, cfg.run.seed)
     times = []
     for t in range(rounds):

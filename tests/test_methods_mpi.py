@@ -152,6 +152,10 @@ def test_koala_server_init_and_pretrain(small_job, tmp_path):
     rounds, _, _ = _run(small_job, tmp_path, "init", *KOALA_SETS, init)
     cold, _, _ = _run(small_job, tmp_path, "cold", *KOALA_SETS)
     assert rounds["test_loss"][0] < cold["test_loss"][0]  # it starts from the pre-trained L
+    fedavg_on_l = ["model.channels=[32, 64]", "model.fc=64", "run.rounds=1"]
+    warm, _, _ = _run(small_job, tmp_path, "fedavg_init", *fedavg_on_l, init)
+    scratch, _, _ = _run(small_job, tmp_path, "fedavg_cold", *fedavg_on_l)
+    assert warm["test_loss"][0] < scratch["test_loss"][0]  # FedAvg on L from the same state
     other = mpifl("run", str(small_job), *sets, "--set", init, "--set", "algorithm.large_fc=32",
                   "--output", str(tmp_path / "bad.h5"))  # fmt: skip
     assert other.returncode == 2 and "algorithm.server_init" in other.stderr

@@ -29,6 +29,17 @@ def runs(tmp_path_factory):
     return job, paths
 
 
+@pytest.fixture(scope="module")
+def faster(runs):
+    """A run of the same job at another learning rate (seed 0)."""
+    job, paths = runs
+    out = paths[0].parent / "lr.h5"
+    proc = mpifl("run", str(job), "--output", str(out), "--set", "train.lr=0.1",
+                 "--set", "run.name='other'", ranks=2)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
 def test_read_run(runs):
     _, paths = runs
     run = read_run(paths[0])
@@ -88,13 +99,30 @@ def test_report_formats(runs):
     )
     csv = mpifl("report", *map(str, paths), "--csv", "--target", "0.5")
     table = pd.read_csv(io.StringIO(csv.stdout))
-    assert table["run"].tolist() == ["seed0", "seed1"]
-    wanted = {"final_global_test_acc", "best_global_test_acc", "final_client_acc_mean",
-              "rounds_to_0.5", "MB_down", "MB_up", "client_MFLOP", "client_footprint_kB",
-              "trained", "infeasible", "wall_s"}  # fmt: skip
+    assert table["run"].tolist() == ["seed0"] and table["seeds"].tolist() == [2]  # grouped
+    wanted = {"final_global_test_acc", "best_global_test_acc", "last5_global_test_acc",
+              "last5_global_test_acc_sd", "final_client_acc_mean", "rounds_to_0.5", "MB_down",
+              "MB_up", "client_MFLOP", "client_footprint_kB", "trained", "infeasible",
+              "wall_s"}  # fmt: skip
     assert wanted <= set(table.columns)
+    one = [read_run(p).tables["rounds"]["test_accuracy"].tail(3).mean() for p in paths]
+    assert table["last5_global_test_acc"][0] == pytest.approx(sum(one) / 2)
+    assert table["last5_global_test_acc_sd"][0] == pytest.approx(pd.Series(one).std())
     md = mpifl("report", *map(str, paths), "--markdown")
     assert md.stdout.startswith("| run |") and "|---|" in md.stdout
+
+
+def test_report_names_runs_by_the_keys_that_differ(runs, faster):
+    _, paths = runs
+    csv = mpifl("report", *map(str, paths), str(faster), "--csv")
+    assert csv.returncode == 0, csv.stderr
+    table = pd.read_csv(io.StringIO(csv.stdout))
+    assert table["run"].tolist() == ["train.lr=0.05", "train.lr=0.1"]
+    assert table["seeds"].tolist() == [2, 1]
+    per_run = pd.read_csv(io.StringIO(mpifl("report", *map(str, paths), str(faster), "--csv",
+                                            "--per-run").stdout))  # fmt: skip
+    assert per_run["run"].tolist() == ["train.lr=0.05", "train.lr=0.05", "train.lr=0.1"]
+    assert per_run["seed"].tolist() == [0, 1, 0]
 
 
 def test_report_figures(runs, tmp_path):

@@ -1,4 +1,4 @@
-"""The W1 benchmark data (BENCHMARKS.md): synthetic 3x32x32 inputs, 10 classes.
+"""The W1 benchmark data (docs/benchmarks.md, W1): synthetic 3x32x32 inputs, 10 classes.
 
 Class c has a fixed pattern mu_c drawn once from N(0, 1) with seed 0 (10x3x32x32); a
 sample of class c is mu_c + noise * N(0, 1). Client k draws its labels uniformly and its

@@ -1,7 +1,7 @@
 """Named flat accumulation buffers with an order-independent, exact reduction.
 
 Each contribution `weight * x` is multiplied by `scale * 2^frac_bits` and rounded to an
-integer (in float32 by default, float64 on request; the same on every rank). The buffers
+integer (in float32; the same on every rank). The buffers
 are float64 holding integers below 2^53, where addition is exact and therefore
 associative: the reduced sum is bitwise the same for any rank count and any client order.
 A client's contributions are staged and land all together, or not at all if one is not
@@ -36,14 +36,11 @@ class Accumulators:
         sizes: dict[str, int],
         frac_bits: int,
         scale: float = 1.0,
-        quantise_in: torch.dtype = torch.float32,
     ) -> None:
-        """`quantise_in`: float32 (fast, for model updates) or float64 (for small sums such
-        as evaluation counts, exact to ~2^-52 of each contribution before rounding)."""
         self.frac_bits, self.scale = frac_bits, scale
         self.factor = scale * 2.0**frac_bits
         self._buffers = {n: torch.zeros(size, dtype=torch.float64) for n, size in sizes.items()}
-        self._scratch = {n: torch.empty(size, dtype=quantise_in) for n, size in sizes.items()}
+        self._scratch = {n: torch.empty(size, dtype=torch.float32) for n, size in sizes.items()}
         self._staged: list[tuple[str, list[torch.Tensor], float]] = []
 
     def add(self, name: str, x: Contribution, weight: float = 1.0) -> None:

@@ -11,7 +11,6 @@ from torch import nn
 
 from mpifl.comm import Comm
 from mpifl.data.federated import FederatedData
-from mpifl.engine.accumulate import Accumulators
 from mpifl.engine.local_training import loss_and_correct
 
 CHUNK = 256  # fixed chunk size: each chunk's numbers do not depend on the rank count
@@ -29,23 +28,33 @@ class EvalResult:
 
 
 class Evaluator:
-    """Shards a data set in fixed chunks over ranks (chunk i on rank i mod R), sums exactly."""
+    """Shards a data set in fixed chunks over ranks (chunk i on rank i mod R) and combines
+    the per-chunk (per-client) figures in index order, so every result is bitwise the same
+    for any rank count, and a diverged model's loss (inf, nan) is reported, not rejected."""
 
-    def __init__(self, comm: Comm, frac_bits: int) -> None:
-        self.comm, self.frac_bits = comm, frac_bits
+    def __init__(self, comm: Comm) -> None:
+        self.comm = comm
+
+    def _table(self, rows: dict[int, list[float]], n: int, width: int) -> np.ndarray:
+        """(n, width) float64: row i from the one rank that computed it. Every other rank
+        adds zeros, so the sum over ranks is exact (x + 0 = x) in any reduction order."""
+        table = np.zeros((n, width))
+        for i, row in rows.items():
+            table[i] = row
+        return self.comm.allreduce_sum(table.reshape(-1)).reshape(n, width)
 
     def evaluate(
         self, group: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor
     ) -> EvalResult:
         """Mean cross-entropy and accuracy of `model` on (x, y), computed by all ranks."""
         n = len(x)
-        sums = Accumulators({"sums": 2}, self.frac_bits, 1.0 / max(n, 1), torch.float64)
-        for chunk, lo in enumerate(range(0, n, CHUNK)):
-            if chunk % self.comm.size == self.comm.rank:
-                loss, correct = loss_and_correct(model, x[lo : lo + CHUNK], y[lo : lo + CHUNK])
-                sums.add("sums", torch.tensor([loss, float(correct)], dtype=torch.float64))
-                sums.commit()
-        loss_sum, correct = sums.reduce(self.comm)["sums"]
+        starts = range(0, n, CHUNK)
+        mine = {
+            chunk: list(loss_and_correct(model, x[lo : lo + CHUNK], y[lo : lo + CHUNK]))
+            for chunk, lo in enumerate(starts)
+            if chunk % self.comm.size == self.comm.rank
+        }
+        loss_sum, correct = self._table(mine, len(starts), 2).sum(axis=0)
         return EvalResult(group, loss_sum / max(n, 1), round(correct) / max(n, 1), n)
 
     def clients(self, data: FederatedData, score: ClientScore) -> list[EvalResult]:
@@ -55,24 +64,21 @@ class Evaluator:
         clients with test samples of their loss and accuracy; `samples` = clients) and
         `clients/pooled` (all those test samples pooled, i.e. weighted by test size)."""
         tested = np.flatnonzero(data.n_test > 0)
-        mean = Accumulators({"v": 3}, self.frac_bits, 1.0 / max(len(tested), 1), torch.float64)
-        pooled = Accumulators(
-            {"v": 3}, self.frac_bits, 1.0 / max(data.n_test.sum(), 1), torch.float64
-        )
-        for k in tested[tested % self.comm.size == self.comm.rank]:
-            x, y = data.client_test(int(k))
-            loss, correct = score(int(k), x, y)
-            n = len(x)
-            mean.add("v", torch.tensor([loss / n, correct / n, 1.0], dtype=torch.float64))
-            pooled.add("v", torch.tensor([loss, float(correct), float(n)], dtype=torch.float64))
-            mean.commit()
-            pooled.commit()
-        m_loss, m_acc, clients = mean.reduce(self.comm)["v"]
-        p_loss, p_correct, samples = pooled.reduce(self.comm)["v"]
-        n_clients, n_samples = max(round(clients), 1), max(round(samples), 1)
+        mine = {}
+        for i in np.flatnonzero(tested % self.comm.size == self.comm.rank):
+            x, y = data.client_test(int(tested[i]))
+            loss, correct = score(int(tested[i]), x, y)
+            mine[int(i)] = [loss, float(correct), float(len(x))]
+        loss, correct, n = self._table(mine, len(tested), 3).T
+        clients, samples = len(tested), round(n.sum())
+        per_client = (loss / np.maximum(n, 1)).sum(), (correct / np.maximum(n, 1)).sum()
         return [
-            EvalResult("clients/mean", m_loss / n_clients, m_acc / n_clients, round(clients)),
             EvalResult(
-                "clients/pooled", p_loss / n_samples, round(p_correct) / n_samples, round(samples)
+                "clients/mean", per_client[0] / max(clients, 1), per_client[1] / max(clients, 1),
+                clients,
             ),
-        ]
+            EvalResult(
+                "clients/pooled", loss.sum() / max(samples, 1),
+                round(correct.sum()) / max(samples, 1), samples,
+            ),
+        ]  # fmt: skip

@@ -99,7 +99,7 @@ class Engine:
         check_buildable(spec)
         bits = cfg.aggregation.frac_bits
         ctx = MethodContext(
-            cfg, self.data, self.fleet, spec, Evaluator(comm, bits), Distiller(comm, bits)
+            cfg, self.data, self.fleet, spec, Evaluator(comm), Distiller(comm, bits)
         )
         self.method = method_class(cfg.algorithm.name)(ctx)
         self.writer: ResultsWriter | None = None

@@ -1,11 +1,11 @@
-"""FedAvg (ALGORITHMS.md section 1): W <- W + eta_s * sum_k n_k (W_k - W) / sum_k n_k."""
+"""FedAvg (docs/algorithms.md section 1): W <- W + eta_s * sum_k n_k (W_k - W) / sum_k n_k."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from mpifl.config.fields import integer, number
+from mpifl.config.fields import Field, integer, number
 from mpifl.engine.accumulate import Accumulators
 from mpifl.engine.evaluate import EvalResult
 from mpifl.engine.local_training import (
@@ -20,7 +20,7 @@ from mpifl.engine.plan import RoundPlan, Workload
 from mpifl.methods import register
 from mpifl.methods.base import ClientResult, ClientTask, Method, MethodContext
 from mpifl.methods.tiers import local_accuracy
-from mpifl.models import measure_cost, seeded_model
+from mpifl.models import load_initial_state, measure_cost, seeded_model
 from mpifl.streams import Purpose, torch_generator
 
 
@@ -35,11 +35,17 @@ class FedAvg(Method):
             0, 0, "local epochs each client fine-tunes the global model before its own-test "
             "evaluation (0 = evaluate the global model as is)", maximum=1000,
         ),
+        "server_init": Field(
+            "str", "", "must be a state dict saved by torch.save",
+            doc="start the global model from it (e.g. a file of mpifl pretrain)",
+        ),
     }  # fmt: skip
 
     def __init__(self, ctx: MethodContext) -> None:
         super().__init__(ctx)
         self.model = seeded_model(ctx.spec, self.config.run.seed)
+        if self.config.algorithm.server_init:
+            load_initial_state(self.model, self.config.algorithm.server_init, "the model")
         self.weights = get_flat(self.model)
         train = self.config.train
         self.model = prepare_model(self.model, train)

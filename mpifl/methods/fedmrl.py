@@ -1,4 +1,4 @@
-"""FedMRL (ALGORITHMS.md section 5; Yi et al., NeurIPS 2024): a shared small global model G
+"""FedMRL (docs/algorithms.md section 5; Yi et al., NeurIPS 2024): a shared small global model G
 plus each client's heterogeneous local model F_k and projector P_k, Matryoshka nesting.
 
 Loss = m1 CE(G_hd(R'[:, :d1]), y) + m2 sum_{d in mrl_dims[1:]} CE(F_hd,d(R'[:, :d]), y),

@@ -1,4 +1,4 @@
-"""KOALA (ALGORITHMS.md section 4; Chen et al. 2024): small client models, a large server
+"""KOALA (docs/algorithms.md section 4; Chen et al. 2024): small client models, a large server
 model, knowledge moving both ways by distillation on the server's proxy set.
 
 Round t: clients train their family's small model (cross-entropy, own data); FedAvg
@@ -12,7 +12,6 @@ data-parallel over all ranks.
 
 from __future__ import annotations
 
-import pickle
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from mpifl.engine.accumulate import Accumulators
 from mpifl.engine.evaluate import EvalResult
 from mpifl.engine.local_training import get_flat, set_flat, sgd_epochs, train_settings
 from mpifl.engine.plan import RoundPlan, Workload
-from mpifl.errors import ConfigError, InputError, describe
+from mpifl.errors import ConfigError
 from mpifl.methods import register
 from mpifl.methods.base import ClientResult, ClientTask, Method, MethodContext
 from mpifl.methods.tiers import (
@@ -34,7 +33,7 @@ from mpifl.methods.tiers import (
     tier_clients,
     tier_workload,
 )
-from mpifl.models import ModelSpec, check_buildable, seeded_model
+from mpifl.models import ModelSpec, check_buildable, load_initial_state, seeded_model
 from mpifl.streams import Purpose, torch_generator
 
 
@@ -47,21 +46,6 @@ def large_spec(spec: ModelSpec, alg: object) -> ModelSpec:
         fc=alg.large_fc,
         hidden=tuple(alg.large_hidden),
     )
-
-
-def load_server_init(model: torch.nn.Module, path: str) -> None:
-    """Load a saved state dict into the large model; InputError if it does not fit."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
-    except (OSError, EOFError, RuntimeError, KeyError, TypeError, pickle.UnpicklingError) as exc:
-        reason = describe(exc, 120)
-        if isinstance(exc, pickle.UnpicklingError):  # torch's text suggests unsafe loading
-            reason = "not a torch.save file of tensors only"
-        raise InputError(
-            f"config error: algorithm.server_init = {path!r}: not a state dict of the large "
-            f"model ({reason})"
-        ) from None
 
 
 @register
@@ -93,7 +77,7 @@ class Koala(Method):
         check_buildable(large_spec(ctx.spec, alg), "algorithm.large_channels / large_fc")
         self.large = seeded_model(large_spec(ctx.spec, alg), seed, 1)
         if alg.server_init:
-            load_server_init(self.large, alg.server_init)
+            load_initial_state(self.large, alg.server_init, "the large model")
         widths = alg.small_widths if alg.mode == "heterogeneous" else [1.0]
         self.families = build_tiers(ctx, widths)
         self.small = []

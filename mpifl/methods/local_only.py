@@ -24,7 +24,7 @@ class LocalOnly(FedAvg):
     """Each client alone: no aggregation, no server model, no traffic."""
 
     name = "local"
-    fields = {}
+    fields = {"server_init": FedAvg.fields["server_init"]}  # start every client from it
     stateful = True
 
     def workload(self, clients: np.ndarray, round_: int) -> Workload:

@@ -1,4 +1,4 @@
-"""REFT (ALGORITHMS.md section 3; Desai, Hilal, Eldardiry): capability-matched structured
+"""REFT (docs/algorithms.md section 3; Desai, Hilal, Eldardiry): capability-matched structured
 pruning, persistent pruned client models, ensemble distillation into the server model.
 
 Client k's pruning ratio follows its compute capability c_k (`capability`): by default

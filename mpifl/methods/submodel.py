@@ -1,4 +1,4 @@
-"""Compressed sub-models (ALGORITHMS.md section 2; Zhang & Kim 2021, structured width).
+"""Compressed sub-models (docs/algorithms.md section 2; Zhang & Kim 2021, structured width).
 
 Each client trains the widest width tier its memory and the deadline allow, as a slice
 of the global model (selection prefix / rolling / magnitude). The server averages each

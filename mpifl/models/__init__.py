@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pickle
+
 import psutil
 import torch
 from torch import nn
 
-from mpifl.errors import ConfigError, describe
+from mpifl.errors import ConfigError, InputError, describe
 from mpifl.models.cnn import build_cnn
 from mpifl.models.cost import ModelCost, measure_cost
 from mpifl.models.mlp import build_mlp
@@ -28,6 +30,20 @@ def seeded_model(spec: ModelSpec, seed: int, key: int = 0) -> nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(torch_init_seed(seed, key))
         return build_model(spec)
+
+
+def load_initial_state(model: nn.Module, path: str, what: str) -> None:
+    """Load a saved state dict (tensors only) into `model`, e.g. a file written by
+    `mpifl pretrain`; InputError naming algorithm.server_init if it does not fit `what`."""
+    try:
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    except (OSError, EOFError, RuntimeError, KeyError, TypeError, pickle.UnpicklingError) as exc:
+        reason = describe(exc, 120)
+        if isinstance(exc, pickle.UnpicklingError):  # torch's text suggests unsafe loading
+            reason = "not a torch.save file of tensors only"
+        raise InputError(
+            f"config error: algorithm.server_init = {path!r}: not a state dict of {what} ({reason})"
+        ) from None
 
 
 def check_buildable(spec: ModelSpec, key: str = "model") -> int:
@@ -58,6 +74,7 @@ def check_buildable(spec: ModelSpec, key: str = "model") -> int:
 __all__ = [
     "ModelCost",
     "check_buildable",
+    "load_initial_state",
     "ModelSpec",
     "build_model",
     "measure_cost",

@@ -13,9 +13,17 @@ from mpifl.results.schema import Status
 STATUSES = [s.name.lower() for s in Status]
 
 
+LAST = 5  # evaluations averaged by the last-5 columns
+
+
 def _final(values: pd.Series) -> float:
     evaluated = values.dropna()
     return float(evaluated.iloc[-1]) if len(evaluated) else math.nan
+
+
+def _last(values: pd.Series) -> float:
+    evaluated = values.dropna()
+    return float(evaluated.tail(LAST).mean()) if len(evaluated) else math.nan
 
 
 def summarize(run: Run, target: float) -> dict[str, object]:
@@ -32,12 +40,14 @@ def summarize(run: Run, target: float) -> dict[str, object]:
         "rounds": len(rounds),
         "final_global_test_acc": float(acc[evaluated][-1]) if evaluated.any() else math.nan,
         "best_global_test_acc": float(np.nanmax(acc)) if evaluated.any() else math.nan,
+        "last5_global_test_acc": _last(rounds["test_accuracy"]),
         "final_client_acc_mean": _final(rounds["client_accuracy"]),
+        "last5_client_acc_mean": _last(rounds["client_accuracy"]),
         "final_client_acc_pooled": _final(rounds["client_accuracy_pooled"]),
-        f"rounds_to_{target:g}": int(reached[0]) + 1 if len(reached) else None,
+        f"rounds_to_{target:g}": int(reached[0]) + 1 if len(reached) else math.nan,
         f"vtime_to_{target:g}_s": float(rounds["virtual_time"].iloc[reached[0]])
         if len(reached)
-        else None,
+        else math.nan,
         "MB_down": rounds["bytes_down"].sum() / 1e6,
         "MB_up": rounds["bytes_up"].sum() / 1e6,
         "client_MFLOP": trained["flops"].mean() / 1e6 if len(trained) else math.nan,
@@ -49,8 +59,29 @@ def summarize(run: Run, target: float) -> dict[str, object]:
     return row
 
 
-def by_device_class(run: Run) -> pd.DataFrame:
-    """Client-rounds per device class and status."""
+ACCURACY_COLUMNS = ("final_global_test_acc", "best_global_test_acc", "last5_global_test_acc",
+                    "final_client_acc_mean", "last5_client_acc_mean",
+                    "final_client_acc_pooled")  # fmt: skip
+
+
+def by_setting(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per label (setting): `seeds` and the mean over its runs of every numeric
+    column, with `<acc>_sd` (sample standard deviation over seeds) after each accuracy."""
+    numeric = [c for c in rows.columns if c not in ("run", "label", "seed")
+               and pd.api.types.is_numeric_dtype(rows[c])]  # fmt: skip
+    groups = rows.groupby("label", sort=False)
+    out = groups[numeric].mean()
+    reach = [c for c in numeric if "_to_" in c]  # unknown unless every seed reached the target
+    out[reach] = groups[reach].agg(lambda v: v.mean(skipna=False))
+    for col in ACCURACY_COLUMNS:
+        if col in out:
+            out.insert(out.columns.get_loc(col) + 1, f"{col}_sd", groups[col].std())
+    out.insert(0, "seeds", groups.size())
+    return out.rename_axis("run").reset_index()
+
+
+def by_device_class(run: Run, label: str | None = None) -> pd.DataFrame:
+    """Client-rounds per device class and status (column `run`: `label` or the run's name)."""
     part = run.tables["participation"]
     names = run.class_names
     table = pd.crosstab(part["device_class"], part["status"]).reindex(
@@ -59,7 +90,7 @@ def by_device_class(run: Run) -> pd.DataFrame:
     table.index = [names[i] if i < len(names) else str(i) for i in table.index]
     table.insert(0, "sampled", table.sum(axis=1))
     table = table.rename_axis("class").reset_index()
-    table.insert(0, "run", run.name)
+    table.insert(0, "run", run.name if label is None else label)
     return table
 
 

@@ -1,0 +1,53 @@
+"""The evaluator in-process (one rank): exact sums whatever the size of a test split or
+the loss of the model; a diverged model is scored, not rejected."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+from torch import nn
+
+from mpifl.comm import world
+from mpifl.engine.evaluate import Evaluator
+from mpifl.engine.local_training import loss_and_correct
+
+
+def far_off_model() -> nn.Module:
+    """A linear classifier whose loss is in the thousands on the inputs below."""
+    model = nn.Linear(4, 3)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+        model.weight[0] = 1000.0
+        model.bias.zero_()
+    return model
+
+
+def labelled(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return torch.rand(n, 4, generator=g) + 1.0, torch.full((n,), 2, dtype=torch.long)
+
+
+def test_a_high_loss_on_a_large_set_is_scored():
+    x, y = labelled(3000)
+    result = Evaluator(world()).evaluate("global", far_off_model(), x, y)
+    assert result.accuracy == 0.0 and result.samples == 3000
+    assert result.loss > 1000 and np.isfinite(result.loss)
+
+
+def test_client_means_and_pooled_sums_are_exact_for_large_clients():
+    splits = {0: labelled(2000), 1: labelled(0), 2: labelled(10)}
+    data = SimpleNamespace(
+        n_test=np.array([len(splits[k][0]) for k in splits]), client_test=splits.__getitem__
+    )
+    model = far_off_model()
+
+    def score(k: int, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
+        correct = len(x) if k == 2 else 0  # client 2 scores perfectly
+        return loss_and_correct(model, x, y)[0], correct
+
+    mean, pooled = Evaluator(world()).clients(data, score)
+    assert (mean.group, mean.samples, mean.accuracy) == ("clients/mean", 2, 0.5)
+    assert (pooled.group, pooled.samples, pooled.accuracy) == ("clients/pooled", 2010, 10 / 2010)
+    assert pooled.loss > 1000 and np.isfinite(pooled.loss)

@@ -1,0 +1,98 @@
+"""The comparison study's scripts: every cell of analysis/study.py is a valid job, and
+analysis/study_report.py turns a tree of real result files into docs/study.md, figures and
+the README block (a smoke run, so the report cannot rot)."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from mpifl.config import load_config
+from tests.conftest import ROOT, run_ok
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "analysis" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_study_cell_is_a_valid_job(tmp_path, monkeypatch):
+    study = load_script("study")
+    state = tmp_path / "large.pt"
+    state.write_bytes(b"")  # the loader only checks that the file exists
+    monkeypatch.chdir(ROOT)
+    cells = study.cells()
+    assert {c.experiment for c in cells} == {"compare", "fedmrl", "koala"}
+    for cell in cells:
+        keys = dict(cell.keys)
+        if keys.pop(study.PRETRAINED, False):
+            keys["algorithm.server_init"] = str(state)
+        cfg = load_config(cell.job, [f"{k}={v!r}" for k, v in keys.items()])
+        assert cfg.algorithm.name == keys.get("algorithm.name", cfg.algorithm.name)
+    fedmrl = [c for c in cells if c.experiment == "fedmrl"]
+    assert {c.method for c in fedmrl} == {"fedmrl", "local", "majority"}
+    assert {(c.keys["fleet.clients"], c.keys["round.cohort"]) for c in fedmrl} == {
+        (10, 10),
+        (50, 10),
+        (100, 10),
+    }
+
+
+README = "# title\n\nbefore\n\n<!-- study:begin -->\nOLD BLOCK\n<!-- study:end -->\n\nafter\n"
+TREE = {  # cell folder -> which real run stands in for it
+    "compare/mnist/fedavg": "global", "compare/mnist/submodel-prefix": "global",
+    "compare/mnist/reft": "global", "compare/mnist/majority": "personal",
+    "compare/synthetic/fedavg": "global",
+    "fedmrl/N10-100pct-2cls/fedmrl": "personal", "fedmrl/N10-100pct-2cls/local": "personal",
+    "fedmrl/N10-100pct-2cls/majority": "personal",
+    "koala/constrained/koala-pretrained": "global",
+    "koala/constrained/fedavg-L-pretrained": "global",
+    "koala/unconstrained/fedavg-L-pretrained": "global",
+}  # fmt: skip
+
+
+@pytest.mark.mpi
+def test_study_report_writes_claims_tables_figures_and_the_readme_block(small_job, tmp_path):
+    runs = {"global": tmp_path / "fedavg.h5", "personal": tmp_path / "local.h5"}
+    run_ok(small_job, runs["global"], "run.rounds=2")
+    run_ok(small_job, runs["personal"], "run.rounds=2", "algorithm.name='local'")
+    root = tmp_path / "study"
+    for cell, kind in TREE.items():
+        for seed in (0, 1):
+            folder = root / cell / f"seed_{seed}"
+            folder.mkdir(parents=True)
+            shutil.copy(runs[kind], folder / "task_0.h5")
+    logs = root / "koala" / "pretrained"
+    logs.mkdir(parents=True)
+    for seed, acc in ((0, 0.5), (1, 0.6)):
+        (logs / f"large_seed_{seed}.log").write_text(f"... global test accuracy {acc}; saved\n")
+    readme = tmp_path / "README.md"
+    readme.write_text(README)
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "analysis" / "study_report.py"), str(root),
+         "--docs", str(docs), "--readme", str(readme)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    report = (docs / "study.md").read_text()
+    for heading in ("## Claims", "mnist", "N10-100pct-2cls", "### constrained"):
+        assert heading in report
+    assert "| FedMRL (Yi et al. 2024)" in report and "0.550 ± 0.071 pre-trained" in report
+    assert "global model on global test: acc, last 5" in report
+    assert "client's model on own test: acc, client mean, last 5" in report
+    assert "n/a (no global model)" in report  # majority has no global model to time
+    for figure in ("study_compare.png", "study_fedmrl.png", "study_koala.png"):
+        assert (docs / "figures" / figure).stat().st_size > 10_000
+    text = readme.read_text()
+    assert text.startswith("# title\n\nbefore\n\n<!-- study:begin -->\n")
+    assert text.endswith("<!-- study:end -->\n\nafter\n") and "OLD BLOCK" not in text
+    assert "| claim | paper's figure |" in text
