@@ -7,6 +7,9 @@ of this run it starts over (saying so), and on a completed run it does nothing.
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +18,7 @@ import h5py
 from mpifl.config import Config
 from mpifl.engine import checkpoint
 from mpifl.errors import InputError
-from mpifl.results.status import effective
+from mpifl.results.status import effective, note_path
 from mpifl.results.writer import refuse_existing
 
 
@@ -67,3 +70,29 @@ def _same_config(output: Path, started: str, now: str) -> None:
         f"resume error: the job's config differs from the one {output} started with "
         f"(was {diff[0]!r}, now {diff[1]!r})"
     )
+
+
+@contextmanager
+def replaced(output: Path) -> Iterator[None]:
+    """For `mpifl submit --overwrite`: move a run's files (result file, failure note,
+    checkpoints) aside for the body (e.g. sbatch), delete them if it succeeds, put them back
+    if it fails, so a refused submission loses nothing. The caller checks that no run
+    holds the output's lock."""
+    files = [output, note_path(output), checkpoint.folder_of(output)]
+    moved = []
+    for path in files:
+        if path.exists():
+            aside = path.with_name(f".{path.name}.replaced")
+            path.rename(aside)
+            moved.append((path, aside))
+    try:
+        yield
+    except BaseException:
+        for path, aside in moved:
+            aside.rename(path)
+        raise
+    for _, aside in moved:
+        if aside.is_dir():
+            shutil.rmtree(aside, ignore_errors=True)
+        else:
+            aside.unlink(missing_ok=True)

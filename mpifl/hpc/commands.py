@@ -6,18 +6,47 @@ import argparse
 from collections import Counter
 from pathlib import Path
 
-from mpifl.hpc.slurm import ARRAY_TASK, LAUNCHERS, Resources, render, submit
+from mpifl.errors import InputError
+from mpifl.files import write_text
+from mpifl.hpc.slurm import (
+    ARRAY_TASK,
+    LAUNCHERS,
+    OPTIONAL,
+    TEMPLATE_ENV,
+    Resources,
+    render,
+    require_sbatch,
+    submit,
+)
 from mpifl.hpc.sweep import load_sweep, status, write_tasks
 
 
 def _resources(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--nodes", type=int, default=1)
-    p.add_argument("--ntasks-per-node", type=int, default=2, help="MPI ranks per node")
-    p.add_argument("--cpus-per-task", type=int, default=1, help="torch threads per rank")
-    p.add_argument("--time", default="01:00:00", help="time limit, e.g. 02:00:00")
-    p.add_argument("--partition", default="")
-    p.add_argument("--account", default="")
-    p.add_argument("--launcher", choices=tuple(LAUNCHERS), default="srun")
+    p.add_argument("--nodes", type=int, default=1, help="nodes (default 1)")
+    p.add_argument("--ntasks-per-node", type=int, default=2, help="MPI ranks per node (2)")
+    p.add_argument("--cpus-per-task", type=int, default=1, help="torch threads per rank (1)")
+    p.add_argument("--time", default="01:00:00", help="time limit (01:00:00); D-HH:MM:SS too")
+    for key in OPTIONAL:
+        p.add_argument("--" + key.replace("_", "-"), default="", help="#SBATCH option (unset)")
+    p.add_argument(
+        "--signal",
+        type=int,
+        default=60,
+        dest="signal_lead",
+        metavar="SECONDS",
+        help="SIGTERM this long before the time limit, for a checkpoint (60)",
+    )
+    p.add_argument(
+        "--sbatch",
+        action="append",
+        default=[],
+        metavar="OPTION[=VALUE]",
+        help="any other #SBATCH option, e.g. --sbatch exclusive (repeatable)",
+    )
+    p.add_argument("--template", default="",
+                   help=f"site batch-script template (default: ${TEMPLATE_ENV}, else "
+                   "launch/slurm/job.sbatch.template)")  # fmt: skip
+    p.add_argument("--launcher", choices=tuple(LAUNCHERS), default="srun", help="(srun)")
     p.add_argument(
         "--dry-run", action="store_true", help="print the batch script only (write nothing)"
     )
@@ -28,20 +57,40 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     sub_p = sub.add_parser("submit", help="submit a job to SLURM (sbatch)")
     sub_p.add_argument("job")
     sub_p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    again = sub_p.add_mutually_exclusive_group()
+    again.add_argument(
+        "--resume",
+        action="store_true",
+        help="an unfinished run.output exists: continue it from its checkpoint",
+    )
+    again.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="run.output exists: delete it (and its checkpoints) now, run again",
+    )
     _resources(sub_p)
     sweep = sub.add_parser("sweep", help="SLURM job arrays over a grid of configs and seeds")
     verbs = sweep.add_subparsers(dest="sweep_command", required=True)
     run = verbs.add_parser("submit", help="write every task's job file and submit the array")
     run.add_argument("sweep")
+    run.add_argument(
+        "--throttle",
+        type=int,
+        default=0,
+        metavar="N",
+        help="at most N array tasks at once (#SBATCH --array=...%%N; 0: no limit)",
+    )
     _resources(run)
     stat = verbs.add_parser("status", help="list done / running / failed / missing tasks")
     stat.add_argument("sweep")
 
 
 def _res(args: argparse.Namespace) -> Resources:
+    optional = {key: getattr(args, key) for key in OPTIONAL}
     return Resources(
         args.nodes, args.ntasks_per_node, args.cpus_per_task, args.time,
-        args.partition, args.account, args.launcher,
+        launcher=args.launcher, signal_lead=args.signal_lead,
+        sbatch_options=tuple(args.sbatch), template=args.template, **optional,
     )  # fmt: skip
 
 
@@ -61,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
             )
         )
         return 0
+    if args.throttle < 0:
+        raise InputError(f"submit error: --throttle {args.throttle}: must be >= 0")
     task = ARRAY_TASK
     script = render(
         sweep.name,
@@ -68,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         str(sweep.task_output(task)),
         str(sweep.folder / "task_%a.log"),
         _res(args),
-        array=f"0-{len(sweep.tasks) - 1}",
+        array=f"0-{len(sweep.tasks) - 1}" + (f"%{args.throttle}" if args.throttle else ""),
     )
     if not args.dry_run:
         write_tasks(sweep)
@@ -78,27 +129,72 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _submit_job(args: argparse.Namespace) -> int:
+    """Snapshot the resolved job beside run.output and submit a script that runs it; an
+    existing output is refused unless --resume or --overwrite (a complete one: nothing to
+    do, exit 0)."""
     from mpifl.config import load_config
+    from mpifl.engine.startup import replaced
 
     cfg = load_config(args.job, args.overrides)
-    output = Path(cfg.run.output)
+    output = Path(cfg.run.output).resolve()
+    snapshot = snapshot_path(output)
     script = render(
         cfg.run.name,
-        str(Path(args.job).resolve()),
-        str(output.resolve()),
-        str(output.resolve().with_suffix(".slurm-%j.log")),
+        str(snapshot),
+        str(output),
+        str(output.with_suffix(".slurm-%j.log")),
         _res(args),
-        sets=tuple(args.overrides),
     )
-    return _emit(script, output.with_suffix(".sbatch"), args.dry_run, f"output {output}")
+    if output.exists() and not _may_submit_over(output, args):
+        return 0
+    if args.dry_run:
+        return _emit(script, output.with_suffix(".sbatch"), True, "")
+    require_sbatch()
+    snapshot.parent.mkdir(parents=True, exist_ok=True)
+    write_text(snapshot, cfg.to_toml(), "the job snapshot")
+    if not (args.overwrite and output.exists()):
+        return _emit(script, output.with_suffix(".sbatch"), False, f"job {snapshot}")
+    with replaced(output):  # the old run is deleted only once sbatch has taken the new one
+        return _emit(script, output.with_suffix(".sbatch"), False, f"job {snapshot}, replacing")
+
+
+def snapshot_path(output: Path) -> Path:
+    """The resolved job a submitted batch script runs: RUN.job.toml beside RUN.h5."""
+    return output.with_suffix(".job.toml")
+
+
+def _may_submit_over(output: Path, args: argparse.Namespace) -> bool:
+    """False (saying so) when the existing output is complete and not to be overwritten;
+    InputError when it is in use, unreadable or unfinished without --resume/--overwrite."""
+    from mpifl.results.lock import OutputLock
+    from mpifl.results.status import read_status
+
+    OutputLock.acquire(output).release()  # InputError if a run is writing it now
+    try:
+        state, _ = read_status(output)
+    except OSError:
+        state = "unreadable"
+    if args.overwrite:
+        return True
+    if state == "complete":
+        print(f"mpifl: {output} is already complete; nothing submitted (--overwrite runs it "
+              "again)")  # fmt: skip
+        return False
+    if state == "unreadable" or not args.resume:
+        raise InputError(
+            f"submit error: {output} exists ({state}); pass --resume to continue it from its "
+            "last checkpoint, or --overwrite to delete it and start again"
+        )
+    return True
 
 
 def _emit(script: str, path: Path, dry_run: bool, what: str) -> int:
     if dry_run:
         print(script, end="")
         return 0
+    require_sbatch()
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(script)
+    write_text(path, script, "the batch script")
     job_id = submit(path)
     print(f"submitted job {job_id}: {path} ({what}); logs as #SBATCH --output in the script")
     return 0

@@ -1,7 +1,9 @@
-"""Render SLURM batch scripts from launch/slurm/job.sbatch.template and submit them."""
+"""Render SLURM batch scripts from a template (launch/slurm/job.sbatch.template, or a
+site's own: --template PATH or $MPIFL_SLURM_TEMPLATE) and submit them."""
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
@@ -10,15 +12,38 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from mpifl.errors import InputError, shown
+from mpifl.errors import InputError, describe, shown
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "launch" / "slurm" / "job.sbatch.template"
+TEMPLATE_ENV = "MPIFL_SLURM_TEMPLATE"
 LAUNCHERS = {"srun": "srun --mpi=pmi2", "mpiexec": "mpiexec"}
+PLACEHOLDERS = (
+    "name",
+    "nodes",
+    "ntasks_per_node",
+    "cpus_per_task",
+    "time",
+    "log",
+    "signal_lead",
+    "extra",
+    "venv_bin",
+    "workdir",
+    "job",
+    "output",
+    "launcher",
+)
+OPTIONAL = ("partition", "account", "mem", "mem_per_cpu", "gres", "qos", "constraint",
+            "mail_type", "mail_user")  # fmt: skip
+MANAGED = {"job-name": "the run's name", "nodes": "--nodes", "ntasks-per-node":
+           "--ntasks-per-node", "cpus-per-task": "--cpus-per-task", "time": "--time",
+           "output": "run.output", "signal": "--signal", "requeue": "(always set)",
+           "array": "the sweep"}  # fmt: skip
 
 
 @dataclass
 class Resources:
-    """What the allocation asks for."""
+    """What the allocation asks for: counts, limits, the optional #SBATCH options (empty:
+    left out), any other `sbatch_options` ("option=value"), and the site template."""
 
     nodes: int = 1
     ntasks_per_node: int = 2
@@ -28,10 +53,20 @@ class Resources:
     account: str = ""
     launcher: str = "srun"
     signal_lead: int = 60
+    mem: str = ""
+    mem_per_cpu: str = ""
+    gres: str = ""
+    qos: str = ""
+    constraint: str = ""
+    mail_type: str = ""
+    mail_user: str = ""
+    sbatch_options: tuple[str, ...] = ()
+    template: str = ""
 
 
 ARRAY_TASK = "${SLURM_ARRAY_TASK_ID}"
-_SBATCH_VALUE = re.compile(r"[!#%+,\-./0-9:=?@A-Z\[\]^_a-z~]+")  # printable ASCII, no shell
+_SBATCH_VALUE = re.compile(r"[!#%&()*+,\-./0-9:=?@A-Z\[\]^_a-z|~]+")  # printable, no quotes
+_OPTION = re.compile(r"[a-z][a-z0-9-]*")
 _TIME = re.compile(r"([0-9]+-)?[0-9]+(:[0-9]{1,2}){0,2}")
 
 
@@ -65,35 +100,65 @@ def check_time(value: str) -> str:
     return value
 
 
-def render(
-    name: str,
-    job: str,
-    output: str,
-    log: str,
-    res: Resources,
-    array: str = "",
-    sets: tuple[str, ...] = (),
-) -> str:
+def extra_lines(res: Resources, array: str) -> list[str]:
+    """#SBATCH lines of the optional options, the pass-through ones and the array."""
+    lines = []
+    for key in OPTIONAL:
+        value = getattr(res, key)
+        if value:
+            option = "--" + key.replace("_", "-")
+            lines.append(f"#SBATCH {option}={sbatch_value(option, value)}")
+    for item in res.sbatch_options:
+        option, sep, value = item.partition("=")
+        option = option.removeprefix("--")
+        if not _OPTION.fullmatch(option):
+            raise InputError(f"submit error: --sbatch {shown(item)}: not an sbatch option name")
+        if option in MANAGED:
+            raise InputError(
+                f"submit error: --sbatch {shown(item)}: mpifl sets --{option} itself "
+                f"(from {MANAGED[option]})"
+            )
+        value = sbatch_value(f"--sbatch {option}", value) if sep else ""
+        lines.append(f"#SBATCH --{option}" + (f"={value}" if sep else ""))
+    if array:
+        lines.append(f"#SBATCH --array={array}")
+    return lines
+
+
+def template_text(res: Resources) -> tuple[str, str]:
+    """(template text, where it came from): --template, else $MPIFL_SLURM_TEMPLATE, else
+    the packaged one. InputError if it cannot be read or lacks a placeholder, so that no
+    option is silently dropped."""
+    path = Path(res.template or os.environ.get(TEMPLATE_ENV, "") or TEMPLATE)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"submit error: template {path}: cannot read it ({exc})") from None
+    missing = [p for p in PLACEHOLDERS if "{" + p + "}" not in text]
+    if missing:
+        raise InputError(
+            f"submit error: template {path}: lacks the placeholders "
+            + ", ".join("{" + p + "}" for p in missing)
+        )
+    return text, str(path)
+
+
+def render(name: str, job: str, output: str, log: str, res: Resources, array: str = "") -> str:
     """The batch script text. `job` and `output` contain ${SLURM_ARRAY_TASK_ID} exactly
     when `array` is given (a job array's task files); nowhere else may they hold '$'."""
     for what, value in (("the job path", job), ("run.output", output)):
         if "$" in (value.replace(ARRAY_TASK, "") if array else value):
             raise InputError(f"submit error: {what} = {shown(value)}: must not contain '$'")
-    extra = []
-    if res.partition:
-        extra.append(f"#SBATCH --partition={sbatch_value('--partition', res.partition)}")
-    if res.account:
-        extra.append(f"#SBATCH --account={sbatch_value('--account', res.account)}")
-    if array:
-        extra.append(f"#SBATCH --array={array}")
     launcher = LAUNCHERS[res.launcher]
     if res.launcher == "mpiexec":
         launcher += f" -n {res.nodes * res.ntasks_per_node}"
     for option, count in (("--nodes", res.nodes), ("--ntasks-per-node", res.ntasks_per_node),
-                          ("--cpus-per-task", res.cpus_per_task)):  # fmt: skip
+                          ("--cpus-per-task", res.cpus_per_task),
+                          ("--signal", res.signal_lead)):  # fmt: skip
         if count < 1:
             raise InputError(f"submit error: {option} {count}: must be >= 1")
-    return TEMPLATE.read_text().format(
+    text, where = template_text(res)
+    fields = dict(
         name=job_name(name),
         nodes=res.nodes,
         ntasks_per_node=res.ntasks_per_node,
@@ -101,24 +166,37 @@ def render(
         time=check_time(res.time),
         log=sbatch_value("the log path (from run.output)", log),
         signal_lead=res.signal_lead,
-        extra="\n".join(extra),
+        extra="\n".join(extra_lines(res, array)),
         venv_bin=shell_word(str(Path(sys.executable).parent)),
         workdir=shell_word(str(Path.cwd())),
         job=shell_word(job),
         output=shell_word(output),
         launcher=launcher,
-        sets=" ".join(f"--set {shlex.quote(s)}" for s in sets),
     )
+    try:
+        return text.format(**fields)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise InputError(
+            f"submit error: template {where}: {describe(exc)} (known placeholders: "
+            f"{', '.join(PLACEHOLDERS)}; write a literal brace as {{{{ or }}}})"
+        ) from None
 
 
-def submit(script: Path) -> str:
-    """sbatch the script; returns the job id."""
+def require_sbatch() -> str:
+    """The path of sbatch; InputError (before anything is written) if there is none."""
     sbatch = shutil.which("sbatch")
     if sbatch is None:
         raise InputError(
             "submit error: sbatch not found; is SLURM installed here? (--dry-run renders only)"
         )
-    proc = subprocess.run([sbatch, "--parsable", str(script)], capture_output=True, text=True)
+    return sbatch
+
+
+def submit(script: Path) -> str:
+    """sbatch the script; returns the job id."""
+    proc = subprocess.run(
+        [require_sbatch(), "--parsable", str(script)], capture_output=True, text=True
+    )
     if proc.returncode != 0:
         raise InputError(f"submit error: sbatch refused {script}: {proc.stderr.strip()}")
     return proc.stdout.strip().split(";")[0]
