@@ -124,6 +124,13 @@ class Comm:
             while time.monotonic() < deadline and not ack.Test():
                 time.sleep(0.01)
 
+    def library(self) -> dict[str, str]:
+        """Versions of mpi4py and of the MPI library under it (first line)."""
+        import mpi4py
+
+        line = " ".join(self._mpi.Get_library_version().strip().splitlines()[0].split())
+        return {"mpi4py_version": mpi4py.__version__, "mpi_library": line}
+
     def abort(self, code: int) -> NoReturn:
         """Abort every rank of the job."""
         for stream in (sys.stdout, sys.stderr):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from typing import TextIO
 
 import numpy as np
@@ -27,38 +28,71 @@ def _accuracies(row: np.void) -> str:
     return "  ".join(parts) or "acc    -  "
 
 
-def round_line(row: np.void, rounds: int) -> str:
-    """One round as a plain line (what a SLURM log shows)."""
+def clock(seconds: float) -> str:
+    """Seconds as H:MM:SS."""
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def stamp(when: float | None = None) -> str:
+    """Local time as YYYY-MM-DD HH:MM:SS."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when))
+
+
+def header(attrs: dict[str, object], rounds: int, first: int, output: str) -> str:
+    """The lines a log starts with: what runs, where, on what, with which software."""
+    a = {k: attrs.get(k, "?") for k in ("mpifl_version", "name", "algorithm", "n_ranks",
+                                         "threads_per_rank", "hostname", "torch_version",
+                                         "mpi4py_version", "mpi_library")}  # fmt: skip
+    start = f"{first + 1} (resumed)" if first else "1"
+    commit = f", git {attrs['git_commit']}" if attrs.get("git_commit") else ""
+    return "\n".join([
+        f"[{stamp()}] mpifl {a['mpifl_version']}: run '{a['name']}' ({a['algorithm']}), "
+        f"rounds {start} to {rounds}",
+        f"  ranks {a['n_ranks']} x {a['threads_per_rank']} torch threads on {a['hostname']}; "
+        f"output {output}",
+        f"  torch {a['torch_version']}, mpi4py {a['mpi4py_version']}, {a['mpi_library']}{commit}",
+    ])  # fmt: skip
+
+
+def round_line(row: np.void, rounds: int, elapsed: float, eta: float) -> str:
+    """One round as a plain line (what a SLURM log shows): a timestamp, then the round
+    (counted from 1), its figures, the wall time since the start and the estimated time
+    to the end."""
     left_out = ", ".join(
         f"{s.name.lower()} {row[s.name.lower()]}"
         for s in Status
         if s != Status.TRAINED and row[s.name.lower()]
     )
     return (
-        f"round {row['round'] + 1:>4}/{rounds}  {_accuracies(row)}  loss {row['train_loss']:.4f}  "
-        f"trained {row['trained']}/{row['sampled']}"
+        f"[{stamp()}] round {row['round'] + 1:>4}/{rounds}  {_accuracies(row)}  "
+        f"loss {row['train_loss']:.4f}  trained {row['trained']}/{row['sampled']}"
         + (f" ({left_out})" if left_out else "")
-        + f"  vtime {row['virtual_time']:.1f}s  wall {row['wall_time']:.2f}s"
+        + f"  vtime {row['virtual_time']:.1f}s  elapsed {clock(elapsed)}  eta {clock(eta)}"
     )
 
 
 class Progress:
     """Reports each round; redraws a bar in place when the stream is a terminal."""
 
-    def __init__(self, rounds: int, stream: TextIO = sys.stdout) -> None:
-        self.rounds, self.stream = rounds, stream
+    def __init__(self, rounds: int, first: int = 0, stream: TextIO = sys.stdout) -> None:
+        self.rounds, self.first, self.stream = rounds, first, stream
         self.tty = stream.isatty()
+        self.start = time.monotonic()
 
     def update(self, row: np.void) -> None:
         """Report one finished round."""
-        if not self.tty:
-            print(round_line(row, self.rounds), file=self.stream, flush=True)
-            return
         done = row["round"] + 1
+        elapsed = time.monotonic() - self.start
+        eta = elapsed / max(done - self.first, 1) * (self.rounds - done)
+        if not self.tty:
+            print(round_line(row, self.rounds, elapsed, eta), file=self.stream, flush=True)
+            return
         filled = BAR * done // self.rounds
         bar = "#" * filled + "-" * (BAR - filled)
         text = (
-            f"\r[{bar}] {done}/{self.rounds}  {_accuracies(row)}  vtime {row['virtual_time']:.0f}s"
+            f"\r[{bar}] {done}/{self.rounds}  {_accuracies(row)}  vtime "
+            f"{row['virtual_time']:.0f}s  eta {clock(eta)}"
         )
         print(text, end="\n" if done == self.rounds else "", file=self.stream, flush=True)
 

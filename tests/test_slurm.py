@@ -47,7 +47,9 @@ def test_submit_two_rank_job(cluster, tmp_path):
     proc = mpifl(cluster, "submit", str(job), "--ntasks-per-node", "2", "--time", "00:10:00",
                  "--partition", "debug")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    cluster.wait(job_id(proc.stdout))
+    job.write_text(SMALL_JOB.format(output=out).replace("rounds = 3", "rounds = 7"))
+    cluster.wait(job_id(proc.stdout))  # it runs the snapshot taken at submission: 3 rounds
+    assert "rounds = 3" in (tmp_path / "out.job.toml").read_text()
     logs = list(tmp_path.glob("out.slurm-*.log"))
     assert logs, "no SLURM log"
     log = logs[0].read_text()

@@ -17,7 +17,6 @@ import numpy as np
 import psutil
 import torch
 
-import mpifl
 from mpifl.comm import Comm
 from mpifl.config import Config
 from mpifl.data import build_dataset
@@ -42,7 +41,7 @@ from mpifl.fleet import build_fleet
 from mpifl.fleet.availability import build_availability
 from mpifl.methods import ClientTask, MethodContext, method_class
 from mpifl.models import check_buildable, spec_from_config
-from mpifl.progress import Progress, summary
+from mpifl.progress import Progress, header, summary
 from mpifl.results.schema import (
     EVAL_DTYPE,
     FLEET_DTYPE,
@@ -54,6 +53,7 @@ from mpifl.results.schema import (
 from mpifl.results.status import remove_failure_note
 from mpifl.results.writer import ResultsWriter
 from mpifl.streams import Purpose, torch_generator
+from mpifl.versions import software
 
 STATE_MMAP_THRESHOLD = 2**20  # client states (MBs) are mapped; activations stay on the heap
 
@@ -138,7 +138,7 @@ class Engine:
             fleet_rows[name] = self.fleet.profiles[name]
         fleet_rows["n_train"], fleet_rows["n_test"] = self.data.n_train, self.data.n_test
         attrs = {
-            "mpifl_version": mpifl.__version__,
+            **software(self.comm),
             "format_version": FORMAT_VERSION,
             "name": self.cfg.run.name,
             "algorithm": self.cfg.algorithm.name,
@@ -178,7 +178,11 @@ class Engine:
         completed one checkpointed. Once the last round is done, the run completes (a
         SIGTERM during the final write is ignored: the status must say what happened)."""
         start = time.perf_counter()
-        progress = Progress(self.cfg.run.rounds, self.stream)
+        if self.comm.rank == 0:
+            attrs = dict(self.writer.attrs) if self.writer is not None else {}
+            print(header(attrs, self.cfg.run.rounds, self.first_round, str(self.output)),
+                  file=self.stream, flush=True)  # fmt: skip
+        progress = Progress(self.cfg.run.rounds, self.first_round, self.stream)
         every = self.cfg.checkpoint.every
         with StopSignal() as self.stop:
             for t in range(self.first_round, self.cfg.run.rounds):

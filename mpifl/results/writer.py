@@ -139,6 +139,11 @@ class ResultsWriter:
         f.flush()
         f.close()
 
+    @property
+    def attrs(self) -> dict[str, Any]:
+        """The file's root attributes as they stand."""
+        return dict(self._file.attrs)
+
     def fail(self, error: str, **attrs: Any) -> bool:
         """Mark the run `failed` with `error`, as far as the disk allows; never raises (the
         caller is on its way to aborting the job). Returns whether it was recorded."""
