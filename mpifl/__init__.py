@@ -1,3 +1,3 @@
 """mpifl: federated learning on emulated heterogeneous IoT fleets over MPI."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import h5py
 import pandas as pd
 import pytest
 
@@ -53,6 +54,29 @@ def test_read_run(runs):
     assert run.tables["eval"]["group"].iloc[0] == "global"
 
 
+def test_the_file_describes_itself(runs):
+    _, paths = runs
+    with h5py.File(paths[0]) as f:
+        for table in ("rounds", "participation", "ranks", "eval", "fleet"):
+            ds = f[table]
+            assert list(ds.attrs["columns"]) == list(ds.dtype.names)
+            assert len(ds.attrs["units"]) == len(ds.attrs["descriptions"]) == len(ds.dtype.names)
+            assert all(d for d in ds.attrs["descriptions"])
+        classes = h5py.check_enum_dtype(f["participation"].dtype["device_class"])
+        assert classes == {"mcu": 0, "rpi": 1, "phone": 2, "jetson": 3}
+        assert h5py.check_enum_dtype(f["fleet"].dtype["device_class"]) == classes
+        for key in ("mpifl_version", "torch_version", "mpi4py_version", "mpi_library"):
+            assert f.attrs[key]
+        assert f.attrs["format_version"] == 2 and "git_commit" in f.attrs
+    run = read_run(paths[0])
+    part = run.tables["participation"]
+    assert list(part["device_class"].cat.categories) == ["mcu", "rpi", "phone", "jetson"]
+    assert part.attrs["units"]["compute_time"] == "s (virtual)"
+    never = part[part["status"].isin(["unavailable", "infeasible"])]
+    assert len(never) and (never[["compute_time", "comm_time"]] == 0).all().all()
+    assert (part[part["status"] == "trained"]["compute_time"] > 0).all()
+
+
 def test_read_runs_adds_differing_config_keys(runs):
     _, paths = runs
     rounds = read_runs(paths, "rounds")
@@ -94,7 +118,7 @@ def test_report_formats(runs):
     assert text.returncode == 0, text.stderr
     assert (
         "final_global_test_acc" in text.stdout
-        and "seed1" in text.stdout
+        and "seeds" in text.stdout
         and "jetson" in text.stdout
     )
     csv = mpifl("report", *map(str, paths), "--csv", "--target", "0.5")

@@ -130,6 +130,7 @@ def plan_round(
     # Nothing is sent to an offline or infeasible client; uploads that never count are not sent.
     idle = (status == Status.UNAVAILABLE) | (status == Status.INFEASIBLE)
     rows["bytes_down"][idle] = 0
+    rows["compute_time"][idle] = rows["comm_time"][idle] = 0.0  # they never start
     cut = idle | (status == Status.LATE) | (status == Status.DROPPED) | (status == Status.SURPLUS)
     rows["bytes_up"][cut] = 0
     trained = status == Status.TRAINED

@@ -83,11 +83,10 @@ def by_setting(rows: pd.DataFrame) -> pd.DataFrame:
 def by_device_class(run: Run, label: str | None = None) -> pd.DataFrame:
     """Client-rounds per device class and status (column `run`: `label` or the run's name)."""
     part = run.tables["participation"]
-    names = run.class_names
-    table = pd.crosstab(part["device_class"], part["status"]).reindex(
-        columns=STATUSES, fill_value=0
+    sampled = [n for n in run.class_names if (part["device_class"] == n).any()]
+    table = pd.crosstab(part["device_class"], part["status"], dropna=False).reindex(
+        index=sampled, columns=STATUSES, fill_value=0
     )
-    table.index = [names[i] if i < len(names) else str(i) for i in table.index]
     table.insert(0, "sampled", table.sum(axis=1))
     table = table.rename_axis("class").reset_index()
     table.insert(0, "run", run.name if label is None else label)

@@ -66,13 +66,19 @@ def read_run(path: str | Path) -> Run:
         if error is not None:
             attrs["error"] = error
         run = Run(path, attrs, config)
+        names = [str(c) for c in f["fleet"].attrs["device_classes"]]
         for name in NAMES:
             ds = f[name]
             ds.refresh()
-            run.tables[name] = _frame(ds[:], name)
-        run.tables["fleet"].attrs["device_classes"] = [
-            str(c) for c in f["fleet"].attrs["device_classes"]
-        ]
+            df = run.tables[name] = _frame(ds[:], name)
+            if "device_class" in df:  # an enum, as `status` is
+                df["device_class"] = pd.Categorical.from_codes(
+                    df["device_class"].astype(int), names
+                )
+            if "units" in ds.attrs:  # (format_version >= 2)
+                for key in ("units", "descriptions"):
+                    df.attrs[key] = dict(zip(ds.dtype.names, map(str, ds.attrs[key]), strict=True))
+        run.tables["fleet"].attrs["device_classes"] = names
     run.tables["fleet"].insert(0, "client", np.arange(len(run.tables["fleet"])))
     return run
 

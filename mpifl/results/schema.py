@@ -1,4 +1,6 @@
-"""The HDF5 result schema: table dtypes and status codes (documented in docs/results.md)."""
+"""The HDF5 result schema: table dtypes, status codes, and every column's unit and
+description (stored with each table as the attributes `units` and `descriptions`, in
+column order; documented at length in docs/results.md)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import numpy as np
 
 from mpifl.fleet.profiles import PROFILE_DTYPE
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: enum device_class, column units and descriptions
 
 
 class Status(IntEnum):
@@ -106,3 +108,81 @@ EVAL_DTYPE = np.dtype(
 )
 
 FLEET_DTYPE = np.dtype(PROFILE_DTYPE.descr + [("n_train", "i4"), ("n_test", "i4")])
+
+STATUSES = "count of sampled clients with this status"
+COLUMNS: dict[str, dict[str, tuple[str, str]]] = {
+    "participation": {
+        "round": ("round", "round index, from 0"),
+        "client": ("id", "client id"),
+        "rank": ("rank", "rank that trained the client; -1 if not trained"),
+        "status": ("enum", "what happened to the sampled client (enum: trained, ...)"),
+        "device_class": ("enum", "device class (enum of fleet.attrs['device_classes'])"),
+        "samples": ("samples", "training samples of the client"),
+        "flops": ("FLOP", "training FLOPs of this round's local work"),
+        "footprint": ("bytes", "training memory footprint"),
+        "memory": ("bytes", "the device's memory budget"),
+        "compute_time": ("s (virtual)", "compute time of the planned work; 0 if never started"),
+        "comm_time": ("s (virtual)", "latency + download + upload time; 0 if never started"),
+        "bytes_down": ("bytes", "sent to the client; 0 if unavailable or infeasible"),
+        "bytes_up": ("bytes", "received from the client; 0 unless trained or rejected"),
+        "wall_time": ("s", "host wall time spent on the client; 0 if not trained"),
+        "measured_memory": ("bytes", "peak RSS growth while training; -1 if not measured"),
+        "loss": ("nats", "mean local training loss; NaN if not trained"),
+        "accuracy": ("fraction", "trained local model on the client's own test split"),
+        "width": ("ratio", "width ratio of the client's model (1 = full)"),
+        "prune": ("ratio", "pruning ratio of the client's model (0 = none)"),
+        "family": ("index", "model family / tier index (0 = the only one)"),
+    },
+    "rounds": {
+        "round": ("round", "round index, from 0"),
+        "virtual_time": ("s (virtual)", "virtual clock at the end of the round"),
+        "duration": ("s (virtual)", "virtual length of the round"),
+        "wall_time": ("s", "wall time of the round on rank 0"),
+        "sampled": ("clients", "clients sampled"),
+        **{s.name.lower(): ("clients", STATUSES) for s in Status},
+        "bytes_down": ("bytes", "sum over the round's participation rows"),
+        "bytes_up": ("bytes", "sum over the round's participation rows"),
+        "train_loss": ("nats", "sample-weighted mean training loss of trained clients"),
+        "test_loss": ("nats", "global (server) model on the global test set"),
+        "test_accuracy": ("fraction", "global (server) model on the global test set"),
+        "client_accuracy": ("fraction", "each client's model on its own test split, mean over "
+                            "clients"),
+        "client_accuracy_pooled": ("fraction", "each client's model on its own test split, "
+                                   "test samples pooled"),
+    },
+    "ranks": {
+        "round": ("round", "round index, from 0"),
+        "rank": ("rank", "MPI rank"),
+        "clients": ("clients", "clients trained on this rank"),
+        "train_time": ("s", "wall time in local training"),
+        "comm_time": ("s", "wall time inside collectives"),
+        "io_time": ("s", "wall time writing the result file"),
+        "wall_time": ("s", "wall time of the round on this rank"),
+        "rss": ("bytes", "resident set size at the end of the round"),
+        "peak_rss": ("bytes", "peak resident set size so far"),
+        "state_hits": ("reads", "client-state reads served from memory"),
+        "state_misses": ("reads", "client-state reads from spill files"),
+        "state_bytes_read": ("bytes", "client state read from spill files"),
+        "state_bytes_written": ("bytes", "client state spilled to files"),
+        "state_ram_bytes": ("bytes", "client state held in memory at the end of the round"),
+    },
+    "eval": {
+        "round": ("round", "round index, from 0"),
+        "group": ("text", "what was scored on what (global, clients/mean, width=R, ...)"),
+        "loss": ("nats", "mean cross-entropy"),
+        "accuracy": ("fraction", "accuracy"),
+        "samples": ("samples", "test samples; for clients/mean, clients averaged"),
+    },
+    "fleet": {
+        "device_class": ("enum", "device class (enum of the attribute device_classes)"),
+        "flops": ("FLOP/s", "training speed"),
+        "memory": ("bytes", "training memory budget"),
+        "uplink": ("bit/s", "upload bandwidth"),
+        "downlink": ("bit/s", "download bandwidth"),
+        "latency": ("s", "one-way latency"),
+        "availability": ("probability", "probability of being online in a round"),
+        "trace_period": ("s", "period of the availability trace (0 = none)"),
+        "n_train": ("samples", "training samples"),
+        "n_test": ("samples", "samples of the client's own test split"),
+    },
+}  # fmt: skip

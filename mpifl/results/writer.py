@@ -21,6 +21,7 @@ import numpy as np
 from mpifl.errors import InputError
 from mpifl.files import SPACE_MARGIN, require_space
 from mpifl.results.schema import (
+    COLUMNS,
     EVAL_DTYPE,
     PARTICIPATION_DTYPE,
     RANKS_DTYPE,
@@ -37,12 +38,23 @@ TABLES = {
 CHUNK_ROWS = 1024
 
 
-def _stored_dtype(dtype: np.dtype) -> np.dtype:
-    """The on-disk dtype: the status column becomes an HDF5 enum, readable by name."""
-    if "status" not in dtype.names:
-        return dtype
-    status = h5py.enum_dtype(STATUS_NAMES, basetype="u1")
-    return np.dtype([(n, status if n == "status" else dtype[n]) for n in dtype.names])
+def _stored_dtype(dtype: np.dtype, class_names: list[str]) -> np.dtype:
+    """The on-disk dtype: `status` and `device_class` become HDF5 enums, readable by name
+    in h5py (and by any HDF5 tool)."""
+    enums = {
+        "status": h5py.enum_dtype(STATUS_NAMES, basetype="u1"),
+        "device_class": h5py.enum_dtype({n: i for i, n in enumerate(class_names)}, basetype="u1"),
+    }
+    return np.dtype([(n, enums.get(n, dtype[n])) for n in dtype.names])
+
+
+def _describe(ds: h5py.Dataset, table: str) -> None:
+    """Each column's unit and description, as the attributes `units` and `descriptions`
+    (in the order of the table's columns)."""
+    columns = COLUMNS[table]
+    ds.attrs["columns"] = list(ds.dtype.names)
+    ds.attrs["units"] = [columns[c][0] for c in ds.dtype.names]
+    ds.attrs["descriptions"] = [columns[c][1] for c in ds.dtype.names]
 
 
 def refuse_existing(path: Path, overwrite: bool) -> None:
@@ -74,12 +86,19 @@ class ResultsWriter:
         self._file = h5py.File(path, "w-", libver="latest")
         self._file.attrs.update(attrs)
         self._file.attrs["status"] = "running"
-        fleet = self._file.create_dataset("fleet", data=fleet_rows, chunks=True)
+        fleet = self._file.create_dataset(
+            "fleet",
+            data=fleet_rows.astype(_stored_dtype(fleet_rows.dtype, class_names)),
+            chunks=True,
+        )
         fleet.attrs["device_classes"] = class_names
+        _describe(fleet, "fleet")
         for name, dtype in TABLES.items():
-            self._file.create_dataset(
-                name, shape=(0,), maxshape=(None,), dtype=_stored_dtype(dtype), chunks=(CHUNK_ROWS,)
-            )
+            ds = self._file.create_dataset(
+                name, shape=(0,), maxshape=(None,), dtype=_stored_dtype(dtype, class_names),
+                chunks=(CHUNK_ROWS,),
+            )  # fmt: skip
+            _describe(ds, name)
         self._file.swmr_mode = True
         self._file.flush()
 
