@@ -1,4 +1,9 @@
-"""Command line: `mpifl run JOB.toml` (under mpiexec or alone) and `mpifl validate JOB.toml`."""
+"""mpifl: simulate federated learning on a heterogeneous IoT fleet with MPI ranks.
+
+Commands: run (a job, under mpiexec/srun or alone), validate (a job file), fleet (generate,
+show, import device fleets), submit (to SLURM), sweep (SLURM job arrays over a grid),
+report (tables and figures of result files), pretrain (KOALA's large model).
+`mpifl COMMAND --help` for each; docs in the README and docs/."""
 
 from __future__ import annotations
 
@@ -30,11 +35,32 @@ def _job_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+class HelpParser(argparse.ArgumentParser):
+    """An argument parser whose help shows every option's default and keeps the
+    description's line breaks; its sub-commands are built the same way."""
+
+    def __init__(self, **kwargs: object) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(**kwargs)
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions as written; "(default: X)" after every option that has a default
+    (flags, empty and unset values show none)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if action.option_strings and default not in (None, "", False, [], argparse.SUPPRESS):
+            text += " (default: %(default)s)"
+        return text
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser of the `mpifl` command."""
-    p = argparse.ArgumentParser(prog="mpifl", description=__doc__)
+    p = HelpParser(prog="mpifl", description=__doc__)
     p.add_argument("--version", action="version", version=f"mpifl {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = sub.add_parser("run", help="run a job (every rank runs this under mpiexec/srun)")
     _job_args(run)
     run.add_argument("--output", help="result file (overrides run.output)")
@@ -50,8 +76,8 @@ def parser() -> argparse.ArgumentParser:
     pre = sub.add_parser("pretrain", help="pre-train KOALA's large model on the proxy set")
     _job_args(pre)
     pre.add_argument("--output", required=True, help="state dict to write (.pt)")
-    pre.add_argument("--epochs", type=int, default=30, help="epochs over the proxy set (30)")
-    pre.add_argument("--lr", type=float, default=0.01, help="SGD learning rate (0.01)")
+    pre.add_argument("--epochs", type=int, default=30, help="epochs over the proxy set")
+    pre.add_argument("--lr", type=float, default=0.01, help="SGD learning rate")
     pre.add_argument("--overwrite", action="store_true")
     return p
 

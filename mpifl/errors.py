@@ -1,5 +1,10 @@
 """Error types that map to exit codes: user input errors exit 2."""
 
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
 
 class InputError(Exception):
     """Bad user input (config, data file, output path). Exit code 2."""
@@ -21,6 +26,14 @@ def describe(exc: BaseException, limit: int = 160) -> str:
     text = str(exc).strip()
     first = text.splitlines()[0][:limit] if text else ""
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def one_of(value: object, choices: Iterable[str]) -> str:
+    """ "must be one of 'a', 'b'", with "; did you mean 'x'?" for a near miss of `value`."""
+    choices = list(choices)
+    close = difflib.get_close_matches(str(value), choices, n=1) if isinstance(value, str) else []
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return "must be one of " + ", ".join(map(repr, choices)) + hint
 
 
 class ConfigError(InputError):

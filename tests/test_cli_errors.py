@@ -78,3 +78,22 @@ def test_validate_prints_resolved_config(small_job):
     assert "rounds = 4" in proc.stdout and "[fleet.classes.mcu]" in proc.stdout
     bad = mpifl("validate", str(small_job), "--set", "run.rounds=0")
     assert bad.returncode == 2 and "run.rounds" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("override", "hint"),
+    [("algorithm.name='fedavgg'", "did you mean 'fedavg'?"),
+     ("data.partition='dirichet'", "did you mean 'dirichlet'?"),
+     ("train.lrr=0.1", "did you mean 'lr'?")],
+)  # fmt: skip
+def test_a_typo_gets_a_did_you_mean(small_job, override, hint):
+    proc = mpifl("validate", str(small_job), "--set", override)
+    assert proc.returncode == 2 and hint in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_help_names_every_command_and_shows_defaults():
+    top = mpifl("--help")
+    for command in ("run", "validate", "fleet", "submit", "sweep", "report", "pretrain"):
+        assert f"\n    {command} " in top.stdout, command
+    submit = mpifl("submit", "--help").stdout
+    assert "01:00:00)" in submit and "(default: 60)" in submit and "(default: srun)" in submit

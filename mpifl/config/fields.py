@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from mpifl.errors import ConfigError
+from mpifl.errors import ConfigError, one_of
 
 REQUIRED: Any = object()
 
@@ -30,10 +30,10 @@ class Field:
     choices: tuple[str, ...] | None = None
     doc: str = ""
 
-    def allowed(self) -> str:
-        """Human description of the allowed values."""
+    def allowed(self, value: object = None) -> str:
+        """Human description of the allowed values (with a "did you mean" for `value`)."""
         if self.choices is not None:
-            return "must be one of " + ", ".join(repr(c) for c in self.choices)
+            return one_of(value, self.choices)
         return self.rule or f"must be of type {self.kind}"
 
     def coerce(self, key: str, value: Any) -> Any:
@@ -48,7 +48,7 @@ class Field:
         elif self.kind == "float":
             value = float(value)
         if self.choices is not None and value not in self.choices:
-            raise ConfigError(key, value, self.allowed())
+            raise ConfigError(key, value, self.allowed(value))
         if self.check is not None and not self.check(value):
             raise ConfigError(key, value, self.allowed())
         return value

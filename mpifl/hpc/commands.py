@@ -22,19 +22,21 @@ from mpifl.hpc.sweep import load_sweep, status, write_tasks
 
 
 def _resources(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--nodes", type=int, default=1, help="nodes (default 1)")
-    p.add_argument("--ntasks-per-node", type=int, default=2, help="MPI ranks per node (2)")
-    p.add_argument("--cpus-per-task", type=int, default=1, help="torch threads per rank (1)")
-    p.add_argument("--time", default="01:00:00", help="time limit (01:00:00); D-HH:MM:SS too")
+    p.add_argument("--nodes", type=int, default=1, help="nodes")
+    p.add_argument("--ntasks-per-node", type=int, default=2, help="MPI ranks per node")
+    p.add_argument("--cpus-per-task", type=int, default=1, help="torch threads per rank")
+    p.add_argument("--time", default="01:00:00", help="time limit: minutes, HH:MM:SS or D-HH:MM:SS")
     for key in OPTIONAL:
-        p.add_argument("--" + key.replace("_", "-"), default="", help="#SBATCH option (unset)")
+        p.add_argument(
+            "--" + key.replace("_", "-"), default="", help="#SBATCH option (left out if not given)"
+        )
     p.add_argument(
         "--signal",
         type=int,
         default=60,
         dest="signal_lead",
         metavar="SECONDS",
-        help="SIGTERM this long before the time limit, for a checkpoint (60)",
+        help="SIGTERM this long before the time limit, for a checkpoint",
     )
     p.add_argument(
         "--sbatch",
@@ -46,7 +48,9 @@ def _resources(p: argparse.ArgumentParser) -> None:
     p.add_argument("--template", default="",
                    help=f"site batch-script template (default: ${TEMPLATE_ENV}, else "
                    "launch/slurm/job.sbatch.template)")  # fmt: skip
-    p.add_argument("--launcher", choices=tuple(LAUNCHERS), default="srun", help="(srun)")
+    p.add_argument(
+        "--launcher", choices=tuple(LAUNCHERS), default="srun", help="how ranks are started"
+    )
     p.add_argument(
         "--dry-run", action="store_true", help="print the batch script only (write nothing)"
     )
@@ -56,7 +60,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Register `submit` and `sweep`."""
     sub_p = sub.add_parser("submit", help="submit a job to SLURM (sbatch)")
     sub_p.add_argument("job")
-    sub_p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    sub_p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config key (repeatable)")  # fmt: skip
     again = sub_p.add_mutually_exclusive_group()
     again.add_argument(
         "--resume",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mpifl.config.fields import Field
-from mpifl.errors import ConfigError
+from mpifl.errors import ConfigError, one_of
 from mpifl.methods.base import ClientResult, ClientTask, Method, MethodContext
 
 METHODS: dict[str, type[Method]] = {}
@@ -18,7 +18,7 @@ def register(cls: type[Method]) -> type[Method]:
 def method_class(name: str) -> type[Method]:
     """The registered method called `name`, or a ConfigError listing the known ones."""
     if name not in METHODS:
-        raise ConfigError("algorithm.name", name, "must be one of " + ", ".join(map(repr, METHODS)))
+        raise ConfigError("algorithm.name", name, one_of(name, METHODS))
     return METHODS[name]
 
 
