@@ -57,15 +57,15 @@ def header(attrs: dict[str, object], rounds: int, first: int, output: str) -> st
 
 def round_line(row: np.void, rounds: int, elapsed: float, eta: float) -> str:
     """One round as a plain line (what a SLURM log shows): a timestamp, then the round
-    (counted from 1), its figures, the wall time since the start and the estimated time
-    to the end."""
+    (numbered from 1, as in the tables), its figures, the wall time since the start and
+    the estimated time to the end."""
     left_out = ", ".join(
         f"{s.name.lower()} {row[s.name.lower()]}"
         for s in Status
         if s != Status.TRAINED and row[s.name.lower()]
     )
     return (
-        f"[{stamp()}] round {row['round'] + 1:>4}/{rounds}  {_accuracies(row)}  "
+        f"[{stamp()}] round {row['round']:>4}/{rounds}  {_accuracies(row)}  "
         f"loss {row['train_loss']:.4f}  trained {row['trained']}/{row['sampled']}"
         + (f" ({left_out})" if left_out else "")
         + f"  vtime {row['virtual_time']:.1f}s  elapsed {clock(elapsed)}  eta {clock(eta)}"
@@ -82,7 +82,7 @@ class Progress:
 
     def update(self, row: np.void) -> None:
         """Report one finished round."""
-        done = row["round"] + 1
+        done = int(row["round"])
         elapsed = time.monotonic() - self.start
         eta = elapsed / max(done - self.first, 1) * (self.rounds - done)
         if not self.tty:
@@ -119,8 +119,8 @@ def summary(
         if len(evaluated):
             last, best = evaluated[-1], evaluated[np.argmax(acc[evaluated])]
             lines.append(
-                f"  {label} {acc[last]:.4f} (round {last + 1})   "
-                f"best {acc[best]:.4f} (round {best + 1})"
+                f"  {label} {acc[last]:.4f} (round {rounds['round'][last]})   "
+                f"best {acc[best]:.4f} (round {rounds['round'][best]})"
             )
     lines.append(
         "    (accuracy: global model, global test set; client accuracy: each client's"

@@ -121,7 +121,7 @@ def test_trace_availability_from_a_fedscale_import(small_job, tmp_path):
     with h5py.File(tmp_path / "out.h5") as f:
         part, rounds = f["participation"][:], f["rounds"][:]
     assert rounds["virtual_time"][-1] > 0
-    first = part[part["round"] == 0]
+    first = part[part["round"] == 1]
     odd = first["client"] % 2 == 1
     # at t = 0 all are online; odd clients go offline at 1.5 s, before they finish
     finish = first["compute_time"] + first["comm_time"]
@@ -131,7 +131,7 @@ def test_trace_availability_from_a_fedscale_import(small_job, tmp_path):
     for t in range(1, 4):  # later rounds start at 5-16 s: odd clients are offline then
         start = rounds["virtual_time"][t - 1]
         assert 1.5 < start < 30.0
-        mine = part[part["round"] == t]
+        mine = part[part["round"] == t + 1]
         odd = mine["client"] % 2 == 1
         assert np.all(mine["status"][odd] == Status.UNAVAILABLE)
         assert np.all(mine["status"][~odd] == Status.TRAINED)

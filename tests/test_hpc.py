@@ -38,7 +38,8 @@ def test_sweep_expands_and_validates(small_job, tmp_path):
     assert len(tasks) == 4
     assert "lr = 0.1" in tasks[3] and "seed = 1" in tasks[3]
     status = mpifl("sweep", "status", str(sweep))
-    assert "missing 4" in status.stdout
+    assert "not submitted 4" in status.stdout
+    assert "train.lr=0.1 data.alpha=0.5 seed=1" in status.stdout  # task 3's grid values
     sweep.write_text(f'job = "{small_job}"\n[grid]\n"train.lrr" = [0.1]\n')
     bad = mpifl("sweep", "submit", str(sweep), "--dry-run")
     assert bad.returncode == 2 and "train.lrr" in bad.stderr and "task 0" in bad.stderr

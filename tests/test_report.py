@@ -108,7 +108,7 @@ def test_read_a_file_being_written(runs, tmp_path):
         proc.wait(timeout=120)
     assert seen is not None
     n = len(seen.tables["rounds"])
-    assert seen.tables["rounds"]["round"].tolist() == list(range(n))
+    assert seen.tables["rounds"]["round"].tolist() == list(range(1, n + 1))
     assert seen.tables["participation"]["round"].max() <= n
 
 

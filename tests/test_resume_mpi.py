@@ -82,7 +82,7 @@ def test_kill_9_then_resume_is_bitwise_identical(reference, tmp_path):
     with h5py.File(out, "r", libver="latest", swmr=True) as f:  # still readable, intact rounds
         assert f.attrs["status"] == "running"
         rounds = f["rounds"]["round"][:]
-        assert rounds.tolist() == list(range(len(rounds))) and len(rounds) >= 5
+        assert rounds.tolist() == list(range(1, len(rounds) + 1)) and len(rounds) >= 5
     resumed = mpifl("run", str(job), "--output", str(out), "--resume", *set_args(*SETS), ranks=2)
     assert resumed.returncode == 0, resumed.stderr
     assert final_state(out) == expected
@@ -106,7 +106,7 @@ def test_sigterm_checkpoints_and_resumes(reference, tmp_path):
     assert "stopped by SIGTERM" in stderr
     with h5py.File(out) as f:
         assert f.attrs["status"] == "interrupted"
-        assert f.attrs["next_round"] == len(f["rounds"]) < 8
+        assert f.attrs["next_round"] == len(f["rounds"]) + 1 < 9  # the round to resume with
     resumed = mpifl("run", str(job), "--output", str(out), "--resume", *set_args(*SETS), ranks=1)
     assert resumed.returncode == 0, resumed.stderr  # on another rank count, too
     assert final_state(out) == expected
@@ -116,15 +116,19 @@ def test_resume_starts_fresh_runs_and_refuses_a_changed_config(reference, tmp_pa
     job, expected = reference
     out = tmp_path / "none.h5"
     proc = mpifl("run", str(job), "--output", str(out), "--resume", *set_args(*SETS))
-    assert proc.returncode == 0 and "starting at round 0" in proc.stderr, proc.stderr
+    assert proc.returncode == 0 and "starting at round 1" in proc.stderr, proc.stderr
     assert final_state(out) == expected
     assert not (tmp_path / "none.h5.ckpt").exists()  # a complete run keeps no checkpoints
     again = mpifl("run", str(job), "--output", str(out), "--resume", *set_args(*SETS))
     assert again.returncode == 0 and "already complete" in again.stderr
+    harmless = ["checkpoint.every=7", "state.cache_bytes=1000000"]  # cannot change results
+    spaced = mpifl("run", str(job), "--output", str(out), "--resume", *set_args(*SETS, *harmless))
+    assert spaced.returncode == 0 and "already complete" in spaced.stderr, spaced.stderr
     changed = mpifl(
         "run", str(job), "--output", str(out), "--resume", *set_args(*SETS, "train.lr=0.5")
     )
     assert changed.returncode == 2 and "config differs" in changed.stderr
+    assert "train.lr was" in changed.stderr and "now 0.5" in changed.stderr
 
 
 @pytest.mark.parametrize("method", ["fedavg", "submodel", "reft"])

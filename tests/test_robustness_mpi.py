@@ -79,14 +79,14 @@ def test_a_reader_holding_the_file_does_not_stop_the_end_of_a_run(reference, tmp
         part, ranks = f["participation"][:], f["ranks"][:]
     for t in range(8):
         for r in (0, 1):
-            mine = np.sum((part["round"] == t) & (part["rank"] == r))
-            assert ranks["clients"][(ranks["round"] == t) & (ranks["rank"] == r)] == mine
+            mine = np.sum((part["round"] == t + 1) & (part["rank"] == r))
+            assert ranks["clients"][(ranks["round"] == t + 1) & (ranks["rank"] == r)] == mine
 
 
 def test_a_failing_rank_with_a_reader_open_aborts_in_seconds(reference, tmp_path):
     job, _ = reference
     out = tmp_path / "run.h5"
-    proc = start(job, out, "faults.raise_on_rank=1", "faults.raise_at_round=3")
+    proc = start(job, out, "faults.raise_on_rank=1", "faults.raise_at_round=4")
     wait_for_rounds(out, 1, proc)
     began = time.monotonic()
     with h5py.File(out, "r", libver="latest", swmr=True):
@@ -95,7 +95,7 @@ def test_a_failing_rank_with_a_reader_open_aborts_in_seconds(reference, tmp_path
     assert "injected fault" in stderr
     status, error = read_status(out)
     assert status == "failed" and "injected fault" in error
-    assert rounds_of(out) == [0, 1, 2]
+    assert rounds_of(out) == [1, 2, 3]
 
 
 def test_a_failure_while_rank_0_is_busy_reaches_the_results(reference, tmp_path):
@@ -103,7 +103,7 @@ def test_a_failure_while_rank_0_is_busy_reaches_the_results(reference, tmp_path)
     out = tmp_path / "run.h5"
     # rank 0's first client sleeps for seconds, longer than rank 1 waits for an answer
     sets = [SLOW[0], "emulation.time_scale=100", "faults.raise_on_rank=1"]
-    proc = start(job, out, *sets, "faults.raise_at_round=0")
+    proc = start(job, out, *sets, "faults.raise_at_round=1")
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode != 0, stderr
     status, error = read_status(out)  # rank 0 never saw it: the failure note tells
@@ -241,7 +241,7 @@ def test_sigterm_in_a_long_round_checkpoints_the_last_completed_round(tmp_path):
     with h5py.File(out, "r", libver="latest", swmr=True) as f:
         wall = f["rounds"]["wall_time"][:]
         assert f.attrs["status"] == "interrupted"
-        assert f.attrs["next_round"] == len(wall) == 1
+        assert f.attrs["next_round"] - 1 == len(wall) == 1
     assert waited < 0.5 * wall[0], (waited, wall)  # it did not sit out round 1
     resumed = mpifl(*cmd, "--resume", ranks=2)
     assert resumed.returncode == 0, resumed.stderr
@@ -265,4 +265,4 @@ def test_a_second_run_on_the_same_output_is_refused(reference, tmp_path):
     assert first.returncode == 3, stderr  # the first run went on, unharmed
     with h5py.File(out, "r", libver="latest", swmr=True) as f:
         assert f.attrs["status"] == "interrupted"
-        assert f["rounds"]["round"][:].tolist() == list(range(f.attrs["next_round"]))
+        assert f["rounds"]["round"][:].tolist() == list(range(1, f.attrs["next_round"]))

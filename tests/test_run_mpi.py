@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import subprocess
 import sys
 import time
@@ -47,7 +48,7 @@ def test_participation_has_one_row_per_sampled_client(quickstart):
         names = set(f["participation"].dtype.names)
     assert names == set(PARTICIPATION_DTYPE.names)
     for t in range(30):
-        mine = part[part["round"] == t]
+        mine = part[part["round"] == t + 1]  # rounds are numbered from 1
         assert len(mine) == 30 == rounds["sampled"][t]
         assert len(np.unique(mine["client"])) == 30
         for s in Status:
@@ -97,7 +98,7 @@ def test_a_failing_rank_aborts_the_job(small_job, tmp_path, bad_rank):
         "--set",
         f"faults.raise_on_rank={bad_rank}",
         "--set",
-        "faults.raise_at_round=1",
+        "faults.raise_at_round=2",
         ranks=2,
         timeout=60,
     )
@@ -109,7 +110,7 @@ def test_a_failing_rank_aborts_the_job(small_job, tmp_path, bad_rank):
     with h5py.File(out) as f:
         assert f.attrs["status"] == "failed"
         assert f.attrs["error"].startswith(f"rank {bad_rank}:")
-        assert len(f["rounds"]) == 1  # round 0 completed and is kept
+        assert len(f["rounds"]) == 1  # round 1 completed and is kept
 
 
 def test_file_is_readable_while_the_run_goes_on(small_job, tmp_path):
@@ -133,10 +134,12 @@ def test_file_is_readable_while_the_run_goes_on(small_job, tmp_path):
     finally:
         stdout, _ = proc.communicate(timeout=120)
     assert seen is not None, "never saw a partial file"
-    assert seen[1] == list(range(seen[0]))
+    assert seen[1] == list(range(1, seen[0] + 1))
     assert proc.returncode == 0
     # output to a pipe is one plain line per round (what a SLURM log shows)
-    assert sum(line.startswith("round ") for line in stdout.splitlines()) == 40
+    lines = [line for line in stdout.splitlines() if re.match(r"\[[-0-9 :]+\] round ", line)]
+    assert len(lines) == 40 and "round   40/40" in lines[-1] and "eta 0:00:00" in lines[-1]
+    assert stdout.startswith("[") and "mpifl " in stdout.splitlines()[0]  # the header
 
 
 def test_existing_output_is_kept_unless_overwrite(small_job, tmp_path):

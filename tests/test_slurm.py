@@ -67,7 +67,7 @@ def test_sweep_array_of_three(cluster, tmp_path):
     sweep.write_text(f'job = "{job}"\nname = "s3"\nfolder = "{tmp_path / "s3"}"\n'
                      'seeds = [0, 1, 2]\n')  # fmt: skip
     before = mpifl(cluster, "sweep", "status", str(sweep))
-    assert "missing 3" in before.stdout
+    assert "not submitted 3" in before.stdout
     start = time.monotonic()
     proc = mpifl(cluster, "sweep", "submit", str(sweep), "--ntasks-per-node", "2",
                  "--time", "00:10:00")  # fmt: skip
@@ -75,6 +75,7 @@ def test_sweep_array_of_three(cluster, tmp_path):
     assert "3 tasks" in proc.stdout
     cluster.wait(job_id(proc.stdout))
     status = mpifl(cluster, "sweep", "status", str(sweep))
+    assert f"submitted as job {job_id(proc.stdout)}" in status.stdout
     assert "done 3" in status.stdout, status.stdout + "".join(
         p.read_text() for p in (tmp_path / "s3").glob("*.log")
     )

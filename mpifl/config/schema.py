@@ -157,6 +157,6 @@ SCHEMA: Section = {
     },
     "faults": {
         "raise_on_rank": integer(-1, -1, "inject an exception on this rank (-1 = never)"),
-        "raise_at_round": integer(-1, -1, "round of the injected exception"),
+        "raise_at_round": integer(-1, -1, "round (from 1) of the injected exception; -1: none"),
     },
 }

@@ -242,7 +242,7 @@ class Engine:
         if self.method.ctx.state is not None:
             self.method.ctx.state.close()
         if self.writer is not None:
-            self.writer.close("interrupted", end_time=time.time(), next_round=next_round)
+            self.writer.close("interrupted", end_time=time.time(), next_round=next_round + 1)
             print(
                 f"mpifl: stopped by SIGTERM; {next_round} rounds done and checkpointed; "
                 f"resume with `mpifl run JOB --resume` (output {self.output})",
@@ -278,7 +278,7 @@ class Engine:
         self.virtual_time += plan.duration
         evals = self._evaluate(t)
         rank_row = np.zeros(1, dtype=RANKS_DTYPE)
-        rank_row[["round", "rank", "clients"]] = (t, comm.rank, len(rows))
+        rank_row[["round", "rank", "clients"]] = (t + 1, comm.rank, len(rows))
         if comm.rank == 0:  # rank 0 also reports the clients no rank trained
             rows = np.concatenate([rows, plan.rows[plan.rows["rank"] < 0]])
         participation = comm.gather_rows(rows)
@@ -302,8 +302,8 @@ class Engine:
     def _train(self, t: int, plan: RoundPlan, rows: np.ndarray) -> float:
         cfg, comm = self.cfg, self.comm
         start = time.perf_counter()
-        if comm.rank == cfg.faults.raise_on_rank and t == cfg.faults.raise_at_round:
-            raise RuntimeError(f"injected fault: faults.raise_on_rank = {comm.rank}, round {t}")
+        if comm.rank == cfg.faults.raise_on_rank and t + 1 == cfg.faults.raise_at_round:
+            raise RuntimeError(f"injected fault: faults.raise_on_rank = {comm.rank}, round {t + 1}")
         acc = Accumulators(
             self.method.accumulator_sizes(),
             cfg.aggregation.frac_bits,
@@ -385,7 +385,7 @@ class Engine:
         status = participation["status"]
         np.add.at(self.by_class, (participation["device_class"], status), 1)
         row = np.zeros(1, dtype=ROUNDS_DTYPE)[0]
-        row["round"], row["duration"], row["virtual_time"] = t, plan.duration, self.virtual_time
+        row["round"], row["duration"], row["virtual_time"] = t + 1, plan.duration, self.virtual_time
         row["sampled"] = len(participation)
         for s in Status:
             row[s.name.lower()] = int((status == s).sum())
@@ -402,7 +402,8 @@ class Engine:
         row["client_accuracy"] = groups.get("clients/mean", nan).accuracy
         row["client_accuracy_pooled"] = groups.get("clients/pooled", nan).accuracy
         eval_rows = np.array(
-            [(t, e.group.encode(), e.loss, e.accuracy, e.samples) for e in evals], dtype=EVAL_DTYPE
+            [(t + 1, e.group.encode(), e.loss, e.accuracy, e.samples) for e in evals],
+            dtype=EVAL_DTYPE,
         )
         self.writer.append("participation", participation)
         self.writer.append("eval", eval_rows)

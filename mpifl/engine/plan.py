@@ -103,7 +103,7 @@ def plan_round(
     prof = fleet.profiles[ids]
     work: Workload = workload_of(ids, round_)
     rows = np.zeros(len(ids), dtype=PARTICIPATION_DTYPE)
-    rows["round"], rows["client"], rows["device_class"] = round_, ids, prof["device_class"]
+    rows["round"], rows["client"], rows["device_class"] = round_ + 1, ids, prof["device_class"]
     rows["samples"], rows["memory"] = n_train[ids], prof["memory"]
     rows["flops"], rows["footprint"] = work.train_flops, work.footprint
     rows["bytes_down"], rows["bytes_up"] = work.bytes_down, work.bytes_up

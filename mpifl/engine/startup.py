@@ -1,4 +1,4 @@
-"""How a run starts: from round 0, from its last checkpoint, or not at all (complete).
+"""How a run starts: from round 1, from its last checkpoint, or not at all (complete).
 
 Rank 0 decides while holding the output lock, and tells the other ranks. `--resume` is
 what a requeued batch job always passes, so it must never dead-end: without a checkpoint
@@ -8,6 +8,7 @@ of this run it starts over (saying so), and on a completed run it does nothing.
 from __future__ import annotations
 
 import shutil
+import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ def decide(output: Path, cfg: Config, resume: bool, overwrite: bool) -> Start:
         refuse_existing(output, overwrite)
         return Start("fresh")
     if not output.exists():
-        return Start("fresh", note=f"mpifl: --resume: {output} does not exist; starting at round 0")
+        return Start("fresh", note=f"mpifl: --resume: {output} does not exist; starting at round 1")
     try:
         with h5py.File(output, "r", libver="latest", swmr=True) as f:
             status = str(f.attrs["status"])
@@ -56,20 +57,42 @@ def decide(output: Path, cfg: Config, resume: bool, overwrite: bool) -> Start:
         return Start(
             "fresh",
             note=f"mpifl: --resume: {output} ({status}) has no checkpoint of its own (it "
-            "stopped before its first one); starting over at round 0",
+            "stopped before its first one); starting over at round 1",
         )
-    return Start("resume", str(ckpt.folder), f"mpifl: resuming {output} at round {ckpt.next_round}")
+    return Start(
+        "resume", str(ckpt.folder), f"mpifl: resuming {output} at round {ckpt.next_round + 1}"
+    )
+
+
+RESUMABLE_CHANGES = ("checkpoint.every", "state.cache_bytes", "emulation.time_scale")
 
 
 def _same_config(output: Path, started: str, now: str) -> None:
-    if started == now:
+    """InputError unless the job's config is the one the run started with, up to keys that
+    cannot change its results (RESUMABLE_CHANGES: checkpoint spacing, the client-state
+    cache, the throttling pace)."""
+    old, new = _flat(tomllib.loads(started)), _flat(tomllib.loads(now))
+    for key in RESUMABLE_CHANGES:
+        old.pop(key, None)
+        new.pop(key, None)
+    if old == new:
         return
-    old, new = started.splitlines(), now.splitlines()
-    diff = next((a, b) for a, b in zip(old + [""], new + [""], strict=False) if a != b)
+    key = next(k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k))
     raise InputError(
-        f"resume error: the job's config differs from the one {output} started with "
-        f"(was {diff[0]!r}, now {diff[1]!r})"
+        f"resume error: the job's config differs from the one {output} started with: "
+        f"{key} was {old.get(key)!r}, now {new.get(key)!r} (only "
+        f"{', '.join(RESUMABLE_CHANGES)} may change on a resume)"
     )
+
+
+def _flat(config: dict, prefix: str = "") -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
 
 
 @contextmanager

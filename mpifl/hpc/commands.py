@@ -18,7 +18,7 @@ from mpifl.hpc.slurm import (
     require_sbatch,
     submit,
 )
-from mpifl.hpc.sweep import load_sweep, status, write_tasks
+from mpifl.hpc.sweep import load_sweep, record_submission, status, submitted, write_tasks
 
 
 def _resources(p: argparse.ArgumentParser) -> None:
@@ -86,7 +86,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="at most N array tasks at once (#SBATCH --array=...%%N; 0: no limit)",
     )
     _resources(run)
-    stat = verbs.add_parser("status", help="list done / running / failed / missing tasks")
+    stat = verbs.add_parser(
+        "status", help="each task's state (done, running, failed, interrupted, queued, not "
+        "submitted) and grid values"
+    )  # fmt: skip
     stat.add_argument("sweep")
 
 
@@ -106,14 +109,14 @@ def run(args: argparse.Namespace) -> int:
     sweep = load_sweep(args.sweep)
     if args.sweep_command == "status":
         states = status(sweep)
+        record = submitted(sweep)
+        if record:
+            print(f"submitted as job {record['job_id']} at {record['submitted']}")
         for i, state in states:
-            print(f"task {i:>4}  {state:<12} {sweep.task_output(i)}")
+            values = " ".join(f"{k}={v}" for k, v in sweep.values[i].items())
+            print(f"task {i:>4}  {state:<13} {values}  {sweep.task_output(i)}")
         counts = Counter(s for _, s in states)
-        print(
-            "  ".join(
-                f"{k} {counts[k]}" for k in ("done", "running", "failed", "interrupted", "missing")
-            )
-        )
+        print("  ".join(f"{k} {n}" for k, n in counts.items()))
         return 0
     if args.throttle < 0:
         raise InputError(f"submit error: --throttle {args.throttle}: must be >= 0")
@@ -127,10 +130,14 @@ def run(args: argparse.Namespace) -> int:
         array=f"0-{len(sweep.tasks) - 1}" + (f"%{args.throttle}" if args.throttle else ""),
     )
     if not args.dry_run:
+        require_sbatch()
         write_tasks(sweep)
-    return _emit(
+    job_id = _emit(
         script, sweep.folder / f"{sweep.name}.sbatch", args.dry_run, f"{len(sweep.tasks)} tasks"
     )
+    if job_id:
+        record_submission(sweep, job_id)
+    return 0
 
 
 def _submit_job(args: argparse.Namespace) -> int:
@@ -153,14 +160,17 @@ def _submit_job(args: argparse.Namespace) -> int:
     if output.exists() and not _may_submit_over(output, args):
         return 0
     if args.dry_run:
-        return _emit(script, output.with_suffix(".sbatch"), True, "")
+        _emit(script, output.with_suffix(".sbatch"), True, "")
+        return 0
     require_sbatch()
     snapshot.parent.mkdir(parents=True, exist_ok=True)
     write_text(snapshot, cfg.to_toml(), "the job snapshot")
     if not (args.overwrite and output.exists()):
-        return _emit(script, output.with_suffix(".sbatch"), False, f"job {snapshot}")
+        _emit(script, output.with_suffix(".sbatch"), False, f"job {snapshot}")
+        return 0
     with replaced(output):  # the old run is deleted only once sbatch has taken the new one
-        return _emit(script, output.with_suffix(".sbatch"), False, f"job {snapshot}, replacing")
+        _emit(script, output.with_suffix(".sbatch"), False, f"job {snapshot}, replacing")
+    return 0
 
 
 def snapshot_path(output: Path) -> Path:
@@ -193,13 +203,14 @@ def _may_submit_over(output: Path, args: argparse.Namespace) -> bool:
     return True
 
 
-def _emit(script: str, path: Path, dry_run: bool, what: str) -> int:
+def _emit(script: str, path: Path, dry_run: bool, what: str) -> str:
+    """Print the script (dry run, returns "") or write and sbatch it (returns the job id)."""
     if dry_run:
         print(script, end="")
-        return 0
+        return ""
     require_sbatch()
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text(path, script, "the batch script")
     job_id = submit(path)
     print(f"submitted job {job_id}: {path} ({what}); logs as #SBATCH --output in the script")
-    return 0
+    return job_id

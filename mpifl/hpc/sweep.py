@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,11 +32,18 @@ KEYS = {"job", "name", "folder", "seeds", "grid"}
 
 @dataclass
 class Sweep:
-    """An expanded sweep: its folder and each task's config text."""
+    """An expanded sweep: its folder, each task's config text and its grid values (the
+    seed included)."""
 
     name: str
     folder: Path
     tasks: list[str]
+    values: list[dict[str, object]]
+
+    @property
+    def submission(self) -> Path:
+        """The record `sweep submit` leaves: the job id and when."""
+        return self.folder / "submitted.json"
 
     def task_job(self, i: int | str) -> Path:
         return self.folder / f"task_{i}.toml"
@@ -77,7 +85,7 @@ def load_sweep(path: str | Path) -> Sweep:
             f"sweep error: {path}: seeds = {shown(seeds)}: must be a non-empty list of "
             "integers >= 0"
         )
-    tasks = []
+    tasks, chosen = [], []
     for i, (values, seed) in enumerate(itertools.product(itertools.product(*grid.values()), seeds)):
         sets = [f"{k}={_toml(v)}" for k, v in zip(grid, values, strict=True)]
         sets += [
@@ -85,11 +93,12 @@ def load_sweep(path: str | Path) -> Sweep:
             f"run.name={_toml(f'{name}-{i}')}",
             f"run.output={_toml(str(folder / f'task_{i}.h5'))}",
         ]
+        chosen.append(dict(zip(grid, values, strict=True)) | {"seed": seed})
         try:
             tasks.append(load_config(raw["job"], sets).to_toml())
         except InputError as exc:
             raise InputError(f"sweep error: task {i} ({', '.join(sets[:-2])}): {exc}") from None
-    return Sweep(name, folder, tasks)
+    return Sweep(name, folder, tasks, chosen)
 
 
 def _is_seed(value: object) -> bool:
@@ -111,13 +120,29 @@ def write_tasks(sweep: Sweep) -> None:
         sweep.task_job(i).write_text(text)
 
 
+def record_submission(sweep: Sweep, job_id: str) -> None:
+    """Note that the array was submitted (job id, time), for `sweep status`."""
+    record = {"job_id": job_id, "submitted": time.strftime("%Y-%m-%d %H:%M:%S")}
+    sweep.submission.write_text(json.dumps(record) + "\n")
+
+
+def submitted(sweep: Sweep) -> dict[str, str] | None:
+    """The submission record, or None if the sweep was never submitted from here."""
+    try:
+        return json.loads(sweep.submission.read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def status(sweep: Sweep) -> list[tuple[int, str]]:
-    """(task, state) with state done / running / failed / interrupted / missing."""
+    """(task, state): done / running / failed / interrupted, or without an output yet
+    queued (the array was submitted) / not submitted."""
     out = []
+    waiting = "queued" if submitted(sweep) else "not submitted"
     for i in range(len(sweep.tasks)):
         path = sweep.task_output(i)
         if not path.exists():
-            out.append((i, "missing"))
+            out.append((i, waiting))
             continue
         try:
             state, _ = read_status(path)

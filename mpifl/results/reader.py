@@ -67,10 +67,13 @@ def read_run(path: str | Path) -> Run:
             attrs["error"] = error
         run = Run(path, attrs, config)
         names = [str(c) for c in f["fleet"].attrs["device_classes"]]
+        renumber = int(attrs.get("format_version", 1)) < 3  # rounds were counted from 0
         for name in NAMES:
             ds = f[name]
             ds.refresh()
             df = run.tables[name] = _frame(ds[:], name)
+            if renumber and "round" in df:
+                df["round"] += 1
             if "device_class" in df:  # an enum, as `status` is
                 df["device_class"] = pd.Categorical.from_codes(
                     df["device_class"].astype(int), names

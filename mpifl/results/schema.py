@@ -10,7 +10,7 @@ import numpy as np
 
 from mpifl.fleet.profiles import PROFILE_DTYPE
 
-FORMAT_VERSION = 2  # 2: enum device_class, column units and descriptions
+FORMAT_VERSION = 3  # 2: enum device_class, units, descriptions; 3: rounds from 1
 
 
 class Status(IntEnum):
@@ -112,7 +112,7 @@ FLEET_DTYPE = np.dtype(PROFILE_DTYPE.descr + [("n_train", "i4"), ("n_test", "i4"
 STATUSES = "count of sampled clients with this status"
 COLUMNS: dict[str, dict[str, tuple[str, str]]] = {
     "participation": {
-        "round": ("round", "round index, from 0"),
+        "round": ("round", "round number, from 1 (the first round)"),
         "client": ("id", "client id"),
         "rank": ("rank", "rank that trained the client; -1 if not trained"),
         "status": ("enum", "what happened to the sampled client (enum: trained, ...)"),
@@ -134,7 +134,7 @@ COLUMNS: dict[str, dict[str, tuple[str, str]]] = {
         "family": ("index", "model family / tier index (0 = the only one)"),
     },
     "rounds": {
-        "round": ("round", "round index, from 0"),
+        "round": ("round", "round number, from 1 (the first round)"),
         "virtual_time": ("s (virtual)", "virtual clock at the end of the round"),
         "duration": ("s (virtual)", "virtual length of the round"),
         "wall_time": ("s", "wall time of the round on rank 0"),
@@ -151,7 +151,7 @@ COLUMNS: dict[str, dict[str, tuple[str, str]]] = {
                                    "test samples pooled"),
     },
     "ranks": {
-        "round": ("round", "round index, from 0"),
+        "round": ("round", "round number, from 1 (the first round)"),
         "rank": ("rank", "MPI rank"),
         "clients": ("clients", "clients trained on this rank"),
         "train_time": ("s", "wall time in local training"),
@@ -167,7 +167,7 @@ COLUMNS: dict[str, dict[str, tuple[str, str]]] = {
         "state_ram_bytes": ("bytes", "client state held in memory at the end of the round"),
     },
     "eval": {
-        "round": ("round", "round index, from 0"),
+        "round": ("round", "round number, from 1 (the first round)"),
         "group": ("text", "what was scored on what (global, clients/mean, width=R, ...)"),
         "loss": ("nats", "mean cross-entropy"),
         "accuracy": ("fraction", "accuracy"),

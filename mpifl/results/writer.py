@@ -106,8 +106,8 @@ class ResultsWriter:
     def reopen(cls, path: Path, next_round: int) -> tuple[ResultsWriter, dict[str, np.ndarray]]:
         """Continue a run's file from a checkpoint. The file is rebuilt from what it holds
         (readable even after a SIGKILL, whose open-for-writing flag would refuse a plain
-        reopen): rows of rounds >= next_round are dropped, the new file replaces the old
-        atomically. Returns the writer and the kept tables."""
+        reopen): rows of rounds after the first `next_round` are dropped, the new file
+        replaces the old atomically. Returns the writer and the kept tables."""
         require_space(path.parent, path.stat().st_size, "rebuilding the result file to resume")
         with h5py.File(path, "r", libver="latest", swmr=True) as old:
             attrs = dict(old.attrs)
@@ -115,8 +115,8 @@ class ResultsWriter:
             kept = {}
             for name in TABLES:
                 rounds = old[name]["round"] if len(old[name]) else np.empty(0, np.int32)
-                kept[name] = old[name][: int(np.searchsorted(rounds, next_round))]
-        attrs["resumed_at_round"] = next_round
+                kept[name] = old[name][: int(np.searchsorted(rounds, next_round, side="right"))]
+        attrs["resumed_at_round"] = next_round + 1
         for key in ("end_time", "next_round", "error", "wall_seconds", "status"):
             attrs.pop(key, None)
         tmp = path.with_name(path.name + ".resume")
