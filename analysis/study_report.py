@@ -275,7 +275,7 @@ def band(ax: plt.Axes, g: pd.DataFrame, column: str, label: str, k: int) -> None
     wide = g.pivot_table(index="round", columns="seed", values=column)
     if wide.isna().all().all():
         return
-    x = wide.index + 1
+    x = wide.index  # rounds are numbered from 1
     style = {"color": colour(k), "ls": "--" if k % 2 else "-", "lw": 1.4}
     ax.plot(x, wide.mean(axis=1), label=f"{label} ({wide.shape[1]} seeds)", **style)
     ax.fill_between(x, wide.min(axis=1), wide.max(axis=1), color=colour(k), alpha=0.15, lw=0)

@@ -153,7 +153,7 @@ def test_report_figures(runs, tmp_path):
     _, paths = runs
     proc = mpifl("report", *map(str, paths), "--plot", str(tmp_path / "fig"))
     assert proc.returncode == 0, proc.stderr
-    for name in ("accuracy", "participation", "ranks"):
+    for name in ("accuracy", "eval_groups", "participation", "ranks"):
         png = tmp_path / "fig" / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 

@@ -36,36 +36,75 @@ def _settings(runs: list[Run], labels: list[str]) -> dict[str, list[Run]]:
     return groups
 
 
+METRICS = (
+    ("test_accuracy", "global model on the global test set"),
+    ("client_accuracy", "each client's model on its own test split (client mean)"),
+)
+
+
 def accuracy(runs: list[Run], labels: list[str], path: Path) -> None:
-    """Global test accuracy against round, virtual time and cumulative bytes (down + up):
-    per setting the mean over its seeds, with a band from the lowest to the highest seed."""
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), sharey=True)
-    for label, group in _settings(runs, labels).items():
-        tables = [g.tables["rounds"] for g in group]
-        n = min(len(t) for t in tables)
-        acc = np.stack([t["test_accuracy"].to_numpy()[:n] for t in tables])
-        ok = ~np.isnan(acc).any(axis=0)
-        if not ok.any():
-            continue
-        vtime = np.mean([t["virtual_time"].to_numpy()[:n] for t in tables], axis=0)
-        mbytes = np.mean(
-            [((t["bytes_down"] + t["bytes_up"]).cumsum() / 1e6).to_numpy()[:n] for t in tables],
-            axis=0,
-        )
-        seeds = f" ({len(group)} seeds)" if len(group) > 1 else ""
-        for ax, x in zip(axes, (np.arange(1, n + 1), vtime, mbytes), strict=True):
-            line = ax.plot(x[ok], acc.mean(axis=0)[ok], marker=".", label=label + seeds)[0]
-            if len(group) > 1:
-                low, high = acc.min(axis=0)[ok], acc.max(axis=0)[ok]
-                ax.fill_between(x[ok], low, high, color=line.get_color(), alpha=0.2, lw=0)
+    """Accuracy against round, virtual time and cumulative bytes (down + up; log scale
+    when the settings' traffic differs by more than 20x), one row per metric the runs
+    have: the global model on the global test set, each client's model on its own test
+    split. Per setting the mean over its seeds, with a band from the lowest to the highest
+    seed."""
+    groups = _settings(runs, labels)
+    rows = [m for m in METRICS if any(g.tables["rounds"][m[0]].notna().any() for g in runs)]
+    fig, axes = plt.subplots(len(rows) or 1, 3, figsize=(15, 4.2 * max(len(rows), 1)),
+                             sharey="row", squeeze=False)  # fmt: skip
+    totals = []
+    for i, (column, what) in enumerate(rows):
+        for label, group in groups.items():
+            tables = [g.tables["rounds"] for g in group]
+            n = min(len(t) for t in tables)
+            acc = np.stack([t[column].to_numpy()[:n] for t in tables])
+            ok = ~np.isnan(acc).any(axis=0)
+            if not ok.any():
+                continue
+            xs = (
+                tables[0]["round"].to_numpy()[:n],
+                np.mean([t["virtual_time"].to_numpy()[:n] for t in tables], axis=0),
+                np.mean([((t["bytes_down"] + t["bytes_up"]).cumsum() / 1e6).to_numpy()[:n]
+                         for t in tables], axis=0),
+            )  # fmt: skip
+            totals.append(xs[2][-1])
+            seeds = f" ({len(group)} seeds)" if len(group) > 1 else ""
+            for ax, x in zip(axes[i], xs, strict=True):
+                line = ax.plot(x[ok], acc.mean(axis=0)[ok], marker=".", label=label + seeds)[0]
+                if len(group) > 1:
+                    low, high = acc.min(axis=0)[ok], acc.max(axis=0)[ok]
+                    ax.fill_between(x[ok], low, high, color=line.get_color(), alpha=0.2, lw=0)
+        axes[i][0].set_ylabel(f"accuracy: {textwrap.fill(what, 32)}", fontsize=9)
+        axes[i][0].legend(fontsize=8)
+    positive = [t for t in totals if t > 0]
     names = ("round (1 = the first)", "virtual time (s)", "cumulative traffic, down + up (MB)")
-    for ax, name in zip(axes, names, strict=True):
-        ax.set_xlabel(name)
+    for row in axes:
+        for ax, name in zip(row, names, strict=True):
+            ax.set_xlabel(name)
+            ax.grid(alpha=0.3)
+        if positive and max(positive) > 20 * min(positive):
+            row[2].set_xscale("log")
+            row[2].set_xlabel(names[2] + ", log scale")
+    _finish(fig, "Accuracy (mean over seeds, band: lowest to highest seed)", path)
+
+
+def eval_groups(runs: list[Run], labels: list[str], path: Path) -> None:
+    """Every evaluated model of the `eval` table against round (global model, sub-model
+    tiers, pruned models, KOALA families, client scores), one panel per setting, the mean
+    over its seeds."""
+    groups = _settings(runs, labels)
+    fig, axes = _panels(len(groups))
+    for ax, (label, group) in zip(axes, groups.items(), strict=True):
+        table = pd.concat([g.tables["eval"] for g in group])
+        for name, rows in table.groupby("group", sort=False):
+            mean = rows.groupby("round")["accuracy"].mean()
+            ax.plot(mean.index, mean.to_numpy(), marker=".", label=name)
+        ax.set_title(textwrap.fill(label, 45), fontsize=9)
+        ax.set_xlabel("round (1 = the first)")
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("global model: global test accuracy")
-    if axes[0].lines:
-        axes[0].legend(fontsize=8)
-    _finish(fig, "Accuracy on the global test set (mean over seeds, band: min-max)", path)
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel("accuracy (eval group: what was scored on what)")
+    _finish(fig, "Every evaluated model (docs/results.md, eval groups)", path)
 
 
 def _panels(n: int) -> tuple[plt.Figure, np.ndarray]:
@@ -87,9 +126,13 @@ def participation(runs: list[Run], labels: list[str], path: Path) -> None:
             if values.any():
                 ax.bar(table["class"], values, bottom=bottom, label=status, color=COLOURS[status])
                 bottom += values
+        for x, (trained, total) in enumerate(zip(table["trained"], bottom, strict=True)):
+            share = f"{trained / total:.0%} trained" if total else ""
+            ax.annotate(share, (x, total), ha="center", va="bottom", fontsize=8)
         ax.set_title(textwrap.fill(label, 45), fontsize=9)
         ax.set_xlabel("device class")
-    axes[0].set_ylabel("client-rounds (mean over seeds)")
+        ax.margins(y=0.12)
+    axes[0].set_ylabel("client-rounds (mean over seeds); label: share trained")
     handles = {h.get_label(): h for ax in axes for h in ax.containers}
     fig.legend(handles.values(), handles.keys(), loc="center left", bbox_to_anchor=(1.0, 0.5))
     _finish(fig, "Participation by device class", path)
@@ -125,6 +168,7 @@ def write_all(runs: list[Run], labels: list[str], folder: Path) -> list[Path]:
     files = []
     for name, draw in (
         ("accuracy", accuracy),
+        ("eval_groups", eval_groups),
         ("participation", participation),
         ("ranks", rank_time),
     ):
