@@ -109,80 +109,87 @@ EVAL_DTYPE = np.dtype(
 
 FLEET_DTYPE = np.dtype(PROFILE_DTYPE.descr + [("n_train", "i4"), ("n_test", "i4")])
 
-STATUSES = "count of sampled clients with this status"
-COLUMNS: dict[str, dict[str, tuple[str, str]]] = {
-    "participation": {
-        "round": ("round", "round number, from 1 (the first round)"),
-        "client": ("id", "client id"),
-        "rank": ("rank", "rank that trained the client; -1 if not trained"),
-        "status": ("enum", "what happened to the sampled client (enum: trained, ...)"),
-        "device_class": ("enum", "device class (enum of fleet.attrs['device_classes'])"),
-        "samples": ("samples", "training samples of the client"),
-        "flops": ("FLOP", "training FLOPs of this round's local work"),
-        "footprint": ("bytes", "training memory footprint"),
-        "memory": ("bytes", "the device's memory budget"),
-        "compute_time": ("s (virtual)", "compute time of the planned work; 0 if never started"),
-        "comm_time": ("s (virtual)", "latency + download + upload time; 0 if never started"),
-        "bytes_down": ("bytes", "sent to the client; 0 if unavailable or infeasible"),
-        "bytes_up": ("bytes", "received from the client; 0 unless trained or rejected"),
-        "wall_time": ("s", "host wall time spent on the client; 0 if not trained"),
-        "measured_memory": ("bytes", "peak RSS growth while training; -1 if not measured"),
-        "loss": ("nats", "mean local training loss; NaN if not trained"),
-        "accuracy": ("fraction", "trained local model on the client's own test split"),
-        "width": ("ratio", "width ratio of the client's model (1 = full)"),
-        "prune": ("ratio", "pruning ratio of the client's model (0 = none)"),
-        "family": ("index", "model family / tier index (0 = the only one)"),
-    },
-    "rounds": {
-        "round": ("round", "round number, from 1 (the first round)"),
-        "virtual_time": ("s (virtual)", "virtual clock at the end of the round"),
-        "duration": ("s (virtual)", "virtual length of the round"),
-        "wall_time": ("s", "wall time of the round on rank 0"),
-        "sampled": ("clients", "clients sampled"),
-        **{s.name.lower(): ("clients", STATUSES) for s in Status},
-        "bytes_down": ("bytes", "sum over the round's participation rows"),
-        "bytes_up": ("bytes", "sum over the round's participation rows"),
-        "train_loss": ("nats", "sample-weighted mean training loss of trained clients"),
-        "test_loss": ("nats", "global (server) model on the global test set"),
-        "test_accuracy": ("fraction", "global (server) model on the global test set"),
-        "client_accuracy": ("fraction", "each client's model on its own test split, mean over "
-                            "clients"),
-        "client_accuracy_pooled": ("fraction", "each client's model on its own test split, "
-                                   "test samples pooled"),
-    },
-    "ranks": {
-        "round": ("round", "round number, from 1 (the first round)"),
-        "rank": ("rank", "MPI rank"),
-        "clients": ("clients", "clients trained on this rank"),
-        "train_time": ("s", "wall time in local training"),
-        "comm_time": ("s", "wall time inside collectives"),
-        "io_time": ("s", "wall time writing the result file"),
-        "wall_time": ("s", "wall time of the round on this rank"),
-        "rss": ("bytes", "resident set size at the end of the round"),
-        "peak_rss": ("bytes", "peak resident set size so far"),
-        "state_hits": ("reads", "client-state reads served from memory"),
-        "state_misses": ("reads", "client-state reads from spill files"),
-        "state_bytes_read": ("bytes", "client state read from spill files"),
-        "state_bytes_written": ("bytes", "client state spilled to files"),
-        "state_ram_bytes": ("bytes", "client state held in memory at the end of the round"),
-    },
-    "eval": {
-        "round": ("round", "round number, from 1 (the first round)"),
-        "group": ("text", "what was scored on what (global, clients/mean, width=R, ...)"),
-        "loss": ("nats", "mean cross-entropy"),
-        "accuracy": ("fraction", "accuracy"),
-        "samples": ("samples", "test samples; for clients/mean, clients averaged"),
-    },
-    "fleet": {
-        "device_class": ("enum", "device class (enum of the attribute device_classes)"),
-        "flops": ("FLOP/s", "training speed"),
-        "memory": ("bytes", "training memory budget"),
-        "uplink": ("bit/s", "upload bandwidth"),
-        "downlink": ("bit/s", "download bandwidth"),
-        "latency": ("s", "one-way latency"),
-        "availability": ("probability", "probability of being online in a round"),
-        "trace_period": ("s", "period of the availability trace (0 = none)"),
-        "n_train": ("samples", "training samples"),
-        "n_test": ("samples", "samples of the client's own test split"),
-    },
-}  # fmt: skip
+# Every column's unit and description: "table.column | unit | description", one per line.
+_COLUMN_TABLE = """
+participation.round | round | round number, from 1 (the first round)
+participation.client | id | client id
+participation.rank | rank | rank that trained the client; -1 if not trained
+participation.status | enum | what happened to the sampled client (enum: trained, ...)
+participation.device_class | enum | device class (enum of fleet.attrs['device_classes'])
+participation.samples | samples | training samples of the client
+participation.flops | FLOP | training FLOPs of this round's local work
+participation.footprint | bytes | training memory footprint
+participation.memory | bytes | the device's memory budget
+participation.compute_time | s (virtual) | compute time of the planned work; 0 if never started
+participation.comm_time | s (virtual) | latency + download + upload time; 0 if never started
+participation.bytes_down | bytes | sent to the client; 0 if unavailable or infeasible
+participation.bytes_up | bytes | received from the client; 0 unless trained or rejected
+participation.wall_time | s | host wall time spent on the client; 0 if not trained
+participation.measured_memory | bytes | peak RSS growth while training; -1 if not measured
+participation.loss | nats | mean local training loss; NaN if not trained
+participation.accuracy | fraction | trained local model on the client's own test split
+participation.width | ratio | width ratio of the client's model (1 = full)
+participation.prune | ratio | pruning ratio of the client's model (0 = none)
+participation.family | index | model family / tier index (0 = the only one)
+rounds.round | round | round number, from 1 (the first round)
+rounds.virtual_time | s (virtual) | virtual clock at the end of the round
+rounds.duration | s (virtual) | virtual length of the round
+rounds.wall_time | s | wall time of the round on rank 0
+rounds.sampled | clients | clients sampled
+rounds.trained | clients | count of sampled clients with this status
+rounds.unavailable | clients | count of sampled clients with this status
+rounds.infeasible | clients | count of sampled clients with this status
+rounds.late | clients | count of sampled clients with this status
+rounds.rejected | clients | count of sampled clients with this status
+rounds.dropped | clients | count of sampled clients with this status
+rounds.surplus | clients | count of sampled clients with this status
+rounds.oom | clients | count of sampled clients with this status
+rounds.bytes_down | bytes | sum over the round's participation rows
+rounds.bytes_up | bytes | sum over the round's participation rows
+rounds.train_loss | nats | sample-weighted mean training loss of trained clients
+rounds.test_loss | nats | global (server) model on the global test set
+rounds.test_accuracy | fraction | global (server) model on the global test set
+rounds.client_accuracy | fraction | each client's model on its own test split, mean over clients
+rounds.client_accuracy_pooled | fraction | each client's model on its own test split, samples pooled
+ranks.round | round | round number, from 1 (the first round)
+ranks.rank | rank | MPI rank
+ranks.clients | clients | clients trained on this rank
+ranks.train_time | s | wall time in local training
+ranks.comm_time | s | wall time inside collectives
+ranks.io_time | s | wall time writing the result file
+ranks.wall_time | s | wall time of the round on this rank
+ranks.rss | bytes | resident set size at the end of the round
+ranks.peak_rss | bytes | peak resident set size so far
+ranks.state_hits | reads | client-state reads served from memory
+ranks.state_misses | reads | client-state reads from spill files
+ranks.state_bytes_read | bytes | client state read from spill files
+ranks.state_bytes_written | bytes | client state spilled to files
+ranks.state_ram_bytes | bytes | client state held in memory at the end of the round
+eval.round | round | round number, from 1 (the first round)
+eval.group | text | what was scored on what (global, clients/mean, width=R, ...)
+eval.loss | nats | mean cross-entropy
+eval.accuracy | fraction | accuracy
+eval.samples | samples | test samples; for clients/mean, clients averaged
+fleet.device_class | enum | device class (enum of the attribute device_classes)
+fleet.flops | FLOP/s | training speed
+fleet.memory | bytes | training memory budget
+fleet.uplink | bit/s | upload bandwidth
+fleet.downlink | bit/s | download bandwidth
+fleet.latency | s | one-way latency
+fleet.availability | probability | probability of being online in a round
+fleet.trace_period | s | period of the availability trace (0 = none)
+fleet.n_train | samples | training samples
+fleet.n_test | samples | samples of the client's own test split
+"""
+
+
+def _columns(text: str) -> dict[str, dict[str, tuple[str, str]]]:
+    out: dict[str, dict[str, tuple[str, str]]] = {}
+    for line in text.strip().splitlines():
+        name, unit, description = (part.strip() for part in line.split("|"))
+        table, column = name.split(".")
+        out.setdefault(table, {})[column] = (unit, description)
+    return out
+
+
+COLUMNS = _columns(_COLUMN_TABLE)
