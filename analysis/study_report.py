@@ -200,21 +200,24 @@ def _cell(df: pd.DataFrame, experiment: str, setting: str, method: str, col: str
     return stat(_per_seed(df, experiment, setting, method, col))
 
 
+COMPARABLE = 0.02  # "comparable accuracy": at most 2 points lower
+
+
 def _paired(a: pd.Series, b: pd.Series, kind: str) -> str:
-    """Verdict for "a comparable to b" (kind "comparable") or "a better than b" ("better"),
-    on the seeds both have: the runs of one seed share data, fleet and client sampling, so
-    the per-seed differences d are paired. Noise: two standard errors of the mean of d, at
-    least one accuracy point."""
+    """Verdict for "a comparable to b" (kind "comparable": a is at most COMPARABLE lower)
+    or "a better than b" ("better"), on the seeds both have: the runs of one seed share
+    data, fleet and client sampling, so the per-seed differences d are paired. The interval
+    is the mean of d ± two standard errors (at least one point): the claim holds if the
+    whole interval supports it, does not hold if the whole interval contradicts it, and
+    otherwise cannot be told here."""
     d = (a - b).dropna()
     if len(d) < 2:
         return f"cannot tell ({len(d)} paired seed{'s' if len(d) != 1 else ''})"
     mean, noise = d.mean(), max(2 * d.std() / np.sqrt(len(d)), 0.01)
-    seeds = f" ({mean:+.3f} ± {noise:.3f}, {len(d)} seeds)"
-    if kind == "comparable":
-        return ("holds" if mean >= -noise else "does not hold") + seeds
-    return (
-        "holds" if mean > noise else "cannot tell" if mean >= -noise else "does not hold"
-    ) + seeds
+    floor = -COMPARABLE if kind == "comparable" else 0.0
+    verdict = "holds" if mean - noise >= floor else (
+        "does not hold" if mean + noise < floor else "cannot tell")  # fmt: skip
+    return f"{verdict} ({mean:+.3f} ± {noise:.3f}, {len(d)} seeds)"
 
 
 def _cheaper(
@@ -405,8 +408,13 @@ def report(df: pd.DataFrame, pretrained: dict[int, float]) -> tuple[str, str]:
         "client, including those that never trained, with the model it would use (see the "
         "README)."
     )
-    parts = [f"# Study results\n\n{head}\n", "## Claims\n", claims(df, pretrained), ""]
-    block = [head, "", claims(df, pretrained), ""]
+    rule = (f"Verdicts pair the runs of one seed (same data, fleet and client sampling): the "
+            "mean paired difference ± two standard errors (at least one point). \"Comparable\" "
+            f"allows {COMPARABLE * 100:.0f} points less; a claim holds if the whole interval "
+            "supports it, does not hold if the whole interval contradicts it, and otherwise "
+            "cannot be told with these seeds.")  # fmt: skip
+    parts = [f"# Study results\n\n{head}\n", "## Claims\n", claims(df, pretrained), "", rule, ""]
+    block = [head, "", claims(df, pretrained), "", rule, ""]
     for data in ("mnist", "synthetic"):
         sub = df[(df.experiment == "compare") & (df.setting == data)]
         if len(sub):
