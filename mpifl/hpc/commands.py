@@ -204,11 +204,11 @@ def _may_submit_over(output: Path, args: argparse.Namespace) -> bool:
 
 
 def _emit(script: str, path: Path, dry_run: bool, what: str) -> str:
-    """Print the script (dry run, returns "") or write and sbatch it (returns the job id)."""
+    """Print the script (dry run, returns "") or write and sbatch it (returns the job id);
+    callers check for sbatch before they write anything."""
     if dry_run:
         print(script, end="")
         return ""
-    require_sbatch()
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text(path, script, "the batch script")
     job_id = submit(path)

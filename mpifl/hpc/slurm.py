@@ -9,6 +9,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,21 +18,6 @@ from mpifl.errors import InputError, describe, shown
 TEMPLATE = Path(__file__).resolve().parents[2] / "launch" / "slurm" / "job.sbatch.template"
 TEMPLATE_ENV = "MPIFL_SLURM_TEMPLATE"
 LAUNCHERS = {"srun": "srun --mpi=pmi2", "mpiexec": "mpiexec"}
-PLACEHOLDERS = (
-    "name",
-    "nodes",
-    "ntasks_per_node",
-    "cpus_per_task",
-    "time",
-    "log",
-    "signal_lead",
-    "extra",
-    "venv_bin",
-    "workdir",
-    "job",
-    "output",
-    "launcher",
-)
 OPTIONAL = ("partition", "account", "mem", "mem_per_cpu", "gres", "qos", "constraint",
             "mail_type", "mail_user")  # fmt: skip
 MANAGED = {"job-name": "the run's name", "nodes": "--nodes", "ntasks-per-node":
@@ -125,16 +111,16 @@ def extra_lines(res: Resources, array: str) -> list[str]:
     return lines
 
 
-def template_text(res: Resources) -> tuple[str, str]:
+def template_text(res: Resources, placeholders: Iterable[str]) -> tuple[str, str]:
     """(template text, where it came from): --template, else $MPIFL_SLURM_TEMPLATE, else
-    the packaged one. InputError if it cannot be read or lacks a placeholder, so that no
-    option is silently dropped."""
+    the packaged one. InputError if it cannot be read or lacks one of `placeholders`, so
+    that no option is silently dropped."""
     path = Path(res.template or os.environ.get(TEMPLATE_ENV, "") or TEMPLATE)
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"submit error: template {path}: cannot read it ({exc})") from None
-    missing = [p for p in PLACEHOLDERS if "{" + p + "}" not in text]
+    missing = [p for p in placeholders if "{" + p + "}" not in text]
     if missing:
         raise InputError(
             f"submit error: template {path}: lacks the placeholders "
@@ -157,7 +143,6 @@ def render(name: str, job: str, output: str, log: str, res: Resources, array: st
                           ("--signal", res.signal_lead)):  # fmt: skip
         if count < 1:
             raise InputError(f"submit error: {option} {count}: must be >= 1")
-    text, where = template_text(res)
     fields = dict(
         name=job_name(name),
         nodes=res.nodes,
@@ -173,12 +158,13 @@ def render(name: str, job: str, output: str, log: str, res: Resources, array: st
         output=shell_word(output),
         launcher=launcher,
     )
+    text, where = template_text(res, fields)
     try:
         return text.format(**fields)
     except (KeyError, IndexError, ValueError) as exc:
         raise InputError(
             f"submit error: template {where}: {describe(exc)} (known placeholders: "
-            f"{', '.join(PLACEHOLDERS)}; write a literal brace as {{{{ or }}}})"
+            f"{', '.join(fields)}; write a literal brace as {{{{ or }}}})"
         ) from None
 
 
