@@ -10,8 +10,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-import h5py
 import numpy as np
+
+from mpifl.results import read_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,9 +55,9 @@ def mpifl_run(ranks: int, job: str, *overrides: str) -> Path:
 
 
 def tables(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(rounds, ranks) tables of a result file."""
-    with h5py.File(path, "r") as f:
-        return f["rounds"][:], f["ranks"][:]
+    """(rounds, ranks) tables of a result file, as numpy record arrays."""
+    run = read_run(path)
+    return tuple(run.tables[name].to_records(index=False) for name in ("rounds", "ranks"))
 
 
 def bare_w1(ranks: int, rounds: int) -> list[float]:

@@ -15,35 +15,40 @@ import time
 import numpy as np
 
 from bench.common import mpifl_run, tables, timed
-from mpifl.config import load_config
+from mpifl.comm import Comm
 from mpifl.data import build_dataset
-from mpifl.engine.plan import plan_round
+from mpifl.engine.plan import Planner
 from mpifl.fleet import build_fleet
 from mpifl.fleet.availability import build_availability
-from mpifl.methods import MethodContext, method_class
+from mpifl.jobs import load_job
+from mpifl.kit import Distiller, Evaluator, MethodContext
+from mpifl.methods import method_class
 from mpifl.models import spec_from_config
+from mpifl.results import read_run
+from mpifl.results.writer import TABLES
 
 JOB = "jobs/w2_fleet_scale.toml"
 
 
 def plan_seconds(n_clients: int, rounds: int = 20) -> tuple[float, float, float]:
     """(fleet build s, data build s, median planning s per round) at n_clients."""
-    cfg = load_config(JOB, [f"fleet.clients={n_clients}"])
+    cfg = load_job(JOB, [f"fleet.clients={n_clients}"])
     start = time.perf_counter()
-    fleet = build_fleet(cfg, n_clients)
+    fleet = build_fleet(cfg.fleet, n_clients, cfg.run.seed)
     fleet_s = time.perf_counter() - start
     start = time.perf_counter()
     data = build_dataset(cfg.data, n_clients, cfg.run.seed)
     data_s = time.perf_counter() - start
     spec = spec_from_config(cfg.model, data.input_shape, data.n_classes)
-    method = method_class("fedavg")(MethodContext(cfg, data, fleet, spec, evaluator=None))
+    comm = Comm()
+    ctx = MethodContext(cfg, data, fleet, spec, Evaluator(comm), Distiller(comm, 40))
+    method = method_class("fedavg")(ctx)
     availability = build_availability(cfg.emulation, fleet, cfg.run.seed)
+    planner = Planner(cfg.run.seed, fleet, data.n_train, cfg.round, availability, 2)
     times = []
     for t in range(rounds):
         start = time.perf_counter()
-        plan_round(
-            t, 0.0, cfg.run.seed, fleet, data.n_train, method.workload, cfg.round, availability, 2
-        )
+        planner.plan(t, 0.0, method.workload)
         times.append(time.perf_counter() - start)
     return fleet_s, data_s, float(np.median(times[1:]))
 
@@ -68,12 +73,10 @@ def main() -> None:
 
 
 def _bytes_per_round(path) -> float:
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        rows = {name: f[name] for name in ("participation", "rounds", "ranks", "eval")}
-        n_rounds = len(rows["rounds"])
-        return sum(ds.dtype.itemsize * len(ds) for ds in rows.values()) / n_rounds
+    run = read_run(path)
+    names = ("participation", "rounds", "ranks", "eval", "server")
+    total = sum(TABLES[name].itemsize * len(run.tables[name]) for name in names)
+    return total / len(run.tables["rounds"])
 
 
 if __name__ == "__main__":

@@ -83,12 +83,12 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _load(args: argparse.Namespace):  # -> Config
-    from mpifl.config import load_config
+    from mpifl.jobs import load_job
 
     overrides = list(args.overrides)
     if args.command == "run" and args.output:
         overrides.append(f"run.output={args.output!r}")
-    return load_config(args.job, overrides)
+    return load_job(args.job, overrides)
 
 
 def validate_command(args: argparse.Namespace) -> int:
@@ -145,7 +145,7 @@ def run_command(args: argparse.Namespace) -> int:
         engine.start(checkpoint.read(Path(start.folder)) if start.mode == "resume" else None)
         return engine.run()
     except (Exception, KeyboardInterrupt) as exc:
-        abort_job(comm, exc, engine.writer if engine is not None else None, output)
+        abort_job(comm, exc, engine.recorder if engine is not None else None, output)
 
 
 def _agreed_error(comm: Comm, step: Callable[[], None]) -> str | None:
@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
 def pretrain_command(args: argparse.Namespace) -> int:
     """Train the job's KOALA large model on the proxy set (with labels) and save it."""
     from mpifl.data import build_dataset
-    from mpifl.engine.loop import configure_threads
+    from mpifl.engine.assemble import configure_threads
     from mpifl.methods.koala import pretrain_large
     from mpifl.models import spec_from_config
     from mpifl.results.writer import refuse_existing

@@ -1,8 +1,10 @@
 """The only module that touches MPI: buffer collectives, record gathering, failure handling.
 
-Every collective is started non-blocking and completed by polling, so that rank 0 can
-notice a failure notice from another rank while it waits, mark the results `failed`,
-and abort the job, instead of hanging in a collective that will never complete.
+`Comm` is the communicator of one process, without MPI (in-process tests, tools);
+`MPIComm` is the job's. Every MPI collective is started non-blocking and completed by
+polling, so that rank 0 can notice a failure notice from another rank while it waits,
+mark the results `failed`, and abort the job, instead of hanging in a collective that
+will never complete.
 """
 
 from __future__ import annotations
@@ -25,13 +27,65 @@ _MAX_SLEEP = 2e-4  # polling granularity: bounds the added latency per collectiv
 
 
 class Comm:
-    """A communicator over all ranks; `seconds` accumulates time spent in collectives."""
+    """A communicator of one process (rank 0 of 1), without MPI: every collective is the
+    identity. `seconds` accumulates time spent in collectives."""
+
+    def __init__(self) -> None:
+        self.rank, self.size = 0, 1
+        self.seconds = 0.0
+
+    def allreduce_sum(self, buf: np.ndarray) -> np.ndarray:
+        """Sum a contiguous numpy buffer over all ranks, in place; returns it."""
+        return buf
+
+    def gather_rows(self, rows: np.ndarray) -> np.ndarray | None:
+        """Structured rows of every rank, on rank 0 (rank order); None on other ranks."""
+        return rows
+
+    def bcast_object(self, obj: Any, root: int = 0) -> Any:
+        """Broadcast a small picklable object from `root` (set-up only, never per client)."""
+        return obj
+
+    def any_flag(self, flag: bool) -> bool:
+        """True on every rank if `flag` is true on any rank."""
+        return bool(self.allreduce_sum(np.array([int(flag)], dtype=np.int64))[0])
+
+    def first_error(self, message: str | None) -> str | None:
+        """Agree on errors: every rank gets the lowest failing rank's message, or None."""
+        return message
+
+    def barrier(self) -> None:
+        """Wait for every rank."""
+
+    def poll_failures(self) -> None:
+        """On rank 0: raise RemoteRankError if another rank has sent a failure notice."""
+
+    def acknowledge_failure(self, rank: int) -> None:
+        """Rank 0 tells a failed rank that its failure was recorded."""
+
+    def report_failure(self, traceback_text: str) -> None:
+        """Tell rank 0 of this rank's failure and wait until it has recorded it."""
+
+    def library(self) -> dict[str, str]:
+        """Versions of mpi4py and of the MPI library under it."""
+        return {"mpi4py_version": "", "mpi_library": "none (one process, no MPI)"}
+
+    def abort(self, code: int) -> NoReturn:
+        """End the job with exit code `code`."""
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        raise SystemExit(code)
+
+
+class MPIComm(Comm):
+    """A communicator over all ranks of an MPI job."""
 
     def __init__(self, mpi_comm: Any, mpi: Any) -> None:
+        super().__init__()
         self._comm, self._mpi = mpi_comm, mpi
-        self.rank: int = mpi_comm.Get_rank()
-        self.size: int = mpi_comm.Get_size()
-        self.seconds = 0.0
+        self.rank = mpi_comm.Get_rank()
+        self.size = mpi_comm.Get_size()
 
     def _wait(self, request: Any) -> None:
         start = time.perf_counter()
@@ -80,10 +134,6 @@ class Comm:
         buf = payload.copy() if mine else np.empty(int(length[0]), dtype=np.uint8)
         self._wait(self._comm.Ibcast(buf, root=root))
         return pickle.loads(buf.tobytes())
-
-    def any_flag(self, flag: bool) -> bool:
-        """True on every rank if `flag` is true on any rank."""
-        return bool(self.allreduce_sum(np.array([int(flag)], dtype=np.int64))[0])
 
     def first_error(self, message: str | None) -> str | None:
         """Agree on errors: every rank gets the lowest failing rank's message, or None."""
@@ -140,8 +190,8 @@ class Comm:
         raise SystemExit(code)  # not reached: Abort does not return
 
 
-def world() -> Comm:
+def world() -> MPIComm:
     """The world communicator; initialises MPI (a plain `python` run is a 1-rank world)."""
     from mpi4py import MPI
 
-    return Comm(MPI.COMM_WORLD, MPI)
+    return MPIComm(MPI.COMM_WORLD, MPI)

@@ -14,10 +14,6 @@ from mpifl.results.schema import Status
 BAR = 24
 
 
-def _mb(n: float) -> str:
-    return f"{n / 1e6:.2f} MB"
-
-
 def _accuracies(row: np.void) -> str:
     """`acc` (global model, global test set) and `client acc` (own test splits, client mean),
     each where the method has it."""
@@ -96,46 +92,3 @@ class Progress:
         )
         print(text, end="\n" if done == self.rounds else "", file=self.stream, flush=True)
 
-
-def summary(
-    name: str,
-    rounds: np.ndarray,
-    by_class: np.ndarray,
-    class_names: list[str],
-    n_ranks: int,
-    wall: float,
-    path: str,
-) -> str:
-    """The end-of-run summary table."""
-    lines = [
-        f"mpifl run '{name}' complete: {len(rounds)} rounds, {n_ranks} ranks, {wall:.1f} s wall"
-    ]
-    for label, key in (
-        ("final accuracy ", "test_accuracy"),
-        ("client accuracy", "client_accuracy"),
-    ):
-        acc = rounds[key]
-        evaluated = np.flatnonzero(~np.isnan(acc))
-        if len(evaluated):
-            last, best = evaluated[-1], evaluated[np.argmax(acc[evaluated])]
-            lines.append(
-                f"  {label} {acc[last]:.4f} (round {rounds['round'][last]})   "
-                f"best {acc[best]:.4f} (round {rounds['round'][best]})"
-            )
-    lines.append(
-        "    (accuracy: global model, global test set; client accuracy: each client's"
-        " model, own test split, mean over clients)"
-    )
-    lines += [
-        f"  virtual time    {rounds['virtual_time'][-1]:.1f} s",
-        f"  bytes down/up   {_mb(rounds['bytes_down'].sum())} / {_mb(rounds['bytes_up'].sum())}",
-        "  participation by device class:",
-    ]
-    header = ["class", "sampled"] + [s.name.lower() for s in Status]
-    widths = [max(8, len(h) + 2) for h in header]
-    lines.append("    " + "".join(h.rjust(w) for h, w in zip(header, widths, strict=True)))
-    for name_, counts in [*zip(class_names, by_class, strict=True), ("all", by_class.sum(axis=0))]:
-        cells = [name_, str(int(counts.sum()))] + [str(int(c)) for c in counts]
-        lines.append("    " + "".join(c.rjust(w) for c, w in zip(cells, widths, strict=True)))
-    lines.append(f"  results         {path}")
-    return "\n".join(lines)

@@ -6,6 +6,8 @@ client's work is identical on whichever rank runs it, for any rank count.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from enum import IntEnum
 
 import numpy as np
@@ -72,3 +74,12 @@ def torch_generator(seed: int, purpose: Purpose, round_: int, key: int) -> torch
 def torch_init_seed(seed: int, key: int = 0) -> int:
     """The seed for initialising model `key` (use under torch.random.fork_rng)."""
     return int(hash64(seed, Purpose.INIT, -1, key) >> np.uint64(1))
+
+
+@contextlib.contextmanager
+def seeded_init(seed: int, key: int = 0) -> Iterator[None]:
+    """Within the block, torch's global generator is seeded for initialising model `key`
+    (the same on every rank); torch's random state outside the block is untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(torch_init_seed(seed, key))
+        yield

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mpifl.engine.accumulate import Accumulators, UpdateRejected
+from mpifl.kit.accumulate import Accumulators, UpdateRejected
 
 
 class OneRank:

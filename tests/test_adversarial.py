@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 
 from mpifl import safe_pickle
-from mpifl.config import load_config
 from mpifl.engine import checkpoint
 from mpifl.errors import ConfigError, InputError
 from mpifl.hpc.slurm import Resources, render
+from mpifl.jobs import load_job
 from tests.conftest import ROOT, SMALL_JOB, env, mpifl
 
 RUNNER = """
@@ -290,21 +290,21 @@ def test_pickles_run_no_code(tmp_path):
 )
 def test_non_finite_and_out_of_range_values_are_refused(small_job, sets, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-        load_config(small_job, sets)
+        load_job(small_job, sets)
 
 
 def test_a_huge_value_gives_a_short_message(small_job):
     with pytest.raises(ConfigError) as info:
-        load_config(small_job, [f"model.hidden=[{', '.join(['7'] * 50000)}]"])
+        load_job(small_job, [f"model.hidden=[{', '.join(['7'] * 50000)}]"])
     assert len(str(info.value)) < 300
 
 
 def test_set_under_a_catalogue_class_keeps_the_other_classes(small_job):
-    cfg = load_config(small_job, ["fleet.classes.mcu.memory=100000"])
+    cfg = load_job(small_job, ["fleet.classes.mcu.memory=100000"])
     classes = cfg.as_dict()["fleet"]["classes"]
     assert list(classes) == ["mcu", "rpi", "phone", "jetson"]
     assert classes["mcu"]["memory"] == 100000 and classes["rpi"]["memory"] == 512 * 2**20
-    cfg = load_config(small_job, ["run={rounds=2}"])
+    cfg = load_job(small_job, ["run={rounds=2}"])
     assert (cfg.run.rounds, cfg.run.name) == (2, "small")
 
 
@@ -312,7 +312,7 @@ def test_more_than_256_device_classes_are_refused(small_job):
     sets = [f"fleet.classes.c{i}={{weight=1, flops=1e9, memory=1e9, uplink=1e6, "
             "downlink=1e6, latency=0.1, availability=1}" for i in range(257)]  # fmt: skip
     with pytest.raises(ConfigError, match="at most 256"):
-        load_config(small_job, sets)
+        load_job(small_job, sets)
 
 
 def test_a_checkpoint_of_another_run_is_not_resumed(tmp_path):

@@ -2,34 +2,54 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import tomllib
 
 import pytest
 
-from mpifl.config import apply_override, load_config, validate
+from mpifl.config import apply_override, codegen
+from mpifl.config.sections import AlgorithmConfig, RunConfig
 from mpifl.errors import ConfigError, InputError
+from mpifl.jobs import load_job, validate_job
 from tests.conftest import ROOT
 
 
 def test_defaults_fill_every_section():
-    cfg = validate({})
-    assert cfg["run"]["rounds"] == 10
-    assert cfg["algorithm"]["server_lr"] == 1.0
-    assert set(cfg["fleet"]["classes"]) == {"mcu", "rpi", "phone", "jetson"}
-    assert math.isinf(cfg["round"]["deadline"])
-    assert cfg["run"]["output"] == "results/run.h5"
+    cfg = validate_job({})
+    assert cfg.run.rounds == 10
+    assert cfg.algorithm.server_lr == 1.0
+    assert set(cfg.fleet.classes) == {"mcu", "rpi", "phone", "jetson"}
+    assert math.isinf(cfg.round.deadline)
+    assert cfg.run.output == "results/run.h5"
+
+
+def test_sections_are_typed_and_frozen():
+    cfg = validate_job({"model": {"hidden": [32, 16]}, "algorithm": {"name": "koala"}})
+    assert isinstance(cfg.run, RunConfig) and isinstance(cfg.algorithm, AlgorithmConfig)
+    assert cfg.model.hidden == (32, 16)
+    assert cfg.algorithm.large_hidden == (512, 256) and cfg.algorithm.mode == "homogeneous"
+    assert cfg.fleet.classes["mcu"].flops == 2.0e8
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.run.rounds = 3
+    with pytest.raises(AttributeError):
+        cfg.algorithm.finetune_epochs  # noqa: B018  (a FedAvg key; this job runs KOALA)
+
+
+def test_typed_sections_are_generated_from_the_schema():
+    """sections.py is what `python -m mpifl.config.codegen` writes for the schema now."""
+    assert codegen.TARGET.read_text() == codegen.generate()
 
 
 def test_named_device_class_takes_catalogue_defaults():
-    cfg = validate({"fleet": {"classes": {"mcu": {"weight": 1.0}}}})
-    assert list(cfg["fleet"]["classes"]) == ["mcu"]
-    assert cfg["fleet"]["classes"]["mcu"]["flops"] == 2.0e8
+    cfg = validate_job({"fleet": {"classes": {"mcu": {"weight": 1.0}}}})
+    assert list(cfg.fleet.classes) == ["mcu"]
+    assert cfg.fleet.classes["mcu"].flops == 2.0e8
 
 
 def test_custom_device_class_needs_every_field():
     with pytest.raises(ConfigError, match=r"fleet\.classes\.sensor\.flops"):
-        validate({"fleet": {"classes": {"sensor": {"weight": 1.0}}}})
+        validate_job({"fleet": {"classes": {"sensor": {"weight": 1.0}}}})
 
 
 @pytest.mark.parametrize(
@@ -53,7 +73,7 @@ def test_custom_device_class_needs_every_field():
 )
 def test_errors_name_key_value_and_rule(raw, key, text):
     with pytest.raises(ConfigError) as info:
-        validate(raw)
+        validate_job(raw)
     message = str(info.value)
     assert key in message and text in message
     assert "\n" not in message
@@ -61,7 +81,7 @@ def test_errors_name_key_value_and_rule(raw, key, text):
 
 def test_method_specific_keys_are_checked():
     with pytest.raises(ConfigError, match="algorithm.server_lr"):
-        validate({"algorithm": {"server_lr": -1.0}})
+        validate_job({"algorithm": {"server_lr": -1.0}})
 
 
 def test_override_parses_toml_values_and_bare_strings():
@@ -85,23 +105,23 @@ def test_malformed_override(bad):
 def test_resolved_config_round_trips_through_toml(tmp_path):
     job = tmp_path / "j.toml"
     job.write_text('[run]\nname = "x"\nrounds = 2\n')
-    cfg = load_config(job, ["train.lr=0.2"])
-    again = validate(tomllib.loads(cfg.to_toml()))
-    assert again == cfg.as_dict()
+    cfg = load_job(job, ["train.lr=0.2"])
+    again = validate_job(tomllib.loads(cfg.to_toml()))
+    assert again == cfg and again.as_dict() == cfg.as_dict()
     assert cfg.run.output == "results/x.h5"
     assert cfg.train.lr == 0.2
 
 
 def test_missing_and_malformed_files(tmp_path):
     with pytest.raises(InputError, match="not found"):
-        load_config(tmp_path / "nope.toml")
+        load_job(tmp_path / "nope.toml")
     bad = tmp_path / "bad.toml"
     bad.write_text("[run\nrounds = 3")
     with pytest.raises(InputError, match="not valid TOML"):
-        load_config(bad)
+        load_job(bad)
 
 
 @pytest.mark.parametrize("job", sorted((ROOT / "jobs").glob("*.toml")), ids=lambda p: p.stem)
 def test_every_shipped_job_is_valid(job):
-    cfg = load_config(job)
+    cfg = load_job(job)
     assert cfg.run.rounds >= 1

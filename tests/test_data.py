@@ -6,16 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from mpifl.config import validate
-from mpifl.config.loader import Config
 from mpifl.data import build_dataset
 from mpifl.data.arrays import load_npz
 from mpifl.data.digits import load_digits
 from mpifl.errors import InputError
+from mpifl.jobs import validate_job
 
 
 def _data_cfg(**data):
-    return Config(validate({"data": data, "model": {"arch": "mlp"}})).data
+    return validate_job({"data": data, "model": {"arch": "mlp"}}).data
 
 
 def test_digits_is_the_real_data_set():

@@ -9,9 +9,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from mpifl.comm import world
-from mpifl.engine.evaluate import Evaluator
-from mpifl.engine.local_training import loss_and_correct
+from mpifl.comm import Comm
+from mpifl.kit.evaluate import Evaluator
+from mpifl.kit.training import loss_and_correct
 
 
 def far_off_model() -> nn.Module:
@@ -31,7 +31,7 @@ def labelled(n: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def test_a_high_loss_on_a_large_set_is_scored():
     x, y = labelled(3000)
-    result = Evaluator(world()).evaluate("global", far_off_model(), x, y)
+    result = Evaluator(Comm()).evaluate("global", far_off_model(), x, y)
     assert result.accuracy == 0.0 and result.samples == 3000
     assert result.loss > 1000 and np.isfinite(result.loss)
 
@@ -47,7 +47,7 @@ def test_client_means_and_pooled_sums_are_exact_for_large_clients():
         correct = len(x) if k == 2 else 0  # client 2 scores perfectly
         return loss_and_correct(model, x, y)[0], correct
 
-    mean, pooled = Evaluator(world()).clients(data, score)
+    mean, pooled = Evaluator(Comm()).clients(data, score)
     assert (mean.group, mean.samples, mean.accuracy) == ("clients/mean", 2, 0.5)
     assert (pooled.group, pooled.samples, pooled.accuracy) == ("clients/pooled", 2010, 10 / 2010)
     assert pooled.loss > 1000 and np.isfinite(pooled.loss)

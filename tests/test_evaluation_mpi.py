@@ -9,8 +9,8 @@ import h5py
 import numpy as np
 import pytest
 
-from mpifl.config import load_config
 from mpifl.data import build_dataset
+from mpifl.jobs import load_job
 from tests.conftest import run_ok
 
 pytestmark = pytest.mark.mpi
@@ -36,7 +36,7 @@ def test_majority_baseline_scores_each_clients_majority_label(small_job, tmp_pat
     table = eval_table(out)
     assert table["groups"] == {"clients/mean", "clients/pooled"}
     assert np.isnan(table["rounds"]["test_accuracy"]).all()  # no global model
-    cfg = load_config(small_job, ["algorithm.name='majority'", *LABEL_SKEW])
+    cfg = load_job(small_job, ["algorithm.name='majority'", *LABEL_SKEW])
     data = build_dataset(cfg.data, cfg.fleet.clients, cfg.run.seed)
     accuracies, correct, samples = [], 0, 0
     for k in range(data.n_clients):

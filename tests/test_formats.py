@@ -11,17 +11,16 @@ import h5py
 import numpy as np
 import pytest
 
-from mpifl.config import validate
-from mpifl.config.loader import Config
 from mpifl.data import build_dataset
 from mpifl.data.formats.idx import read_idx
 from mpifl.errors import ConfigError, InputError
+from mpifl.jobs import validate_job
 
 RNG = np.random.default_rng(0)
 
 
 def _cfg(**data):
-    return Config(validate({"data": data, "fleet": {"clients": 0}, "round": {"cohort": 1}})).data
+    return validate_job({"data": data, "fleet": {"clients": 0}, "round": {"cohort": 1}}).data
 
 
 def write_idx(path, array, gz=False):
@@ -158,7 +157,7 @@ def test_pooled_data_needs_a_client_count():
 
 def test_w1_matches_the_benchmark_definition():
     data = build_dataset(
-        Config(validate({"data": {"name": "w1", "local_test_fraction": 0.0}})).data, 1000, 0
+        validate_job({"data": {"name": "w1", "local_test_fraction": 0.0}}).data, 1000, 0
     )
     assert np.all(data.n_train == 50)
     x, y = data.client_train(7)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from mpifl.comm import world
-from mpifl.engine.accumulate import Accumulators
+from mpifl.kit.accumulate import Accumulators
 
 comm = world()
 G, K = 1000, 24

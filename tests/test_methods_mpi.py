@@ -134,7 +134,7 @@ def test_koala_large_model_learns_in_both_modes(small_job, tmp_path, mode):
     assert rounds["test_loss"].tobytes() == one["test_loss"].tobytes()  # 1 and 2 ranks
     groups = {g.decode() for g in evals["group"]}
     if mode == "homogeneous":
-        assert groups == {"global", "family=1", *CLIENT_GROUPS} and np.all(part["family"] == 0)
+        assert groups == {"global", "family=1", *CLIENT_GROUPS} and np.all(part["variant"] == 0)
     else:
         assert groups == {"global", "family=1", "family=0.5", "family=0.25", *CLIENT_GROUPS}
         mcu = part[part["device_class"] == 0]
@@ -180,7 +180,7 @@ def test_fedmrl_uploads_only_g_and_reports_client_accuracy(small_job, tmp_path):
     one, _, _ = _run(small_job, tmp_path, "mrl1", *MRL_SETS, ranks=0)
     trained = part[part["status"] == Status.TRAINED]
     assert len(np.unique(trained["bytes_up"])) == 1  # G only, the same for every variant
-    assert np.array_equal(trained["family"], trained["client"] % 3)  # variant k mod 3
+    assert np.array_equal(trained["variant"], trained["client"] % 3)  # variant k mod 3
     assert np.all(trained["rank"] == trained["client"] % 2)  # home ranks
     clients = evals[evals["group"] == b"clients/mean"]
     assert len(clients) == 4 and clients["samples"][-1] > 0

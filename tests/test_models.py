@@ -46,15 +46,14 @@ def test_too_many_pooling_blocks_is_a_config_error():
 
 
 def test_channels_last_training_matches_default_layout():
-    from types import SimpleNamespace
-
-    from mpifl.engine.local_training import get_flat, prepare_model, set_flat, sgd_epochs
+    from mpifl.config.sections import TrainConfig
+    from mpifl.kit.training import get_flat, prepare_model, set_flat, sgd_epochs
 
     spec = ModelSpec("cnn", (3, 32, 32), 10, channels=(8, 16), kernel=5, fc=32)
     x, y = torch.randn(20, 3, 32, 32), torch.randint(0, 10, (20,))
     results = []
     for channels_last in (False, True):
-        train = SimpleNamespace(
+        train = TrainConfig(
             epochs=1, batch_size=10, lr=0.1, momentum=0.0, weight_decay=0.0,
             channels_last=channels_last,
         )  # fmt: skip

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 
-from mpifl.engine.plan import Workload, assign_ranks, plan_round, sample_cohort
+from mpifl.config.sections import RoundConfig
+from mpifl.engine.plan import Planner, assign_ranks, sample_cohort
 from mpifl.fleet.availability import Always, Bernoulli, Diurnal, Intervals, TraceIntervals
 from mpifl.fleet.devices import CATALOGUE
 from mpifl.fleet.profiles import generate_fleet
+from mpifl.kit import Workload
 from mpifl.results.schema import Status
 from mpifl.streams import Purpose, uniform
 
@@ -29,16 +29,16 @@ def workload(footprint=100_000, flops_per_sample=1e6, nbytes=40_000):
             bytes_up=np.full(n, nbytes, np.int64),
             width=np.ones(n, np.float32),
             prune=np.zeros(n, np.float32),
-            family=np.zeros(n, np.int16),
+            variant=np.zeros(n, np.int16),
         )
 
     return of
 
 
 def plan(cohort=100, deadline=np.inf, availability=None, ranks=2, overcommit=1.0, t0=0.0, **work):
-    rnd = SimpleNamespace(cohort=cohort, deadline=deadline, overcommit=overcommit)
-    model = availability or Always()
-    return plan_round(0, t0, 0, FLEET, N_TRAIN, workload(**work), rnd, model, ranks)
+    rnd = RoundConfig(cohort=cohort, deadline=deadline, overcommit=overcommit)
+    planner = Planner(0, FLEET, N_TRAIN, rnd, availability or Always(), ranks)
+    return planner.plan(0, t0, workload(**work))
 
 
 def test_cohort_sampling_is_keyed_by_round():

@@ -11,9 +11,9 @@ import h5py
 import numpy as np
 import pytest
 
-from mpifl.engine.state_store import ClientStateStore
 from mpifl.errors import InputError
 from mpifl.files import write_npz
+from mpifl.kit.state_store import ClientStateStore
 from mpifl.results.lock import OutputLock
 from mpifl.results.status import read_status, remove_failure_note, write_failure_note
 from tests.conftest import ROOT, env
@@ -149,7 +149,7 @@ from pathlib import Path
 import numpy as np
 from mpifl.comm import world
 from mpifl.engine import checkpoint
-from mpifl.engine.state_store import ClientStateStore
+from mpifl.kit.state_store import ClientStateStore
 
 out = Path(sys.argv[1]) / "run.h5"
 comm = world()

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from mpifl.engine.local_training import get_flat, set_flat
+from mpifl.kit.training import get_flat, set_flat
 from mpifl.models import ModelSpec, build_model, measure_cost
 from mpifl.models.slicing import SliceMap, layout, select_units
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mpifl.engine.state_store import ClientStateStore
+from mpifl.kit.state_store import ClientStateStore
 
 
 def test_lru_spills_and_reloads_exactly(tmp_path):

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from mpifl.config import load_config
+from mpifl.jobs import load_job
 from tests.conftest import ROOT, run_ok
 
 
@@ -34,7 +34,7 @@ def test_every_study_cell_is_a_valid_job(tmp_path, monkeypatch):
         keys = dict(cell.keys)
         if keys.pop(study.PRETRAINED, False):
             keys["algorithm.server_init"] = str(state)
-        cfg = load_config(cell.job, [f"{k}={v!r}" for k, v in keys.items()])
+        cfg = load_job(cell.job, [f"{k}={v!r}" for k, v in keys.items()])
         assert cfg.algorithm.name == keys.get("algorithm.name", cfg.algorithm.name)
     fedmrl = [c for c in cells if c.experiment == "fedmrl"]
     assert {c.method for c in fedmrl} == {"fedmrl", "local", "majority"}

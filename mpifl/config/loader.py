@@ -3,40 +3,85 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 import math
 import tomllib
+import typing
+from collections.abc import Callable
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import tomli_w
 
-from mpifl.config.fields import REQUIRED, NamedTables
+from mpifl.config.fields import REQUIRED, Field, NamedTables
 from mpifl.config.schema import FROM_PATH, SCHEMA, Section
+from mpifl.config.sections import AlgorithmConfig, Sections
 from mpifl.errors import ConfigError, InputError
 
+MethodFields = Callable[[str], dict[str, Field]]  # algorithm.name -> its own [algorithm] keys
+_PYTHON_TYPES = {"int": int, "float": float, "str": str, "bool": bool}
 
-class Config(SimpleNamespace):
-    """Resolved config: attribute access by section (`cfg.run.rounds`), plus the plain dict."""
 
-    def __init__(self, resolved: dict[str, Any]) -> None:
-        super().__init__(**{k: _namespace(v) for k, v in resolved.items()})
-        self._resolved = resolved
+@dataclasses.dataclass(frozen=True)
+class Config(Sections):
+    """A validated job: typed, frozen sections (`cfg.run.rounds`), and the resolved dict."""
+
+    resolved: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_resolved(cls, resolved: dict[str, Any], fields: dict[str, Field]) -> Config:
+        """The typed config of a resolved dict whose [algorithm] has `fields` beyond `name`."""
+        algorithm = algorithm_class(resolved["algorithm"]["name"], fields)
+        sections = {
+            key: _typed(algorithm if key == "algorithm" else hint, resolved[key])
+            for key, hint in typing.get_type_hints(Sections).items()
+        }
+        return cls(**sections, resolved=resolved)
 
     def as_dict(self) -> dict[str, Any]:
         """A deep copy of the resolved config."""
-        return copy.deepcopy(self._resolved)
+        return copy.deepcopy(self.resolved)
 
     def to_toml(self) -> str:
         """The resolved config as TOML text (stored in the results)."""
-        return tomli_w.dumps(_toml_safe(self._resolved))
+        return tomli_w.dumps(_toml_safe(self.resolved))
 
 
-def _namespace(value: Any) -> Any:
-    if isinstance(value, dict):
-        return SimpleNamespace(**{k: _namespace(v) for k, v in value.items()})
+def _typed(hint: Any, value: Any) -> Any:
+    """`value` (resolved) as the type `hint`: dataclasses, dicts of them, tuples for lists."""
+    if dataclasses.is_dataclass(hint):
+        hints = typing.get_type_hints(hint)
+        return hint(**{k: _typed(hints[k], value[k]) for k in hints})
+    origin = typing.get_origin(hint)
+    if origin is dict:
+        item = typing.get_args(hint)[1]
+        return {k: _typed(item, v) for k, v in value.items()}
+    if origin is tuple:
+        return tuple(value)
     return value
+
+
+def _python_type(kind: str) -> Any:
+    """The type of a Field kind; lists are tuples."""
+    if kind.startswith("list["):
+        return tuple[_PYTHON_TYPES[kind[5:-1]], ...]
+    return _PYTHON_TYPES[kind]
+
+
+_ALGORITHM_CLASSES: dict[tuple[str, tuple[str, ...]], type[AlgorithmConfig]] = {}
+
+
+def algorithm_class(name: str, fields: dict[str, Field]) -> type[AlgorithmConfig]:
+    """The frozen [algorithm] dataclass of method `name`: `name` plus its own keys."""
+    key = (name, tuple(fields))
+    if key not in _ALGORITHM_CLASSES:
+        members = [(k, _python_type(f.kind)) for k, f in fields.items()]
+        title = "".join(part.title() for part in name.split("_"))
+        _ALGORITHM_CLASSES[key] = dataclasses.make_dataclass(
+            f"{title}AlgorithmConfig", members, bases=(AlgorithmConfig,), frozen=True
+        )
+    return _ALGORITHM_CLASSES[key]
 
 
 def _toml_safe(value: Any) -> Any:
@@ -46,8 +91,11 @@ def _toml_safe(value: Any) -> Any:
     return value
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
-    """Read `path`, apply `key=value` overrides, validate; raise InputError on any problem."""
+def load_config(
+    path: str | Path, method_fields: MethodFields, overrides: list[str] | None = None
+) -> Config:
+    """Read `path`, apply `key=value` overrides, validate (the [algorithm] keys of the
+    named method from `method_fields`); raise InputError on any problem."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"config error: job file not found: {path}")
@@ -57,7 +105,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
         raise InputError(f"config error: {path} is not valid TOML: {exc}") from None
     for item in overrides or []:
         apply_override(raw, item)
-    return Config(validate(raw))
+    return validate(raw, method_fields)
 
 
 def apply_override(raw: dict[str, Any], item: str) -> None:
@@ -94,10 +142,8 @@ def _merged(old: dict[str, Any], new: Any) -> Any:
     return out
 
 
-def validate(raw: dict[str, Any]) -> dict[str, Any]:
-    """Validate a raw job dict and return it with every default filled in."""
-    from mpifl.methods import method_fields  # late import: methods import the config package
-
+def validate(raw: dict[str, Any], method_fields: MethodFields) -> Config:
+    """Validate a raw job dict; the typed config with every default filled in."""
     schema = copy.copy(SCHEMA)
     algorithm = raw.get("algorithm", {})
     if not isinstance(algorithm, dict):
@@ -105,10 +151,11 @@ def validate(raw: dict[str, Any]) -> dict[str, Any]:
     name = algorithm.get("name", SCHEMA["algorithm"]["name"].default)
     if not isinstance(name, str):
         raise ConfigError("algorithm.name", name, "must be a string naming a method")
-    schema["algorithm"] = {**SCHEMA["algorithm"], **method_fields(name)}
+    fields = method_fields(name)
+    schema["algorithm"] = {**SCHEMA["algorithm"], **fields}
     resolved = _section(raw, schema, "")
     _cross_checks(resolved)
-    return resolved
+    return Config.from_resolved(resolved, fields)
 
 
 def _section(raw: Any, schema: Section, prefix: str) -> dict[str, Any]:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import torch
 
 from mpifl.config.schema import FROM_PATH
+from mpifl.config.sections import DataConfig
 from mpifl.data.checks import check_labelled
 from mpifl.data.federated import FederatedData
 from mpifl.errors import ConfigError, InputError, describe
@@ -15,7 +14,7 @@ from mpifl.errors import ConfigError, InputError, describe
 NATURAL = ("femnist", "tff")
 
 
-def build_dataset(data: SimpleNamespace, n_clients: int, seed: int) -> FederatedData:
+def build_dataset(data: DataConfig, n_clients: int, seed: int) -> FederatedData:
     """The federated data set that `data` (the config section) describes.
 
     n_clients = 0 asks for a natural partition's own client count."""
@@ -44,7 +43,7 @@ def build_dataset(data: SimpleNamespace, n_clients: int, seed: int) -> Federated
     return _pooled(data, n_clients, seed)
 
 
-def _pooled(data: SimpleNamespace, n_clients: int, seed: int) -> FederatedData:
+def _pooled(data: DataConfig, n_clients: int, seed: int) -> FederatedData:
     """A pooled source's arrays, checked, then partitioned over the clients."""
     from mpifl.data.pooled import partition_pool
 
@@ -56,7 +55,7 @@ def _pooled(data: SimpleNamespace, n_clients: int, seed: int) -> FederatedData:
     return partition_pool(x, y, data, n_clients, seed, test)
 
 
-def _from_file(data: SimpleNamespace, n_clients: int, seed: int) -> FederatedData:
+def _from_file(data: DataConfig, n_clients: int, seed: int) -> FederatedData:
     """A data set read from a user's file: whatever is wrong with the file (crafted,
     truncated, the wrong format) is one InputError naming it, never a traceback."""
     try:
@@ -76,7 +75,7 @@ def _images(x: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(x[:, None] if x.ndim == 3 else x))
 
 
-def _pooled_arrays(data: SimpleNamespace):
+def _pooled_arrays(data: DataConfig):
     """(x, y, official test set or None) of a pooled source."""
     if data.name == "digits":
         from mpifl.data.digits import load_digits
@@ -102,7 +101,7 @@ def _pooled_arrays(data: SimpleNamespace):
     return _images(tx), label(ty), (_images(vx), label(vy))
 
 
-def _natural(data: SimpleNamespace, seed: int) -> FederatedData:
+def _natural(data: DataConfig, seed: int) -> FederatedData:
     from mpifl.data.natural import partition_writers
 
     if data.name == "femnist":

@@ -7,11 +7,10 @@ samples (LEAF's test folder) are its test split; otherwise a stratified split is
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import torch
 
+from mpifl.config.sections import DataConfig
 from mpifl.data.federated import Csr, PooledData
 from mpifl.data.partition import stratified_split
 from mpifl.errors import ConfigError
@@ -20,7 +19,7 @@ from mpifl.streams import Purpose, generator
 Writer = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
-def partition_writers(writers: list[Writer], data: SimpleNamespace, seed: int) -> PooledData:
+def partition_writers(writers: list[Writer], data: DataConfig, seed: int) -> PooledData:
     """Pool the writers' arrays and index clients, global test and proxy by writer."""
     rng = generator(seed, Purpose.PARTITION)
     n = len(writers)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import torch
 
+from mpifl.config.sections import DataConfig
 from mpifl.data.federated import Csr, PooledData
 from mpifl.data.partition import partition, stratified_split
 from mpifl.streams import Purpose, generator
@@ -15,7 +14,7 @@ from mpifl.streams import Purpose, generator
 def partition_pool(
     x: torch.Tensor,
     y: torch.Tensor,
-    data: SimpleNamespace,
+    data: DataConfig,
     n_clients: int,
     seed: int,
     test: tuple[torch.Tensor, torch.Tensor] | None = None,

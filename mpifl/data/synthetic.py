@@ -11,11 +11,10 @@ proportion to their sizes: it resembles the clients' data but is none of it.
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import torch
 
+from mpifl.config.sections import DataConfig
 from mpifl.data.federated import Split
 from mpifl.data.generated import GeneratedData
 from mpifl.streams import Purpose, generator
@@ -26,7 +25,7 @@ GLOBAL_TEST_CLIENTS = 200
 class SyntheticData(GeneratedData):
     """Synthetic(alpha, beta) with lognormal client sizes; nothing is materialised up front."""
 
-    def __init__(self, data: SimpleNamespace, n_clients: int, seed: int) -> None:
+    def __init__(self, data: DataConfig, n_clients: int, seed: int) -> None:
         syn = data.synthetic
         self.alpha, self.beta = syn.alpha, syn.beta
         self.features, self.n_classes = syn.features, syn.classes

@@ -8,11 +8,10 @@ every client id. Independent of run.seed, so that any simulator can rebuild the 
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import torch
 
+from mpifl.config.sections import DataConfig
 from mpifl.data.federated import Split
 from mpifl.data.generated import GeneratedData
 
@@ -38,7 +37,7 @@ def w1_samples(mu: np.ndarray, key: int, n: int, noise: float) -> tuple[np.ndarr
 class W1Data(GeneratedData):
     """Every client holds `data.w1.samples` samples (train + own test)."""
 
-    def __init__(self, data: SimpleNamespace, n_clients: int) -> None:
+    def __init__(self, data: DataConfig, n_clients: int) -> None:
         total = data.w1.samples
         n_test = int(np.floor(data.local_test_fraction * total))
         super().__init__(

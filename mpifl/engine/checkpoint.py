@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from mpifl.comm import Comm
-from mpifl.engine.state_store import ClientStateStore
 from mpifl.errors import InputError
 from mpifl.files import require_space, write_npz, write_text
+from mpifl.kit.state_store import ClientStateStore
 
 
 @dataclass

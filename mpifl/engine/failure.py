@@ -8,19 +8,18 @@ from __future__ import annotations
 
 import contextlib
 import sys
-import time
 import traceback
 from pathlib import Path
 from typing import NoReturn
 
 from mpifl.comm import Comm
 from mpifl.errors import RemoteRankError, describe
+from mpifl.results.recorder import Recorder
 from mpifl.results.status import write_failure_note
-from mpifl.results.writer import ResultsWriter
 
 
 def abort_job(
-    comm: Comm, exc: BaseException, writer: ResultsWriter | None, output: Path | None
+    comm: Comm, exc: BaseException, recorder: Recorder | None, output: Path | None
 ) -> NoReturn:
     """Called in an `except` block on the rank that saw `exc`; never returns.
 
@@ -39,8 +38,8 @@ def abort_job(
                     write_failure_note(output, rank, text)
         if comm.rank != 0:
             comm.report_failure(text)
-        elif writer is not None and writer.fail(f"rank {rank}:\n{text}", end_time=time.time()):
-            print(f"mpifl: results marked failed: {writer.path}", file=sys.stderr, flush=True)
+        elif recorder is not None and recorder.fail(f"rank {rank}:\n{text}"):
+            print(f"mpifl: results marked failed: {recorder.path}", file=sys.stderr, flush=True)
         if rank != comm.rank:
             comm.acknowledge_failure(rank)
     finally:

@@ -14,11 +14,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
-
 from mpifl.config import Config
 from mpifl.engine import checkpoint
 from mpifl.errors import InputError
+from mpifl.results.reader import flat_config, read_attrs
 from mpifl.results.status import effective, note_path
 from mpifl.results.writer import refuse_existing
 
@@ -41,9 +40,9 @@ def decide(output: Path, cfg: Config, resume: bool, overwrite: bool) -> Start:
     if not output.exists():
         return Start("fresh", note=f"mpifl: --resume: {output} does not exist; starting at round 1")
     try:
-        with h5py.File(output, "r", libver="latest", swmr=True) as f:
-            status = str(f.attrs["status"])
-            started, run_id = str(f.attrs["config"]), str(f.attrs.get("run_id", ""))
+        attrs = read_attrs(output)
+        status, started = str(attrs["status"]), str(attrs["config"])
+        run_id = str(attrs.get("run_id", ""))
     except (OSError, KeyError) as exc:
         raise InputError(
             f"resume error: cannot read {output} ({exc}); pass --overwrite to start over"
@@ -71,7 +70,8 @@ def _same_config(output: Path, started: str, now: str) -> None:
     """InputError unless the job's config is the one the run started with, up to keys that
     cannot change its results (RESUMABLE_CHANGES: checkpoint spacing, the client-state
     cache, the throttling pace)."""
-    old, new = _flat(tomllib.loads(started)), _flat(tomllib.loads(now))
+    old = flat_config(tomllib.loads(started), classes=True)
+    new = flat_config(tomllib.loads(now), classes=True)
     for key in RESUMABLE_CHANGES:
         old.pop(key, None)
         new.pop(key, None)
@@ -83,16 +83,6 @@ def _same_config(output: Path, started: str, now: str) -> None:
         f"{key} was {old.get(key)!r}, now {new.get(key)!r} (only "
         f"{', '.join(RESUMABLE_CHANGES)} may change on a resume)"
     )
-
-
-def _flat(config: dict, prefix: str = "") -> dict[str, object]:
-    out: dict[str, object] = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[prefix + key] = value
-    return out
 
 
 @contextmanager

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
+from mpifl.config.sections import FleetConfig
 from mpifl.fleet.profiles import Fleet, generate_fleet
 
 
-def build_fleet(cfg: object, n_clients: int) -> Fleet:
+def build_fleet(fleet_cfg: FleetConfig, n_clients: int, seed: int) -> Fleet:
     """The run's fleet: from `fleet.trace` (client k gets trace device k mod T) or generated."""
-    fleet_cfg = cfg.fleet
     if fleet_cfg.trace:
         from mpifl.fleet.traces import load_fleet
 
         return load_fleet(fleet_cfg.trace).for_clients(n_clients)
     from mpifl.fleet.traces import check_profiles
 
-    classes = cfg.as_dict()["fleet"]["classes"]
-    fleet = generate_fleet(n_clients, classes, fleet_cfg.spread, cfg.run.seed)
+    classes = {name: asdict(c) for name, c in fleet_cfg.classes.items()}
+    fleet = generate_fleet(n_clients, classes, fleet_cfg.spread, seed)
     check_profiles(fleet, "fleet.classes with fleet.spread (profiles leave float32's range)")
     return fleet
 

@@ -8,10 +8,15 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mpifl.config.sections import EmulationConfig
 from mpifl.streams import Purpose, uniform
+
+if TYPE_CHECKING:  # (profiles import this module)
+    from mpifl.fleet.profiles import Fleet
 
 
 @dataclass
@@ -120,7 +125,7 @@ class TraceIntervals(Availability):
         return ~np.isnan(end) & (t0 + finish <= end)
 
 
-def build_availability(emulation: object, fleet: object, seed: int) -> Availability:
+def build_availability(emulation: EmulationConfig, fleet: Fleet, seed: int) -> Availability:
     """The availability model that `[emulation]` names, for `fleet`."""
     from mpifl.errors import ConfigError
 

@@ -50,11 +50,11 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"fleet error: --output {output}: must end in .csv or .h5")
     refuse_existing(output, args.overwrite)
     if args.fleet_command == "generate":
-        from mpifl.config import load_config
         from mpifl.fleet import build_fleet
+        from mpifl.jobs import load_job
 
-        cfg = load_config(args.job, args.overrides)
-        fleet = build_fleet(cfg, cfg.fleet.clients)
+        cfg = load_job(args.job, args.overrides)
+        fleet = build_fleet(cfg.fleet, cfg.fleet.clients, cfg.run.seed)
     else:
         behaviour = Path(args.behaviour) if args.behaviour else None
         fleet = import_fedscale(Path(args.capacity), behaviour, args.reference_flops, args.latency)

@@ -14,7 +14,6 @@ import csv
 import pickle
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from mpifl import safe_pickle
@@ -22,6 +21,7 @@ from mpifl.errors import InputError, describe
 from mpifl.fleet.availability import Intervals
 from mpifl.fleet.devices import CATALOGUE, PROFILE_KEYS
 from mpifl.fleet.profiles import MAX_CLASSES, PROFILE_DTYPE, Fleet
+from mpifl.results.fleet_file import read_fleet_h5, write_fleet_h5
 
 COLUMNS = ("device_class", *PROFILE_KEYS, "trace_period")
 INTERVAL_DTYPE = np.dtype([("client", "i8"), ("start", "f8"), ("end", "f8")])
@@ -57,11 +57,8 @@ def interval_rows(intervals: Intervals) -> np.ndarray:
 def save_fleet(fleet: Fleet, path: Path) -> None:
     """Write a fleet file (.csv, with .intervals.csv beside it, or .h5)."""
     if path.suffix == ".h5":
-        with h5py.File(path, "w") as f:
-            f.create_dataset("profiles", data=fleet.profiles)
-            f["profiles"].attrs["device_classes"] = fleet.class_names
-            if fleet.intervals is not None:
-                f.create_dataset("intervals", data=interval_rows(fleet.intervals))
+        rows = None if fleet.intervals is None else interval_rows(fleet.intervals)
+        write_fleet_h5(path, fleet.profiles, fleet.class_names, rows)
         return
     with path.open("w", newline="") as fh:
         out = csv.writer(fh)
@@ -94,19 +91,15 @@ def load_fleet(path: str | Path) -> Fleet:
 
 
 def _load_h5(path: Path) -> Fleet:
-    with h5py.File(path, "r") as f:
-        raw = f["profiles"][:]
-        names = [str(n) for n in f["profiles"].attrs["device_classes"]]
-        if len(names) > MAX_CLASSES or np.any(raw["device_class"] >= len(names)):
-            raise ValueError(f"device_class must index the {len(names)} (<= 256) device_classes")
-        profiles = np.zeros(len(raw), dtype=PROFILE_DTYPE)
-        for col in PROFILE_DTYPE.names:
-            profiles[col] = raw[col]
-        intervals = (
-            intervals_from_rows(f["intervals"][:].astype(INTERVAL_DTYPE), len(raw))
-            if "intervals" in f
-            else None
-        )
+    raw, names, rows = read_fleet_h5(path)
+    if len(names) > MAX_CLASSES or np.any(raw["device_class"] >= len(names)):
+        raise ValueError(f"device_class must index the {len(names)} (<= 256) device_classes")
+    profiles = np.zeros(len(raw), dtype=PROFILE_DTYPE)
+    for col in PROFILE_DTYPE.names:
+        profiles[col] = raw[col]
+    intervals = None
+    if rows is not None:
+        intervals = intervals_from_rows(rows.astype(INTERVAL_DTYPE), len(raw))
     return Fleet(profiles, names, intervals)
 
 

@@ -144,10 +144,10 @@ def _submit_job(args: argparse.Namespace) -> int:
     """Snapshot the resolved job beside run.output and submit a script that runs it; an
     existing output is refused unless --resume or --overwrite (a complete one: nothing to
     do, exit 0)."""
-    from mpifl.config import load_config
     from mpifl.engine.startup import replaced
+    from mpifl.jobs import load_job
 
-    cfg = load_config(args.job, args.overrides)
+    cfg = load_job(args.job, args.overrides)
     output = Path(cfg.run.output).resolve()
     snapshot = snapshot_path(output)
     script = render(

@@ -23,7 +23,6 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from mpifl.config import load_config
 from mpifl.errors import InputError, shown
 from mpifl.results.status import read_status
 
@@ -78,7 +77,9 @@ def load_sweep(path: str | Path) -> Sweep:
     folder = Path(folder)
     if not isinstance(raw["job"], str):
         raise InputError(f"sweep error: {path}: job = {shown(raw['job'])}: must be a job file path")
-    base = load_config(raw["job"])
+    from mpifl.jobs import load_job  # (imports torch: only when a sweep is loaded)
+
+    base = load_job(raw["job"])
     seeds = raw.get("seeds", [base.run.seed])
     if not isinstance(seeds, list) or not seeds or not all(_is_seed(s) for s in seeds):
         raise InputError(
@@ -95,7 +96,7 @@ def load_sweep(path: str | Path) -> Sweep:
         ]
         chosen.append(dict(zip(grid, values, strict=True)) | {"seed": seed})
         try:
-            tasks.append(load_config(raw["job"], sets).to_toml())
+            tasks.append(load_job(raw["job"], sets).to_toml())
         except InputError as exc:
             raise InputError(f"sweep error: task {i} ({', '.join(sets[:-2])}): {exc}") from None
     return Sweep(name, folder, tasks, chosen)

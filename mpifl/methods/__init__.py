@@ -1,22 +1,29 @@
-"""Federated learning methods, one module each; a method registers itself by name."""
+"""Federated learning methods, one module each, built on the method kit (mpifl.kit).
+
+METHODS maps `algorithm.name` to the class; docs/methods.md documents each one.
+"""
 
 from __future__ import annotations
 
-from mpifl.config.fields import Field
 from mpifl.errors import ConfigError, one_of
-from mpifl.methods.base import ClientResult, ClientTask, Method, MethodContext
+from mpifl.kit import Field, Method
+from mpifl.methods.centralized import Centralized
+from mpifl.methods.fedavg import FedAvg
+from mpifl.methods.fedmrl import FedMRL
+from mpifl.methods.koala import Koala
+from mpifl.methods.local_only import LocalOnly
+from mpifl.methods.majority import Majority
+from mpifl.methods.reft import REFT
+from mpifl.methods.submodel import SubModel
 
-METHODS: dict[str, type[Method]] = {}
-
-
-def register(cls: type[Method]) -> type[Method]:
-    """Class decorator: make a method available as `algorithm.name = cls.name`."""
-    METHODS[cls.name] = cls
-    return cls
+METHODS: dict[str, type[Method]] = {
+    cls.name: cls
+    for cls in (FedAvg, SubModel, REFT, Koala, FedMRL, LocalOnly, Majority, Centralized)
+}
 
 
 def method_class(name: str) -> type[Method]:
-    """The registered method called `name`, or a ConfigError listing the known ones."""
+    """The method called `name`, or a ConfigError listing the known ones."""
     if name not in METHODS:
         raise ConfigError("algorithm.name", name, one_of(name, METHODS))
     return METHODS[name]
@@ -27,15 +34,4 @@ def method_fields(name: str) -> dict[str, Field]:
     return method_class(name).fields
 
 
-from mpifl.methods import (  # noqa: E402, F401  (register)
-    centralized,
-    fedavg,
-    fedmrl,
-    koala,
-    local_only,
-    majority,
-    reft,
-    submodel,
-)
-
-__all__ = ["METHODS", "ClientResult", "ClientTask", "Method", "MethodContext", "register"]
+__all__ = ["METHODS", "method_class", "method_fields"]

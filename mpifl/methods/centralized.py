@@ -10,16 +10,21 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mpifl.engine.evaluate import EvalResult
-from mpifl.engine.local_training import loss_and_correct, prepare_model, sgd_epochs
-from mpifl.engine.plan import RoundPlan
-from mpifl.methods import register
-from mpifl.methods.base import MethodContext, ServerOnlyMethod
-from mpifl.models import seeded_model
-from mpifl.streams import Purpose, torch_generator
+from mpifl.kit import (
+    EvalResult,
+    MethodContext,
+    Metrics,
+    Purpose,
+    RoundPlan,
+    ServerOnlyMethod,
+    loss_and_correct,
+    prepare_model,
+    seeded_model,
+    sgd_epochs,
+    torch_generator,
+)
 
 
-@register
 class Centralized(ServerOnlyMethod):
     """One model on the pooled training data of all clients."""
 
@@ -32,10 +37,11 @@ class Centralized(ServerOnlyMethod):
         parts = [ctx.data.client_train(k) for k in range(ctx.data.n_clients)]
         self.pool = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
-    def server_step(self, sums: dict[str, np.ndarray], plan: RoundPlan) -> None:
+    def server_step(self, sums: dict[str, np.ndarray], plan: RoundPlan) -> Metrics:
+        """`train.epochs` epochs over the pool; reports their mean batch loss."""
         n = self.ctx.data.n_clients  # a stream no client uses
         generator = torch_generator(self.config.run.seed, Purpose.TRAIN, plan.round, n)
-        sgd_epochs(self.model, *self.pool, self.config.train, generator)
+        return {"train_loss": sgd_epochs(self.model, *self.pool, self.config.train, generator)}
 
     def evaluate(self) -> list[EvalResult]:
         """The model on the global test set; with run.eval_clients, on every client's own

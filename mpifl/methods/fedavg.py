@@ -2,29 +2,40 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 
-from mpifl.config.fields import Field, integer, number
-from mpifl.engine.accumulate import Accumulators
-from mpifl.engine.evaluate import EvalResult
-from mpifl.engine.local_training import (
+from mpifl.kit import (
+    Accumulators,
+    ClientResult,
+    ClientTask,
+    EvalResult,
+    Field,
+    Method,
+    MethodContext,
+    Metrics,
+    Purpose,
+    RoundPlan,
+    Workload,
+    average_update,
+    client_accuracy,
+    footprint,
     get_flat,
+    integer,
+    load_initial_state,
     loss_and_correct,
+    measure_cost,
+    number,
     prepare_model,
+    seeded_model,
     set_flat,
     sgd_epochs,
-    train_settings,
+    torch_generator,
 )
-from mpifl.engine.plan import RoundPlan, Workload
-from mpifl.methods import register
-from mpifl.methods.base import ClientResult, ClientTask, Method, MethodContext
-from mpifl.methods.tiers import local_accuracy
-from mpifl.models import load_initial_state, measure_cost, seeded_model
-from mpifl.streams import Purpose, torch_generator
 
 
-@register
 class FedAvg(Method):
     """Every feasible client trains the global model; sample-weighted average of updates."""
 
@@ -50,7 +61,7 @@ class FedAvg(Method):
         train = self.config.train
         self.model = prepare_model(self.model, train)
         cost = measure_cost(ctx.spec)
-        self.footprint = cost.footprint(train.batch_size, train.momentum > 0)
+        self.footprint = footprint(cost, train)
         self.flops_per_sample = cost.train_flops_per_sample * train.epochs
         self.model_bytes = cost.param_bytes
 
@@ -63,7 +74,7 @@ class FedAvg(Method):
             bytes_up=np.full(n, self.model_bytes, dtype=np.int64),
             width=np.ones(n, dtype=np.float32),
             prune=np.zeros(n, dtype=np.float32),
-            family=np.zeros(n, dtype=np.int16),
+            variant=np.zeros(n, dtype=np.int16),
         )
 
     def accumulator_sizes(self) -> dict[str, int]:
@@ -75,14 +86,12 @@ class FedAvg(Method):
         loss = sgd_epochs(self.model, x, y, self.config.train, task.generator)
         acc.add("model", list(self.model.parameters()), len(x))
         acc.add("weight", torch.ones(1), len(x))
-        return ClientResult(loss, local_accuracy(self.model, task.test))
+        return ClientResult(loss, client_accuracy(self.model, task.test))
 
-    def server_step(self, sums: dict[str, np.ndarray], plan: RoundPlan) -> None:
-        total = sums["weight"][0]
-        if total > 0:  # W + eta_s (sum_k n_k W_k / sum_k n_k - W) = W + eta_s * mean delta
-            average = torch.from_numpy(sums["model"] / total)
-            step = self.config.algorithm.server_lr * (average - self.weights.double())
-            self.weights = (self.weights.double() + step).float()
+    def server_step(self, sums: dict[str, np.ndarray], plan: RoundPlan) -> Metrics:
+        lr = self.config.algorithm.server_lr  # W + eta_s (sum_k n_k W_k / sum_k n_k - W)
+        self.weights = average_update(self.weights, sums["model"], sums["weight"][0], lr)
+        return {}
 
     def evaluate(self) -> list[EvalResult]:
         """The global model on the global test set; with run.eval_clients, each client's
@@ -101,5 +110,5 @@ class FedAvg(Method):
             set_flat(self.model, self.weights)
             tx, ty = self.ctx.data.client_train(client)
             gen = torch_generator(self.config.run.seed, Purpose.FINETUNE, 0, client)
-            sgd_epochs(self.model, tx, ty, train_settings(self.config.train, epochs=epochs), gen)
+            sgd_epochs(self.model, tx, ty, replace(self.config.train, epochs=epochs), gen)
         return loss_and_correct(self.model, x, y)

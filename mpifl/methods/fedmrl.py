@@ -19,16 +19,31 @@ import numpy as np
 import torch
 from torch import nn
 
-from mpifl.config.fields import Field, number, positive_list
-from mpifl.engine.accumulate import Accumulators
-from mpifl.engine.evaluate import EvalResult
-from mpifl.engine.plan import RoundPlan, Workload
-from mpifl.errors import ConfigError
-from mpifl.methods import register
-from mpifl.methods.base import ClientResult, ClientTask, Method, MethodContext
-from mpifl.models.cost import cost_of
-from mpifl.models.mrl import MRLModel
-from mpifl.streams import torch_init_seed
+from mpifl.kit import (
+    Accumulators,
+    ClientResult,
+    ClientTask,
+    ConfigError,
+    EvalResult,
+    Field,
+    Method,
+    MethodContext,
+    Metrics,
+    MRLModel,
+    RoundPlan,
+    Workload,
+    average_update,
+    client_accuracy,
+    cost_of,
+    flatten,
+    footprint,
+    load_flat,
+    loss_and_correct,
+    number,
+    positive_list,
+    seeded_init,
+    sgd_epochs,
+)
 
 
 def _dims_ok(v: list[int]) -> bool:
@@ -39,18 +54,6 @@ def _dims_ok(v: list[int]) -> bool:
     )
 
 
-def _flat(params: list[nn.Parameter]) -> torch.Tensor:
-    return torch.cat([p.detach().reshape(-1) for p in params])
-
-
-@torch.no_grad()
-def _load(params: list[nn.Parameter], flat: torch.Tensor) -> None:
-    offset = 0
-    for p in params:
-        p.copy_(flat[offset : offset + p.numel()].view_as(p))
-        offset += p.numel()
-
-
 def mrl_loss(
     heads: list[torch.Tensor], y: torch.Tensor, m1: float = 1.0, m2: float = 1.0
 ) -> torch.Tensor:
@@ -59,7 +62,11 @@ def mrl_loss(
     return loss + m2 * sum(nn.functional.cross_entropy(h, y) for h in heads[1:])
 
 
-@register
+def personal_head(heads: list[torch.Tensor]) -> torch.Tensor:
+    """The logits a client predicts with: the local header on the full representation."""
+    return heads[-1]
+
+
 class FedMRL(Method):
     """Shared G aggregated; personal F_k, P_k kept as client state."""
 
@@ -86,11 +93,9 @@ class FedMRL(Method):
         if ctx.spec.arch == "cnn" and ctx.spec.width != 1.0:
             raise ConfigError("model.width", ctx.spec.width, "must be 1 for fedmrl")
         self.variants = [MRLModel(ctx.spec, alg.global_fc, fc, alg.mrl_dims) for fc in alg.local_fc]
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(torch_init_seed(self.config.run.seed, 1))
-            self.weights = _flat(
-                MRLModel(ctx.spec, alg.global_fc, alg.local_fc[0], alg.mrl_dims).global_parameters()
-            )
+        with seeded_init(self.config.run.seed, 1):
+            model = MRLModel(ctx.spec, alg.global_fc, alg.local_fc[0], alg.mrl_dims)
+        self.weights = flatten(model.global_parameters())
         self.costs = [self._cost(m) for m in self.variants]
         self.g_bytes = 4 * self.weights.numel()
 
@@ -98,7 +103,7 @@ class FedMRL(Method):
         """(footprint at the batch size, training FLOPs per sample) of a variant."""
         train = self.config.train
         cost = cost_of(model, self.ctx.spec.input_shape, mrl_loss)
-        return cost.footprint(train.batch_size, train.momentum > 0), cost.train_flops_per_sample
+        return footprint(cost, train), cost.train_flops_per_sample
 
     def variant(self, client: int) -> int:
         """The local model variant of a client."""
@@ -107,10 +112,10 @@ class FedMRL(Method):
     def workload(self, clients: np.ndarray, round_: int) -> Workload:
         var = clients % len(self.variants)
         n = self.ctx.data.n_train[clients]
-        footprint = np.array([self.costs[v][0] for v in var], dtype=np.int64)
+        memory = np.array([self.costs[v][0] for v in var], dtype=np.int64)
         flops = np.array([self.costs[v][1] for v in var]) * n * self.config.train.epochs
         nbytes = np.full(len(clients), self.g_bytes, dtype=np.int64)
-        return Workload(footprint, flops, nbytes, nbytes, np.ones(len(clients), np.float32),
+        return Workload(memory, flops, nbytes, nbytes, np.ones(len(clients), np.float32),
                         np.zeros(len(clients), np.float32), var.astype(np.int16))  # fmt: skip
 
     def accumulator_sizes(self) -> dict[str, int]:
@@ -119,65 +124,33 @@ class FedMRL(Method):
     def _model_for(self, client: int) -> MRLModel:
         """The client's variant loaded with G and its personal state (fresh if none)."""
         model = self.variants[self.variant(client)]
-        _load(model.global_parameters(), self.weights)
+        load_flat(model.global_parameters(), self.weights)
         state = self.ctx.state.get(client)
         if state is None:  # a client's first round: its personal part, seeded by its id
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(torch_init_seed(self.config.run.seed, 1000 + client))
+            with seeded_init(self.config.run.seed, 1000 + client):
                 for module in model.local_modules():
                     if hasattr(module, "reset_parameters"):
                         module.reset_parameters()
         else:
-            _load(model.local_parameters(), torch.from_numpy(state["local"]))
+            load_flat(model.local_parameters(), torch.from_numpy(state["local"]))
         return model
 
     def train_client(self, task: ClientTask, acc: Accumulators) -> ClientResult:
         alg, train = self.config.algorithm, self.config.train
         model = self._model_for(task.client)
         x, y = task.train
-        opt = torch.optim.SGD(model.parameters(), lr=train.lr, momentum=train.momentum,
-                              weight_decay=train.weight_decay)  # fmt: skip
-        model.train()
-        total, batches = 0.0, 0
-        for _ in range(train.epochs):
-            order = torch.randperm(len(x), generator=task.generator)
-            for lo in range(0, len(x), train.batch_size):
-                idx = order[lo : lo + train.batch_size]
-                loss = mrl_loss(model(x[idx]), y[idx], alg.m1, alg.m2)
-                opt.zero_grad(set_to_none=False)  # reuse the buffers within a client
-                loss.backward()
-                nn.utils.clip_grad_norm_(model.parameters(), alg.clip)
-                opt.step()
-                total += loss.item()
-                batches += 1
-        model.zero_grad(set_to_none=True)  # five reused variants need not hold gradients
-        local = _flat(model.local_parameters())
+        loss = sgd_epochs(model, x, y, train, task.generator,
+                          lambda out, y: mrl_loss(out, y, alg.m1, alg.m2), alg.clip)  # fmt: skip
+        local = flatten(model.local_parameters())
         if torch.isfinite(local).all():
             self.ctx.state.put(task.client, {"local": local.numpy()})
         acc.add("global", model.global_parameters(), len(x))
         acc.add("weight", torch.ones(1), len(x))
-        _, accuracy = self._client_eval(model, task.test)
-        return ClientResult(total / max(batches, 1), accuracy)
+        return ClientResult(loss, client_accuracy(model, task.test, personal_head))
 
-    @staticmethod
-    def _client_eval(
-        model: MRLModel, test: tuple[torch.Tensor, torch.Tensor]
-    ) -> tuple[float, float]:
-        """(mean loss, accuracy) of the local header on the full representation."""
-        x, y = test
-        if len(x) == 0:
-            return float("nan"), float("nan")
-        model.eval()
-        with torch.no_grad():
-            logits = model(x)[-1]
-        loss = float(nn.functional.cross_entropy(logits, y))
-        return loss, float((logits.argmax(1) == y).float().mean())
-
-    def server_step(self, sums: dict[str, np.ndarray], plan: RoundPlan) -> None:
-        total = sums["weight"][0]
-        if total > 0:
-            w = self.weights.double()
-            self.weights = (w + (torch.from_numpy(sums["global"] / total) - w)).float()
+    def server_step(self, sums: dict[str, np.ndarray], plan: RoundPlan) -> Metrics:
+        self.weights = average_update(self.weights, sums["global"], sums["weight"][0])
+        return {}
 
     def evaluate(self) -> list[EvalResult]:
         """FedMRL has no global model that predicts alone: each client's own test split,
@@ -188,7 +161,6 @@ class FedMRL(Method):
             return []
 
         def score(client: int, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
-            loss, accuracy = self._client_eval(self._model_for(client), (x, y))
-            return loss * len(x), round(accuracy * len(x))
+            return loss_and_correct(self._model_for(client), x, y, personal_head)
 
         return self.ctx.evaluator.clients(self.ctx.data, score)

@@ -18,23 +18,40 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mpifl.config.fields import Field, choice, integer, number, positive_list, widths
-from mpifl.engine.accumulate import Accumulators
-from mpifl.engine.evaluate import EvalResult
-from mpifl.engine.local_training import get_flat, set_flat, sgd_epochs, train_settings
-from mpifl.engine.plan import RoundPlan, Workload
-from mpifl.errors import ConfigError
-from mpifl.methods import register
-from mpifl.methods.base import ClientResult, ClientTask, Method, MethodContext
-from mpifl.methods.tiers import (
+from mpifl.kit import (
+    Accumulators,
+    ClientResult,
+    ClientTask,
+    ConfigError,
+    EvalResult,
+    Field,
+    Method,
+    MethodContext,
+    Metrics,
+    ModelSpec,
+    Purpose,
+    RoundPlan,
+    Workload,
+    average_update,
     build_tiers,
+    check_buildable,
+    choice,
     choose_tiers,
-    local_accuracy,
+    client_accuracy,
+    get_flat,
+    integer,
+    load_initial_state,
+    loss_and_correct,
+    number,
+    positive_list,
+    seeded_model,
+    set_flat,
+    sgd_epochs,
     tier_clients,
     tier_workload,
+    torch_generator,
+    widths,
 )
-from mpifl.models import ModelSpec, check_buildable, load_initial_state, seeded_model
-from mpifl.streams import Purpose, torch_generator
 
 
 def large_spec(spec: ModelSpec, alg: object) -> ModelSpec:
@@ -48,7 +65,6 @@ def large_spec(spec: ModelSpec, alg: object) -> ModelSpec:
     )
 
 
-@register
 class Koala(Method):
     """Small families on clients, a large model on the server, two-way distillation."""
 
@@ -78,8 +94,8 @@ class Koala(Method):
         self.large = seeded_model(large_spec(ctx.spec, alg), seed, 1)
         if alg.server_init:
             load_initial_state(self.large, alg.server_init, "the large model")
-        widths = alg.small_widths if alg.mode == "heterogeneous" else [1.0]
-        self.families = build_tiers(ctx, widths)
+        family_widths = alg.small_widths if alg.mode == "heterogeneous" else [1.0]
+        self.families = build_tiers(ctx, family_widths)
         self.small = []
         for i, fam in enumerate(self.families):
             small = seeded_model(ctx.spec.at_width(ctx.spec.width * fam.width), seed, 2 + i)
@@ -99,14 +115,14 @@ class Koala(Method):
         return sizes
 
     def train_client(self, task: ClientTask, acc: Accumulators) -> ClientResult:
-        fam = int(task.row["family"])
+        fam = task.variant
         model = self.families[fam].model
         set_flat(model, self.small[fam])
         x, y = task.train
         loss = sgd_epochs(model, x, y, self.config.train, task.generator)
         acc.add(f"model{fam}", list(model.parameters()), len(x))
         acc.add(f"weight{fam}", torch.ones(1), len(x))
-        return ClientResult(loss, local_accuracy(model, task.test))
+        return ClientResult(loss, client_accuracy(model, task.test))
 
     def _logits(self, model: torch.nn.Module, flat: torch.Tensor | None = None) -> torch.Tensor:
         if flat is not None:
@@ -115,16 +131,16 @@ class Koala(Method):
         with torch.no_grad():
             return model(self.proxy_x)
 
-    def server_step(self, sums: dict[str, np.ndarray], plan: RoundPlan) -> None:
+    def server_step(self, sums: dict[str, np.ndarray], plan: RoundPlan) -> Metrics:
+        """FedAvg within each family, then reverse and forward KD; reports the mean KD
+        loss per proxy sample of the large model (`reverse_kd_loss`) and of the families
+        (`forward_kd_loss`, averaged over families)."""
         alg, seed = self.config.algorithm, self.config.run.seed
         counts = np.array([sums[f"weight{i}"][0] for i in range(len(self.small))])
         for i, total in enumerate(counts):  # FedAvg within each family
-            if total > 0:
-                average = torch.from_numpy(sums[f"model{i}"] / total)
-                w = self.small[i].double()
-                self.small[i] = (w + (average - w)).float()
+            self.small[i] = average_update(self.small[i], sums[f"model{i}"], total)
         if counts.sum() <= 0:
-            return
+            return {}
         # reverse KD: small -> large, teacher = sample-weighted average of family logits
         teacher_logits = sum(
             float(n) * self._logits(fam.model, self.small[i])
@@ -135,16 +151,23 @@ class Koala(Method):
         distill = self.ctx.distiller.distill
         gen = torch_generator(seed, Purpose.DISTILL, plan.round, 0)
         labels = self.proxy_y if alg.proxy_labels else None
-        distill(self.large, self.proxy_x, teacher, alg.temperature, alg.server_epochs,
-                alg.server_batch, alg.server_lr, gen, labels)  # fmt: skip
+        reverse = distill(
+            self.large, self.proxy_x, teacher, alg.temperature, alg.server_epochs,
+            alg.server_batch, alg.server_lr, gen, labels,
+        )  # fmt: skip
         # forward KD: large -> each small family; the results are next round's downloads
         teacher = torch.softmax(self._logits(self.large) / alg.temperature, dim=1)
+        forward = []
         for i, fam in enumerate(self.families):
             set_flat(fam.model, self.small[i])
             gen = torch_generator(seed, Purpose.DISTILL, plan.round, 1 + i)
-            distill(fam.model, self.proxy_x, teacher, alg.temperature, alg.forward_epochs,
-                    alg.server_batch, alg.forward_lr, gen)  # fmt: skip
+            loss = distill(
+                fam.model, self.proxy_x, teacher, alg.temperature, alg.forward_epochs,
+                alg.server_batch, alg.forward_lr, gen,
+            )  # fmt: skip
+            forward.append(loss)
             self.small[i] = get_flat(fam.model)
+        return {"reverse_kd_loss": reverse, "forward_kd_loss": float(np.mean(forward))}
 
     def evaluate(self) -> list[EvalResult]:
         """The large model (headline) and every small family on the global test set; with
@@ -164,13 +187,11 @@ def pretrain_large(
     cfg: object, data: object, spec: ModelSpec, epochs: int, lr: float, path: Path
 ) -> dict:
     """Train KOALA's large model on the proxy set with labels; save its state dict."""
-    from mpifl.engine.local_training import loss_and_correct
-
     model = seeded_model(large_spec(spec, cfg.algorithm), cfg.run.seed, 1)
     x, y = data.proxy()
     if len(x) == 0:
         raise ConfigError("data.proxy_fraction", 0.0, "must be > 0: pre-training uses it")
-    train = train_settings(cfg.train, epochs=epochs, lr=lr)
+    train = replace(cfg.train, epochs=epochs, lr=lr)
     loss = sgd_epochs(model, x, y, train, torch_generator(cfg.run.seed, Purpose.DISTILL, -1, 99))
     tx, ty = data.global_test()
     _, correct = loss_and_correct(model, tx, ty)

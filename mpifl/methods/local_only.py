@@ -9,17 +9,23 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mpifl.engine.accumulate import Accumulators
-from mpifl.engine.evaluate import EvalResult
-from mpifl.engine.local_training import get_flat, loss_and_correct, set_flat, sgd_epochs
-from mpifl.engine.plan import RoundPlan, Workload
-from mpifl.methods import register
-from mpifl.methods.base import ClientResult, ClientTask
+from mpifl.kit import (
+    Accumulators,
+    ClientResult,
+    ClientTask,
+    EvalResult,
+    Metrics,
+    RoundPlan,
+    Workload,
+    client_accuracy,
+    get_flat,
+    loss_and_correct,
+    set_flat,
+    sgd_epochs,
+)
 from mpifl.methods.fedavg import FedAvg
-from mpifl.methods.tiers import local_accuracy
 
 
-@register
 class LocalOnly(FedAvg):
     """Each client alone: no aggregation, no server model, no traffic."""
 
@@ -46,10 +52,11 @@ class LocalOnly(FedAvg):
         trained = get_flat(self.model)
         if torch.isfinite(trained).all():
             self.ctx.state.put(task.client, {"weights": trained.numpy()})
-        return ClientResult(loss, local_accuracy(self.model, task.test))
+        return ClientResult(loss, client_accuracy(self.model, task.test))
 
-    def server_step(self, sums: dict[str, np.ndarray], plan: RoundPlan) -> None:
+    def server_step(self, sums: dict[str, np.ndarray], plan: RoundPlan) -> Metrics:
         """Nothing: there is no server model."""
+        return {}
 
     def evaluate(self) -> list[EvalResult]:
         """Each client's own test split, scored by its own model."""

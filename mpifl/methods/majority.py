@@ -11,11 +11,15 @@ import math
 import numpy as np
 import torch
 
-from mpifl.engine.accumulate import Accumulators
-from mpifl.engine.evaluate import EvalResult
-from mpifl.engine.plan import RoundPlan
-from mpifl.methods import register
-from mpifl.methods.base import ClientResult, ClientTask, ServerOnlyMethod
+from mpifl.kit import (
+    Accumulators,
+    ClientResult,
+    ClientTask,
+    EvalResult,
+    Metrics,
+    RoundPlan,
+    ServerOnlyMethod,
+)
 
 
 def label_prior(labels: torch.Tensor, n_classes: int) -> torch.Tensor:
@@ -24,7 +28,6 @@ def label_prior(labels: torch.Tensor, n_classes: int) -> torch.Tensor:
     return counts / counts.sum()
 
 
-@register
 class Majority(ServerOnlyMethod):
     """Each client's majority training label."""
 
@@ -42,8 +45,9 @@ class Majority(ServerOnlyMethod):
         correct = self.score(task.client, x, y)[1] if len(x) else 0
         return ClientResult(math.nan, correct / len(x) if len(x) else math.nan)
 
-    def server_step(self, sums: dict[str, np.ndarray], plan: RoundPlan) -> None:
+    def server_step(self, sums: dict[str, np.ndarray], plan: RoundPlan) -> Metrics:
         """Nothing: there is no server model."""
+        return {}
 
     def evaluate(self) -> list[EvalResult]:
         """Each client's own test split, scored by its majority label."""

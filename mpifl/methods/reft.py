@@ -23,18 +23,35 @@ import math
 import numpy as np
 import torch
 
-from mpifl.config.fields import choice, integer, number
-from mpifl.engine.accumulate import Accumulators
-from mpifl.engine.evaluate import EvalResult
-from mpifl.engine.local_training import get_flat, loss_and_correct, set_flat, sgd_epochs
-from mpifl.engine.plan import RoundPlan, Workload
-from mpifl.errors import ConfigError
-from mpifl.methods import register
-from mpifl.methods.base import ClientResult, ClientTask, Method, MethodContext
-from mpifl.methods.tiers import build_tiers, local_accuracy, tier_workload
-from mpifl.models import seeded_model
-from mpifl.models.slicing import SliceMap, layout, select_units
-from mpifl.streams import Purpose, torch_generator
+from mpifl.kit import (
+    Accumulators,
+    ClientResult,
+    ClientTask,
+    ConfigError,
+    EvalResult,
+    Method,
+    MethodContext,
+    Metrics,
+    Purpose,
+    RoundPlan,
+    SliceMap,
+    Workload,
+    build_tiers,
+    choice,
+    client_accuracy,
+    footprint,
+    get_flat,
+    integer,
+    layout,
+    loss_and_correct,
+    number,
+    seeded_model,
+    select_units,
+    set_flat,
+    sgd_epochs,
+    tier_workload,
+    torch_generator,
+)
 
 
 def pruning_ratios(p_step: float) -> list[float]:
@@ -60,7 +77,6 @@ def capability_ratio(flops: np.ndarray, p_max: float, p_step: float, rule: str) 
     return np.round(p / p_step) * p_step
 
 
-@register
 class REFT(Method):
     """Pruned persistent client models; ensemble knowledge distillation on the server."""
 
@@ -114,7 +130,7 @@ class REFT(Method):
         train = self.config.train
         tier = np.full(len(memory), len(self.tiers) - 1)
         for i in range(len(self.tiers) - 1, -1, -1):
-            fits = self.tiers[i].cost.footprint(train.batch_size, train.momentum > 0) <= memory
+            fits = footprint(self.tiers[i].cost, train) <= memory
             tier[fits & (i >= base)] = i
         return tier
 
@@ -136,7 +152,7 @@ class REFT(Method):
         return SliceMap(self.server, units).extract(self.weights)
 
     def train_client(self, task: ClientTask, acc: Accumulators) -> ClientResult:
-        tier = int(task.row["family"])
+        tier = task.variant
         store = self.ctx.state
         state = None if self._sync(task.round) else store.get(task.client)
         flat = self.pruned(tier) if state is None else torch.from_numpy(state["weights"])
@@ -152,17 +168,19 @@ class REFT(Method):
             logits = model(self.proxy_x) / self.config.algorithm.temperature
         acc.add("teacher", torch.softmax(logits, dim=1), len(x))
         acc.add("weight", torch.ones(1), len(x))
-        return ClientResult(loss, local_accuracy(model, task.test))
+        return ClientResult(loss, client_accuracy(model, task.test))
 
-    def server_step(self, sums: dict[str, np.ndarray], plan: RoundPlan) -> None:
-        self.has_state[plan.rows["client"][plan.rows["rank"] >= 0]] = True
+    def server_step(self, sums: dict[str, np.ndarray], plan: RoundPlan) -> Metrics:
+        """Distil the clients' ensemble into the server model; reports the mean KD loss
+        per proxy sample (`distill_loss`)."""
+        self.has_state[plan.trained_clients] = True
         total = sums["weight"][0]
         if total <= 0:
-            return
+            return {}
         alg = self.config.algorithm
         teacher = torch.from_numpy(sums["teacher"] / total).float().view(len(self.proxy_x), -1)
         set_flat(self.server, self.weights)
-        self.ctx.distiller.distill(
+        loss = self.ctx.distiller.distill(
             self.server,
             self.proxy_x,
             teacher,
@@ -173,6 +191,7 @@ class REFT(Method):
             torch_generator(self.config.run.seed, Purpose.DISTILL, plan.round, 0),
         )
         self.weights = get_flat(self.server)
+        return {"distill_loss": loss}
 
     def evaluate(self) -> list[EvalResult]:
         """The server model, and the server model pruned at each client ratio, on the global

@@ -10,27 +10,36 @@ denominator, both of the global size); coordinates nobody covered stay unchanged
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-from mpifl.config.fields import choice, widths
-from mpifl.engine.accumulate import Accumulators
-from mpifl.engine.evaluate import EvalResult
-from mpifl.engine.local_training import get_flat, set_flat, sgd_epochs
-from mpifl.engine.plan import RoundPlan, Workload
-from mpifl.methods import register
-from mpifl.methods.base import ClientResult, ClientTask, Method, MethodContext
-from mpifl.methods.tiers import (
+from mpifl.kit import (
+    SELECTIONS,
+    Accumulators,
+    ClientResult,
+    ClientTask,
+    EvalResult,
+    Method,
+    MethodContext,
+    Metrics,
+    RoundPlan,
+    SliceMap,
+    Workload,
+    average_update,
     build_tiers,
+    choice,
     choose_tiers,
-    local_accuracy,
+    client_accuracy,
+    get_flat,
+    layout,
+    seeded_model,
+    select_units,
+    set_flat,
+    sgd_epochs,
     tier_clients,
     tier_workload,
+    widths,
 )
-from mpifl.models import seeded_model
-from mpifl.models.slicing import SELECTIONS, SliceMap, layout, select_units
 
 
-@register
 class SubModel(Method):
     """Width-tiered sub-models of one global model, masked averaging."""
 
@@ -74,7 +83,7 @@ class SubModel(Method):
         return {"num": n, "den": n}
 
     def train_client(self, task: ClientTask, acc: Accumulators) -> ClientResult:
-        tier = int(task.row["family"])
+        tier = task.variant
         smap = self.slice_map(tier, task.round)
         model = self.tiers[tier].model
         set_flat(model, smap.extract(self.weights))
@@ -82,16 +91,12 @@ class SubModel(Method):
         loss = sgd_epochs(model, x, y, self.config.train, task.generator)
         acc.add("num", smap.scatter(get_flat(model)), len(x))
         acc.add("den", smap.mask(), len(x))
-        return ClientResult(loss, local_accuracy(model, task.test))
+        return ClientResult(loss, client_accuracy(model, task.test))
 
-    def server_step(self, sums: dict[str, np.ndarray], plan: RoundPlan) -> None:
-        den = sums["den"]
-        covered = den > 0
-        w = self.weights.double()
-        average = torch.from_numpy(sums["num"][covered] / den[covered])
-        w[covered] = w[covered] + (average - w[covered])  # FedAvg's arithmetic at lr 1
-        self.weights = w.float()
+    def server_step(self, sums: dict[str, np.ndarray], plan: RoundPlan) -> Metrics:
+        self.weights = average_update(self.weights, sums["num"], sums["den"])
         self.next_round = plan.round + 1
+        return {"covered_fraction": float((sums["den"] > 0).mean())}
 
     def evaluate(self) -> list[EvalResult]:
         """The global model, and each narrower tier as it would be sent this round, on the

@@ -9,27 +9,11 @@ import torch
 from torch import nn
 
 from mpifl.errors import ConfigError, InputError, describe
-from mpifl.models.cnn import build_cnn
+from mpifl.models.build import build_model, seeded_model
 from mpifl.models.cost import ModelCost, measure_cost
-from mpifl.models.mlp import build_mlp
 from mpifl.models.spec import ModelSpec, spec_from_config
-from mpifl.streams import torch_init_seed
 
 TRAINING_BYTES_PER_PARAM = 16  # fp32 weights, gradient, momentum, one flat copy
-BUILDERS = {"mlp": build_mlp, "cnn": build_cnn}
-
-
-def build_model(spec: ModelSpec) -> nn.Module:
-    """A freshly initialised model for `spec` (uses torch's current RNG for init)."""
-    return BUILDERS[spec.arch](spec)
-
-
-def seeded_model(spec: ModelSpec, seed: int, key: int = 0) -> nn.Module:
-    """A model for `spec` initialised from the stream (seed, key), whatever rank builds it
-    and without touching torch's global random state."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(torch_init_seed(seed, key))
-        return build_model(spec)
 
 
 def load_initial_state(model: nn.Module, path: str, what: str) -> None:

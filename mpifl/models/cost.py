@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from mpifl.models.build import build_model
 from mpifl.models.spec import ModelSpec
 
 
@@ -36,8 +37,6 @@ class ModelCost:
 @lru_cache(maxsize=256)
 def measure_cost(spec: ModelSpec) -> ModelCost:
     """Measure `spec`'s training cost (cached per spec for the life of the process)."""
-    from mpifl.models import build_model
-
     return cost_of(
         build_model(spec), spec.input_shape, lambda out, y: nn.functional.cross_entropy(out, y)
     )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from types import SimpleNamespace
 
+from mpifl.config.sections import ModelConfig
 from mpifl.errors import ConfigError
 
 
@@ -34,7 +34,7 @@ class ModelSpec:
 
 
 def spec_from_config(
-    model: SimpleNamespace, input_shape: tuple[int, ...], n_classes: int
+    model: ModelConfig, input_shape: tuple[int, ...], n_classes: int
 ) -> ModelSpec:
     """The ModelSpec of the `[model]` config section for a data set's shapes."""
     if model.arch == "cnn" and len(input_shape) != 3:

@@ -21,7 +21,7 @@ from mpifl.results.schema import Status
 from mpifl.results.status import effective
 from mpifl.results.writer import TABLES
 
-NAMES = ("rounds", "participation", "ranks", "eval", "fleet")
+NAMES = ("rounds", "participation", "ranks", "eval", "server", "fleet")
 
 
 @dataclass
@@ -50,8 +50,9 @@ def _frame(rows: np.ndarray, table: str) -> pd.DataFrame:
         df["status"] = pd.Categorical.from_codes(
             df["status"].astype(int), [s.name.lower() for s in Status]
         )
-    if "group" in df:
-        df["group"] = df["group"].str.decode("utf-8")
+    for text in ("group", "name"):
+        if text in df:
+            df[text] = df[text].str.decode("utf-8")
     return df
 
 
@@ -67,13 +68,18 @@ def read_run(path: str | Path) -> Run:
             attrs["error"] = error
         run = Run(path, attrs, config)
         names = [str(c) for c in f["fleet"].attrs["device_classes"]]
-        renumber = int(attrs.get("format_version", 1)) < 3  # rounds were counted from 0
+        version = int(attrs.get("format_version", 1))
         for name in NAMES:
+            if name not in f:  # the server table is new in format 4
+                run.tables[name] = _frame(np.zeros(0, TABLES[name]), name)
+                continue
             ds = f[name]
             ds.refresh()
             df = run.tables[name] = _frame(ds[:], name)
-            if renumber and "round" in df:
+            if version < 3 and "round" in df:  # rounds were counted from 0
                 df["round"] += 1
+            if version < 4 and "family" in df:
+                df.rename(columns={"family": "variant"}, inplace=True)
             if "device_class" in df:  # an enum, as `status` is
                 df["device_class"] = pd.Categorical.from_codes(
                     df["device_class"].astype(int), names
@@ -86,15 +92,25 @@ def read_run(path: str | Path) -> Run:
     return run
 
 
-def flat_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Dotted keys to scalar values (lists become strings; device classes are skipped)."""
+def read_attrs(path: str | Path) -> dict[str, Any]:
+    """A result file's root attributes (SWMR: works while the run is writing it); OSError
+    if it cannot be read as one."""
+    with h5py.File(path, "r", libver="latest", swmr=True) as f:
+        return dict(f.attrs)
+
+
+def flat_config(
+    config: dict[str, Any], prefix: str = "", classes: bool = False
+) -> dict[str, Any]:
+    """Dotted keys to scalar values (lists become strings); device classes are skipped
+    unless `classes`."""
     out: dict[str, Any] = {}
     for key, value in config.items():
         dotted = prefix + key
-        if dotted == "fleet.classes":
+        if dotted == "fleet.classes" and not classes:
             continue
         if isinstance(value, dict):
-            out.update(flat_config(value, dotted + "."))
+            out.update(flat_config(value, dotted + ".", classes))
         else:
             out[dotted] = str(value) if isinstance(value, list) else value
     return out

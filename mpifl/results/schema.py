@@ -10,7 +10,9 @@ import numpy as np
 
 from mpifl.fleet.profiles import PROFILE_DTYPE
 
-FORMAT_VERSION = 3  # 2: enum device_class, units, descriptions; 3: rounds from 1
+# 2: enum device_class, units, descriptions; 3: rounds from 1; 4: participation.family
+# renamed variant, and the server table
+FORMAT_VERSION = 4
 
 
 class Status(IntEnum):
@@ -49,7 +51,7 @@ PARTICIPATION_DTYPE = np.dtype(
         ("accuracy", "f4"),  # trained model on the client's own test split (NaN if none)
         ("width", "f4"),  # width ratio of the client's model (1 = full)
         ("prune", "f4"),  # pruning ratio (0 = none)
-        ("family", "i2"),  # model family index (0 = the only one)
+        ("variant", "i2"),  # which of the method's model variants (0 = the only one)
     ]
 )
 
@@ -107,6 +109,14 @@ EVAL_DTYPE = np.dtype(
     ]
 )
 
+SERVER_DTYPE = np.dtype(
+    [
+        ("round", "i4"),
+        ("name", "S32"),  # a figure the method's server step reported, e.g. distill_loss
+        ("value", "f8"),
+    ]
+)
+
 FLEET_DTYPE = np.dtype(PROFILE_DTYPE.descr + [("n_train", "i4"), ("n_test", "i4")])
 
 # Every column's unit and description: "table.column | unit | description", one per line.
@@ -130,7 +140,7 @@ participation.loss | nats | mean local training loss; NaN if not trained
 participation.accuracy | fraction | trained local model on the client's own test split
 participation.width | ratio | width ratio of the client's model (1 = full)
 participation.prune | ratio | pruning ratio of the client's model (0 = none)
-participation.family | index | model family / tier index (0 = the only one)
+participation.variant | index | the method's model variant the client trained (see docs/methods.md)
 rounds.round | round | round number, from 1 (the first round)
 rounds.virtual_time | s (virtual) | virtual clock at the end of the round
 rounds.duration | s (virtual) | virtual length of the round
@@ -170,6 +180,9 @@ eval.group | text | what was scored on what (global, clients/mean, width=R, ...)
 eval.loss | nats | mean cross-entropy
 eval.accuracy | fraction | accuracy
 eval.samples | samples | test samples; for clients/mean, clients averaged
+server.round | round | round number, from 1 (the first round)
+server.name | text | what the method's server step measured (per method: docs/methods.md)
+server.value | method-defined | the figure (units in docs/methods.md)
 fleet.device_class | enum | device class (enum of the attribute device_classes)
 fleet.flops | FLOP/s | training speed
 fleet.memory | bytes | training memory budget

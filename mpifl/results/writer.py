@@ -26,6 +26,7 @@ from mpifl.results.schema import (
     PARTICIPATION_DTYPE,
     RANKS_DTYPE,
     ROUNDS_DTYPE,
+    SERVER_DTYPE,
     STATUS_NAMES,
 )
 
@@ -34,6 +35,7 @@ TABLES = {
     "participation": PARTICIPATION_DTYPE,
     "ranks": RANKS_DTYPE,
     "eval": EVAL_DTYPE,
+    "server": SERVER_DTYPE,
 }
 CHUNK_ROWS = 1024
 

@@ -46,8 +46,7 @@ class ClientStateStore:
     """get/put client state; at most `bound` bytes in RAM, the rest in `folder`."""
 
     def __init__(self, bound: int, folder: Path) -> None:
-        self.bound, self.folder = bound, folder
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.bound, self.folder = bound, folder  # created at the first spill
         self._ram: OrderedDict[int, State] = OrderedDict()  # committed, LRU order
         self._clean: set[int] = set()  # in RAM and equal to their spill file
         self._pending: dict[int, State] | None = None  # the open round's puts
@@ -128,6 +127,7 @@ class ClientStateStore:
             if old in self._clean:  # its spill file already holds it
                 self._clean.discard(old)
                 continue
+            self.folder.mkdir(parents=True, exist_ok=True)
             write_npz(self._path(old), old_state, "spilled client state")
             self.stats.bytes_written += self._size(old_state)
 

@@ -1,5 +1,6 @@
-"""Narrow models of one family at several widths: specs, reused model objects, costs,
-and the per-client tier choice (largest that fits memory and the deadline)."""
+"""Narrow models of one architecture at several widths (a method's model variants):
+specs, reused model objects, costs, and the per-client tier choice (the widest that fits
+memory and the deadline)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from mpifl.engine.evaluate import EvalResult
-from mpifl.engine.local_training import prepare_model
-from mpifl.engine.plan import Workload, virtual_times
-from mpifl.methods.base import MethodContext
+from mpifl.kit.evaluate import EvalResult
+from mpifl.kit.method import MethodContext
+from mpifl.kit.training import loss_and_correct, prepare_model, set_flat
+from mpifl.kit.workload import Workload, footprint, virtual_times
 from mpifl.models import ModelCost, build_model, measure_cost
 from mpifl.models.slicing import layout
 
@@ -56,7 +57,7 @@ def choose_tiers(
         compute, comm = virtual_times(
             prof, n * t.cost.train_flops_per_sample * train.epochs, nbytes * sends, nbytes
         )
-        fits = t.cost.footprint(train.batch_size, train.momentum > 0) <= prof["memory"]
+        fits = footprint(t.cost, train) <= prof["memory"]
         ok = fits & (compute + comm <= ctx.config.round.deadline)
         choice[ok] = i
     return choice
@@ -78,7 +79,7 @@ def tier_workload(
     nbytes = pick(lambda t: t.cost.param_bytes).astype(np.int64)
     sends = np.ones(len(clients), bool) if download is None else download
     return Workload(
-        footprint=pick(lambda t: t.cost.footprint(train.batch_size, train.momentum > 0)),
+        footprint=pick(lambda t: footprint(t.cost, train)),
         train_flops=ctx.data.n_train[clients]
         * pick(lambda t: t.cost.train_flops_per_sample)
         * train.epochs,
@@ -86,16 +87,8 @@ def tier_workload(
         bytes_up=nbytes,
         width=np.ones_like(width) if prune else width,
         prune=(1 - width) if prune else np.zeros_like(width),
-        family=choice.astype(np.int16),
+        variant=choice.astype(np.int16),
     )
-
-
-def local_accuracy(model: nn.Module, test: tuple[torch.Tensor, torch.Tensor]) -> float:
-    """Accuracy of a trained local model on the client's own test split (NaN if empty)."""
-    from mpifl.engine.local_training import loss_and_correct
-
-    n = len(test[0])
-    return loss_and_correct(model, *test)[1] / n if n else float("nan")
 
 
 def tier_clients(
@@ -103,7 +96,6 @@ def tier_clients(
 ) -> list[EvalResult]:
     """Per-client evaluation (`clients/mean`, `clients/pooled`) where client k uses tier
     `tier_of[k]` holding `weights[tier]`."""
-    from mpifl.engine.local_training import loss_and_correct, set_flat
 
     def score(client: int, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
         tier = int(tier_of[client])

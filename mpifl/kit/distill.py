@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from mpifl.comm import Comm
-from mpifl.engine.accumulate import Accumulators
+from mpifl.kit.accumulate import Accumulators
 
 MICRO = 8  # samples per micro-chunk
 

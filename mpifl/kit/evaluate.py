@@ -11,7 +11,7 @@ from torch import nn
 
 from mpifl.comm import Comm
 from mpifl.data.federated import FederatedData
-from mpifl.engine.local_training import loss_and_correct
+from mpifl.kit.training import loss_and_correct
 
 CHUNK = 256  # fixed chunk size: each chunk's numbers do not depend on the rank count
 ClientScore = Callable[[int, torch.Tensor, torch.Tensor], tuple[float, int]]

@@ -3,13 +3,14 @@
 The engine owns sampling, scheduling, emulation, collectives and records. A method owns
 the learning: the per-client cost of its work (for the plan), the named flat
 accumulators it needs, the client work that adds into them, the server step that turns
-their exact sums into the next state, and its evaluation.
+their exact sums into the next state (returning what it measured), and its evaluation.
 """
 
 from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import ClassVar
@@ -20,26 +21,29 @@ import torch
 from mpifl.config import Config
 from mpifl.config.fields import Field
 from mpifl.data.federated import FederatedData, Split
-from mpifl.engine.accumulate import Accumulators
-from mpifl.engine.distill import Distiller
-from mpifl.engine.evaluate import EvalResult, Evaluator
-from mpifl.engine.plan import RoundPlan, Workload
-from mpifl.engine.state_store import ClientStateStore
 from mpifl.fleet.profiles import Fleet
+from mpifl.kit.accumulate import Accumulators
+from mpifl.kit.distill import Distiller
+from mpifl.kit.evaluate import EvalResult, Evaluator
+from mpifl.kit.state_store import ClientStateStore
+from mpifl.kit.workload import RoundPlan, Workload
 from mpifl.models import ModelSpec
+
+Metrics = dict[str, float]  # name -> value, recorded in the result file's server table
 
 
 @dataclass
 class MethodContext:
     """What a method may use: config, data, fleet, the model spec, and the engine's
-    collective services (evaluation, distillation, the client-state store)."""
+    collective services (evaluation, distillation, and for a `stateful` method the
+    client-state store of this rank)."""
 
     config: Config
     data: FederatedData
     fleet: Fleet
     spec: ModelSpec
     evaluator: Evaluator
-    distiller: Distiller | None = None
+    distiller: Distiller
     state: ClientStateStore | None = None
 
     @cached_property
@@ -67,7 +71,12 @@ class ClientTask:
     train: Split
     test: Split
     generator: torch.Generator  # keyed by (seed, round, client)
-    row: np.void  # the client's participation row from the plan (width, family, ...)
+    row: np.void  # the client's participation row from the plan (width, variant, ...)
+
+    @property
+    def variant(self) -> int:
+        """Which of the method's model variants the client trains (from its workload)."""
+        return int(self.row["variant"])
 
 
 @dataclass
@@ -79,12 +88,13 @@ class ClientResult:
 
 
 class Method(ABC):
-    """Base class of a federated learning method; subclasses register with @register."""
+    """Base class of a federated learning method (listed in mpifl.methods.METHODS)."""
 
     name: ClassVar[str]
     fields: ClassVar[dict[str, Field]] = {}  # method-specific [algorithm] keys
     stateful: ClassVar[bool] = False  # keeps per-client state: clients stay on a home rank
     checkpointed: ClassVar[tuple[str, ...]] = ("weights",)  # attributes a checkpoint saves
+    group_size: ClassVar[int] = 1  # clients handed to `train_clients` at once (at most)
 
     def __init__(self, ctx: MethodContext) -> None:
         self.ctx = ctx
@@ -102,10 +112,22 @@ class Method(ABC):
     def train_client(self, task: ClientTask, acc: Accumulators) -> ClientResult:
         """Train one client from the current state and stage its contributions in `acc`."""
 
+    def train_clients(
+        self, tasks: Sequence[ClientTask], acc: Accumulators
+    ) -> Iterator[ClientResult]:
+        """Train a group of at most `group_size` clients (one rank's, in plan order), and
+        yield one result per task, in order, having staged that client's contributions
+        in `acc` just before yielding it: the engine commits (or discards) them one
+        client at a time. The default trains them one by one; a method may override it
+        to train the whole group as one batched computation."""
+        for task in tasks:
+            yield self.train_client(task, acc)
+
     @abstractmethod
-    def server_step(self, sums: dict[str, np.ndarray], plan: RoundPlan) -> None:
+    def server_step(self, sums: dict[str, np.ndarray], plan: RoundPlan) -> Metrics:
         """Turn the reduced sums (identical on every rank) into the next state; `plan` is
-        the round's plan (who was scheduled, with which tier)."""
+        the round's plan (who was scheduled, with which variant). Returns what it
+        measured (e.g. a distillation loss; identical on every rank), {} if nothing."""
 
     @abstractmethod
     def evaluate(self) -> list[EvalResult]:

@@ -1,0 +1,245 @@
+"""Typed, frozen config sections: one dataclass per section of the schema.
+
+Generated from mpifl/config/schema.py by `python -m mpifl.config.codegen`; do not edit.
+Lists are tuples; [algorithm] holds `name` here and each method's own keys in a subclass
+made when a job is loaded (mpifl.config.loader.algorithm_class).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """[run]"""
+
+    name: str
+    # root of every random stream
+    seed: int
+    rounds: int
+    output: str
+    # torch threads per rank; 0 = $SLURM_CPUS_PER_TASK or 1
+    threads: int
+    # evaluate the global model every k rounds (and the last)
+    eval_every: int
+    # also score every client's own test split with the model it would use (eval groups
+    # clients/mean and clients/pooled); off for very large fleets
+    eval_clients: bool
+
+
+@dataclass(frozen=True)
+class DataSyntheticConfig:
+    """[data.synthetic]"""
+
+    # model heterogeneity: std of u_k (FedProx's)
+    alpha: float
+    # data heterogeneity: std of B_k (FedProx's)
+    beta: float
+    features: int
+    classes: int
+    # client size (train + test) = floor(lognormal(this, samples_sigma)) + samples_offset,
+    # at most samples_max (FedProx: 4, 2, 50)
+    samples_log_mean: float
+    # sigma of the lognormal client size
+    samples_sigma: float
+    # samples added to every client
+    samples_offset: int
+    # largest client (train + test)
+    samples_max: int
+
+
+@dataclass(frozen=True)
+class DataW1Config:
+    """[data.w1]"""
+
+    # samples per client (train + own test)
+    samples: int
+    # noise sigma around the class pattern
+    noise: float
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """[data]"""
+
+    # one of digits, mnist5k, synthetic, w1, npz, mnist, cifar10, cifar100, femnist, tff
+    name: str
+    path: str
+    # tff: the feature holding the inputs
+    tff_x: str
+    # tff: the feature holding the labels
+    tff_y: str
+    # one of iid, dirichlet, shards, fedmrl
+    partition: str
+    # Dirichlet concentration
+    alpha: float
+    # for shards and fedmrl partitions
+    classes_per_client: int
+    # global test set, carved out first
+    test_fraction: float
+    # server proxy set
+    proxy_fraction: float
+    # per-client test split
+    local_test_fraction: float
+    # fewest training samples a client may hold
+    min_samples: int
+    synthetic: DataSyntheticConfig
+    w1: DataW1Config
+
+
+@dataclass(frozen=True)
+class DeviceClassConfig:
+    """One [fleet.classes.<name>] table."""
+
+    # mixture weight (normalised over classes)
+    weight: float
+    # median training speed, FLOP/s
+    flops: float
+    # median training memory budget, bytes
+    memory: float
+    # median uplink, bit/s
+    uplink: float
+    # median downlink, bit/s
+    downlink: float
+    # median one-way latency, s
+    latency: float
+    # probability of being online in a round
+    availability: float
+
+
+@dataclass(frozen=True)
+class FleetConfig:
+    """[fleet]"""
+
+    # 0 = as many as the data's natural partition
+    clients: int
+    trace: str
+    # lognormal sigma of profiles inside a device class
+    spread: float
+    classes: dict[str, DeviceClassConfig]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """[model]"""
+
+    # one of mlp, cnn
+    arch: str
+    # width multiplier of hidden layers
+    width: float
+    # MLP hidden sizes
+    hidden: tuple[int, ...]
+    # CNN conv channels, one per block
+    channels: tuple[int, ...]
+    # CNN hidden fully connected units
+    fc: int
+    kernel: int
+    # one of none, group, layer
+    norm: str
+    # GroupNorm groups
+    groups: int
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """[train]"""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    momentum: float
+    weight_decay: float
+    # CNNs: NHWC memory layout (faster on CPU)
+    channels_last: bool
+
+
+@dataclass(frozen=True)
+class RoundConfig:
+    """[round]"""
+
+    # clients sampled per round
+    cohort: int
+    # virtual seconds; inf = none
+    deadline: float
+    # sample cohort x overcommit, keep the first cohort
+    overcommit: float
+
+
+@dataclass(frozen=True)
+class AlgorithmConfig:
+    """[algorithm]"""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class EmulationConfig:
+    """[emulation]"""
+
+    # one of virtual, throttled
+    mode: str
+    # throttled: wall s per virtual s
+    time_scale: float
+    # one of analytic, measured, both
+    memory: str
+    # per-rank RLIMIT_DATA backstop, bytes; 0 = none
+    rlimit_data: int
+    # one of bernoulli, always, diurnal, trace
+    availability: str
+    diurnal_amplitude: float
+    # virtual s of one cycle
+    diurnal_period: float
+    # diurnal: s per availability draw
+    slot: float
+
+
+@dataclass(frozen=True)
+class AggregationConfig:
+    """[aggregation]"""
+
+    frac_bits: int
+
+
+@dataclass(frozen=True)
+class CheckpointConfig:
+    """[checkpoint]"""
+
+    # write a checkpoint every k rounds; 0 = only on SIGTERM
+    every: int
+
+
+@dataclass(frozen=True)
+class StateConfig:
+    """[state]"""
+
+    # client-state bytes kept in RAM per rank
+    cache_bytes: int
+
+
+@dataclass(frozen=True)
+class FaultsConfig:
+    """[faults]"""
+
+    # inject an exception on this rank (-1 = never)
+    raise_on_rank: int
+    # round (from 1) of the injected exception; -1: none
+    raise_at_round: int
+
+
+@dataclass(frozen=True)
+class Sections:
+    """Every section of a job."""
+
+    run: RunConfig
+    data: DataConfig
+    fleet: FleetConfig
+    model: ModelConfig
+    train: TrainConfig
+    round: RoundConfig
+    algorithm: AlgorithmConfig
+    emulation: EmulationConfig
+    aggregation: AggregationConfig
+    checkpoint: CheckpointConfig
+    state: StateConfig
+    faults: FaultsConfig

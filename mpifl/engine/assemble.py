@@ -1,0 +1,87 @@
+"""Assembling a run from its config: data, fleet, availability, model spec, the method
+and the services it is given, and the round planner. Every rank does the same."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from mpifl.comm import Comm
+from mpifl.config import Config
+from mpifl.data import build_dataset
+from mpifl.data.checks import check_fits
+from mpifl.data.federated import FederatedData
+from mpifl.engine.plan import Planner
+from mpifl.engine.throttle import limit_data_segment, make_allocations_visible
+from mpifl.errors import ConfigError
+from mpifl.fleet import Fleet, build_fleet
+from mpifl.fleet.availability import build_availability
+from mpifl.kit import Distiller, Evaluator, Method, MethodContext
+from mpifl.kit.state_store import ClientStateStore, state_root
+from mpifl.methods import method_class
+from mpifl.models import check_buildable, spec_from_config
+
+
+def configure_threads(threads: int) -> int:
+    """Set torch's intra-op threads: the config value, else $SLURM_CPUS_PER_TASK, else 1."""
+    n = threads or int(os.environ.get("SLURM_CPUS_PER_TASK") or 1)
+    cores = os.cpu_count() or 1
+    if n > cores:
+        raise ConfigError("run.threads", n, f"must be <= the {cores} cores of this host")
+    torch.set_num_threads(n)
+    return n
+
+
+@dataclass
+class Assembly:
+    """The parts of one rank's run."""
+
+    threads: int
+    data: FederatedData
+    fleet: Fleet
+    method: Method
+    store: ClientStateStore | None  # this rank's client states (stateful methods)
+    planner: Planner
+
+
+def assemble(cfg: Config, comm: Comm, output: Path) -> Assembly:
+    """Build every part of a run of `cfg` writing `output`; ConfigError on bad input."""
+    threads = configure_threads(cfg.run.threads)
+    seed = cfg.run.seed
+    check_fits(cfg.fleet.clients)
+    data = build_dataset(cfg.data, cfg.fleet.clients, seed)
+    check_fits(data.n_clients, data)
+    if cfg.round.cohort > data.n_clients:
+        raise ConfigError(
+            "round.cohort", cfg.round.cohort, f"must be <= the {data.n_clients} clients"
+        )
+    fleet = build_fleet(cfg.fleet, data.n_clients, seed)
+    availability = build_availability(cfg.emulation, fleet, seed)
+    if cfg.emulation.memory != "analytic":
+        make_allocations_visible()
+    if cfg.emulation.rlimit_data:
+        limit_data_segment(cfg.emulation.rlimit_data)
+    spec = spec_from_config(cfg.model, data.input_shape, data.n_classes)
+    check_buildable(spec)
+    cls = method_class(cfg.algorithm.name)
+    store = None
+    if cls.stateful:
+        folder = state_root(output) / f"rank{comm.rank}"
+        store = ClientStateStore(cfg.state.cache_bytes, folder)
+    ctx = MethodContext(
+        cfg, data, fleet, spec, Evaluator(comm), Distiller(comm, cfg.aggregation.frac_bits), store
+    )
+    planner = Planner(
+        seed,
+        fleet,
+        data.n_train,
+        cfg.round,
+        availability,
+        comm.size,
+        check_footprint=cfg.emulation.memory != "measured",
+        pinned=cls.stateful,
+    )
+    return Assembly(threads, data, fleet, cls(ctx), store, planner)

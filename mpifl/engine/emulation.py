@@ -1,0 +1,98 @@
+"""Running one rank's clients of a round as the devices they emulate.
+
+Each client's outcome lands in its participation row: out of memory (the measured RSS
+growth over its budget, or an allocation failure under the RLIMIT_DATA backstop),
+rejected (a non-finite update), or trained with its loss and accuracy; in throttled mode
+the client takes at least its virtual compute time, scaled. Clients are handed to the
+method in groups of at most `Method.group_size`, in plan order; a group's contributions
+are still committed, or discarded, one client at a time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import numpy as np
+
+from mpifl.comm import Comm
+from mpifl.config import Config
+from mpifl.data.federated import FederatedData
+from mpifl.engine.signals import StopSignal
+from mpifl.engine.throttle import MemoryProbe, is_allocation_failure, sleep_until
+from mpifl.kit import Accumulators, ClientResult, ClientTask, Method
+from mpifl.kit.accumulate import UpdateRejected
+from mpifl.results.schema import Status
+from mpifl.streams import Purpose, torch_generator
+
+
+class ClientRunner:
+    """Trains this rank's scheduled clients through the method, emulating each device."""
+
+    def __init__(
+        self, cfg: Config, method: Method, data: FederatedData, comm: Comm, stop: StopSignal
+    ) -> None:
+        self.seed, self.emulation = cfg.run.seed, cfg.emulation
+        self.method, self.data, self.comm, self.stop = method, data, comm, stop
+        self.measure_memory = cfg.emulation.memory != "analytic"
+        self.throttled = cfg.emulation.mode == "throttled"
+
+    def task(self, round_: int, row: np.void) -> ClientTask:
+        """Client `row["client"]`'s turn in round `round_`."""
+        client = int(row["client"])
+        return ClientTask(
+            client=client,
+            round=round_,
+            train=self.data.client_train(client),
+            test=self.data.client_test(client),
+            generator=torch_generator(self.seed, Purpose.TRAIN, round_, client),
+            row=row,
+        )
+
+    def run(self, round_: int, rows: np.ndarray, acc: Accumulators) -> None:
+        """Train the clients of `rows` (this rank's, a view that receives the outcomes);
+        stops early, between groups, if a stop was requested."""
+        size = max(1, self.method.group_size)
+        for lo in range(0, len(rows), size):
+            self.comm.poll_failures()
+            if self.stop.requested:
+                return
+            group = rows[lo : lo + size]
+            tasks = [self.task(round_, row) for row in group]
+            results: Iterator[ClientResult] | None = self.method.train_clients(tasks, acc)
+            for row in group:
+                results = self._one(results, row, acc)
+
+    def _one(
+        self, results: Iterator[ClientResult] | None, row: np.void, acc: Accumulators
+    ) -> Iterator[ClientResult] | None:
+        """The next client's result, recorded in `row`; None from then on if the group's
+        computation ran out of memory (its remaining clients are out of memory too)."""
+        started = time.perf_counter()
+        result = None
+        try:
+            if results is not None and self.measure_memory:
+                with MemoryProbe() as probe:
+                    result = next(results)
+                row["measured_memory"] = probe.growth
+            elif results is not None:
+                result = next(results)
+        except (MemoryError, RuntimeError) as exc:  # the RLIMIT_DATA backstop
+            if not is_allocation_failure(exc):
+                raise
+            results = None
+        over = self.measure_memory and row["measured_memory"] > row["memory"]
+        if result is None or over:
+            row["status"], row["bytes_up"] = Status.OOM, 0
+            acc.discard()
+        else:
+            row["loss"], row["accuracy"] = result.loss, result.accuracy
+            try:
+                acc.commit()
+            except UpdateRejected:
+                row["status"] = Status.REJECTED
+        if self.throttled:
+            target = row["compute_time"] * self.emulation.time_scale
+            sleep_until(started, target, lambda: self.stop.requested)
+        row["wall_time"] = time.perf_counter() - started
+        return results

@@ -1,0 +1,78 @@
+"""What a method tells the planner about a round's client work, and what it gets back.
+
+A method's `workload` returns a Workload (per-client cost: memory footprint, training
+FLOPs, bytes each way, and which of its model variants the client trains); the planner
+turns it into a RoundPlan, which the server step receives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mpifl.config.sections import TrainConfig
+from mpifl.models.cost import ModelCost
+from mpifl.results.schema import Status
+
+
+@dataclass
+class Workload:
+    """Per-client cost of a method's round work (arrays aligned with a client-id array)."""
+
+    footprint: np.ndarray  # i8 bytes
+    train_flops: np.ndarray  # f8 total training FLOPs this round
+    bytes_down: np.ndarray  # i8
+    bytes_up: np.ndarray  # i8
+    width: np.ndarray  # f4
+    prune: np.ndarray  # f4
+    variant: np.ndarray  # i2: which of the method's model variants the client trains
+
+    @classmethod
+    def idle(cls, n: int) -> Workload:
+        """n clients with nothing to train, hold or send."""
+        zeros = np.zeros(n, dtype=np.int64)
+        return cls(zeros, np.zeros(n), zeros, zeros, np.ones(n, np.float32),
+                   np.zeros(n, np.float32), np.zeros(n, np.int16))  # fmt: skip
+
+
+@dataclass
+class RoundPlan:
+    """One round's plan; `rows` holds a participation row per sampled client (by client id)."""
+
+    round: int
+    rows: np.ndarray
+    duration: float
+
+    def scheduled(self, rank: int) -> np.ndarray:
+        """Positions in `rows` of the clients this rank trains."""
+        return np.flatnonzero(self.rows["rank"] == rank)
+
+    @property
+    def trained_clients(self) -> np.ndarray:
+        """Ids of the clients scheduled to train (on any rank)."""
+        return self.rows["client"][self.rows["rank"] >= 0]
+
+    @property
+    def total_samples(self) -> int:
+        """Training samples of all scheduled clients (the aggregation weight scale)."""
+        mask = self.rows["status"] == Status.TRAINED
+        return int(self.rows["samples"][mask].sum())
+
+
+def footprint(cost: ModelCost, train: TrainConfig) -> int:
+    """Training memory of a model of `cost` under `train` (batch size, momentum buffer)."""
+    return cost.footprint(train.batch_size, train.momentum > 0)
+
+
+def virtual_times(
+    profiles: np.ndarray, train_flops: np.ndarray, bytes_down: np.ndarray, bytes_up: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(compute, comm) virtual seconds: FLOPs / speed; 2 x latency + bytes / bandwidth."""
+    compute = train_flops / profiles["flops"]
+    comm = (
+        2 * profiles["latency"].astype(np.float64)
+        + 8.0 * bytes_down / profiles["downlink"]
+        + 8.0 * bytes_up / profiles["uplink"]
+    )
+    return compute, comm

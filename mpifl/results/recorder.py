@@ -1,0 +1,175 @@
+"""Rank 0's record of a run: what goes into the result file, row by row, and the summary.
+
+The Recorder owns the file's root attributes, the per-round tables (`rounds`,
+`participation`, `ranks`, `eval`, `server`), the final state and status, and the
+end-of-run summary; ResultsWriter below it owns HDF5 (SWMR, flushing, free space).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from mpifl.results.schema import EVAL_DTYPE, ROUNDS_DTYPE, SERVER_DTYPE, Status
+from mpifl.results.writer import ResultsWriter
+
+
+class Scored(Protocol):
+    """One evaluation: a model (group) on a data set (kit.evaluate.EvalResult)."""
+
+    group: str
+    loss: float
+    accuracy: float
+    samples: int
+
+
+class Recorder:
+    """Appends a run's rounds to its result file and keeps what the summary needs."""
+
+    def __init__(self, writer: ResultsWriter, class_names: list[str]) -> None:
+        self.writer, self.class_names = writer, class_names
+        self.by_class = np.zeros((len(class_names), len(Status)), dtype=np.int64)
+        self._rounds: list[np.ndarray] = []
+
+    @classmethod
+    def create(
+        cls, output: Path, attrs: dict[str, Any], fleet_rows: np.ndarray, class_names: list[str]
+    ) -> Recorder:
+        """A new result file with the run's attributes and its fleet."""
+        return cls(ResultsWriter(output, True, attrs, fleet_rows, class_names), class_names)
+
+    @classmethod
+    def resume(cls, output: Path, next_round: int, class_names: list[str]) -> Recorder:
+        """The result file of a run resumed before round `next_round` (from 0): rows of
+        later rounds dropped, the counts so far restored."""
+        writer, kept = ResultsWriter.reopen(output, next_round)
+        self = cls(writer, class_names)
+        part = kept["participation"]
+        np.add.at(self.by_class, (part["device_class"], part["status"]), 1)
+        if len(kept["rounds"]):
+            self._rounds.append(kept["rounds"])
+        return self
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        """The file's root attributes."""
+        return self.writer.attrs
+
+    @property
+    def rounds(self) -> np.ndarray:
+        """Every `rounds` row recorded (including those kept on a resume)."""
+        return np.concatenate(self._rounds) if self._rounds else np.zeros(0, ROUNDS_DTYPE)
+
+    def record_round(
+        self,
+        round_: int,
+        duration: float,
+        virtual_time: float,
+        participation: np.ndarray,
+        rank_rows: np.ndarray,
+        evals: list[Scored],
+        metrics: dict[str, float],
+        wall_start: float,
+    ) -> np.void:
+        """Record round `round_` (from 0): its participation rows (every sampled client),
+        the ranks' telemetry, the evaluations and the server step's metrics; returns the
+        `rounds` row."""
+        participation = np.sort(participation, order="client")
+        status = participation["status"]
+        np.add.at(self.by_class, (participation["device_class"], status), 1)
+        row = np.zeros(1, dtype=ROUNDS_DTYPE)[0]
+        row["round"], row["duration"], row["virtual_time"] = round_ + 1, duration, virtual_time
+        row["sampled"] = len(participation)
+        for s in Status:
+            row[s.name.lower()] = int((status == s).sum())
+        row["bytes_down"] = participation["bytes_down"].sum()
+        row["bytes_up"] = participation["bytes_up"].sum()
+        ok = status == Status.TRAINED
+        samples = participation["samples"][ok].astype(np.float64)
+        losses = participation["loss"][ok].astype(np.float64)
+        row["train_loss"] = (samples @ losses) / samples.sum() if ok.any() else math.nan
+        groups = {e.group: e for e in evals}
+        for column, group, field in (
+            ("test_loss", "global", "loss"),
+            ("test_accuracy", "global", "accuracy"),
+            ("client_accuracy", "clients/mean", "accuracy"),
+            ("client_accuracy_pooled", "clients/pooled", "accuracy"),
+        ):
+            row[column] = getattr(groups[group], field) if group in groups else math.nan
+        eval_rows = np.array(
+            [(round_ + 1, e.group.encode(), e.loss, e.accuracy, e.samples) for e in evals],
+            dtype=EVAL_DTYPE,
+        )
+        server_rows = np.array(
+            [(round_ + 1, name.encode(), value) for name, value in metrics.items()],
+            dtype=SERVER_DTYPE,
+        )
+        self.writer.append("participation", participation)
+        self.writer.append("eval", eval_rows)
+        self.writer.append("server", server_rows)
+        row["wall_time"] = time.perf_counter() - wall_start
+        self.writer.append("rounds", np.array([row]))
+        rank_rows["io_time"][0] = self.writer.seconds
+        self.writer.seconds = 0.0
+        self.writer.append("ranks", rank_rows)
+        self._rounds.append(np.array([row]))
+        return row
+
+    def complete(self, final_state: dict[str, np.ndarray], wall: float) -> None:
+        """Record the final state and the status `complete`; close the file."""
+        self.writer.close("complete", final_state, end_time=time.time(), wall_seconds=wall)
+
+    def interrupted(self, next_round: int) -> None:
+        """Record the status `interrupted` before round `next_round` (from 0); close."""
+        self.writer.close("interrupted", end_time=time.time(), next_round=next_round + 1)
+
+    def fail(self, error: str) -> bool:
+        """Mark the run `failed`, as far as the disk allows (never raises)."""
+        return self.writer.fail(error, end_time=time.time())
+
+    @property
+    def path(self) -> Path:
+        """The result file."""
+        return self.writer.path
+
+    def summary(self, name: str, n_ranks: int, wall: float) -> str:
+        """The end-of-run summary table."""
+        rounds, by_class = self.rounds, self.by_class
+        lines = [
+            f"mpifl run '{name}' complete: {len(rounds)} rounds, {n_ranks} ranks, {wall:.1f} s wall"
+        ]
+        for label, key in (
+            ("final accuracy ", "test_accuracy"),
+            ("client accuracy", "client_accuracy"),
+        ):
+            acc = rounds[key]
+            evaluated = np.flatnonzero(~np.isnan(acc))
+            if len(evaluated):
+                last, best = evaluated[-1], evaluated[np.argmax(acc[evaluated])]
+                lines.append(
+                    f"  {label} {acc[last]:.4f} (round {rounds['round'][last]})   "
+                    f"best {acc[best]:.4f} (round {rounds['round'][best]})"
+                )
+        lines.append(
+            "    (accuracy: global model, global test set; client accuracy: each client's"
+            " model, own test split, mean over clients)"
+        )
+        mb = lambda n: f"{n / 1e6:.2f} MB"  # noqa: E731
+        lines += [
+            f"  virtual time    {rounds['virtual_time'][-1]:.1f} s",
+            f"  bytes down/up   {mb(rounds['bytes_down'].sum())} / {mb(rounds['bytes_up'].sum())}",
+            "  participation by device class:",
+        ]
+        header = ["class", "sampled"] + [s.name.lower() for s in Status]
+        widths = [max(8, len(h) + 2) for h in header]
+        lines.append("    " + "".join(h.rjust(w) for h, w in zip(header, widths, strict=True)))
+        totals = ("all", by_class.sum(axis=0))
+        for name_, counts in [*zip(self.class_names, by_class, strict=True), totals]:
+            cells = [name_, str(int(counts.sum()))] + [str(int(c)) for c in counts]
+            lines.append("    " + "".join(c.rjust(w) for c, w in zip(cells, widths, strict=True)))
+        lines.append(f"  results         {self.path}")
+        return "\n".join(lines)

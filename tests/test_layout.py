@@ -1,0 +1,122 @@
+"""The package's layout rules, read from the source: no import circle, methods use the
+method kit only, MPI behind the comm module, HDF5 behind the results package."""
+
+from __future__ import annotations
+
+import ast
+from collections import defaultdict
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+PACKAGE = ROOT / "mpifl"
+
+
+def _module(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module(p): p for p in PACKAGE.rglob("*.py")}
+
+
+def imports(path: Path) -> set[str]:
+    """Absolute module names imported by a file at run time (not under TYPE_CHECKING)."""
+    tree = ast.parse(path.read_text())
+    typing_only = {
+        id(node)
+        for block in ast.walk(tree)
+        if isinstance(block, ast.If) and getattr(block.test, "id", "") == "TYPE_CHECKING"
+        for stmt in block.body
+        for node in ast.walk(stmt)
+    }
+    out = set()
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.Import):
+            out |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.add(node.module)
+            out |= {f"{node.module}.{alias.name}" for alias in node.names}
+    return out
+
+
+def internal(path: Path) -> set[str]:
+    """The package's own modules a file imports (a name imported from a package counts
+    as the package unless it is a module of it)."""
+    out = set()
+    for name in imports(path):
+        while name and name not in MODULES:
+            name = name.rpartition(".")[0]
+        if name and name != _module(path):
+            out.add(name)
+    return out
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in edges[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_the_import_graph_has_no_circle():
+    edges = defaultdict(set, {m: internal(p) for m, p in MODULES.items()})
+    assert cycles(edges) == []
+
+
+def test_the_cycle_finder_finds_a_circle():
+    assert cycles(defaultdict(set, {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}})) == [
+        ["a", "b", "c"]
+    ]
+
+
+def test_methods_import_only_the_kit():
+    for name, path in MODULES.items():
+        if not name.startswith("mpifl.methods.") or name == "mpifl.methods":
+            continue
+        own = {m for m in internal(path) if not m.startswith("mpifl.methods")}
+        assert own <= {"mpifl.kit"}, f"{name} imports {sorted(own - {'mpifl.kit'})}"
+
+
+def test_the_kit_never_imports_the_driver_or_the_methods():
+    for name, path in MODULES.items():
+        if name.startswith("mpifl.kit"):
+            bad = {m for m in internal(path) if m.startswith(("mpifl.engine", "mpifl.methods"))}
+            assert not bad, f"{name} imports {sorted(bad)}"
+
+
+def test_mpi_only_in_the_comm_module_and_hdf5_only_in_results():
+    tff_input = "mpifl.data.formats.tff"  # reads TensorFlow Federated's own HDF5 files
+    for name, path in MODULES.items():
+        found = {m.split(".")[0] for m in imports(path)}
+        if "mpi4py" in found:
+            assert name == "mpifl.comm", f"{name} imports mpi4py"
+        if "h5py" in found:
+            assert name.startswith("mpifl.results") or name == tff_input, f"{name} imports h5py"

@@ -1,0 +1,188 @@
+"""Every method's client and server steps in-process (one rank, no MPI), and the engine
+driving a whole run in-process, including methods that train clients in groups."""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import pytest
+import torch
+
+from mpifl.comm import Comm
+from mpifl.engine.assemble import assemble
+from mpifl.engine.emulation import ClientRunner
+from mpifl.engine.loop import Engine
+from mpifl.engine.signals import StopSignal
+from mpifl.jobs import validate_job
+from mpifl.kit import (
+    Accumulators,
+    ClientResult,
+    ClientTask,
+    client_accuracy,
+    get_flat,
+    set_flat,
+    sgd_epochs,
+)
+from mpifl.methods import METHODS
+from mpifl.methods.fedavg import FedAvg
+from mpifl.results import read_run
+from mpifl.results.schema import Status
+
+SERVER_METRICS = {
+    "fedavg": set(),
+    "submodel": {"covered_fraction"},
+    "reft": {"distill_loss"},
+    "koala": {"reverse_kd_loss", "forward_kd_loss"},
+    "fedmrl": set(),
+    "local": set(),
+    "majority": set(),
+    "centralized": {"train_loss"},
+}
+GLOBAL = {"fedavg", "submodel", "reft", "koala", "centralized"}  # methods with a server model
+
+
+def tiny(method: str, tmp_path, **sets: object):
+    """A tiny job: digits, 12 clients (4 per round), a small MLP or CNN, always online."""
+    raw = {
+        "run": {"name": method, "rounds": 2, "output": str(tmp_path / f"{method}.h5")},
+        "data": {"name": "digits", "partition": "iid", "min_samples": 20},
+        "fleet": {"clients": 12},
+        "model": {"arch": "mlp", "hidden": [16]},
+        "train": {"epochs": 1, "batch_size": 8, "lr": 0.05},
+        "round": {"cohort": 4},
+        "emulation": {"availability": "always"},
+        "algorithm": {"name": method},
+    }
+    if method == "fedmrl":
+        raw["algorithm"].update(local_fc=[12, 8], global_fc=8, mrl_dims=[4, 8])
+    if method == "koala":
+        raw["algorithm"].update(large_hidden=[32], server_epochs=1, forward_epochs=1)
+    if method == "reft":
+        raw["algorithm"].update(server_epochs=1)
+    for key, value in sets.items():
+        section, name = key.split("__")
+        raw.setdefault(section, {})[name] = value
+    return validate_job(raw)
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_client_and_server_steps(method, tmp_path):
+    cfg = tiny(method, tmp_path)
+    comm = Comm()
+    parts = assemble(cfg, comm, tmp_path / "out.h5")
+    m = parts.method
+    before = m.state_dict()
+    plan = parts.planner.plan(0, 0.0, m.workload)
+    rows = plan.rows[plan.scheduled(0)]
+    assert len(rows) == 4 and np.all(rows["status"] == Status.TRAINED)
+    acc = Accumulators(m.accumulator_sizes(), cfg.aggregation.frac_bits, 1 / plan.total_samples)
+    runner = ClientRunner(cfg, m, parts.data, comm, StopSignal())
+    if parts.store is not None:
+        parts.store.begin()
+    for row in rows:
+        result = m.train_client(runner.task(0, row), acc)
+        acc.commit()
+        if method == "centralized":  # no client does anything
+            assert math.isnan(result.loss) and math.isnan(result.accuracy)
+            continue
+        assert 0.0 <= result.accuracy <= 1.0
+        assert math.isnan(result.loss) if method == "majority" else result.loss > 0
+    if parts.store is not None:
+        parts.store.commit()
+        assert parts.store.ram_bytes > 0 or method == "majority"
+    sums = acc.reduce(comm)
+    metrics = m.server_step(sums, plan)
+    assert set(metrics) == SERVER_METRICS[method]
+    assert all(isinstance(v, float) and math.isfinite(v) for v in metrics.values())
+    after = m.state_dict()
+    if method in ("fedavg", "submodel", "reft", "koala", "fedmrl", "centralized"):
+        assert any(not np.array_equal(before[k], after[k]) for k in before), "nothing learnt"
+    results = m.evaluate()
+    groups = {r.group for r in results}
+    assert {"clients/mean", "clients/pooled"} <= groups
+    assert ("global" in groups) == (method in GLOBAL)
+    assert all(0.0 <= r.accuracy <= 1.0 for r in results)
+
+
+def run_in_process(cfg, tmp_path) -> tuple[int, str]:
+    out = io.StringIO()
+    engine = Engine(cfg, Comm(), tmp_path / f"{cfg.run.name}.h5", stream=out)
+    engine.start()
+    return engine.run(), out.getvalue()
+
+
+@pytest.mark.parametrize("method", ["koala", "reft"])
+def test_engine_runs_in_process_and_records_server_metrics(method, tmp_path):
+    code, text = run_in_process(tiny(method, tmp_path), tmp_path)
+    assert code == 0 and "complete: 2 rounds, 1 ranks" in text
+    run = read_run(tmp_path / f"{method}.h5")
+    assert run.attrs["status"] == "complete" and run.attrs["format_version"] == 4
+    server = run.tables["server"]
+    assert set(server["name"]) == SERVER_METRICS[method]
+    assert list(server["round"].unique()) == [1, 2]
+    assert np.isfinite(server["value"]).all()
+
+
+class GroupedFedAvg(FedAvg):
+    """FedAvg training its clients three at a time: all of a group first, then each
+    client's contributions staged as its result is taken."""
+
+    group_size = 3
+
+    def train_clients(
+        self, tasks: Sequence[ClientTask], acc: Accumulators
+    ) -> Iterator[ClientResult]:
+        done = []
+        for task in tasks:
+            set_flat(self.model, self.weights)
+            x, y = task.train
+            loss = sgd_epochs(self.model, x, y, self.config.train, task.generator)
+            result = ClientResult(loss, client_accuracy(self.model, task.test))
+            done.append((get_flat(self.model), len(x), result))
+        for flat, n, result in done:
+            acc.add("model", flat, n)
+            acc.add("weight", torch.ones(1), n)
+            yield result
+
+
+def test_grouped_client_training_gives_the_same_run(tmp_path, monkeypatch):
+    """The engine hands a method groups of clients; a group's results and contributions
+    are recorded per client, exactly as if the clients were trained one by one."""
+    cfg = tiny("fedavg", tmp_path, round__cohort=5, run__rounds=3)
+    for folder in ("one", "group"):
+        (tmp_path / folder).mkdir()
+        if folder == "group":
+            monkeypatch.setitem(METHODS, "fedavg", GroupedFedAvg)
+        assert run_in_process(cfg, tmp_path / folder)[0] == 0
+    one, grouped = (read_run(tmp_path / d / "fedavg.h5") for d in ("one", "group"))
+    assert one.tables["rounds"]["trained"].sum() == 15
+    for table in ("participation", "rounds", "eval"):  # eval: the models are the same
+        a, b = one.tables[table], grouped.tables[table]
+        cols = [c for c in a.columns if c != "wall_time"]
+        assert a[cols].equals(b[cols]), table
+
+
+def test_a_group_that_runs_out_of_memory_marks_its_remaining_clients(tmp_path):
+    """An allocation failure inside a group's computation: that client and the rest of
+    its group are out of memory; the next group trains."""
+    cfg = tiny("fedavg", tmp_path, round__cohort=6)
+    parts = assemble(cfg, Comm(), tmp_path / "out.h5")
+
+    class FailingGroups(GroupedFedAvg):
+        def train_clients(self, tasks, acc):
+            if tasks[0].client == first:
+                raise MemoryError("cannot allocate memory")
+            yield from super().train_clients(tasks, acc)
+
+    method = FailingGroups(parts.method.ctx)
+    plan = parts.planner.plan(0, 0.0, method.workload)
+    rows = plan.rows[plan.scheduled(0)]
+    first = int(rows["client"][0])
+    acc = Accumulators(method.accumulator_sizes(), 40, 1 / plan.total_samples)
+    ClientRunner(cfg, method, parts.data, Comm(), StopSignal()).run(0, rows, acc)
+    assert list(rows["status"]) == [Status.OOM] * 3 + [Status.TRAINED] * 3
+    assert np.all(rows["bytes_up"][:3] == 0) and np.isfinite(rows["loss"][3:]).all()
+    assert acc.reduce(Comm())["weight"][0] > 0
