@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mpifl import __version__
+from mpifl.commands import fleet as fleet_commands
+from mpifl.commands import hpc as hpc_commands
+from mpifl.commands import report as report_command
 from mpifl.errors import InputError
-from mpifl.fleet import commands as fleet_commands
-from mpifl.hpc import commands as hpc_commands
-from mpifl.report import command as report_command
 
 if TYPE_CHECKING:
     from mpifl.comm import Comm

@@ -91,4 +91,3 @@ class Progress:
             f"{row['virtual_time']:.0f}s  eta {clock(eta)}"
         )
         print(text, end="\n" if done == self.rounds else "", file=self.stream, flush=True)
-

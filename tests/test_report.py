@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import shutil
 import subprocess
 import sys
 import time
@@ -45,7 +46,7 @@ def test_read_run(runs):
     _, paths = runs
     run = read_run(paths[0])
     assert run.name == "seed0" and run.attrs["status"] == "complete"
-    assert set(run.tables) == {"rounds", "participation", "ranks", "eval", "fleet"}
+    assert set(run.tables) == {"rounds", "participation", "ranks", "eval", "server", "fleet"}
     part = run.tables["participation"]
     assert set(part["status"].cat.categories) >= {"trained", "unavailable", "infeasible"}
     assert len(part) == 3 * 10 and run.config["round"]["cohort"] == 10
@@ -57,7 +58,7 @@ def test_read_run(runs):
 def test_the_file_describes_itself(runs):
     _, paths = runs
     with h5py.File(paths[0]) as f:
-        for table in ("rounds", "participation", "ranks", "eval", "fleet"):
+        for table in ("rounds", "participation", "ranks", "eval", "server", "fleet"):
             ds = f[table]
             assert list(ds.attrs["columns"]) == list(ds.dtype.names)
             assert len(ds.attrs["units"]) == len(ds.attrs["descriptions"]) == len(ds.dtype.names)
@@ -67,7 +68,7 @@ def test_the_file_describes_itself(runs):
         assert h5py.check_enum_dtype(f["fleet"].dtype["device_class"]) == classes
         for key in ("mpifl_version", "torch_version", "mpi4py_version", "mpi_library"):
             assert f.attrs[key]
-        assert f.attrs["format_version"] == 3 and "git_commit" in f.attrs
+        assert f.attrs["format_version"] == 4 and "git_commit" in f.attrs
     run = read_run(paths[0])
     part = run.tables["participation"]
     assert list(part["device_class"].cat.categories) == ["mcu", "rpi", "phone", "jetson"]
@@ -75,6 +76,27 @@ def test_the_file_describes_itself(runs):
     never = part[part["status"].isin(["unavailable", "infeasible"])]
     assert len(never) and (never[["compute_time", "comm_time"]] == 0).all().all()
     assert (part[part["status"] == "trained"]["compute_time"] > 0).all()
+
+
+def test_a_format_3_file_reads_as_format_4(runs, tmp_path):
+    """Format 3 had participation.family (now variant) and no server table."""
+    _, paths = runs
+    old = tmp_path / "old.h5"
+    shutil.copy(paths[0], old)
+    with h5py.File(old, "r+") as f:
+        rows = f["participation"][:]
+        rows.dtype.names = ["family" if n == "variant" else n for n in rows.dtype.names]
+        del f["participation"], f["server"]
+        f.create_dataset("participation", data=rows)
+        f.attrs["format_version"] = 3
+    run, now = read_run(old), read_run(paths[0])
+    assert "family" not in run.tables["participation"]
+    assert run.tables["participation"]["variant"].equals(now.tables["participation"]["variant"])
+    assert len(run.tables["server"]) == 0 and list(run.tables["server"]) == [
+        "round",
+        "name",
+        "value",
+    ]
 
 
 def test_read_runs_adds_differing_config_keys(runs):

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
-from mpifl.config.sections import FleetConfig
 from mpifl.fleet.profiles import Fleet, generate_fleet
+
+if TYPE_CHECKING:  # (the config schema imports the fleet's catalogue)
+    from mpifl.config.sections import FleetConfig
 
 
 def build_fleet(fleet_cfg: FleetConfig, n_clients: int, seed: int) -> Fleet:

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mpifl.config.sections import EmulationConfig
 from mpifl.streams import Purpose, uniform
 
-if TYPE_CHECKING:  # (profiles import this module)
+if TYPE_CHECKING:  # (profiles import this module; the config schema imports the fleet's)
+    from mpifl.config.sections import EmulationConfig
     from mpifl.fleet.profiles import Fleet
 
 

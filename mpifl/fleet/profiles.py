@@ -8,21 +8,10 @@ import numpy as np
 
 from mpifl.fleet.availability import Intervals
 from mpifl.fleet.devices import PROFILE_KEYS
+from mpifl.results.schema import PROFILE_DTYPE
 from mpifl.streams import Purpose, generator
 
 MAX_CLASSES = 256  # device_class is a uint8
-PROFILE_DTYPE = np.dtype(
-    [
-        ("device_class", "u1"),
-        ("flops", "f4"),  # training speed, FLOP/s
-        ("memory", "f8"),  # training memory budget, bytes
-        ("uplink", "f4"),  # bit/s
-        ("downlink", "f4"),  # bit/s
-        ("latency", "f4"),  # s, one way
-        ("availability", "f4"),  # probability of being online in a round
-        ("trace_period", "f8"),  # s after which the client's interval trace repeats (0 = never)
-    ]
-)
 
 
 @dataclass

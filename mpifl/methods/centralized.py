@@ -10,19 +10,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mpifl.kit import (
-    EvalResult,
-    MethodContext,
-    Metrics,
-    Purpose,
-    RoundPlan,
-    ServerOnlyMethod,
-    loss_and_correct,
-    prepare_model,
-    seeded_model,
-    sgd_epochs,
-    torch_generator,
-)
+from mpifl.kit import Purpose, seeded_model, torch_generator
+from mpifl.kit.evaluate import EvalResult
+from mpifl.kit.method import MethodContext, Metrics, ServerOnlyMethod
+from mpifl.kit.training import loss_and_correct, prepare_model, sgd_epochs
+from mpifl.kit.workload import RoundPlan
 
 
 class Centralized(ServerOnlyMethod):

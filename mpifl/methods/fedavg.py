@@ -8,32 +8,28 @@ import numpy as np
 import torch
 
 from mpifl.kit import (
-    Accumulators,
-    ClientResult,
-    ClientTask,
-    EvalResult,
     Field,
-    Method,
-    MethodContext,
-    Metrics,
     Purpose,
-    RoundPlan,
-    Workload,
-    average_update,
-    client_accuracy,
-    footprint,
-    get_flat,
     integer,
     load_initial_state,
-    loss_and_correct,
     measure_cost,
     number,
-    prepare_model,
     seeded_model,
-    set_flat,
-    sgd_epochs,
     torch_generator,
 )
+from mpifl.kit.accumulate import Accumulators
+from mpifl.kit.aggregate import average_update
+from mpifl.kit.evaluate import EvalResult
+from mpifl.kit.method import ClientResult, ClientTask, Method, MethodContext, Metrics
+from mpifl.kit.training import (
+    client_accuracy,
+    get_flat,
+    loss_and_correct,
+    prepare_model,
+    set_flat,
+    sgd_epochs,
+)
+from mpifl.kit.workload import RoundPlan, Workload, footprint
 
 
 class FedAvg(Method):

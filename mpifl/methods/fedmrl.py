@@ -19,31 +19,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from mpifl.kit import (
-    Accumulators,
-    ClientResult,
-    ClientTask,
-    ConfigError,
-    EvalResult,
-    Field,
-    Method,
-    MethodContext,
-    Metrics,
-    MRLModel,
-    RoundPlan,
-    Workload,
-    average_update,
-    client_accuracy,
-    cost_of,
-    flatten,
-    footprint,
-    load_flat,
-    loss_and_correct,
-    number,
-    positive_list,
-    seeded_init,
-    sgd_epochs,
-)
+from mpifl.kit import ConfigError, Field, MRLModel, cost_of, number, positive_list, seeded_init
+from mpifl.kit.accumulate import Accumulators
+from mpifl.kit.aggregate import average_update
+from mpifl.kit.evaluate import EvalResult
+from mpifl.kit.method import ClientResult, ClientTask, Method, MethodContext, Metrics
+from mpifl.kit.training import client_accuracy, flatten, load_flat, loss_and_correct, sgd_epochs
+from mpifl.kit.workload import RoundPlan, Workload, footprint
 
 
 def _dims_ok(v: list[int]) -> bool:

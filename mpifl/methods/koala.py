@@ -19,39 +19,27 @@ import numpy as np
 import torch
 
 from mpifl.kit import (
-    Accumulators,
-    ClientResult,
-    ClientTask,
     ConfigError,
-    EvalResult,
     Field,
-    Method,
-    MethodContext,
-    Metrics,
     ModelSpec,
     Purpose,
-    RoundPlan,
-    Workload,
-    average_update,
-    build_tiers,
     check_buildable,
     choice,
-    choose_tiers,
-    client_accuracy,
-    get_flat,
     integer,
     load_initial_state,
-    loss_and_correct,
     number,
     positive_list,
     seeded_model,
-    set_flat,
-    sgd_epochs,
-    tier_clients,
-    tier_workload,
     torch_generator,
     widths,
 )
+from mpifl.kit.accumulate import Accumulators
+from mpifl.kit.aggregate import average_update
+from mpifl.kit.evaluate import EvalResult
+from mpifl.kit.method import ClientResult, ClientTask, Method, MethodContext, Metrics
+from mpifl.kit.tiers import build_tiers, choose_tiers, tier_clients, tier_workload
+from mpifl.kit.training import client_accuracy, get_flat, loss_and_correct, set_flat, sgd_epochs
+from mpifl.kit.workload import RoundPlan, Workload
 
 
 def large_spec(spec: ModelSpec, alg: object) -> ModelSpec:

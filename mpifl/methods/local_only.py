@@ -9,20 +9,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mpifl.kit import (
-    Accumulators,
-    ClientResult,
-    ClientTask,
-    EvalResult,
-    Metrics,
-    RoundPlan,
-    Workload,
-    client_accuracy,
-    get_flat,
-    loss_and_correct,
-    set_flat,
-    sgd_epochs,
-)
+from mpifl.kit.accumulate import Accumulators
+from mpifl.kit.evaluate import EvalResult
+from mpifl.kit.method import ClientResult, ClientTask, Metrics
+from mpifl.kit.training import client_accuracy, get_flat, loss_and_correct, set_flat, sgd_epochs
+from mpifl.kit.workload import RoundPlan, Workload
 from mpifl.methods.fedavg import FedAvg
 
 

@@ -11,15 +11,10 @@ import math
 import numpy as np
 import torch
 
-from mpifl.kit import (
-    Accumulators,
-    ClientResult,
-    ClientTask,
-    EvalResult,
-    Metrics,
-    RoundPlan,
-    ServerOnlyMethod,
-)
+from mpifl.kit.accumulate import Accumulators
+from mpifl.kit.evaluate import EvalResult
+from mpifl.kit.method import ClientResult, ClientTask, Metrics, ServerOnlyMethod
+from mpifl.kit.workload import RoundPlan
 
 
 def label_prior(labels: torch.Tensor, n_classes: int) -> torch.Tensor:

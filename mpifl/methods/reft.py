@@ -24,34 +24,23 @@ import numpy as np
 import torch
 
 from mpifl.kit import (
-    Accumulators,
-    ClientResult,
-    ClientTask,
     ConfigError,
-    EvalResult,
-    Method,
-    MethodContext,
-    Metrics,
     Purpose,
-    RoundPlan,
     SliceMap,
-    Workload,
-    build_tiers,
     choice,
-    client_accuracy,
-    footprint,
-    get_flat,
     integer,
     layout,
-    loss_and_correct,
     number,
     seeded_model,
     select_units,
-    set_flat,
-    sgd_epochs,
-    tier_workload,
     torch_generator,
 )
+from mpifl.kit.accumulate import Accumulators
+from mpifl.kit.evaluate import EvalResult
+from mpifl.kit.method import ClientResult, ClientTask, Method, MethodContext, Metrics
+from mpifl.kit.tiers import build_tiers, tier_workload
+from mpifl.kit.training import client_accuracy, get_flat, loss_and_correct, set_flat, sgd_epochs
+from mpifl.kit.workload import RoundPlan, Workload, footprint
 
 
 def pruning_ratios(p_step: float) -> list[float]:

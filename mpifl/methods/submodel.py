@@ -11,33 +11,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from mpifl.kit import (
-    SELECTIONS,
-    Accumulators,
-    ClientResult,
-    ClientTask,
-    EvalResult,
-    Method,
-    MethodContext,
-    Metrics,
-    RoundPlan,
-    SliceMap,
-    Workload,
-    average_update,
-    build_tiers,
-    choice,
-    choose_tiers,
-    client_accuracy,
-    get_flat,
-    layout,
-    seeded_model,
-    select_units,
-    set_flat,
-    sgd_epochs,
-    tier_clients,
-    tier_workload,
-    widths,
-)
+from mpifl.kit import SELECTIONS, SliceMap, choice, layout, seeded_model, select_units, widths
+from mpifl.kit.accumulate import Accumulators
+from mpifl.kit.aggregate import average_update
+from mpifl.kit.evaluate import EvalResult
+from mpifl.kit.method import ClientResult, ClientTask, Method, MethodContext, Metrics
+from mpifl.kit.tiers import build_tiers, choose_tiers, tier_clients, tier_workload
+from mpifl.kit.training import client_accuracy, get_flat, set_flat, sgd_epochs
+from mpifl.kit.workload import RoundPlan, Workload
 
 
 class SubModel(Method):

@@ -33,9 +33,7 @@ class ModelSpec:
         return replace(self, width=width)
 
 
-def spec_from_config(
-    model: ModelConfig, input_shape: tuple[int, ...], n_classes: int
-) -> ModelSpec:
+def spec_from_config(model: ModelConfig, input_shape: tuple[int, ...], n_classes: int) -> ModelSpec:
     """The ModelSpec of the `[model]` config section for a data set's shapes."""
     if model.arch == "cnn" and len(input_shape) != 3:
         raise ConfigError(

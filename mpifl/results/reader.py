@@ -99,9 +99,7 @@ def read_attrs(path: str | Path) -> dict[str, Any]:
         return dict(f.attrs)
 
 
-def flat_config(
-    config: dict[str, Any], prefix: str = "", classes: bool = False
-) -> dict[str, Any]:
+def flat_config(config: dict[str, Any], prefix: str = "", classes: bool = False) -> dict[str, Any]:
     """Dotted keys to scalar values (lists become strings); device classes are skipped
     unless `classes`."""
     out: dict[str, Any] = {}

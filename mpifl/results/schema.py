@@ -8,8 +8,6 @@ from enum import IntEnum
 
 import numpy as np
 
-from mpifl.fleet.profiles import PROFILE_DTYPE
-
 # 2: enum device_class, units, descriptions; 3: rounds from 1; 4: participation.family
 # renamed variant, and the server table
 FORMAT_VERSION = 4
@@ -114,6 +112,20 @@ SERVER_DTYPE = np.dtype(
         ("round", "i4"),
         ("name", "S32"),  # a figure the method's server step reported, e.g. distill_loss
         ("value", "f8"),
+    ]
+)
+
+# A client's device profile (fleet files, the fleet table; mpifl.fleet.profiles).
+PROFILE_DTYPE = np.dtype(
+    [
+        ("device_class", "u1"),
+        ("flops", "f4"),  # training speed, FLOP/s
+        ("memory", "f8"),  # training memory budget, bytes
+        ("uplink", "f4"),  # bit/s
+        ("downlink", "f4"),  # bit/s
+        ("latency", "f4"),  # s, one way
+        ("availability", "f4"),  # probability of being online in a round
+        ("trace_period", "f8"),  # s after which the client's interval trace repeats (0 = never)
     ]
 )
 
