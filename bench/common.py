@@ -60,11 +60,10 @@ def tables(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return tuple(run.tables[name].to_records(index=False) for name in ("rounds", "ranks"))
 
 
-def bare_w1(ranks: int, rounds: int) -> list[float]:
+def bare_w1(ranks: int, rounds: int, cohort: int = 50) -> list[float]:
     """Round seconds of the bare mpi4py + torch W1 reference."""
-    out = run(
-        [mpiexec(), "-n", str(ranks), sys.executable, "bench/w1_bare.py", "--rounds", str(rounds)]
-    )
+    script = ["bench/w1_bare.py", "--rounds", str(rounds), "--cohort", str(cohort)]
+    out = run([mpiexec(), "-n", str(ranks), sys.executable, *script])
     return json.loads(out.strip().splitlines()[-1])["round_seconds"]
 
 

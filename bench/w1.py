@@ -6,7 +6,7 @@ bare loop trains (default memory layout), and mpifl with train.channels_last = t
 mpifl runs with fleet emulation and per-client HDF5 records on (jobs/w1.toml); its last
 round, which evaluates, is not timed. Prints medians and ratios to the bare loop.
 
-    python -m bench.w1 [--ranks 2] [--repeats 3]
+    python -m bench.w1 [--ranks 2] [--repeats 3] [--smoke]
 """
 
 from __future__ import annotations
@@ -25,14 +25,18 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--ranks", type=int, default=2)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--smoke", action="store_true", help="one repeat of 2 rounds, 4 clients")
     args = p.parse_args()
+    timed_rounds, cohort = (1, 4) if args.smoke else (TIMED_ROUNDS, 50)
+    repeats = 1 if args.smoke else args.repeats
     bare: list[float] = []
     ours: dict[str, list[float]] = {name: [] for name in VARIANTS}
     comm: dict[str, list[float]] = {name: [] for name in VARIANTS}
-    for _ in range(args.repeats):
-        bare += list(timed(bare_w1(args.ranks, TIMED_ROUNDS + 1)))
+    for _ in range(repeats):
+        bare += list(timed(bare_w1(args.ranks, timed_rounds + 1, cohort)))
         for name, sets in VARIANTS.items():
-            path = mpifl_run(args.ranks, "jobs/w1.toml", f"run.rounds={TIMED_ROUNDS + 2}", *sets)
+            rounds = f"run.rounds={timed_rounds + 2}"
+            path = mpifl_run(args.ranks, "jobs/w1.toml", rounds, f"round.cohort={cohort}", *sets)
             rounds, ranks = tables(path)
             ours[name] += list(timed(rounds["wall_time"], tail=1))
             comm[name] += list(timed(ranks["comm_time"][ranks["rank"] == 0], tail=1))

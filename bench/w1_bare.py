@@ -39,6 +39,7 @@ def client_data(mu: np.ndarray, k: int) -> tuple[torch.Tensor, torch.Tensor]:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--rounds", type=int, default=11)
+    p.add_argument("--cohort", type=int, default=COHORT)
     args = p.parse_args()
     torch.set_num_threads(1)
     comm = MPI.COMM_WORLD
@@ -53,7 +54,7 @@ def main() -> None:
     for r in range(args.rounds):
         comm.Barrier()
         start = time.perf_counter()
-        cohort = np.random.default_rng([1, r]).choice(CLIENTS, COHORT, replace=False)
+        cohort = np.random.default_rng([1, r]).choice(CLIENTS, args.cohort, replace=False)
         acc.zero_()
         for k in cohort[rank::size]:
             x, y = client_data(mu, int(k))

@@ -4,11 +4,12 @@ Prints: fleet build time, data set (client sizes) build time, planning time per 
 10^4 / 10^5 / 10^6 clients (is it independent of fleet size?), peak RSS per rank and
 HDF5 bytes per round from a real 2-rank run of jobs/w2_fleet_scale.toml.
 
-    python bench/w2.py
+    python -m bench.w2 [--smoke]
 """
 
 from __future__ import annotations
 
+import argparse
 import resource
 import time
 
@@ -54,14 +55,19 @@ def plan_seconds(n_clients: int, rounds: int = 20) -> tuple[float, float, float]
 
 
 def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--smoke", action="store_true", help="fleets of 10^3, 2 rounds of the run")
+    smoke = p.parse_args().smoke
+    sizes = (10**3, 2 * 10**3) if smoke else (10**4, 10**5, 10**6)
+    run_sets = ("fleet.clients=2000", "round.cohort=20", "run.rounds=2") if smoke else ()
     print("W2 fleet scale (medians)")
-    for n in (10**4, 10**5, 10**6):
-        fleet_s, data_s, plan_s = plan_seconds(n)
+    for n in sizes:
+        fleet_s, data_s, plan_s = plan_seconds(n, rounds=3 if smoke else 20)
         print(f"  {n:>9} clients: fleet build {fleet_s:.3f} s, data sizes {data_s:.3f} s, "
               f"planning {plan_s * 1000:.1f} ms/round")  # fmt: skip
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
-    print(f"  this process (three fleets built): peak RSS {peak:.0f} MiB")
-    path = mpifl_run(2, JOB)
+    print(f"  this process ({len(sizes)} fleets built): peak RSS {peak:.0f} MiB")
+    path = mpifl_run(2, JOB, *run_sets)
     rounds, ranks = tables(path)
     per_rank = [ranks["peak_rss"][ranks["rank"] == r].max() / 2**20 for r in (0, 1)]
     size = path.stat().st_size

@@ -5,10 +5,12 @@ bound at 1 GiB per rank, and with every state kept in memory. Prints peak RSS pe
 seconds per round (medians, first and last rounds left out) and state bytes read and
 written per round, and the time ratio.
 
-    python -m bench.w3
+    python -m bench.w3 [--smoke]
 """
 
 from __future__ import annotations
+
+import argparse
 
 import numpy as np
 
@@ -36,9 +38,15 @@ def measure(*sets: str) -> dict[str, float]:
     }
 
 
+SMOKE = ("run.rounds=2", "round.cohort=4", "fleet.clients=100")
+
+
 def main() -> None:
-    bounded = measure(f"state.cache_bytes={BOUND}")
-    memory = measure("state.cache_bytes=1000000000000")
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--smoke", action="store_true", help="2 rounds of 4 clients")
+    smoke = SMOKE if p.parse_args().smoke else ()
+    bounded = measure(f"state.cache_bytes={BOUND}", *smoke)
+    memory = measure("state.cache_bytes=1000000000000", *smoke)
     print("W3 FedMRL, 10^4 clients, cohort 100, 2 ranks (medians over rounds 1..10)")
     for name, m in (("cache bound 1 GiB/rank", bounded), ("all state in memory", memory)):
         print(f"  {name:<24} {m['seconds']:.2f} s/round, peak RSS {m['rss']:.0f} MiB/rank, "

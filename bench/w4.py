@@ -7,11 +7,12 @@ c (seconds per client) and T_fixed come from the 1-rank run; alpha and beta from
 Allreduce fit on this machine. The model is checked against the 2- and 4-rank runs, then
 used with cluster-class alpha/beta to predict 64-1024 ranks for a 1000-client cohort.
 
-    python bench/w4.py
+    python -m bench.w4 [--smoke]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -39,22 +40,28 @@ def predict(r: int, k: int, c: float, fixed: float, cores: int, alpha: float, be
 
 
 def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--smoke", action="store_true", help="3 rounds of 4 clients")
+    smoke = p.parse_args().smoke
+    sets = ("run.rounds=3", "round.cohort=4") if smoke else ("run.rounds=7",)
+    cohort = 4 if smoke else 50
     cores = os.cpu_count() or 1
     measured = {}
     for r in (1, 2, 4):
-        rounds, ranks = tables(mpifl_run(r, "jobs/w1.toml", "run.rounds=7"))
+        rounds, ranks = tables(mpifl_run(r, "jobs/w1.toml", *sets))
         wall = timed(rounds["wall_time"], tail=1)
         comm = timed(ranks["comm_time"], tail=0)
         measured[r] = (float(np.median(wall)), float(np.median(comm)))
     one = measured[1][0]
-    c = one / 50  # seconds per client (the 1-rank round is all clients + fixed costs)
+    c = one / cohort  # seconds per client (the 1-rank round is all clients + fixed costs)
     fit = allreduce_fit(2)
-    print(f"W4 scaling of W1 ({cores} cores; medians of 5 timed rounds)")
+    timed_rounds = int(sets[0].split("=")[1]) - 2
+    print(f"W4 scaling of W1 ({cores} cores; medians of {timed_rounds} timed rounds)")
     print(f"  Allreduce fit (2 ranks, this machine): alpha {fit['alpha'] * 1e6:.1f} us, "
           f"beta {1 / fit['beta'] / 1e9:.2f} GB/s")  # fmt: skip
     print("  ranks  s/round  speedup  collectives/rank  model s/round  model error")
     for r, (wall, comm) in measured.items():
-        model = predict(r, 50, c, 0.0, cores, fit["alpha"], fit["beta"])
+        model = predict(r, cohort, c, 0.0, cores, fit["alpha"], fit["beta"])
         print(f"  {r:>5}  {wall:7.3f}  {one / wall:7.2f}  {comm:16.3f}  {model:13.3f}  "
               f"{(model - wall) / wall:+10.1%}")  # fmt: skip
     print("  prediction, 1000-client cohort, cluster fabric (alpha 2 us, 12.5 GB/s), 1 core/rank:")

@@ -9,9 +9,12 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from enum import IntEnum
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
@@ -66,6 +69,8 @@ def generator(seed: int, purpose: Purpose, round_: int = -1, key: int = 0) -> np
 
 def torch_generator(seed: int, purpose: Purpose, round_: int, key: int) -> torch.Generator:
     """A torch CPU Generator for the key (seed, purpose, round, key)."""
+    import torch  # (here: planning and the CLI need no torch)
+
     g = torch.Generator()
     g.manual_seed(int(hash64(seed, purpose, round_, key) >> np.uint64(1)))
     return g
@@ -80,6 +85,8 @@ def torch_init_seed(seed: int, key: int = 0) -> int:
 def seeded_init(seed: int, key: int = 0) -> Iterator[None]:
     """Within the block, torch's global generator is seeded for initialising model `key`
     (the same on every rank); torch's random state outside the block is untouched."""
+    import torch
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(torch_init_seed(seed, key))
         yield

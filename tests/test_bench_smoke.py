@@ -1,13 +1,29 @@
-"""Tiny runs of the benchmark scripts' pieces, so a benchmark cannot rot unnoticed."""
+"""A tiny run of every benchmark script (`--smoke`), so that none can rot unnoticed: each
+must finish and print its figures. The figures themselves are not checked (timings on a
+shared machine); the scripts are for `bash launch/bench.sh`."""
 
 from __future__ import annotations
 
-from tests.conftest import ROOT
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT, env
+
+EXPECTED = {
+    "w1": ["bare mpi4py + torch", "ratio to bare"],
+    "w2": ["planning", "peak RSS per rank", "HDF5 file"],
+    "w3": ["cache bound 1 GiB/rank", "bounded / in memory"],
+    "w4": ["Allreduce fit", "prediction, 1000-client cohort"],
+    "w5": ["one by one", "batched", "arithmetic limit"],
+}
 
 
-def test_w2_planning_runs_on_a_small_fleet(monkeypatch):
-    from bench.w2 import plan_seconds
-
-    monkeypatch.chdir(ROOT)
-    fleet_s, data_s, plan_s = plan_seconds(2000, rounds=3)
-    assert fleet_s >= 0 and data_s >= 0 and 0 < plan_s < 5
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_benchmark_smoke_run(name):
+    cmd = [sys.executable, "-m", f"bench.{name}", "--smoke"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for text in EXPECTED[name]:
+        assert text in proc.stdout, f"{name}: no '{text}' in\n{proc.stdout}"

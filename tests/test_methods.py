@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ from mpifl.kit import (
     Accumulators,
     ClientResult,
     ClientTask,
+    MethodContext,
     client_accuracy,
     get_flat,
     set_flat,
@@ -130,7 +132,9 @@ class GroupedFedAvg(FedAvg):
     """FedAvg training its clients three at a time: all of a group first, then each
     client's contributions staged as its result is taken."""
 
-    group_size = 3
+    def __init__(self, ctx: MethodContext) -> None:
+        super().__init__(ctx)
+        self.group_size = 3
 
     def train_clients(
         self, tasks: Sequence[ClientTask], acc: Accumulators
@@ -151,7 +155,7 @@ class GroupedFedAvg(FedAvg):
 def test_grouped_client_training_gives_the_same_run(tmp_path, monkeypatch):
     """The engine hands a method groups of clients; a group's results and contributions
     are recorded per client, exactly as if the clients were trained one by one."""
-    cfg = tiny("fedavg", tmp_path, round__cohort=5, run__rounds=3)
+    cfg = tiny("fedavg", tmp_path, round__cohort=5, run__rounds=3, train__vectorize="off")
     for folder in ("one", "group"):
         (tmp_path / folder).mkdir()
         if folder == "group":
@@ -161,28 +165,35 @@ def test_grouped_client_training_gives_the_same_run(tmp_path, monkeypatch):
     assert one.tables["rounds"]["trained"].sum() == 15
     for table in ("participation", "rounds", "eval"):  # eval: the models are the same
         a, b = one.tables[table], grouped.tables[table]
-        cols = [c for c in a.columns if c != "wall_time"]
+        cols = [c for c in a.columns if c not in ("wall_time", "group")]
         assert a[cols].equals(b[cols]), table
+    assert set(grouped.tables["participation"]["group"]) >= {0, 1}  # groups of 3 and 2
 
 
 def test_a_group_that_runs_out_of_memory_marks_its_remaining_clients(tmp_path):
-    """An allocation failure inside a group's computation: that client and the rest of
-    its group are out of memory; the next group trains."""
-    cfg = tiny("fedavg", tmp_path, round__cohort=6)
+    """An allocation failure inside a group's computation: that group's clients are out of
+    memory (nothing of theirs is added); the other group trains."""
+    cfg = tiny("fedavg", tmp_path, round__cohort=6, train__vectorize="off")
     parts = assemble(cfg, Comm(), tmp_path / "out.h5")
 
     class FailingGroups(GroupedFedAvg):
         def train_clients(self, tasks, acc):
-            if tasks[0].client == first:
+            if any(task.client in failing for task in tasks):
                 raise MemoryError("cannot allocate memory")
             yield from super().train_clients(tasks, acc)
 
     method = FailingGroups(parts.method.ctx)
-    plan = parts.planner.plan(0, 0.0, method.workload)
+    plan = replace(parts.planner, group_size=3).plan(0, 0.0, method.workload)
     rows = plan.rows[plan.scheduled(0)]
-    first = int(rows["client"][0])
+    in_failing = rows["group"] == rows["group"][0]
+    failing = set(rows["client"][in_failing].tolist())
+    assert in_failing.sum() == 3 and len(rows) == 6
     acc = Accumulators(method.accumulator_sizes(), 40, 1 / plan.total_samples)
     ClientRunner(cfg, method, parts.data, Comm(), StopSignal()).run(0, rows, acc)
-    assert list(rows["status"]) == [Status.OOM] * 3 + [Status.TRAINED] * 3
-    assert np.all(rows["bytes_up"][:3] == 0) and np.isfinite(rows["loss"][3:]).all()
-    assert acc.reduce(Comm())["weight"][0] > 0
+    assert np.all(rows["status"][in_failing] == Status.OOM)
+    assert np.all(rows["status"][~in_failing] == Status.TRAINED)
+    assert (
+        np.all(rows["bytes_up"][in_failing] == 0) and np.isfinite(rows["loss"][~in_failing]).all()
+    )
+    weight = acc.reduce(Comm())["weight"][0]  # the sum of n_k over the trained clients
+    assert weight == pytest.approx(rows["samples"][~in_failing].sum(), rel=1e-6)

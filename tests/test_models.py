@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 from mpifl.errors import ConfigError
 from mpifl.models import ModelSpec, build_model, measure_cost
@@ -55,7 +56,7 @@ def test_channels_last_training_matches_default_layout():
     for channels_last in (False, True):
         train = TrainConfig(
             epochs=1, batch_size=10, lr=0.1, momentum=0.0, weight_decay=0.0,
-            channels_last=channels_last,
+            channels_last=channels_last, vectorize="off", group=2,
         )  # fmt: skip
         torch.manual_seed(0)
         model = build_model(spec)
@@ -66,3 +67,36 @@ def test_channels_last_training_matches_default_layout():
         results.append(get_flat(model))
     assert torch.allclose(results[0], results[1], rtol=1e-4, atol=1e-6)
     assert not torch.equal(results[0], start)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        ModelSpec("mlp", (64,), 10, hidden=(32, 16)),
+        ModelSpec("mlp", (1, 8, 8), 10, hidden=(20,), norm="layer", width=0.5),
+        ModelSpec("cnn", (1, 8, 8), 10, channels=(8, 16), fc=32, norm="group", groups=4),
+        ModelSpec("cnn", (3, 32, 32), 10, channels=(32, 64), kernel=5, fc=512),
+    ],
+    ids=["mlp", "mlp-layer", "cnn-group", "cnn-w1"],
+)
+def test_flops_are_counted_as_flop_counter_mode_counts_them(spec):
+    """The hook count equals torch's FlopCounterMode, which it replaces at start-up."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from mpifl.models.cost import cost_of
+    from mpifl.models.mrl import MRLModel
+
+    models = [(build_model(spec), nn.functional.cross_entropy)]
+    if spec.arch == "cnn" and spec.width == 1:
+        from mpifl.methods.fedmrl import mrl_loss
+
+        models.append((MRLModel(spec, 8, 12, [4, 8]), mrl_loss))
+    for model, loss_fn in models:
+        counter = FlopCounterMode(display=False)
+        with counter:
+            loss_fn(
+                model(torch.zeros(4, *spec.input_shape)), torch.zeros(4, dtype=torch.long)
+            ).backward()
+        assert cost_of(model, spec.input_shape, loss_fn).train_flops_per_sample == (
+            counter.get_total_flops() / 4
+        )

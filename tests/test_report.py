@@ -79,18 +79,21 @@ def test_the_file_describes_itself(runs):
 
 
 def test_a_format_3_file_reads_as_format_4(runs, tmp_path):
-    """Format 3 had participation.family (now variant) and no server table."""
+    """Format 3 had participation.family (now variant), no participation.group and no
+    server table."""
     _, paths = runs
     old = tmp_path / "old.h5"
     shutil.copy(paths[0], old)
     with h5py.File(old, "r+") as f:
         rows = f["participation"][:]
         rows.dtype.names = ["family" if n == "variant" else n for n in rows.dtype.names]
+        rows = rows[[n for n in rows.dtype.names if n != "group"]]  # new in format 4
         del f["participation"], f["server"]
         f.create_dataset("participation", data=rows)
         f.attrs["format_version"] = 3
     run, now = read_run(old), read_run(paths[0])
     assert "family" not in run.tables["participation"]
+    assert (run.tables["participation"]["group"] == -1).all()
     assert run.tables["participation"]["variant"].equals(now.tables["participation"]["variant"])
     assert len(run.tables["server"]) == 0 and list(run.tables["server"]) == [
         "round",

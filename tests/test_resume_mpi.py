@@ -131,9 +131,17 @@ def test_resume_starts_fresh_runs_and_refuses_a_changed_config(reference, tmp_pa
     assert "train.lr was" in changed.stderr and "now 0.5" in changed.stderr
 
 
-@pytest.mark.parametrize("method", ["fedavg", "submodel", "reft"])
-def test_final_model_identical_for_1_2_4_ranks(small_job, tmp_path, method):
-    sets = [f"algorithm.name='{method}'", "run.rounds=3"]
+@pytest.mark.parametrize(
+    ("method", "extra"),
+    [
+        ("fedavg", "train.vectorize='off'"),
+        ("fedavg", "train.group=3"),  # batched groups of 3, spread over the ranks
+        ("submodel", "train.vectorize='auto'"),
+        ("reft", "train.vectorize='auto'"),
+    ],
+)
+def test_final_model_identical_for_1_2_4_ranks(small_job, tmp_path, method, extra):
+    sets = [f"algorithm.name='{method}'", "run.rounds=3", extra]
     states = []
     for ranks in (0, 2, 4):
         out = tmp_path / f"n{ranks}.h5"

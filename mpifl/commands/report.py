@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import pandas as pd
-
 from mpifl.errors import InputError
 
 
@@ -27,6 +25,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Print the summary and class tables (runs named by the config keys that differ
     between them, seeds of one setting grouped: mean and sd); write figures with --plot."""
+    import pandas as pd  # (imported here: not needed for `mpifl --help`)
+
     from mpifl.report.labels import run_labels, run_seed
     from mpifl.report.summary import by_device_class, by_setting, render, summarize
     from mpifl.results.reader import read_run

@@ -117,6 +117,15 @@ SCHEMA: Section = {
         "momentum": number(0.0, 0.0, 1.0, high_open=True),
         "weight_decay": number(0.0, 0.0, 1e3),
         "channels_last": Field("bool", False, doc="CNNs: NHWC memory layout (faster on CPU)"),
+        "vectorize": choice(
+            "auto",
+            ("auto", "on", "off"),
+            doc="train a rank's clients in groups, each one batched computation (methods "
+            "that support it); auto: on for models of at most 100k parameters",
+        ),
+        "group": integer(
+            256, 2, "clients per batched group; groups do not depend on the rank count", 4096
+        ),
     },
     "round": {
         "cohort": integer(10, 1, "clients sampled per round", 10**9),

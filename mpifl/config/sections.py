@@ -152,6 +152,11 @@ class TrainConfig:
     weight_decay: float
     # CNNs: NHWC memory layout (faster on CPU)
     channels_last: bool
+    # train a rank's clients in groups, each one batched computation (methods that support
+    # it); auto: on for models of at most 100k parameters; one of auto, on, off
+    vectorize: str
+    # clients per batched group; groups do not depend on the rank count
+    group: int
 
 
 @dataclass(frozen=True)

@@ -74,6 +74,7 @@ def assemble(cfg: Config, comm: Comm, output: Path) -> Assembly:
     ctx = MethodContext(
         cfg, data, fleet, spec, Evaluator(comm), Distiller(comm, cfg.aggregation.frac_bits), store
     )
+    method = cls(ctx)
     planner = Planner(
         seed,
         fleet,
@@ -83,5 +84,6 @@ def assemble(cfg: Config, comm: Comm, output: Path) -> Assembly:
         comm.size,
         check_footprint=cfg.emulation.memory != "measured",
         pinned=cls.stateful,
+        group_size=method.group_size,
     )
-    return Assembly(threads, data, fleet, cls(ctx), store, planner)
+    return Assembly(threads, data, fleet, method, store, planner)

@@ -4,8 +4,8 @@ Each client's outcome lands in its participation row: out of memory (the measure
 growth over its budget, or an allocation failure under the RLIMIT_DATA backstop),
 rejected (a non-finite update), or trained with its loss and accuracy; in throttled mode
 the client takes at least its virtual compute time, scaled. Clients are handed to the
-method in groups of at most `Method.group_size`, in plan order; a group's contributions
-are still committed, or discarded, one client at a time.
+method one at a time, or in the batched groups of the plan (`participation.group`);
+a group's contributions are still committed, or discarded, one client at a time.
 """
 
 from __future__ import annotations
@@ -24,6 +24,14 @@ from mpifl.kit import Accumulators, ClientResult, ClientTask, Method
 from mpifl.kit.accumulate import UpdateRejected
 from mpifl.results.schema import Status
 from mpifl.streams import Purpose, torch_generator
+
+
+def groups(rows: np.ndarray) -> list[np.ndarray]:
+    """Positions of `rows` as the method gets them: each planned group together (in group
+    order), every other row alone, in row order."""
+    alone = [np.array([i]) for i in np.flatnonzero(rows["group"] < 0)]
+    ids = np.unique(rows["group"][rows["group"] >= 0])
+    return alone + [np.flatnonzero(rows["group"] == g) for g in ids]
 
 
 class ClientRunner:
@@ -52,12 +60,11 @@ class ClientRunner:
     def run(self, round_: int, rows: np.ndarray, acc: Accumulators) -> None:
         """Train the clients of `rows` (this rank's, a view that receives the outcomes);
         stops early, between groups, if a stop was requested."""
-        size = max(1, self.method.group_size)
-        for lo in range(0, len(rows), size):
+        for positions in groups(rows):
             self.comm.poll_failures()
             if self.stop.requested:
                 return
-            group = rows[lo : lo + size]
+            group = [rows[i] for i in positions]  # views: outcomes land in `rows`
             tasks = [self.task(round_, row) for row in group]
             results: Iterator[ClientResult] | None = self.method.train_clients(tasks, acc)
             for row in group:

@@ -34,7 +34,9 @@ class Planner:
     method's workload: the fleet, the data's client sizes, the [round] settings, the
     availability model and the rank count. `check_footprint` refuses clients whose
     analytic footprint exceeds their memory (off when memory is measured instead);
-    `pinned` sends client k to its home rank k mod R (methods that keep client state)."""
+    `pinned` sends client k to its home rank k mod R (methods that keep client state);
+    `group_size` > 1 forms batched groups of trained clients (the method trains each as
+    one computation), the same for any rank count, and gives ranks whole groups."""
 
     seed: int
     fleet: Fleet
@@ -44,6 +46,7 @@ class Planner:
     n_ranks: int
     check_footprint: bool = True
     pinned: bool = False
+    group_size: int = 1
 
     def plan(self, round_: int, t0: float, workload_of: WorkloadOf) -> RoundPlan:
         """Round `round_`'s plan, starting at virtual time t0 (see `plan_round`)."""
@@ -57,7 +60,7 @@ def plan_round(planner: Planner, round_: int, t0: float, workload_of: WorkloadOf
     (footprint over memory budget), those that go offline before they finish, and those
     that would miss the deadline; with over-commitment keep the first `cohort` to finish.
     Balance the rest over ranks (or, `pinned`, send client k to its home rank k mod R,
-    for methods that keep client state).
+    for methods that keep client state); with `group_size` > 1, balance whole groups.
     """
     fleet, n_train, rnd = planner.fleet, planner.n_train, planner.settings
     n_sample = min(len(fleet), math.ceil(rnd.cohort * rnd.overcommit))
@@ -72,6 +75,7 @@ def plan_round(planner: Planner, round_: int, t0: float, workload_of: WorkloadOf
     rows["width"], rows["prune"], rows["variant"] = work.width, work.prune, work.variant
     rows["loss"] = rows["accuracy"] = np.nan
     rows["measured_memory"] = -1
+    rows["group"] = -1
     rows["compute_time"], rows["comm_time"] = virtual_times(
         prof, work.train_flops, work.bytes_down, work.bytes_up
     )
@@ -98,6 +102,12 @@ def plan_round(planner: Planner, round_: int, t0: float, workload_of: WorkloadOf
     trained = status == Status.TRAINED
     if planner.pinned:
         rows["rank"] = np.where(trained, ids % planner.n_ranks, -1)
+    elif planner.group_size > 1:
+        variant = np.where(trained, rows["variant"], -1)
+        rows["group"] = form_groups(variant, rows["samples"], planner.group_size)
+        costs = np.bincount(rows["group"][trained], work.train_flops[trained])
+        group_rank = np.append(assign_ranks(costs, planner.n_ranks), -1)  # [-1]: no group
+        rows["rank"] = group_rank[rows["group"]]
     else:
         rows["rank"] = assign_ranks(np.where(trained, work.train_flops, -1), planner.n_ranks)
     waited = np.any((status == Status.LATE) | (status == Status.DROPPED))
@@ -106,6 +116,20 @@ def plan_round(planner: Planner, round_: int, t0: float, workload_of: WorkloadOf
     else:
         duration = float(finish[trained].max()) if trained.any() else 0.0
     return RoundPlan(round_, rows, duration)
+
+
+def form_groups(variant: np.ndarray, samples: np.ndarray, size: int) -> np.ndarray:
+    """Group ids for rows in client order: the rows of one variant (variant < 0: none),
+    ordered by sample count (then row), in consecutive groups of at most `size` (alike
+    sizes pad little), variant by variant; -1 for rows in none."""
+    group = np.full(len(variant), -1, dtype=np.int32)
+    next_id = 0
+    for v in np.unique(variant[variant >= 0]):
+        members = np.flatnonzero(variant == v)
+        members = members[np.argsort(samples[members], kind="stable")]
+        group[members] = next_id + np.arange(len(members)) // size
+        next_id += -(-len(members) // size)
+    return group
 
 
 def assign_ranks(cost: np.ndarray, n_ranks: int) -> np.ndarray:

@@ -94,7 +94,7 @@ class Method(ABC):
     fields: ClassVar[dict[str, Field]] = {}  # method-specific [algorithm] keys
     stateful: ClassVar[bool] = False  # keeps per-client state: clients stay on a home rank
     checkpointed: ClassVar[tuple[str, ...]] = ("weights",)  # attributes a checkpoint saves
-    group_size: ClassVar[int] = 1  # clients handed to `train_clients` at once (at most)
+    group_size: int = 1  # > 1: the planner forms batched groups for `train_clients`
 
     def __init__(self, ctx: MethodContext) -> None:
         self.ctx = ctx
@@ -115,11 +115,12 @@ class Method(ABC):
     def train_clients(
         self, tasks: Sequence[ClientTask], acc: Accumulators
     ) -> Iterator[ClientResult]:
-        """Train a group of at most `group_size` clients (one rank's, in plan order), and
-        yield one result per task, in order, having staged that client's contributions
-        in `acc` just before yielding it: the engine commits (or discards) them one
-        client at a time. The default trains them one by one; a method may override it
-        to train the whole group as one batched computation."""
+        """Train a group of clients (one client, or with `group_size` > 1 a group of at
+        most that many formed by the planner) and yield one result per task, in order,
+        having staged that client's contributions in `acc` just before yielding it: the
+        engine commits (or discards) them one client at a time. The default trains them
+        one by one; a method may override it to train a group as one batched computation
+        (kit.batched)."""
         for task in tasks:
             yield self.train_client(task, acc)
 

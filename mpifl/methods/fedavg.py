@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
+from math import nan
 
 import numpy as np
 import torch
@@ -19,6 +21,7 @@ from mpifl.kit import (
 )
 from mpifl.kit.accumulate import Accumulators
 from mpifl.kit.aggregate import average_update
+from mpifl.kit.batched import GroupModel, group_scores, group_size, train_group
 from mpifl.kit.evaluate import EvalResult
 from mpifl.kit.method import ClientResult, ClientTask, Method, MethodContext, Metrics
 from mpifl.kit.training import (
@@ -60,6 +63,9 @@ class FedAvg(Method):
         self.footprint = footprint(cost, train)
         self.flops_per_sample = cost.train_flops_per_sample * train.epochs
         self.model_bytes = cost.param_bytes
+        if not self.stateful:  # (local-only trains each client from its own state)
+            self.group_size = group_size(self.config, self.weights.numel())
+            self.group = GroupModel(self.model)
 
     def workload(self, clients: np.ndarray, round_: int) -> Workload:
         n = len(clients)
@@ -75,6 +81,23 @@ class FedAvg(Method):
 
     def accumulator_sizes(self) -> dict[str, int]:
         return {"model": self.weights.numel(), "weight": 1}
+
+    def train_clients(
+        self, tasks: Sequence[ClientTask], acc: Accumulators
+    ) -> Iterator[ClientResult]:
+        """One by one, or with `train.vectorize` a planned group as one computation."""
+        if self.group_size == 1:
+            yield from super().train_clients(tasks, acc)
+            return
+        splits = [task.train for task in tasks]
+        gens = [task.generator for task in tasks]
+        trained, losses = train_group(self.group, self.weights, splits, self.config.train, gens)
+        _, correct = group_scores(self.group, trained, [task.test for task in tasks])
+        for k, task in enumerate(tasks):
+            n, n_test = len(task.train[0]), len(task.test[0])
+            acc.add("model", trained[k], n)
+            acc.add("weight", torch.ones(1), n)
+            yield ClientResult(float(losses[k]), int(correct[k]) / n_test if n_test else nan)
 
     def train_client(self, task: ClientTask, acc: Accumulators) -> ClientResult:
         set_flat(self.model, self.weights)

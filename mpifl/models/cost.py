@@ -1,8 +1,12 @@
 """Per-architecture training costs: FLOPs per sample and memory footprint, measured once.
 
-FLOPs are counted by torch's FlopCounterMode over one forward + backward pass of a batch.
-The footprint is analytic: parameters + gradients + optimizer state + the activations
-autograd keeps for a batch of B (each module's output, measured by forward hooks).
+FLOPs are counted the way torch's FlopCounterMode counts them (multiplications x 2 of
+every matrix product and convolution, nothing else), from forward hooks on the Linear
+and Conv2d layers: a training step is the forward product, the weight gradient, and the
+input gradient unless the layer's input needs none (the first layer). This avoids
+FlopCounterMode's compile machinery at start-up; tests/test_models.py checks that the
+counts are the same. The footprint is analytic: parameters + gradients + optimizer state
++ the activations autograd keeps for a batch of B (each module's output).
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ from functools import lru_cache
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from mpifl.models.build import build_model
 from mpifl.models.spec import ModelSpec
@@ -47,34 +50,50 @@ def cost_of(
     input_shape: tuple[int, ...],
     loss_fn: Callable[[object, torch.Tensor], torch.Tensor],
 ) -> ModelCost:
-    """Measure any model's training cost; `loss_fn(model output, labels)` gives the loss."""
+    """Measure any model's training cost; `loss_fn(model output, labels)` gives the loss
+    (it must not multiply matrices itself)."""
     batch = 4
     x = torch.zeros((batch, *input_shape))
     y = torch.zeros(batch, dtype=torch.long)
-    activations = activation_bytes(model, x) // batch
-    counter = FlopCounterMode(display=False)
-    with counter:
-        loss_fn(model(x), y).backward()
-    model.zero_grad(set_to_none=True)
+    activations, flops = _forward_costs(model, x, loss_fn, y)
     return ModelCost(
         params=sum(p.numel() for p in model.parameters()),
         param_bytes=sum(p.numel() * p.element_size() for p in model.parameters()),
-        train_flops_per_sample=counter.get_total_flops() / batch,
-        activation_bytes_per_sample=activations,
+        train_flops_per_sample=flops / batch,
+        activation_bytes_per_sample=activations // batch,
     )
 
 
-def activation_bytes(model: nn.Module, x: torch.Tensor) -> int:
-    """Bytes of the input and of every leaf module's output for the batch x."""
-    total = x.numel() * x.element_size()
-    sizes: list[int] = []
+def product_flops(module: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> int:
+    """FLOPs (2 x multiplications) of a Linear or Conv2d layer's forward product."""
+    if isinstance(module, nn.Conv2d):
+        return 2 * out.numel() * module.weight[0].numel()  # (C_in / groups) k_h k_w
+    return 2 * out.numel() * module.in_features
 
-    def hook(_module: nn.Module, _inp: object, out: torch.Tensor) -> None:
+
+def _forward_costs(
+    model: nn.Module,
+    x: torch.Tensor,
+    loss_fn: Callable[[object, torch.Tensor], torch.Tensor],
+    y: torch.Tensor,
+) -> tuple[int, int]:
+    """(bytes of the input and of every leaf module's output, training FLOPs) of one
+    training step on the batch x."""
+    sizes: list[int] = [x.numel() * x.element_size()]
+    flops: list[int] = []
+
+    def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
         sizes.append(out.numel() * out.element_size())
+        if isinstance(module, nn.Linear | nn.Conv2d):
+            forward = product_flops(module, inputs[0], out)
+            flops.append(forward * (3 if inputs[0].requires_grad else 2))
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
-    with torch.no_grad():
-        model(x)
-    for h in handles:
-        h.remove()
-    return total + sum(sizes)
+    leaves = [m for m in model.modules() if not list(m.children())]
+    handles = [m.register_forward_hook(hook) for m in leaves]
+    try:
+        loss_fn(model(x), y).backward()
+    finally:
+        for h in handles:
+            h.remove()
+        model.zero_grad(set_to_none=True)
+    return sum(sizes), sum(flops)

@@ -44,15 +44,35 @@ class Run:
         return list(self.tables["fleet"].attrs.get("device_classes", []))
 
 
+FORMER_NAMES = {"variant": "family"}  # column -> its name before format 4
+ABSENT = {"group": -1}  # columns added in format 4 -> their value in older files
+
+
+def _conform(rows: np.ndarray, table: str) -> np.ndarray:
+    """Rows of a stored table in the current schema's dtype, column by name (a file of an
+    older format: renamed columns found, added ones filled)."""
+    if table not in TABLES:
+        return rows
+    out = np.zeros(len(rows), dtype=TABLES[table])
+    for name in out.dtype.names:
+        source = name if name in rows.dtype.names else FORMER_NAMES.get(name)
+        if source in rows.dtype.names:
+            out[name] = rows[source]
+        else:
+            out[name] = ABSENT.get(name, 0)
+    return out
+
+
 def _frame(rows: np.ndarray, table: str) -> pd.DataFrame:
-    df = pd.DataFrame(rows.astype(TABLES.get(table, rows.dtype)) if table in TABLES else rows)
+    rows = _conform(rows, table)
+    df = pd.DataFrame(rows)
     if "status" in df:
         df["status"] = pd.Categorical.from_codes(
             df["status"].astype(int), [s.name.lower() for s in Status]
         )
-    for text in ("group", "name"):
-        if text in df:
-            df[text] = df[text].str.decode("utf-8")
+    for column in df.columns:  # text columns (eval.group, server.name) as str
+        if rows.dtype[column].kind == "S":
+            df[column] = df[column].str.decode("utf-8")
     return df
 
 
@@ -78,8 +98,6 @@ def read_run(path: str | Path) -> Run:
             df = run.tables[name] = _frame(ds[:], name)
             if version < 3 and "round" in df:  # rounds were counted from 0
                 df["round"] += 1
-            if version < 4 and "family" in df:
-                df.rename(columns={"family": "variant"}, inplace=True)
             if "device_class" in df:  # an enum, as `status` is
                 df["device_class"] = pd.Categorical.from_codes(
                     df["device_class"].astype(int), names

@@ -50,6 +50,7 @@ PARTICIPATION_DTYPE = np.dtype(
         ("width", "f4"),  # width ratio of the client's model (1 = full)
         ("prune", "f4"),  # pruning ratio (0 = none)
         ("variant", "i2"),  # which of the method's model variants (0 = the only one)
+        ("group", "i4"),  # batched group the client trained in (-1: alone or not trained)
     ]
 )
 
@@ -153,6 +154,7 @@ participation.accuracy | fraction | trained local model on the client's own test
 participation.width | ratio | width ratio of the client's model (1 = full)
 participation.prune | ratio | pruning ratio of the client's model (0 = none)
 participation.variant | index | the method's model variant the client trained (see docs/methods.md)
+participation.group | index | batched group the client trained in; -1 if trained alone or not at all
 rounds.round | round | round number, from 1 (the first round)
 rounds.virtual_time | s (virtual) | virtual clock at the end of the round
 rounds.duration | s (virtual) | virtual length of the round

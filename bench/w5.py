@@ -1,0 +1,76 @@
+"""W5: tiny-model fleet throughput, clients trained one by one against batched groups.
+
+W2's fleet and MLP (jobs/w2_fleet_scale.toml) with 5 local epochs at batch 4 and 1000
+clients per round on 2 ranks, 1 torch thread each; then the quick-start CNN on digits
+(jobs/quickstart.toml). Each runs with train.vectorize = off and = on in this
+invocation. Prints client updates per second per core (clients trained / seconds in
+local training, summed over ranks, rounds after the first), the ratio, and the
+arithmetic limit: the clients' training FLOPs (FlopCounterMode) at this core's measured
+fp32 matrix-multiply rate.
+
+    python -m bench.w5 [--smoke]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from bench.common import mpifl_run
+from mpifl.results import read_run
+
+W2 = "jobs/w2_fleet_scale.toml"
+W2_SETS = ("train.epochs=5", "train.batch_size=4", "run.rounds=4", "run.threads=1")
+QUICKSTART = "jobs/quickstart.toml"
+QUICKSTART_SETS = ("run.rounds=4", "run.threads=1", "run.eval_clients=false")
+SMOKE_SETS = ("fleet.clients=2000", "round.cohort=40", "run.rounds=2")
+
+
+def gemm_flops(size: int = 512, repeats: int = 20) -> float:
+    """fp32 FLOP/s of one core on a square matrix product."""
+    torch.set_num_threads(1)
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size**3 * repeats / (time.perf_counter() - start)
+
+
+def throughput(job: str, *sets: str) -> tuple[float, float]:
+    """(client updates per second per core, median training FLOPs per client)."""
+    run = read_run(mpifl_run(2, job, *sets))
+    ranks, part = run.tables["ranks"], run.tables["participation"]
+    timed = ranks[ranks["round"] > 1] if ranks["round"].max() > 1 else ranks
+    rate = timed["clients"].sum() / max(timed["train_time"].sum(), 1e-9)
+    flops = float(np.median(part["flops"][part["status"] == "trained"]))
+    return rate, flops
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--smoke", action="store_true", help="a tiny run of every step")
+    args = p.parse_args()
+    peak = gemm_flops()
+    smoke = SMOKE_SETS if args.smoke else ()
+    print(f"W5 tiny-model throughput (2 ranks x 1 thread; this core: {peak / 1e9:.1f} GFLOP/s)")
+    for name, job, sets, target in (
+        ("W2 fleet, MLP [32]", W2, (*W2_SETS, *smoke), 20),
+        ("quick start, CNN", QUICKSTART, (*QUICKSTART_SETS, *smoke[2:]), 5),
+    ):
+        off, flops = throughput(job, *sets, "train.vectorize='off'")
+        on, _ = throughput(job, *sets, "train.vectorize='on'")
+        limit = peak / flops
+        print(f"  {name}: {flops / 1e6:.2f} MFLOP per client update")
+        print(f"    one by one {off:9.1f} client updates/s/core")
+        print(f"    batched    {on:9.1f} client updates/s/core   "
+              f"{on / off:5.1f}x (target >= {target}x)")  # fmt: skip
+        print(f"    arithmetic limit {limit:9.1f} client updates/s/core "
+              f"(batched at {on / limit:.1%})")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,235 @@
+"""A group of clients trained as one batched computation.
+
+Each client's maths is its own, as in `training.sgd_epochs`: its own start, its own
+minibatch order from its own random stream, its own sample count, the same SGD
+(momentum, weight decay). The clients' parameters are stacked (one (G, ...) tensor per
+parameter); every step runs the group's batches through the model at once, and one
+backward pass gives every client its own gradient (the clients do not interact). A
+client whose epoch is over leaves the step (no padding steps); a short last batch is
+masked. A Sequential of Linear, Conv2d, LayerNorm, GroupNorm, ReLU, MaxPool2d and
+Flatten layers (every model of mpifl.models) is batched by hand: batched matrix
+products, grouped convolutions and normalisations with the clients' channels side by
+side; any other model goes through torch.func's vmap of `functional_call`.
+
+The results agree with the one-by-one path to float rounding. The planner forms the
+same groups for any rank count, so a run stays bitwise the same for any rank count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.func import functional_call, vmap
+
+from mpifl.config import Config
+from mpifl.config.sections import TrainConfig
+from mpifl.data.federated import Split
+from mpifl.errors import ConfigError
+
+AUTO_MAX_PARAMS = 100_000  # train.vectorize = auto batches models up to this size
+
+
+def group_size(cfg: Config, params: int) -> int:
+    """Clients per batched group for a model of `params` parameters: `train.group` when
+    vectorising (`train.vectorize = on`, or `auto` and at most AUTO_MAX_PARAMS), else 1.
+    Memory measured per client (`emulation.memory` measured or both) needs one-by-one
+    training: `auto` then trains one by one, `on` is refused."""
+    mode, measured = cfg.train.vectorize, cfg.emulation.memory != "analytic"
+    if mode == "on" and measured:
+        raise ConfigError(
+            "train.vectorize", "on", "must be off or auto when emulation.memory measures "
+            "each client's memory (a batched group is one computation)",
+        )  # fmt: skip
+    on = mode == "on" or (mode == "auto" and not measured and params <= AUTO_MAX_PARAMS)
+    return cfg.train.group if on else 1
+
+
+def stack(splits: Sequence[Split]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(x, y, n): the splits zero-padded to the longest, x (G, N, ...), y (G, N), and
+    each one's length."""
+    n = torch.tensor([len(s[0]) for s in splits])
+    longest = max(int(n.max()), 1) if len(splits) else 1
+    first_x, first_y = splits[0]
+    x = first_x.new_zeros((len(splits), longest, *first_x.shape[1:]))
+    y = first_y.new_zeros((len(splits), longest))
+    for k, (xk, yk) in enumerate(splits):
+        x[k, : len(xk)], y[k, : len(yk)] = xk, yk
+    return x, y, n
+
+
+def _conv(
+    h: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, m: nn.Conv2d
+) -> torch.Tensor:
+    """Each client's convolution of its (G, B, C, H, W) inputs, as one batched product of
+    its weights (G, C_out, C k k) with its unfolded input patches."""
+    g, b, c, height, width = h.shape
+    patches = nn.functional.unfold(h.reshape(g * b, c, height, width), m.kernel_size,
+                                   m.dilation, m.padding, m.stride)  # fmt: skip
+    locations = patches.shape[-1]
+    patches = patches.view(g, b, -1, locations).transpose(1, 2).reshape(g, -1, b * locations)
+    out = torch.bmm(w.reshape(g, w.shape[1], -1), patches)  # (G, C_out, B L)
+    if bias is not None:
+        out = out + bias.unsqueeze(2)
+    kh, kw = m.kernel_size
+    (ph, pw), (sh, sw), (dh, dw) = m.padding, m.stride, m.dilation
+    out_h = (height + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    out_w = (width + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    return out.view(g, -1, b, out_h, out_w).transpose(1, 2)
+
+
+BY_HAND = (nn.Linear, nn.Conv2d, nn.LayerNorm, nn.GroupNorm, nn.ReLU, nn.MaxPool2d, nn.Flatten)
+
+
+class GroupModel:
+    """One model architecture applied to G stacked parameter vectors at once."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.shapes = [(name, p.shape, p.numel()) for name, p in model.named_parameters()]
+        self.size = sum(numel for _, _, numel in self.shapes)
+        by_hand = isinstance(model, nn.Sequential) and all(
+            isinstance(m, BY_HAND) for m in model.children()
+        )
+        self._forward = self._by_hand if by_hand else vmap(self._one)
+
+    def _one(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return functional_call(self.model, params, (x,))
+
+    def views(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The per-parameter views (G, *shape) of a (G, P) matrix."""
+        out, offset = {}, 0
+        for name, shape, numel in self.shapes:
+            out[name] = flat[:, offset : offset + numel].view(len(flat), *shape)
+            offset += numel
+        return out
+
+    def _by_hand(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """The Sequential's layers on (G, B, ...) activations: batched matrix products
+        for Linear layers and for convolutions (over unfolded patches), per-sample
+        layers on (G * B, ...)."""
+        g, b = x.shape[:2]
+        h = x
+        for name, m in self.model.named_children():
+            w, bias = params.get(f"{name}.weight"), params.get(f"{name}.bias")
+            if isinstance(m, nn.Conv2d):
+                h = _conv(h, w, bias, m)
+            elif isinstance(m, nn.GroupNorm | nn.LayerNorm):
+                shape = h.shape
+                if isinstance(m, nn.GroupNorm):
+                    h = nn.functional.group_norm(h.flatten(0, 1), m.num_groups, eps=m.eps)
+                    w, bias = w.view(g, 1, -1, *[1] * (h.dim() - 2)), bias.view(g, 1, -1, 1, 1)
+                else:
+                    h = nn.functional.layer_norm(h, m.normalized_shape, eps=m.eps)
+                    w, bias = w.unsqueeze(1), bias.unsqueeze(1)
+                h = h.view(shape) * w + bias
+            elif isinstance(m, nn.MaxPool2d):
+                pooled = nn.functional.max_pool2d(
+                    h.flatten(0, 1), m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode
+                )
+                h = pooled.view(g, b, *pooled.shape[1:])
+            elif isinstance(m, nn.ReLU):
+                h = torch.relu(h)
+            elif isinstance(m, nn.Flatten):
+                h = h.reshape(g, b, -1)
+            else:  # Linear
+                h = torch.bmm(h, w.transpose(1, 2))
+                h = h if bias is None else h + bias.unsqueeze(1)
+        return h
+
+    def __call__(
+        self, params: torch.Tensor | dict[str, torch.Tensor], x: torch.Tensor
+    ) -> torch.Tensor:
+        """Logits (G, B, C) of each client's parameters, a (G, P) matrix or per-parameter
+        tensors (G, *shape), on its own inputs x (G, B, ...)."""
+        return self._forward(self.views(params) if torch.is_tensor(params) else params, x)
+
+
+def train_group(
+    group: GroupModel,
+    start: torch.Tensor,
+    splits: Sequence[Split],
+    train: TrainConfig,
+    generators: Sequence[torch.Generator],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Train G clients for `train.epochs` epochs of minibatch SGD from `start` ((P,) for
+    all, or (G, P)); returns their parameters (G, P) and mean batch losses (G,).
+
+    Clients are ordered by their number of steps, longest first, so that the clients
+    still training at any step are a prefix: a step computes only on them (no client
+    pads another's)."""
+    g, b = len(splits), train.batch_size
+    n = torch.tensor([len(split[0]) for split in splits])
+    order = torch.argsort(-n, stable=True)
+    x, y, n = stack([splits[int(k)] for k in order])
+    generators = [generators[int(k)] for k in order]
+    w = start.expand(g, group.size) if start.dim() == 1 else start[order]
+    params = {name: v.clone() for name, v in group.views(w).items()}
+    momentum = {name: torch.zeros_like(v) for name, v in params.items()}
+    steps_of = (n + b - 1) // b  # (G,), non-increasing
+    steps = int(steps_of[0])
+    training = [int((steps_of > s).sum()) for s in range(steps)]  # the prefix at step s
+    slots = torch.arange(steps * b)[None, :] < n[:, None]  # (G, steps * b): real samples
+    weight_of = slots.float().view(g, steps, b)
+    count_of = weight_of.sum(2)  # (G, steps)
+    loss_sum = torch.zeros(g, dtype=torch.float64)
+    longest = x.shape[1]
+    x, y = x.reshape(g * longest, *x.shape[2:]), y.reshape(-1)  # row k * longest + i
+    base = (torch.arange(g) * longest)[:, None]
+    for _ in range(train.epochs):
+        index = torch.zeros(g, steps * b, dtype=torch.long)
+        orders = [torch.randperm(int(k), generator=r) for k, r in zip(n, generators, strict=True)]
+        index[slots] = torch.cat(orders)
+        index = index.view(g, steps, b)
+        for s, m in enumerate(training):
+            idx, weight, count = index[:m, s], weight_of[:m, s], count_of[:m, s]
+            leaves = {name: v[:m].detach().requires_grad_(True) for name, v in params.items()}
+            picked = (base[:m] + idx).reshape(-1)
+            logits = group(leaves, x.index_select(0, picked).view(m, b, *x.shape[1:]))
+            ce = nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), y.index_select(0, picked), reduction="none"
+            ).view(m, -1)
+            losses = (ce * weight).sum(1) / count
+            grads = torch.autograd.grad(losses.sum(), list(leaves.values()))
+            loss_sum[:m] += losses.detach().double()
+            with torch.no_grad():
+                weights = [v.detach() for v in leaves.values()]
+                _sgd_step(weights, list(grads), [momentum[k][:m] for k in leaves], train)
+    flat = torch.cat([v.reshape(g, -1) for v in params.values()], 1)
+    losses = (loss_sum / (steps_of * train.epochs)).float()
+    back = torch.argsort(order)
+    return flat[back], losses[back]
+
+
+def _sgd_step(
+    weights: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    momentum: list[torch.Tensor],
+    train: TrainConfig,
+) -> None:
+    """torch.optim.SGD's step (weight decay, momentum without dampening), in place, on
+    every parameter at once (torch's multi-tensor kernels, as its optimizers use)."""
+    if train.weight_decay:
+        grads = torch._foreach_add(grads, weights, alpha=train.weight_decay)
+    if train.momentum:
+        torch._foreach_mul_(momentum, train.momentum)
+        torch._foreach_add_(momentum, grads)
+        grads = momentum
+    torch._foreach_add_(weights, grads, alpha=-train.lr)
+
+
+@torch.no_grad()
+def group_scores(
+    group: GroupModel, w: torch.Tensor, splits: Sequence[Split]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(summed cross-entropy, correct predictions) of each client's parameters (G, P) on
+    its own split."""
+    x, y, n = stack(splits)
+    logits = group(w, x)
+    valid = torch.arange(x.shape[1])[None, :] < n[:, None]
+    ce = nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="none"
+    ).view(len(n), -1)
+    right = (logits.argmax(-1) == y) & valid
+    return (ce * valid).sum(1), right.sum(1)

@@ -1,0 +1,128 @@
+"""Batched (vectorised) client training in-process: each client's maths is its own, the
+groups the planner forms do not depend on the rank count, and when it is used."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from mpifl.config.sections import TrainConfig
+from mpifl.engine.plan import Planner, form_groups
+from mpifl.errors import ConfigError
+from mpifl.fleet.availability import Always
+from mpifl.fleet.devices import CATALOGUE
+from mpifl.fleet.profiles import generate_fleet
+from mpifl.jobs import validate_job
+from mpifl.kit import Workload, build_model, get_flat, loss_and_correct, set_flat, sgd_epochs
+from mpifl.kit.batched import AUTO_MAX_PARAMS, GroupModel, group_scores, group_size, train_group
+from mpifl.models import ModelSpec
+
+TRAIN = TrainConfig(
+    epochs=3, batch_size=4, lr=0.05, momentum=0.5, weight_decay=0.01, channels_last=False,
+    vectorize="on", group=8,
+)  # fmt: skip
+
+
+def splits(n_clients: int, shape: tuple[int, ...], classes: int, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    sizes = torch.randint(1, 23, (n_clients,), generator=g)  # uneven, some below a batch
+    return [
+        (
+            torch.randn(int(n), *shape, generator=g),
+            torch.randint(0, classes, (int(n),), generator=g),
+        )
+        for n in sizes
+    ]
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        ModelSpec("mlp", (12,), 5, hidden=(16, 8), norm="layer"),
+        ModelSpec("cnn", (1, 8, 8), 4, channels=(4, 8), fc=8, norm="group", groups=2),
+    ],
+    ids=["mlp", "cnn"],
+)
+def test_a_group_trains_each_client_as_it_would_alone(spec):
+    torch.manual_seed(0)
+    model = build_model(spec)
+    start = get_flat(model)
+    data = splits(7, spec.input_shape, spec.n_classes)
+    gens = lambda: [torch.Generator().manual_seed(100 + k) for k in range(len(data))]  # noqa: E731
+    trained, losses = train_group(GroupModel(model), start, data, TRAIN, gens())
+    for k, ((x, y), gen) in enumerate(zip(data, gens(), strict=True)):
+        set_flat(model, start)
+        loss = sgd_epochs(model, x, y, TRAIN, gen)
+        assert torch.allclose(trained[k], get_flat(model), rtol=1e-4, atol=1e-6), k
+        assert abs(float(losses[k]) - loss) < 1e-4 * max(1.0, abs(loss))
+    summed, correct = group_scores(GroupModel(model), trained, data)
+    for k, (x, y) in enumerate(data):
+        set_flat(model, trained[k])
+        alone = loss_and_correct(model, x, y)
+        assert int(correct[k]) == alone[1] and abs(float(summed[k]) - alone[0]) < 1e-3
+
+
+def test_groups_are_by_variant_and_size_and_independent_of_ranks():
+    variant = np.array([0, 1, 0, -1, 0, 1, 0, 0])
+    samples = np.array([5, 3, 1, 9, 5, 2, 7, 3])
+    group = form_groups(variant, samples, 2)
+    assert group[3] == -1  # not trained
+    for g in np.unique(group[group >= 0]):
+        members = np.flatnonzero(group == g)
+        assert len(members) <= 2 and len(set(variant[members])) == 1
+    assert list(group[[2, 7]]) == [0, 0]  # the two smallest of variant 0 together
+    fleet = generate_fleet(60, CATALOGUE, 0.3, seed=0)
+    n_train = np.arange(60) % 17 + 1
+
+    def work(ids, round_):
+        n = len(ids)
+        return Workload(np.zeros(n, np.int64), n_train[ids] * 1e6, np.zeros(n, np.int64),
+                        np.zeros(n, np.int64), np.ones(n, np.float32), np.zeros(n, np.float32),
+                        (ids % 2).astype(np.int16))  # fmt: skip
+
+    cfg = validate_job({"round": {"cohort": 40}, "fleet": {"clients": 60}})
+    plans = [
+        Planner(0, fleet, n_train, cfg.round, Always(), ranks, group_size=5).plan(0, 0.0, work)
+        for ranks in (1, 2, 4)
+    ]
+    assert all(np.array_equal(p.rows["group"], plans[0].rows["group"]) for p in plans)
+    four = plans[2].rows
+    for g in np.unique(four["group"][four["group"] >= 0]):  # a group stays on one rank
+        assert len(set(four["rank"][four["group"] == g])) == 1
+    assert len(set(four["rank"][four["rank"] >= 0])) == 4
+
+
+def test_when_clients_are_batched():
+    cfg = validate_job({})
+    assert group_size(cfg, AUTO_MAX_PARAMS) == 256 and group_size(cfg, AUTO_MAX_PARAMS + 1) == 1
+    off = validate_job({"train": {"vectorize": "off"}})
+    assert group_size(off, 10) == 1
+    on = validate_job({"train": {"vectorize": "on", "group": 16}})
+    assert group_size(on, 10**7) == 16
+    measured = validate_job({"emulation": {"memory": "measured"}})
+    assert group_size(measured, 10) == 1
+    both = validate_job({"emulation": {"memory": "both"}, "train": {"vectorize": "on"}})
+    with pytest.raises(ConfigError, match="train.vectorize"):
+        group_size(both, 10)
+
+
+def test_a_masked_step_changes_nothing():
+    """A client with one sample takes one step per epoch while its group mate takes five:
+    momentum and weight decay must not move it in the steps it has no data for."""
+    spec = ModelSpec("mlp", (3,), 2, hidden=(4,))
+    torch.manual_seed(1)
+    model = build_model(spec)
+    start = get_flat(model)
+    data = [
+        (torch.randn(1, 3), torch.tensor([1])),
+        (torch.randn(20, 3), torch.randint(0, 2, (20,))),
+    ]
+    train = replace(TRAIN, epochs=2)
+    gens = [torch.Generator().manual_seed(k) for k in (0, 1)]
+    trained, _ = train_group(GroupModel(model), start, data, train, gens)
+    set_flat(model, start)
+    sgd_epochs(model, *data[0], train, torch.Generator().manual_seed(0))
+    assert torch.allclose(trained[0], get_flat(model), atol=1e-7)
