@@ -22,7 +22,7 @@ from mpifl.models import ModelSpec
 
 TRAIN = TrainConfig(
     epochs=3, batch_size=4, lr=0.05, momentum=0.5, weight_decay=0.01, channels_last=False,
-    vectorize="on", group=8,
+    vectorize="on", group=8, precision="fp32",
 )  # fmt: skip
 
 

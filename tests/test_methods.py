@@ -109,6 +109,36 @@ def test_client_and_server_steps(method, tmp_path):
     assert all(0.0 <= r.accuracy <= 1.0 for r in results)
 
 
+@pytest.mark.parametrize("method", ["fedavg", "submodel", "koala"])
+def test_batched_and_one_by_one_training_agree(method, tmp_path):
+    """train.vectorize = on and off: the same clients, their outcomes and the reduced
+    sums agree to float rounding."""
+    results = {}
+    for mode in ("off", "on"):
+        sets = {"train__vectorize": mode, "train__momentum": 0.5, "train__group": 3}
+        if method != "fedavg":  # microcontrollers fit only the quarter-width model
+            sets["algorithm__" + ("tiers" if method == "submodel" else "small_widths")] = [1, 0.25]
+            sets["model__hidden"] = [512]
+            sets["fleet__classes"] = {"mcu": {"weight": 1.0}, "phone": {"weight": 1.0}}
+        if method == "koala":
+            sets["algorithm__mode"] = "heterogeneous"
+        cfg = tiny(method, tmp_path, round__cohort=8, **sets)
+        parts = assemble(cfg, Comm(), tmp_path / "out.h5")
+        plan = parts.planner.plan(0, 0.0, parts.method.workload)
+        rows = plan.rows[plan.scheduled(0)]
+        acc = Accumulators(parts.method.accumulator_sizes(), 40, 1 / plan.total_samples)
+        ClientRunner(cfg, parts.method, parts.data, Comm(), StopSignal()).run(0, rows, acc)
+        results[mode] = rows, acc.reduce(Comm())
+    (off, off_sums), (on, on_sums) = results["off"], results["on"]
+    assert np.all(off["group"] == -1) and len(set(on["group"])) >= 3
+    assert len(set(on["variant"])) == (1 if method == "fedavg" else 2)
+    assert np.array_equal(off["status"], on["status"]) and np.all(on["status"] == Status.TRAINED)
+    assert np.allclose(off["loss"], on["loss"], rtol=1e-5)
+    assert np.array_equal(off["accuracy"], on["accuracy"])
+    for name in off_sums:
+        assert np.allclose(off_sums[name], on_sums[name], rtol=1e-5, atol=1e-6), name
+
+
 def run_in_process(cfg, tmp_path) -> tuple[int, str]:
     out = io.StringIO()
     engine = Engine(cfg, Comm(), tmp_path / f"{cfg.run.name}.h5", stream=out)
@@ -197,3 +227,29 @@ def test_a_group_that_runs_out_of_memory_marks_its_remaining_clients(tmp_path):
     )
     weight = acc.reduce(Comm())["weight"][0]  # the sum of n_k over the trained clients
     assert weight == pytest.approx(rows["samples"][~in_failing].sum(), rel=1e-6)
+
+
+def test_bf16_training_runs_at_each_device_class_speed(tmp_path):
+    """train.precision = bf16: clients compute at their class's bf16 factor (phones and
+    Jetsons 2x in the catalogue), footprints shrink, and the run trains."""
+    planned = {}
+    for precision in ("fp32", "bf16"):
+        cfg = tiny("fedavg", tmp_path, train__precision=precision, train__vectorize="off")
+        parts = assemble(cfg, Comm(), tmp_path / "out.h5")
+        planned[precision] = parts.planner.plan(0, 0.0, parts.method.workload).rows
+    fp32, bf16 = planned["fp32"], planned["bf16"]
+    names = parts.fleet.class_names
+    factor = np.array([cfg.fleet.classes[n].bf16 for n in names])[fp32["device_class"]]
+    assert set(factor) == {1.0, 2.0}
+    assert np.allclose(bf16["compute_time"], fp32["compute_time"] / factor)
+    assert np.all(bf16["footprint"] < fp32["footprint"])
+    accuracy = {}
+    for precision in ("fp32", "bf16"):
+        (tmp_path / precision).mkdir()
+        cfg = tiny("fedavg", tmp_path, train__precision=precision, train__epochs=3,
+                   run__rounds=3, train__lr=0.1)  # fmt: skip
+        assert run_in_process(cfg, tmp_path / precision)[0] == 0
+        rounds = read_run(tmp_path / precision / "fedavg.h5").tables["rounds"]
+        assert np.isfinite(rounds["train_loss"]).all()
+        accuracy[precision] = rounds["test_accuracy"].iloc[-1]
+    assert accuracy["fp32"] > 0.5 and abs(accuracy["bf16"] - accuracy["fp32"]) < 0.05, accuracy

@@ -56,7 +56,7 @@ def test_channels_last_training_matches_default_layout():
     for channels_last in (False, True):
         train = TrainConfig(
             epochs=1, batch_size=10, lr=0.1, momentum=0.0, weight_decay=0.0,
-            channels_last=channels_last, vectorize="off", group=2,
+            channels_last=channels_last, vectorize="off", group=2, precision="fp32",
         )  # fmt: skip
         torch.manual_seed(0)
         model = build_model(spec)

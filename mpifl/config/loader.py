@@ -179,8 +179,8 @@ def _section(raw: Any, schema: Section, prefix: str) -> dict[str, Any]:
 
 
 def _named_tables(raw: Any, spec: NamedTables, key: str) -> dict[str, dict[str, Any]]:
-    if raw is None:
-        return copy.deepcopy(spec.presets)
+    if raw is None:  # every preset, as written in the catalogue
+        raw = {name: {} for name in spec.presets}
     if not isinstance(raw, dict) or not raw:
         raise ConfigError(key, raw, "must be a non-empty table of named sub-tables")
     if len(raw) > spec.max_entries:
@@ -198,6 +198,8 @@ def _named_tables(raw: Any, spec: NamedTables, key: str) -> dict[str, dict[str, 
                 entry[field_name] = field.coerce(full, table[field_name])
             elif field_name in preset:
                 entry[field_name] = preset[field_name]
+            elif field.default not in (None, REQUIRED):
+                entry[field_name] = field.default
             else:
                 raise ConfigError(
                     full,

@@ -26,6 +26,14 @@ DEVICE_FIELDS = NamedTables(
         "downlink": number(None, 1.0, 1e12, doc="median downlink, bit/s"),
         "latency": number(None, 0.0, 1e6, doc="median one-way latency, s"),
         "availability": number(None, 0.0, 1.0, doc="probability of being online in a round"),
+        "bf16": number(
+            1.0,
+            0.0,
+            100.0,
+            low_open=True,
+            doc="training speed in bf16 relative to fp32 (train.precision = bf16): 1 = no "
+            "gain (no bf16 arithmetic), 2 = native bf16 at twice the fp32 rate",
+        ),
     },
     presets=CATALOGUE,
     max_entries=MAX_CLASSES,
@@ -125,6 +133,12 @@ SCHEMA: Section = {
         ),
         "group": integer(
             256, 2, "clients per batched group; groups do not depend on the rank count", 4096
+        ),
+        "precision": choice(
+            "fp32",
+            ("fp32", "bf16"),
+            doc="bf16: autocast of local training on CPU (weights, "
+            "updates and aggregation stay fp32); clients run at their class's bf16 speed",
         ),
     },
     "round": {

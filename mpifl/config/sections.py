@@ -106,6 +106,9 @@ class DeviceClassConfig:
     latency: float
     # probability of being online in a round
     availability: float
+    # training speed in bf16 relative to fp32 (train.precision = bf16): 1 = no gain (no bf16
+    # arithmetic), 2 = native bf16 at twice the fp32 rate
+    bf16: float
 
 
 @dataclass(frozen=True)
@@ -157,6 +160,9 @@ class TrainConfig:
     vectorize: str
     # clients per batched group; groups do not depend on the rank count
     group: int
+    # bf16: autocast of local training on CPU (weights, updates and aggregation stay fp32);
+    # clients run at their class's bf16 speed; one of fp32, bf16
+    precision: str
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from mpifl.fleet import Fleet, build_fleet
 from mpifl.fleet.availability import build_availability
 from mpifl.kit import Distiller, Evaluator, Method, MethodContext
 from mpifl.kit.state_store import ClientStateStore, state_root
+from mpifl.kit.workload import bf16_speedup
 from mpifl.methods import method_class
 from mpifl.models import check_buildable, spec_from_config
 
@@ -71,9 +72,9 @@ def assemble(cfg: Config, comm: Comm, output: Path) -> Assembly:
     if cls.stateful:
         folder = state_root(output) / f"rank{comm.rank}"
         store = ClientStateStore(cfg.state.cache_bytes, folder)
-    ctx = MethodContext(
-        cfg, data, fleet, spec, Evaluator(comm), Distiller(comm, cfg.aggregation.frac_bits), store
-    )
+    speedup = bf16_speedup(cfg, fleet)
+    distiller = Distiller(comm, cfg.aggregation.frac_bits)
+    ctx = MethodContext(cfg, data, fleet, spec, Evaluator(comm), distiller, store, speedup)
     method = cls(ctx)
     planner = Planner(
         seed,
@@ -85,5 +86,6 @@ def assemble(cfg: Config, comm: Comm, output: Path) -> Assembly:
         check_footprint=cfg.emulation.memory != "measured",
         pinned=cls.stateful,
         group_size=method.group_size,
+        speedup=speedup,
     )
     return Assembly(threads, data, fleet, method, store, planner)

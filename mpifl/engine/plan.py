@@ -47,6 +47,7 @@ class Planner:
     check_footprint: bool = True
     pinned: bool = False
     group_size: int = 1
+    speedup: np.ndarray | None = None  # per client id, bf16 speed over fp32 (None: fp32)
 
     def plan(self, round_: int, t0: float, workload_of: WorkloadOf) -> RoundPlan:
         """Round `round_`'s plan, starting at virtual time t0 (see `plan_round`)."""
@@ -76,8 +77,9 @@ def plan_round(planner: Planner, round_: int, t0: float, workload_of: WorkloadOf
     rows["loss"] = rows["accuracy"] = np.nan
     rows["measured_memory"] = -1
     rows["group"] = -1
+    speedup = None if planner.speedup is None else planner.speedup[ids]
     rows["compute_time"], rows["comm_time"] = virtual_times(
-        prof, work.train_flops, work.bytes_down, work.bytes_up
+        prof, work.train_flops, work.bytes_down, work.bytes_up, speedup
     )
     finish = rows["compute_time"] + rows["comm_time"]
     online = planner.availability.online(ids, round_, t0)

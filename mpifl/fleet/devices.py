@@ -32,6 +32,7 @@ CATALOGUE: dict[str, dict[str, float]] = {
         "downlink": 20e6,
         "latency": 0.08,
         "availability": 0.5,
+        "bf16": 2.0,  # bf16 dot products (Armv8.6 BF16 / NPU)
     },
     "jetson": {  # Jetson-class edge accelerator
         "weight": 0.1,
@@ -41,6 +42,7 @@ CATALOGUE: dict[str, dict[str, float]] = {
         "downlink": 100e6,
         "latency": 0.02,
         "availability": 0.9,
+        "bf16": 2.0,  # tensor cores
     },
 }
 

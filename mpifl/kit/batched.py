@@ -17,7 +17,8 @@ same groups for any rank count, so a run stays bitwise the same for any rank cou
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import nn
@@ -27,6 +28,8 @@ from mpifl.config import Config
 from mpifl.config.sections import TrainConfig
 from mpifl.data.federated import Split
 from mpifl.errors import ConfigError
+from mpifl.kit.method import ClientResult, ClientTask
+from mpifl.kit.training import precision
 
 AUTO_MAX_PARAMS = 100_000  # train.vectorize = auto batches models up to this size
 
@@ -186,10 +189,13 @@ def train_group(
             idx, weight, count = index[:m, s], weight_of[:m, s], count_of[:m, s]
             leaves = {name: v[:m].detach().requires_grad_(True) for name, v in params.items()}
             picked = (base[:m] + idx).reshape(-1)
-            logits = group(leaves, x.index_select(0, picked).view(m, b, *x.shape[1:]))
-            ce = nn.functional.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]), y.index_select(0, picked), reduction="none"
-            ).view(m, -1)
+            with precision(train):
+                logits = group(leaves, x.index_select(0, picked).view(m, b, *x.shape[1:]))
+                ce = nn.functional.cross_entropy(
+                    logits.reshape(-1, logits.shape[-1]),
+                    y.index_select(0, picked),
+                    reduction="none",
+                ).view(m, -1)
             losses = (ce * weight).sum(1) / count
             grads = torch.autograd.grad(losses.sum(), list(leaves.values()))
             loss_sum[:m] += losses.detach().double()
@@ -217,6 +223,21 @@ def _sgd_step(
         torch._foreach_add_(momentum, grads)
         grads = momentum
     torch._foreach_add_(weights, grads, alpha=-train.lr)
+
+
+def train_as_group(
+    group: GroupModel, start: torch.Tensor, tasks: Sequence[ClientTask], train: TrainConfig
+) -> Iterator[tuple[ClientTask, torch.Tensor, ClientResult]]:
+    """Train the tasks' clients as one group from `start`; yields, per task in order, the
+    task, its trained parameters (P,) and its result (mean batch loss; accuracy of the
+    trained model on the client's own test split, NaN if it has none)."""
+    splits, gens = [t.train for t in tasks], [t.generator for t in tasks]
+    trained, losses = train_group(group, start, splits, train, gens)
+    _, correct = group_scores(group, trained, [t.test for t in tasks])
+    for k, task in enumerate(tasks):
+        n_test = len(task.test[0])
+        accuracy = int(correct[k]) / n_test if n_test else math.nan
+        yield task, trained[k], ClientResult(float(losses[k]), accuracy)
 
 
 @torch.no_grad()

@@ -45,6 +45,7 @@ class MethodContext:
     evaluator: Evaluator
     distiller: Distiller
     state: ClientStateStore | None = None
+    speedup: np.ndarray | None = None  # per client, bf16 speed over fp32 (None: fp32)
 
     @cached_property
     def global_test(self) -> Split:

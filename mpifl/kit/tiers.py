@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mpifl.kit.batched import GroupModel
 from mpifl.kit.evaluate import EvalResult
 from mpifl.kit.method import MethodContext
 from mpifl.kit.training import loss_and_correct, prepare_model, set_flat
@@ -26,6 +27,7 @@ class Tier:
     model: nn.Module
     cost: ModelCost
     keep: tuple[int, ...]
+    group: GroupModel  # the model applied to a batched group of clients
 
 
 def build_tiers(ctx: MethodContext, widths: list[float]) -> list[Tier]:
@@ -35,7 +37,8 @@ def build_tiers(ctx: MethodContext, widths: list[float]) -> list[Tier]:
         spec = ctx.spec.at_width(ctx.spec.width * width)
         model = build_model(spec)
         keep = layout(model).sizes
-        tiers.append(Tier(width, prepare_model(model, ctx.config.train), measure_cost(spec), keep))
+        model = prepare_model(model, ctx.config.train)
+        tiers.append(Tier(width, model, measure_cost(spec), keep, GroupModel(model)))
     return tiers
 
 
@@ -54,8 +57,9 @@ def choose_tiers(
     for i in range(len(tiers) - 1, -1, -1):
         t = tiers[i]
         nbytes = np.full(len(clients), t.cost.param_bytes)
+        speedup = None if ctx.speedup is None else ctx.speedup[clients]
         compute, comm = virtual_times(
-            prof, n * t.cost.train_flops_per_sample * train.epochs, nbytes * sends, nbytes
+            prof, n * t.cost.train_flops_per_sample * train.epochs, nbytes * sends, nbytes, speedup
         )
         fits = footprint(t.cost, train) <= prof["memory"]
         ok = fits & (compute + comm <= ctx.config.round.deadline)

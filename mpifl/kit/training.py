@@ -55,6 +55,12 @@ def _layout(x: torch.Tensor, train: TrainConfig) -> torch.Tensor:
     return x
 
 
+def precision(train: TrainConfig) -> torch.autocast:
+    """The forward pass's precision: bf16 autocast on CPU for `train.precision = bf16`
+    (matrix products and convolutions in bf16; weights, gradients, updates fp32)."""
+    return torch.autocast("cpu", torch.bfloat16, enabled=train.precision == "bf16")
+
+
 def sgd_epochs(
     model: nn.Module,
     x: torch.Tensor,
@@ -76,7 +82,8 @@ def sgd_epochs(
         for lo in range(0, len(x), train.batch_size):
             idx = order[lo : lo + train.batch_size]
             optimizer.zero_grad(set_to_none=False)  # reuse the buffers within a client
-            loss = loss_fn(model(_layout(x[idx], train)), y[idx])
+            with precision(train):
+                loss = loss_fn(model(_layout(x[idx], train)), y[idx])
             loss.backward()
             if clip is not None:
                 nn.utils.clip_grad_norm_(model.parameters(), clip)

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mpifl.config import Config
 from mpifl.config.sections import TrainConfig
+from mpifl.fleet.profiles import Fleet
 from mpifl.models.cost import ModelCost
 from mpifl.results.schema import Status
 
@@ -61,15 +63,33 @@ class RoundPlan:
 
 
 def footprint(cost: ModelCost, train: TrainConfig) -> int:
-    """Training memory of a model of `cost` under `train` (batch size, momentum buffer)."""
-    return cost.footprint(train.batch_size, train.momentum > 0)
+    """Training memory of a model of `cost` under `train` (batch size, momentum buffer,
+    precision)."""
+    return cost.footprint(train.batch_size, train.momentum > 0, train.precision == "bf16")
+
+
+def bf16_speedup(cfg: Config, fleet: Fleet) -> np.ndarray | None:
+    """Per client, how much faster than its fp32 speed it trains at the run's precision:
+    None for fp32; for bf16 its device class's `bf16` factor (1 for a class the job does
+    not describe, e.g. one only in a fleet file)."""
+    if cfg.train.precision != "bf16":
+        return None
+    classes = cfg.fleet.classes
+    factor = [classes[name].bf16 if name in classes else 1.0 for name in fleet.class_names]
+    return np.array(factor, dtype=np.float64)[fleet.profiles["device_class"]]
 
 
 def virtual_times(
-    profiles: np.ndarray, train_flops: np.ndarray, bytes_down: np.ndarray, bytes_up: np.ndarray
+    profiles: np.ndarray,
+    train_flops: np.ndarray,
+    bytes_down: np.ndarray,
+    bytes_up: np.ndarray,
+    speedup: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(compute, comm) virtual seconds: FLOPs / speed; 2 x latency + bytes / bandwidth."""
-    compute = train_flops / profiles["flops"]
+    """(compute, comm) virtual seconds: FLOPs / speed (times `speedup`, per client, if
+    given); 2 x latency + bytes / bandwidth."""
+    speed = profiles["flops"] if speedup is None else profiles["flops"] * speedup
+    compute = train_flops / speed
     comm = (
         2 * profiles["latency"].astype(np.float64)
         + 8.0 * bytes_down / profiles["downlink"]

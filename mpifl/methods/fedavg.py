@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
-from math import nan
 
 import numpy as np
 import torch
@@ -21,7 +20,7 @@ from mpifl.kit import (
 )
 from mpifl.kit.accumulate import Accumulators
 from mpifl.kit.aggregate import average_update
-from mpifl.kit.batched import GroupModel, group_scores, group_size, train_group
+from mpifl.kit.batched import GroupModel, group_size, train_as_group
 from mpifl.kit.evaluate import EvalResult
 from mpifl.kit.method import ClientResult, ClientTask, Method, MethodContext, Metrics
 from mpifl.kit.training import (
@@ -89,15 +88,12 @@ class FedAvg(Method):
         if self.group_size == 1:
             yield from super().train_clients(tasks, acc)
             return
-        splits = [task.train for task in tasks]
-        gens = [task.generator for task in tasks]
-        trained, losses = train_group(self.group, self.weights, splits, self.config.train, gens)
-        _, correct = group_scores(self.group, trained, [task.test for task in tasks])
-        for k, task in enumerate(tasks):
-            n, n_test = len(task.train[0]), len(task.test[0])
-            acc.add("model", trained[k], n)
-            acc.add("weight", torch.ones(1), n)
-            yield ClientResult(float(losses[k]), int(correct[k]) / n_test if n_test else nan)
+        for task, trained, result in train_as_group(
+            self.group, self.weights, tasks, self.config.train
+        ):
+            acc.add("model", trained, len(task.train[0]))
+            acc.add("weight", torch.ones(1), len(task.train[0]))
+            yield result
 
     def train_client(self, task: ClientTask, acc: Accumulators) -> ClientResult:
         set_flat(self.model, self.weights)

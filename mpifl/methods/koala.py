@@ -12,6 +12,7 @@ data-parallel over all ranks.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from mpifl.kit import (
 )
 from mpifl.kit.accumulate import Accumulators
 from mpifl.kit.aggregate import average_update
+from mpifl.kit.batched import group_size, train_as_group
 from mpifl.kit.evaluate import EvalResult
 from mpifl.kit.method import ClientResult, ClientTask, Method, MethodContext, Metrics
 from mpifl.kit.tiers import build_tiers, choose_tiers, tier_clients, tier_workload
@@ -88,6 +90,7 @@ class Koala(Method):
         for i, fam in enumerate(self.families):
             small = seeded_model(ctx.spec.at_width(ctx.spec.width * fam.width), seed, 2 + i)
             self.small.append(get_flat(small))
+        self.group_size = group_size(self.config, max(w.numel() for w in self.small))
         self.proxy_x, self.proxy_y = ctx.proxy
         if len(self.proxy_x) == 0:
             raise ConfigError("data.proxy_fraction", 0.0, "must be > 0: KOALA distils on it")
@@ -101,6 +104,21 @@ class Koala(Method):
         for i, w in enumerate(self.small):
             sizes[f"model{i}"], sizes[f"weight{i}"] = w.numel(), 1
         return sizes
+
+    def train_clients(
+        self, tasks: Sequence[ClientTask], acc: Accumulators
+    ) -> Iterator[ClientResult]:
+        """One by one, or with `train.vectorize` a planned group (of one family) at once."""
+        if self.group_size == 1:
+            yield from super().train_clients(tasks, acc)
+            return
+        fam = tasks[0].variant
+        for task, trained, result in train_as_group(
+            self.families[fam].group, self.small[fam], tasks, self.config.train
+        ):
+            acc.add(f"model{fam}", trained, len(task.train[0]))
+            acc.add(f"weight{fam}", torch.ones(1), len(task.train[0]))
+            yield result
 
     def train_client(self, task: ClientTask, acc: Accumulators) -> ClientResult:
         fam = task.variant

@@ -9,11 +9,14 @@ denominator, both of the global size); coordinates nobody covered stay unchanged
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+
 import numpy as np
 
 from mpifl.kit import SELECTIONS, SliceMap, choice, layout, seeded_model, select_units, widths
 from mpifl.kit.accumulate import Accumulators
 from mpifl.kit.aggregate import average_update
+from mpifl.kit.batched import group_size, train_as_group
 from mpifl.kit.evaluate import EvalResult
 from mpifl.kit.method import ClientResult, ClientTask, Method, MethodContext, Metrics
 from mpifl.kit.tiers import build_tiers, choose_tiers, tier_clients, tier_workload
@@ -39,6 +42,7 @@ class SubModel(Method):
         self.tiers = build_tiers(ctx, self.config.algorithm.tiers)
         self.selection = self.config.algorithm.selection
         self._maps: dict[tuple[int, int], SliceMap] = {}
+        self.group_size = group_size(self.config, self.weights.numel())
         self.next_round = 0  # the round whose slices `evaluate` reports
 
     def slice_map(self, tier: int, round_: int) -> SliceMap:
@@ -62,6 +66,23 @@ class SubModel(Method):
     def accumulator_sizes(self) -> dict[str, int]:
         n = self.weights.numel()
         return {"num": n, "den": n}
+
+    def train_clients(
+        self, tasks: Sequence[ClientTask], acc: Accumulators
+    ) -> Iterator[ClientResult]:
+        """One by one, or with `train.vectorize` a planned group (of one tier) at once."""
+        if self.group_size == 1:
+            yield from super().train_clients(tasks, acc)
+            return
+        tier = tasks[0].variant
+        smap = self.slice_map(tier, tasks[0].round)
+        start = smap.extract(self.weights)
+        for task, trained, result in train_as_group(
+            self.tiers[tier].group, start, tasks, self.config.train
+        ):
+            acc.add("num", smap.scatter(trained), len(task.train[0]))
+            acc.add("den", smap.mask(), len(task.train[0]))
+            yield result
 
     def train_client(self, task: ClientTask, acc: Accumulators) -> ClientResult:
         tier = task.variant

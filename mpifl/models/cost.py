@@ -31,9 +31,13 @@ class ModelCost:
     train_flops_per_sample: float
     activation_bytes_per_sample: int
 
-    def footprint(self, batch_size: int, momentum: bool) -> int:
-        """Training memory in bytes: weights, grads, momentum buffer, activations, input."""
+    def footprint(self, batch_size: int, momentum: bool, bf16: bool = False) -> int:
+        """Training memory in bytes: weights, grads, momentum buffer, activations, input;
+        with `bf16` (autocast) a bf16 copy of the weights and half-size activations."""
         states = 3 if momentum else 2
+        if bf16:
+            activations = self.activation_bytes_per_sample * batch_size // 2
+            return self.param_bytes * states + self.param_bytes // 2 + activations
         return self.param_bytes * states + self.activation_bytes_per_sample * batch_size
 
 
