@@ -1,9 +1,9 @@
 """W1: cross-device FedAvg throughput, mpifl against the bare mpi4py + torch loop.
 
 All variants run 2 ranks, 1 torch thread each, 1 warm-up round then 10 timed rounds,
-alternating in the same invocation (`--repeats` times): the bare loop, mpifl as the
-bare loop trains (default memory layout), mpifl with train.channels_last = true, and
-mpifl training in bf16 (train.precision = bf16, channels_last).
+alternating in the same invocation (`--repeats` times): the bare loop, mpifl with the
+bare loop's memory layout (train.channels_last = false), mpifl with its defaults
+(channels_last), and mpifl training in bf16 (train.precision = bf16).
 mpifl runs with fleet emulation and per-client HDF5 records on (jobs/w1.toml); its last
 round, which evaluates, is not timed. Prints medians and ratios to the bare loop.
 
@@ -20,9 +20,9 @@ from bench.common import bare_w1, mpifl_run, tables, timed
 
 TIMED_ROUNDS = 10
 VARIANTS = {
-    "mpifl": (),
-    "mpifl, channels_last": ("train.channels_last=true",),
-    "mpifl, bf16": ("train.channels_last=true", "train.precision='bf16'"),
+    "mpifl, NCHW layout": ("train.channels_last=false",),
+    "mpifl (defaults)": (),
+    "mpifl, bf16": ("train.precision='bf16'",),
 }
 
 

@@ -17,12 +17,14 @@ EXPECTED = {
     "w3": ["cache bound 1 GiB/rank", "bounded / in memory"],
     "w4": ["Allreduce fit", "prediction, 1000-client cohort"],
     "w5": ["one by one", "batched", "arithmetic limit"],
+    "breakdown": ["train.vectorize = off", "train.vectorize = on", "staging + exact commit"],
 }
+ARGS = {"breakdown": ["jobs/quickstart.toml"]}
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_benchmark_smoke_run(name):
-    cmd = [sys.executable, "-m", f"bench.{name}", "--smoke"]
+    cmd = [sys.executable, "-m", f"bench.{name}", *ARGS.get(name, []), "--smoke"]
     proc = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     for text in EXPECTED[name]:

@@ -124,7 +124,9 @@ SCHEMA: Section = {
         "lr": number(0.05, 0.0, 1e3, low_open=True),
         "momentum": number(0.0, 0.0, 1.0, high_open=True),
         "weight_decay": number(0.0, 0.0, 1e3),
-        "channels_last": Field("bool", False, doc="CNNs: NHWC memory layout (faster on CPU)"),
+        "channels_last": Field(
+            "bool", True, doc="CNNs trained one by one: NHWC memory layout (faster on CPU)"
+        ),
         "vectorize": choice(
             "auto",
             ("auto", "on", "off"),
@@ -132,7 +134,10 @@ SCHEMA: Section = {
             "that support it); auto: on for models of at most 100k parameters",
         ),
         "group": integer(
-            256, 2, "clients per batched group; groups do not depend on the rank count", 4096
+            256,
+            2,
+            "most clients in a batched group; groups do not depend on the rank count",
+            4096,
         ),
         "precision": choice(
             "fp32",

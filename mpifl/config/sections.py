@@ -153,12 +153,12 @@ class TrainConfig:
     lr: float
     momentum: float
     weight_decay: float
-    # CNNs: NHWC memory layout (faster on CPU)
+    # CNNs trained one by one: NHWC memory layout (faster on CPU)
     channels_last: bool
     # train a rank's clients in groups, each one batched computation (methods that support
     # it); auto: on for models of at most 100k parameters; one of auto, on, off
     vectorize: str
-    # clients per batched group; groups do not depend on the rank count
+    # most clients in a batched group; groups do not depend on the rank count
     group: int
     # bf16: autocast of local training on CPU (weights, updates and aggregation stay fp32);
     # clients run at their class's bf16 speed; one of fp32, bf16

@@ -120,17 +120,23 @@ def plan_round(planner: Planner, round_: int, t0: float, workload_of: WorkloadOf
     return RoundPlan(round_, rows, duration)
 
 
+SPREAD = 8  # groups a variant's clients are cut into, at least, to balance the ranks
+SMALLEST_GROUP = 8  # ... unless that makes groups smaller than this
+
+
 def form_groups(variant: np.ndarray, samples: np.ndarray, size: int) -> np.ndarray:
     """Group ids for rows in client order: the rows of one variant (variant < 0: none),
-    ordered by sample count (then row), in consecutive groups of at most `size` (alike
-    sizes pad little), variant by variant; -1 for rows in none."""
+    ordered by sample count (then row), in consecutive groups of at most `size` and at
+    least SPREAD groups (none below SMALLEST_GROUP clients) so that ranks get alike
+    loads; variant by variant; -1 for rows in none. Nothing depends on the rank count."""
     group = np.full(len(variant), -1, dtype=np.int32)
     next_id = 0
     for v in np.unique(variant[variant >= 0]):
         members = np.flatnonzero(variant == v)
         members = members[np.argsort(samples[members], kind="stable")]
-        group[members] = next_id + np.arange(len(members)) // size
-        next_id += -(-len(members) // size)
+        cut = min(size, max(SMALLEST_GROUP, -(-len(members) // SPREAD)))
+        group[members] = next_id + np.arange(len(members)) // cut
+        next_id += -(-len(members) // cut)
     return group
 
 

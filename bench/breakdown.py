@@ -1,0 +1,75 @@
+"""Where a client's time goes: one round's clients trained in-process (one rank, no MPI),
+with train.vectorize = off and = on, accounted by cProfile per client: data (building
+the client's task), training, own-test accuracy, staging and exact commit, other.
+cProfile inflates call-heavy code, the one-by-one path most: read the split, not the
+totals' ratio.
+
+    python -m bench.breakdown JOB [--set KEY=VALUE ...] [--modes off,on] [--smoke]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import tempfile
+from pathlib import Path
+
+from mpifl.comm import Comm
+from mpifl.engine.assemble import assemble
+from mpifl.engine.emulation import ClientRunner
+from mpifl.engine.signals import StopSignal
+from mpifl.jobs import load_job
+from mpifl.kit import Accumulators
+
+PARTS = {
+    "data": ("task",),
+    "training": ("sgd_epochs", "train_group"),
+    "own-test accuracy": ("client_accuracy", "group_scores"),
+    "staging + exact commit": ("add", "commit"),
+}
+
+
+def breakdown(job: str, sets: list[str], mode: str) -> tuple[int, dict[str, float]]:
+    """(clients trained, ms per client by part) of round 1 of `job` on one rank."""
+    output = Path(tempfile.mkdtemp(prefix="mpifl-breakdown-")) / "run.h5"
+    cfg = load_job(job, [*sets, f"train.vectorize={mode}", f"run.output={output}"])
+    parts = assemble(cfg, Comm(), output)
+    method = parts.method
+    plan = parts.planner.plan(0, 0.0, method.workload)
+    rows = plan.rows[plan.scheduled(0)]
+    acc = Accumulators(method.accumulator_sizes(), 40, 1 / max(plan.total_samples, 1))
+    runner = ClientRunner(cfg, method, parts.data, Comm(), StopSignal())
+    profile = cProfile.Profile()
+    profile.enable()
+    runner.run(0, rows, acc)
+    profile.disable()
+    stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+    n = max(len(rows), 1)
+
+    def ms(*names: str) -> float:
+        return sum(v[3] for k, v in stats.items() if k[2] in names) / n * 1e3
+
+    out = {"total": ms("run")}
+    out.update({part: ms(*names) for part, names in PARTS.items()})
+    out["other"] = out["total"] - sum(out[part] for part in PARTS)
+    return len(rows), out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("job")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--modes", default="off,on", help="train.vectorize values, comma-separated")
+    p.add_argument("--smoke", action="store_true", help="a round of 8 clients")
+    args = p.parse_args()
+    sets = [*args.sets, "round.cohort=8", "fleet.clients=100"] if args.smoke else args.sets
+    print(f"per-client time in ms, one rank, {args.job} {' '.join(args.sets)}")
+    for mode in args.modes.split(","):
+        n, parts = breakdown(args.job, sets, mode)
+        split = ", ".join(f"{part} {value:.3f}" for part, value in parts.items())
+        print(f"  train.vectorize = {mode}: {n} clients; {split}")
+
+
+if __name__ == "__main__":
+    main()
