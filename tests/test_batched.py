@@ -126,3 +126,29 @@ def test_a_masked_step_changes_nothing():
     set_flat(model, start)
     sgd_epochs(model, *data[0], train, torch.Generator().manual_seed(0))
     assert torch.allclose(trained[0], get_flat(model), atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        ModelSpec("mlp", (60,), 10, hidden=(32,)),
+        ModelSpec("cnn", (1, 8, 8), 10, channels=(16, 32), fc=64, norm="group"),
+    ],
+    ids=["mlp", "cnn"],
+)
+def test_a_clients_batched_result_does_not_depend_on_its_group(spec):
+    """Bit for bit: alone, first or last, in a group of 2 or 21. Methods that keep client
+    state batch the clients of one home rank, whose groups change with the rank count;
+    their runs stay bitwise the same for any rank count because of this."""
+    torch.manual_seed(0)
+    model = build_model(spec)
+    start, group = get_flat(model), GroupModel(model)
+    data = splits(40, spec.input_shape, spec.n_classes, seed=5)
+
+    def trained(ks: list[int]) -> torch.Tensor:
+        gens = [torch.Generator().manual_seed(100 + k) for k in ks]
+        return train_group(group, start, [data[k] for k in ks], TRAIN, gens)[0][ks.index(3)]
+
+    alone = trained([3])
+    for ks in ([3, 7, 9], [*range(20, 40), 3], [7, 3], list(range(40))):
+        assert torch.equal(trained(ks), alone), ks

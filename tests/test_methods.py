@@ -109,15 +109,16 @@ def test_client_and_server_steps(method, tmp_path):
     assert all(0.0 <= r.accuracy <= 1.0 for r in results)
 
 
-@pytest.mark.parametrize("method", ["fedavg", "submodel", "koala"])
+@pytest.mark.parametrize("method", ["fedavg", "submodel", "koala", "reft", "local"])
 def test_batched_and_one_by_one_training_agree(method, tmp_path):
     """train.vectorize = on and off: the same clients, their outcomes and the reduced
     sums agree to float rounding."""
     results = {}
     for mode in ("off", "on"):
         sets = {"train__vectorize": mode, "train__momentum": 0.5, "train__group": 3}
-        if method != "fedavg":  # microcontrollers fit only the quarter-width model
+        if method in ("submodel", "koala"):  # microcontrollers fit only the quarter width
             sets["algorithm__" + ("tiers" if method == "submodel" else "small_widths")] = [1, 0.25]
+        if method in ("submodel", "koala", "reft"):
             sets["model__hidden"] = [512]
             sets["fleet__classes"] = {"mcu": {"weight": 1.0}, "phone": {"weight": 1.0}}
         if method == "koala":
@@ -127,15 +128,22 @@ def test_batched_and_one_by_one_training_agree(method, tmp_path):
         plan = parts.planner.plan(0, 0.0, parts.method.workload)
         rows = plan.rows[plan.scheduled(0)]
         acc = Accumulators(parts.method.accumulator_sizes(), 40, 1 / plan.total_samples)
+        if parts.store is not None:
+            parts.store.begin()
         ClientRunner(cfg, parts.method, parts.data, Comm(), StopSignal()).run(0, rows, acc)
-        results[mode] = rows, acc.reduce(Comm())
+        kept = {}
+        if parts.store is not None:  # the clients' own models, kept for their next round
+            parts.store.commit()
+            kept = {int(k): parts.store.get(int(k))["weights"] for k in rows["client"]}
+        results[mode] = rows, {**acc.reduce(Comm()), **kept}
     (off, off_sums), (on, on_sums) = results["off"], results["on"]
     assert np.all(off["group"] == -1) and len(set(on["group"])) >= 3
-    assert len(set(on["variant"])) == (1 if method == "fedavg" else 2)
+    assert len(set(on["variant"])) == {"fedavg": 1, "local": 1, "reft": 4}.get(method, 2)
     assert np.array_equal(off["status"], on["status"]) and np.all(on["status"] == Status.TRAINED)
     assert np.allclose(off["loss"], on["loss"], rtol=1e-5)
     assert np.array_equal(off["accuracy"], on["accuracy"])
-    for name in off_sums:
+    assert set(off_sums) == set(on_sums)
+    for name in off_sums:  # the reduced sums, and each client's kept model (by id)
         assert np.allclose(off_sums[name], on_sums[name], rtol=1e-5, atol=1e-6), name
 
 

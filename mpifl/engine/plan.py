@@ -36,7 +36,9 @@ class Planner:
     analytic footprint exceeds their memory (off when memory is measured instead);
     `pinned` sends client k to its home rank k mod R (methods that keep client state);
     `group_size` > 1 forms batched groups of trained clients (the method trains each as
-    one computation), the same for any rank count, and gives ranks whole groups."""
+    one computation), the same for any rank count, and gives ranks whole groups (pinned:
+    groups within each home rank; a client's batched result does not depend on its
+    group, which tests/test_batched.py checks)."""
 
     seed: int
     fleet: Fleet
@@ -102,8 +104,11 @@ def plan_round(planner: Planner, round_: int, t0: float, workload_of: WorkloadOf
     cut = idle | (status == Status.LATE) | (status == Status.DROPPED) | (status == Status.SURPLUS)
     rows["bytes_up"][cut] = 0
     trained = status == Status.TRAINED
-    if planner.pinned:
+    if planner.pinned:  # groups, if any, of one home rank each
         rows["rank"] = np.where(trained, ids % planner.n_ranks, -1)
+        if planner.group_size > 1:
+            key = np.where(trained, rows["rank"].astype(np.int64) * 2**16 + rows["variant"], -1)
+            rows["group"] = form_groups(key, rows["samples"], planner.group_size)
     elif planner.group_size > 1:
         variant = np.where(trained, rows["variant"], -1)
         rows["group"] = form_groups(variant, rows["samples"], planner.group_size)

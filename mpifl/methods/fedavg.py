@@ -62,9 +62,8 @@ class FedAvg(Method):
         self.footprint = footprint(cost, train)
         self.flops_per_sample = cost.train_flops_per_sample * train.epochs
         self.model_bytes = cost.param_bytes
-        if not self.stateful:  # (local-only trains each client from its own state)
-            self.group_size = group_size(self.config, self.weights.numel())
-            self.group = GroupModel(self.model)
+        self.group_size = group_size(self.config, self.weights.numel())
+        self.group = GroupModel(self.model)
 
     def workload(self, clients: np.ndarray, round_: int) -> Workload:
         n = len(clients)

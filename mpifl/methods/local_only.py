@@ -6,12 +6,15 @@ test split with its own model (the initial one if it has not trained yet)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+
 import numpy as np
 import torch
 
 from mpifl.kit.accumulate import Accumulators
+from mpifl.kit.batched import train_as_group
 from mpifl.kit.evaluate import EvalResult
-from mpifl.kit.method import ClientResult, ClientTask, Metrics
+from mpifl.kit.method import ClientResult, ClientTask, Method, Metrics
 from mpifl.kit.training import client_accuracy, get_flat, loss_and_correct, set_flat, sgd_epochs
 from mpifl.kit.workload import RoundPlan, Workload
 from mpifl.methods.fedavg import FedAvg
@@ -33,8 +36,26 @@ class LocalOnly(FedAvg):
         return {}
 
     def _load(self, client: int) -> None:
+        set_flat(self.model, self._weights_of(client))
+
+    def train_clients(
+        self, tasks: Sequence[ClientTask], acc: Accumulators
+    ) -> Iterator[ClientResult]:
+        """One by one, or with `train.vectorize` a planned group, each client from its
+        own model."""
+        if self.group_size == 1:
+            yield from Method.train_clients(self, tasks, acc)
+            return
+        starts = torch.stack([self._weights_of(task.client) for task in tasks])
+        for task, trained, result in train_as_group(self.group, starts, tasks, self.config.train):
+            if torch.isfinite(trained).all():
+                self.ctx.state.put(task.client, {"weights": trained.numpy()})
+            yield result
+
+    def _weights_of(self, client: int) -> torch.Tensor:
+        """The client's own model (the initial one before it trains)."""
         state = self.ctx.state.get(client)
-        set_flat(self.model, self.weights if state is None else torch.from_numpy(state["weights"]))
+        return self.weights if state is None else torch.from_numpy(state["weights"])
 
     def train_client(self, task: ClientTask, acc: Accumulators) -> ClientResult:
         self._load(task.client)

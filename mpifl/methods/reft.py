@@ -19,6 +19,7 @@ full-width server model is distilled data-parallel over all ranks.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -36,6 +37,7 @@ from mpifl.kit import (
     torch_generator,
 )
 from mpifl.kit.accumulate import Accumulators
+from mpifl.kit.batched import group_size, train_as_group
 from mpifl.kit.evaluate import EvalResult
 from mpifl.kit.method import ClientResult, ClientTask, Method, MethodContext, Metrics
 from mpifl.kit.tiers import build_tiers, tier_workload
@@ -103,6 +105,7 @@ class REFT(Method):
                 "data.proxy_fraction", 0.0, "must be > 0 for REFT (distillation data)"
             )
         self.has_state = np.zeros(ctx.data.n_clients, dtype=bool)
+        self.group_size = group_size(self.config, self.weights.numel())
 
     def _tiers_for(self, ctx: MethodContext, p_max: float, p_step: float) -> np.ndarray:
         """Per client: the capability ratio's tier, raised until the footprint fits memory."""
@@ -140,13 +143,40 @@ class REFT(Method):
         units = select_units(self.layout, self.tiers[tier].keep, "magnitude", 0, self.server)
         return SliceMap(self.server, units).extract(self.weights)
 
+    def train_clients(
+        self, tasks: Sequence[ClientTask], acc: Accumulators
+    ) -> Iterator[ClientResult]:
+        """One by one, or with `train.vectorize` a planned group (of one pruning level),
+        each client from its own pruned model."""
+        if self.group_size == 1:
+            yield from super().train_clients(tasks, acc)
+            return
+        tier = self.tiers[tasks[0].variant]
+        pruned = self.pruned(tasks[0].variant)  # (the same for the whole group)
+        starts = torch.stack([self._start(task, pruned) for task in tasks])
+        t = self.config.algorithm.temperature
+        for task, trained, result in train_as_group(tier.group, starts, tasks, self.config.train):
+            if torch.isfinite(trained).all():
+                self.ctx.state.put(task.client, {"weights": trained.numpy()})
+            with torch.no_grad():
+                logits = tier.group(trained[None], self.proxy_x[None])[0] / t
+            acc.add("teacher", torch.softmax(logits, dim=1), len(task.train[0]))
+            acc.add("weight", torch.ones(1), len(task.train[0]))
+            yield result
+
+    def _start(self, task: ClientTask, pruned: torch.Tensor | None = None) -> torch.Tensor:
+        """The client's model at the start of its round: its own pruned model, or the
+        server model pruned to its level (`pruned`, if given) in a sync round or if it
+        has none."""
+        state = None if self._sync(task.round) else self.ctx.state.get(task.client)
+        if state is not None:
+            return torch.from_numpy(state["weights"])
+        return self.pruned(task.variant) if pruned is None else pruned
+
     def train_client(self, task: ClientTask, acc: Accumulators) -> ClientResult:
-        tier = task.variant
         store = self.ctx.state
-        state = None if self._sync(task.round) else store.get(task.client)
-        flat = self.pruned(tier) if state is None else torch.from_numpy(state["weights"])
-        model = self.tiers[tier].model
-        set_flat(model, flat)
+        model = self.tiers[task.variant].model
+        set_flat(model, self._start(task))
         x, y = task.train
         loss = sgd_epochs(model, x, y, self.config.train, task.generator)
         trained = get_flat(model)
