@@ -17,8 +17,17 @@ from mpifl.fleet.devices import CATALOGUE
 from mpifl.fleet.profiles import generate_fleet
 from mpifl.jobs import validate_job
 from mpifl.kit import Workload, build_model, get_flat, loss_and_correct, set_flat, sgd_epochs
-from mpifl.kit.batched import AUTO_MAX_PARAMS, GroupModel, group_scores, group_size, train_group
+from mpifl.kit.batched import (
+    AUTO_MAX_PARAMS,
+    GroupModel,
+    group_scores,
+    group_size,
+    pinned_group_size,
+    sample_cross_entropy,
+    train_group,
+)
 from mpifl.models import ModelSpec
+from mpifl.models.mrl import MRLModel
 
 TRAIN = TrainConfig(
     epochs=3, batch_size=4, lr=0.05, momentum=0.5, weight_decay=0.01, channels_last=False,
@@ -136,19 +145,45 @@ def test_a_masked_step_changes_nothing():
     ],
     ids=["mlp", "cnn"],
 )
-def test_a_clients_batched_result_does_not_depend_on_its_group(spec):
+@pytest.mark.parametrize("mrl", [False, True], ids=["model", "fedmrl-model"])
+def test_a_clients_batched_result_does_not_depend_on_its_group(spec, mrl):
     """Bit for bit: alone, first or last, in a group of 2 or 21. Methods that keep client
     state batch the clients of one home rank, whose groups change with the rank count;
-    their runs stay bitwise the same for any rank count because of this."""
+    their runs stay bitwise the same for any rank count because of this (for models
+    batched by hand; vmap's are not, and such methods then train one by one)."""
     torch.manual_seed(0)
-    model = build_model(spec)
+    model = MRLModel(spec, 8, 12, [4, 8]) if mrl else build_model(spec)
     start, group = get_flat(model), GroupModel(model)
+    assert group.by_hand
+    loss = mrl_sample_loss if mrl else sample_cross_entropy
     data = splits(40, spec.input_shape, spec.n_classes, seed=5)
 
     def trained(ks: list[int]) -> torch.Tensor:
         gens = [torch.Generator().manual_seed(100 + k) for k in ks]
-        return train_group(group, start, [data[k] for k in ks], TRAIN, gens)[0][ks.index(3)]
+        batch = [data[k] for k in ks]
+        return train_group(group, start, batch, TRAIN, gens, loss, 0.5)[0][ks.index(3)]
 
     alone = trained([3])
     for ks in ([3, 7, 9], [*range(20, 40), 3], [7, 3], list(range(40))):
         assert torch.equal(trained(ks), alone), ks
+
+
+def mrl_sample_loss(heads: list[torch.Tensor], y: torch.Tensor) -> torch.Tensor:
+    return sum(sample_cross_entropy(h, y) for h in heads)
+
+
+def test_a_model_not_batched_by_hand_keeps_stateful_clients_one_by_one():
+    class Custom(torch.nn.Module):  # not a Sequential: torch.func's vmap batches it
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = torch.nn.Linear(4, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.layer(x)
+
+    group = GroupModel(Custom())
+    assert not group.by_hand
+    on = validate_job({"train": {"vectorize": "on", "group": 16}})
+    assert pinned_group_size(on, 10, [group]) == 1 and group_size(on, 10) == 16
+    w = torch.zeros(3, group.size)
+    assert group(w, torch.ones(3, 5, 4)).shape == (3, 5, 2)  # vmap still serves

@@ -109,7 +109,7 @@ def test_client_and_server_steps(method, tmp_path):
     assert all(0.0 <= r.accuracy <= 1.0 for r in results)
 
 
-@pytest.mark.parametrize("method", ["fedavg", "submodel", "koala", "reft", "local"])
+@pytest.mark.parametrize("method", ["fedavg", "submodel", "koala", "reft", "local", "fedmrl"])
 def test_batched_and_one_by_one_training_agree(method, tmp_path):
     """train.vectorize = on and off: the same clients, their outcomes and the reduced
     sums agree to float rounding."""
@@ -118,6 +118,8 @@ def test_batched_and_one_by_one_training_agree(method, tmp_path):
         sets = {"train__vectorize": mode, "train__momentum": 0.5, "train__group": 3}
         if method in ("submodel", "koala"):  # microcontrollers fit only the quarter width
             sets["algorithm__" + ("tiers" if method == "submodel" else "small_widths")] = [1, 0.25]
+        if method == "fedmrl":  # a clip that bites: every step's gradient is clipped
+            sets["algorithm__clip"] = 0.5
         if method in ("submodel", "koala", "reft"):
             sets["model__hidden"] = [512]
             sets["fleet__classes"] = {"mcu": {"weight": 1.0}, "phone": {"weight": 1.0}}
@@ -134,11 +136,13 @@ def test_batched_and_one_by_one_training_agree(method, tmp_path):
         kept = {}
         if parts.store is not None:  # the clients' own models, kept for their next round
             parts.store.commit()
-            kept = {int(k): parts.store.get(int(k))["weights"] for k in rows["client"]}
+            key = "local" if method == "fedmrl" else "weights"
+            kept = {int(k): parts.store.get(int(k))[key] for k in rows["client"]}
         results[mode] = rows, {**acc.reduce(Comm()), **kept}
     (off, off_sums), (on, on_sums) = results["off"], results["on"]
     assert np.all(off["group"] == -1) and len(set(on["group"])) >= 3
-    assert len(set(on["variant"])) == {"fedavg": 1, "local": 1, "reft": 4}.get(method, 2)
+    variants = {"fedavg": 1, "local": 1, "reft": 4}.get(method, 2)
+    assert len(set(on["variant"])) == variants
     assert np.array_equal(off["status"], on["status"]) and np.all(on["status"] == Status.TRAINED)
     assert np.allclose(off["loss"], on["loss"], rtol=1e-5)
     assert np.array_equal(off["accuracy"], on["accuracy"])

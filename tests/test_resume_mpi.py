@@ -139,6 +139,7 @@ def test_resume_starts_fresh_runs_and_refuses_a_changed_config(reference, tmp_pa
         ("submodel", "train.group=3"),  # groups of one width tier each
         ("koala", "train.group=3"),  # groups of one family each
         ("reft", "train.group=3"),  # client state: groups within each home rank
+        ("fedmrl", "train.group=3"),  # the same, on FedMRL's two-extractor model
     ],
 )
 def test_final_model_identical_for_1_2_4_ranks(small_job, tmp_path, method, extra):

@@ -18,7 +18,7 @@ same groups for any rank count, so a run stays bitwise the same for any rank cou
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -29,7 +29,8 @@ from mpifl.config.sections import TrainConfig
 from mpifl.data.federated import Split
 from mpifl.errors import ConfigError
 from mpifl.kit.method import ClientResult, ClientTask
-from mpifl.kit.training import precision
+from mpifl.kit.training import Head, precision
+from mpifl.models.mrl import MRLModel
 
 AUTO_MAX_PARAMS = 100_000  # train.vectorize = auto batches models up to this size
 
@@ -47,6 +48,13 @@ def group_size(cfg: Config, params: int) -> int:
         )  # fmt: skip
     on = mode == "on" or (mode == "auto" and not measured and params <= AUTO_MAX_PARAMS)
     return cfg.train.group if on else 1
+
+
+def pinned_group_size(cfg: Config, params: int, groups: Sequence[GroupModel]) -> int:
+    """`group_size` for a method that keeps client state: its groups form within each
+    home rank and change with the rank count, so it batches only models batched by hand,
+    on which a client's result does not depend on its group; else 1."""
+    return group_size(cfg, params) if all(g.by_hand for g in groups) else 1
 
 
 def stack(splits: Sequence[Split]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -82,20 +90,79 @@ def _conv(
     return out.view(g, -1, b, out_h, out_w).transpose(1, 2)
 
 
+def _linear(h: torch.Tensor, params: dict[str, torch.Tensor], prefix: str) -> torch.Tensor:
+    """Each client's Linear layer on its (G, B, in) activations."""
+    out = torch.bmm(h, params[prefix + "weight"].transpose(1, 2))
+    bias = params.get(prefix + "bias")
+    return out if bias is None else out + bias.unsqueeze(1)
+
+
+def _run(
+    model: nn.Module, params: dict[str, torch.Tensor], prefix: str, x: torch.Tensor
+) -> torch.Tensor:
+    """A batchable Sequential's layers on (G, B, ...) activations: batched matrix products
+    for Linear layers and for convolutions (over unfolded patches), per-sample layers on
+    (G * B, ...)."""
+    g, b = x.shape[:2]
+    h = x
+    for name, m in model.named_children():
+        w, bias = params.get(f"{prefix}{name}.weight"), params.get(f"{prefix}{name}.bias")
+        if isinstance(m, nn.Conv2d):
+            h = _conv(h, w, bias, m)
+        elif isinstance(m, nn.GroupNorm | nn.LayerNorm):
+            shape = h.shape
+            if isinstance(m, nn.GroupNorm):
+                h = nn.functional.group_norm(h.flatten(0, 1), m.num_groups, eps=m.eps)
+                w, bias = w.view(g, 1, -1, *[1] * (h.dim() - 2)), bias.view(g, 1, -1, 1, 1)
+            else:
+                h = nn.functional.layer_norm(h, m.normalized_shape, eps=m.eps)
+                w, bias = w.unsqueeze(1), bias.unsqueeze(1)
+            h = h.view(shape) * w + bias
+        elif isinstance(m, nn.MaxPool2d):
+            pooled = nn.functional.max_pool2d(
+                h.flatten(0, 1), m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode
+            )
+            h = pooled.view(g, b, *pooled.shape[1:])
+        elif isinstance(m, nn.ReLU):
+            h = torch.relu(h)
+        elif isinstance(m, nn.Flatten):
+            h = h.reshape(g, b, -1)
+        else:  # Linear
+            h = _linear(h, params, f"{prefix}{name}.")
+    return h
+
+
+def _batchable(model: nn.Module) -> bool:
+    """A Sequential of layers batched by hand (convolutions of one group, int padding)."""
+    return isinstance(model, nn.Sequential) and all(
+        isinstance(m, BY_HAND)
+        and (not isinstance(m, nn.Conv2d) or (m.groups == 1 and not isinstance(m.padding, str)))
+        for m in model.children()
+    )
+
+
 BY_HAND = (nn.Linear, nn.Conv2d, nn.LayerNorm, nn.GroupNorm, nn.ReLU, nn.MaxPool2d, nn.Flatten)
 
 
 class GroupModel:
-    """One model architecture applied to G stacked parameter vectors at once."""
+    """One model architecture applied to G stacked parameter vectors at once.
+
+    `by_hand` says whether it runs on the hand-batched layers, on which a client's result
+    is bit for bit the same whatever group it is in (tests/test_batched.py); torch.func's
+    vmap, for other models, does not promise that."""
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
         self.shapes = [(name, p.shape, p.numel()) for name, p in model.named_parameters()]
         self.size = sum(numel for _, _, numel in self.shapes)
-        by_hand = isinstance(model, nn.Sequential) and all(
-            isinstance(m, BY_HAND) for m in model.children()
-        )
-        self._forward = self._by_hand if by_hand else vmap(self._one)
+        if _batchable(model):
+            self.by_hand, self._forward = True, self._sequential
+        elif isinstance(model, MRLModel) and all(
+            _batchable(m) for m in (model.global_ex, model.local_ex)
+        ):
+            self.by_hand, self._forward = True, self._mrl
+        else:
+            self.by_hand, self._forward = False, vmap(self._one)
 
     def _one(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         return functional_call(self.model, params, (x,))
@@ -108,38 +175,21 @@ class GroupModel:
             offset += numel
         return out
 
-    def _by_hand(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        """The Sequential's layers on (G, B, ...) activations: batched matrix products
-        for Linear layers and for convolutions (over unfolded patches), per-sample
-        layers on (G * B, ...)."""
-        g, b = x.shape[:2]
-        h = x
-        for name, m in self.model.named_children():
-            w, bias = params.get(f"{name}.weight"), params.get(f"{name}.bias")
-            if isinstance(m, nn.Conv2d):
-                h = _conv(h, w, bias, m)
-            elif isinstance(m, nn.GroupNorm | nn.LayerNorm):
-                shape = h.shape
-                if isinstance(m, nn.GroupNorm):
-                    h = nn.functional.group_norm(h.flatten(0, 1), m.num_groups, eps=m.eps)
-                    w, bias = w.view(g, 1, -1, *[1] * (h.dim() - 2)), bias.view(g, 1, -1, 1, 1)
-                else:
-                    h = nn.functional.layer_norm(h, m.normalized_shape, eps=m.eps)
-                    w, bias = w.unsqueeze(1), bias.unsqueeze(1)
-                h = h.view(shape) * w + bias
-            elif isinstance(m, nn.MaxPool2d):
-                pooled = nn.functional.max_pool2d(
-                    h.flatten(0, 1), m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode
-                )
-                h = pooled.view(g, b, *pooled.shape[1:])
-            elif isinstance(m, nn.ReLU):
-                h = torch.relu(h)
-            elif isinstance(m, nn.Flatten):
-                h = h.reshape(g, b, -1)
-            else:  # Linear
-                h = torch.bmm(h, w.transpose(1, 2))
-                h = h if bias is None else h + bias.unsqueeze(1)
-        return h
+    def _sequential(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return _run(self.model, params, "", x)
+
+    def _mrl(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> list[torch.Tensor]:
+        """MRLModel.forward on (G, B, ...) inputs, layer by layer."""
+        m: MRLModel = self.model  # type: ignore[assignment]
+        both = [
+            _run(m.global_ex, params, "global_ex.", x),
+            _run(m.local_ex, params, "local_ex.", x),
+        ]
+        r = _linear(torch.cat(both, dim=2), params, "projector.")
+        heads = [_linear(r[..., : m.dims[0]], params, "global_head.")]
+        for i, d in enumerate(m.dims[1:]):
+            heads.append(_linear(r[..., :d], params, f"local_heads.{i}."))
+        return heads
 
     def __call__(
         self, params: torch.Tensor | dict[str, torch.Tensor], x: torch.Tensor
@@ -149,15 +199,30 @@ class GroupModel:
         return self._forward(self.views(params) if torch.is_tensor(params) else params, x)
 
 
+def sample_cross_entropy(output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-sample cross-entropy (G, B) of logits (G, B, C)."""
+    flat = nn.functional.cross_entropy(
+        output.reshape(-1, output.shape[-1]), y.reshape(-1), reduction="none"
+    )
+    return flat.view(y.shape)
+
+
+SampleLoss = Callable[[object, torch.Tensor], torch.Tensor]  # (output, y (G, B)) -> (G, B)
+
+
 def train_group(
     group: GroupModel,
     start: torch.Tensor,
     splits: Sequence[Split],
     train: TrainConfig,
     generators: Sequence[torch.Generator],
+    loss_fn: SampleLoss = sample_cross_entropy,
+    clip: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Train G clients for `train.epochs` epochs of minibatch SGD from `start` ((P,) for
     all, or (G, P)); returns their parameters (G, P) and mean batch losses (G,).
+    `loss_fn` gives per-sample losses (a batch's loss is their mean, as in sgd_epochs);
+    `clip` clips each client's gradient norm, as torch's clip_grad_norm_ does.
 
     Clients are ordered by their number of steps, longest first, so that the clients
     still training at any step are a prefix: a step computes only on them (no client
@@ -190,14 +255,12 @@ def train_group(
             leaves = {name: v[:m].detach().requires_grad_(True) for name, v in params.items()}
             picked = (base[:m] + idx).reshape(-1)
             with precision(train):
-                logits = group(leaves, x.index_select(0, picked).view(m, b, *x.shape[1:]))
-                ce = nn.functional.cross_entropy(
-                    logits.reshape(-1, logits.shape[-1]),
-                    y.index_select(0, picked),
-                    reduction="none",
-                ).view(m, -1)
-            losses = (ce * weight).sum(1) / count
+                output = group(leaves, x.index_select(0, picked).view(m, b, *x.shape[1:]))
+                per_sample = loss_fn(output, y.index_select(0, picked).view(m, b))
+            losses = (per_sample * weight).sum(1) / count
             grads = torch.autograd.grad(losses.sum(), list(leaves.values()))
+            if clip is not None:
+                grads = _clipped(list(grads), clip)
             loss_sum[:m] += losses.detach().double()
             with torch.no_grad():
                 weights = [v.detach() for v in leaves.values()]
@@ -206,6 +269,13 @@ def train_group(
     losses = (loss_sum / (steps_of * train.epochs)).float()
     back = torch.argsort(order)
     return flat[back], losses[back]
+
+
+def _clipped(grads: list[torch.Tensor], clip: float) -> list[torch.Tensor]:
+    """Each client's gradients (row k of every tensor) scaled to norm at most `clip`."""
+    squares = sum(g.flatten(1).square().sum(1) for g in grads)
+    scale = (clip / (squares.sqrt() + 1e-6)).clamp(max=1.0)
+    return [g * scale.view(-1, *[1] * (g.dim() - 1)) for g in grads]
 
 
 def _sgd_step(
@@ -226,14 +296,21 @@ def _sgd_step(
 
 
 def train_as_group(
-    group: GroupModel, start: torch.Tensor, tasks: Sequence[ClientTask], train: TrainConfig
+    group: GroupModel,
+    start: torch.Tensor,
+    tasks: Sequence[ClientTask],
+    train: TrainConfig,
+    loss_fn: SampleLoss = sample_cross_entropy,
+    clip: float | None = None,
+    head: Head | None = None,
 ) -> Iterator[tuple[ClientTask, torch.Tensor, ClientResult]]:
-    """Train the tasks' clients as one group from `start`; yields, per task in order, the
-    task, its trained parameters (P,) and its result (mean batch loss; accuracy of the
-    trained model on the client's own test split, NaN if it has none)."""
+    """Train the tasks' clients as one group from `start` (`loss_fn` and `clip` as in
+    train_group); yields, per task in order, the task, its trained parameters (P,) and
+    its result (mean batch loss; accuracy of the trained model, through `head`, on the
+    client's own test split, NaN if it has none)."""
     splits, gens = [t.train for t in tasks], [t.generator for t in tasks]
-    trained, losses = train_group(group, start, splits, train, gens)
-    _, correct = group_scores(group, trained, [t.test for t in tasks])
+    trained, losses = train_group(group, start, splits, train, gens, loss_fn, clip)
+    _, correct = group_scores(group, trained, [t.test for t in tasks], head)
     for k, task in enumerate(tasks):
         n_test = len(task.test[0])
         accuracy = int(correct[k]) / n_test if n_test else math.nan
@@ -242,12 +319,12 @@ def train_as_group(
 
 @torch.no_grad()
 def group_scores(
-    group: GroupModel, w: torch.Tensor, splits: Sequence[Split]
+    group: GroupModel, w: torch.Tensor, splits: Sequence[Split], head: Head | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(summed cross-entropy, correct predictions) of each client's parameters (G, P) on
-    its own split."""
+    its own split; `head` picks the predicting logits from the model's output."""
     x, y, n = stack(splits)
-    logits = group(w, x)
+    logits = group(w, x) if head is None else head(group(w, x))
     valid = torch.arange(x.shape[1])[None, :] < n[:, None]
     ce = nn.functional.cross_entropy(
         logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="none"

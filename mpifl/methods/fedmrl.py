@@ -15,6 +15,8 @@ enforced unless asked for (d1 = d2 is the no-nesting ablation).
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+
 import numpy as np
 import torch
 from torch import nn
@@ -22,9 +24,22 @@ from torch import nn
 from mpifl.kit import ConfigError, Field, MRLModel, cost_of, number, positive_list, seeded_init
 from mpifl.kit.accumulate import Accumulators
 from mpifl.kit.aggregate import average_update
+from mpifl.kit.batched import (
+    GroupModel,
+    pinned_group_size,
+    sample_cross_entropy,
+    train_as_group,
+)
 from mpifl.kit.evaluate import EvalResult
 from mpifl.kit.method import ClientResult, ClientTask, Method, MethodContext, Metrics
-from mpifl.kit.training import client_accuracy, flatten, load_flat, loss_and_correct, sgd_epochs
+from mpifl.kit.training import (
+    client_accuracy,
+    flatten,
+    get_flat,
+    load_flat,
+    loss_and_correct,
+    sgd_epochs,
+)
 from mpifl.kit.workload import RoundPlan, Workload, footprint
 
 
@@ -80,6 +95,12 @@ class FedMRL(Method):
         self.weights = flatten(model.global_parameters())
         self.costs = [self._cost(m) for m in self.variants]
         self.g_bytes = 4 * self.weights.numel()
+        for m in self.variants:  # a flat vector is G, then the personal part
+            order = [*m.global_parameters(), *m.local_parameters()]
+            assert [id(p) for p in m.parameters()] == [id(p) for p in order]
+        self.groups = [GroupModel(m) for m in self.variants]
+        largest = max(sum(p.numel() for p in m.parameters()) for m in self.variants)
+        self.group_size = pinned_group_size(self.config, largest, self.groups)
 
     def _cost(self, model: MRLModel) -> tuple[int, float]:
         """(footprint at the batch size, training FLOPs per sample) of a variant."""
@@ -116,6 +137,31 @@ class FedMRL(Method):
         else:
             load_flat(model.local_parameters(), torch.from_numpy(state["local"]))
         return model
+
+    def train_clients(
+        self, tasks: Sequence[ClientTask], acc: Accumulators
+    ) -> Iterator[ClientResult]:
+        """One by one, or with `train.vectorize` a planned group (of one local variant),
+        each client with G and its own personal part."""
+        if self.group_size == 1:
+            yield from super().train_clients(tasks, acc)
+            return
+        alg, v = self.config.algorithm, tasks[0].variant
+        starts = torch.stack([get_flat(self._model_for(task.client)) for task in tasks])
+
+        def loss(heads: list[torch.Tensor], y: torch.Tensor) -> torch.Tensor:
+            local = sum(sample_cross_entropy(h, y) for h in heads[1:])
+            return alg.m1 * sample_cross_entropy(heads[0], y) + alg.m2 * local
+
+        n_global = self.weights.numel()
+        for task, trained, result in train_as_group(
+            self.groups[v], starts, tasks, self.config.train, loss, alg.clip, personal_head
+        ):
+            if torch.isfinite(trained[n_global:]).all():
+                self.ctx.state.put(task.client, {"local": trained[n_global:].clone().numpy()})
+            acc.add("global", trained[:n_global], len(task.train[0]))
+            acc.add("weight", torch.ones(1), len(task.train[0]))
+            yield result
 
     def train_client(self, task: ClientTask, acc: Accumulators) -> ClientResult:
         alg, train = self.config.algorithm, self.config.train

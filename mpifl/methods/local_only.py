@@ -12,9 +12,9 @@ import numpy as np
 import torch
 
 from mpifl.kit.accumulate import Accumulators
-from mpifl.kit.batched import train_as_group
+from mpifl.kit.batched import pinned_group_size, train_as_group
 from mpifl.kit.evaluate import EvalResult
-from mpifl.kit.method import ClientResult, ClientTask, Method, Metrics
+from mpifl.kit.method import ClientResult, ClientTask, Method, MethodContext, Metrics
 from mpifl.kit.training import client_accuracy, get_flat, loss_and_correct, set_flat, sgd_epochs
 from mpifl.kit.workload import RoundPlan, Workload
 from mpifl.methods.fedavg import FedAvg
@@ -26,6 +26,10 @@ class LocalOnly(FedAvg):
     name = "local"
     fields = {"server_init": FedAvg.fields["server_init"]}  # start every client from it
     stateful = True
+
+    def __init__(self, ctx: MethodContext) -> None:
+        super().__init__(ctx)
+        self.group_size = pinned_group_size(self.config, self.weights.numel(), [self.group])
 
     def workload(self, clients: np.ndarray, round_: int) -> Workload:
         work = super().workload(clients, round_)
@@ -49,7 +53,7 @@ class LocalOnly(FedAvg):
         starts = torch.stack([self._weights_of(task.client) for task in tasks])
         for task, trained, result in train_as_group(self.group, starts, tasks, self.config.train):
             if torch.isfinite(trained).all():
-                self.ctx.state.put(task.client, {"weights": trained.numpy()})
+                self.ctx.state.put(task.client, {"weights": trained.clone().numpy()})
             yield result
 
     def _weights_of(self, client: int) -> torch.Tensor:

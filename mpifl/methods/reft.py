@@ -37,7 +37,7 @@ from mpifl.kit import (
     torch_generator,
 )
 from mpifl.kit.accumulate import Accumulators
-from mpifl.kit.batched import group_size, train_as_group
+from mpifl.kit.batched import pinned_group_size, train_as_group
 from mpifl.kit.evaluate import EvalResult
 from mpifl.kit.method import ClientResult, ClientTask, Method, MethodContext, Metrics
 from mpifl.kit.tiers import build_tiers, tier_workload
@@ -105,7 +105,8 @@ class REFT(Method):
                 "data.proxy_fraction", 0.0, "must be > 0 for REFT (distillation data)"
             )
         self.has_state = np.zeros(ctx.data.n_clients, dtype=bool)
-        self.group_size = group_size(self.config, self.weights.numel())
+        groups = [tier.group for tier in self.tiers]
+        self.group_size = pinned_group_size(self.config, self.weights.numel(), groups)
 
     def _tiers_for(self, ctx: MethodContext, p_max: float, p_step: float) -> np.ndarray:
         """Per client: the capability ratio's tier, raised until the footprint fits memory."""
@@ -157,7 +158,7 @@ class REFT(Method):
         t = self.config.algorithm.temperature
         for task, trained, result in train_as_group(tier.group, starts, tasks, self.config.train):
             if torch.isfinite(trained).all():
-                self.ctx.state.put(task.client, {"weights": trained.numpy()})
+                self.ctx.state.put(task.client, {"weights": trained.clone().numpy()})
             with torch.no_grad():
                 logits = tier.group(trained[None], self.proxy_x[None])[0] / t
             acc.add("teacher", torch.softmax(logits, dim=1), len(task.train[0]))

@@ -20,7 +20,7 @@ from mpifl.kit.batched import group_size, train_as_group
 from mpifl.kit.evaluate import EvalResult
 from mpifl.kit.method import ClientResult, ClientTask, Method, MethodContext, Metrics
 from mpifl.kit.tiers import build_tiers, choose_tiers, tier_clients, tier_workload
-from mpifl.kit.training import client_accuracy, get_flat, set_flat, sgd_epochs
+from mpifl.kit.training import client_accuracy, get_flat, prepare_model, set_flat, sgd_epochs
 from mpifl.kit.workload import RoundPlan, Workload
 
 
@@ -36,7 +36,9 @@ class SubModel(Method):
 
     def __init__(self, ctx: MethodContext) -> None:
         super().__init__(ctx)
-        self.global_model = seeded_model(ctx.spec, self.config.run.seed)
+        self.global_model = prepare_model(
+            seeded_model(ctx.spec, self.config.run.seed), self.config.train
+        )
         self.weights = get_flat(self.global_model)
         self.layout = layout(self.global_model)
         self.tiers = build_tiers(ctx, self.config.algorithm.tiers)
