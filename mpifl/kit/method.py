@@ -116,12 +116,20 @@ class Method(ABC):
     def train_clients(
         self, tasks: Sequence[ClientTask], acc: Accumulators
     ) -> Iterator[ClientResult]:
-        """Train a group of clients (one client, or with `group_size` > 1 a group of at
-        most that many formed by the planner) and yield one result per task, in order,
-        having staged that client's contributions in `acc` just before yielding it: the
-        engine commits (or discards) them one client at a time. The default trains them
-        one by one; a method may override it to train a group as one batched computation
-        (kit.batched)."""
+        """What the engine calls: one client, or with `group_size` > 1 a group formed by
+        the planner (`train_group`). Yields one result per task, in order, having staged
+        that client's contributions in `acc` just before yielding it: the engine commits
+        (or discards) them one client at a time."""
+        if self.group_size > 1:
+            yield from self.train_group(tasks, acc)
+        else:
+            for task in tasks:
+                yield self.train_client(task, acc)
+
+    def train_group(self, tasks: Sequence[ClientTask], acc: Accumulators) -> Iterator[ClientResult]:
+        """Train a planned group of clients (one variant) as one batched computation
+        (kit.batched), yielding as `train_clients` does; the default trains them one by
+        one. A method that overrides it sets `group_size` (kit.batched.group_size)."""
         for task in tasks:
             yield self.train_client(task, acc)
 

@@ -80,13 +80,8 @@ class FedAvg(Method):
     def accumulator_sizes(self) -> dict[str, int]:
         return {"model": self.weights.numel(), "weight": 1}
 
-    def train_clients(
-        self, tasks: Sequence[ClientTask], acc: Accumulators
-    ) -> Iterator[ClientResult]:
-        """One by one, or with `train.vectorize` a planned group as one computation."""
-        if self.group_size == 1:
-            yield from super().train_clients(tasks, acc)
-            return
+    def train_group(self, tasks: Sequence[ClientTask], acc: Accumulators) -> Iterator[ClientResult]:
+        """A planned group as one computation."""
         for task, trained, result in train_as_group(
             self.group, self.weights, tasks, self.config.train
         ):

@@ -138,14 +138,9 @@ class FedMRL(Method):
             load_flat(model.local_parameters(), torch.from_numpy(state["local"]))
         return model
 
-    def train_clients(
-        self, tasks: Sequence[ClientTask], acc: Accumulators
-    ) -> Iterator[ClientResult]:
-        """One by one, or with `train.vectorize` a planned group (of one local variant),
+    def train_group(self, tasks: Sequence[ClientTask], acc: Accumulators) -> Iterator[ClientResult]:
+        """A planned group (of one local variant),
         each client with G and its own personal part."""
-        if self.group_size == 1:
-            yield from super().train_clients(tasks, acc)
-            return
         alg, v = self.config.algorithm, tasks[0].variant
         starts = torch.stack([get_flat(self._model_for(task.client)) for task in tasks])
 

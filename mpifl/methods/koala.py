@@ -105,13 +105,8 @@ class Koala(Method):
             sizes[f"model{i}"], sizes[f"weight{i}"] = w.numel(), 1
         return sizes
 
-    def train_clients(
-        self, tasks: Sequence[ClientTask], acc: Accumulators
-    ) -> Iterator[ClientResult]:
-        """One by one, or with `train.vectorize` a planned group (of one family) at once."""
-        if self.group_size == 1:
-            yield from super().train_clients(tasks, acc)
-            return
+    def train_group(self, tasks: Sequence[ClientTask], acc: Accumulators) -> Iterator[ClientResult]:
+        """A planned group (of one family) as one computation."""
         fam = tasks[0].variant
         for task, trained, result in train_as_group(
             self.families[fam].group, self.small[fam], tasks, self.config.train

@@ -14,7 +14,7 @@ import torch
 from mpifl.kit.accumulate import Accumulators
 from mpifl.kit.batched import pinned_group_size, train_as_group
 from mpifl.kit.evaluate import EvalResult
-from mpifl.kit.method import ClientResult, ClientTask, Method, MethodContext, Metrics
+from mpifl.kit.method import ClientResult, ClientTask, MethodContext, Metrics
 from mpifl.kit.training import client_accuracy, get_flat, loss_and_correct, set_flat, sgd_epochs
 from mpifl.kit.workload import RoundPlan, Workload
 from mpifl.methods.fedavg import FedAvg
@@ -42,14 +42,9 @@ class LocalOnly(FedAvg):
     def _load(self, client: int) -> None:
         set_flat(self.model, self._weights_of(client))
 
-    def train_clients(
-        self, tasks: Sequence[ClientTask], acc: Accumulators
-    ) -> Iterator[ClientResult]:
-        """One by one, or with `train.vectorize` a planned group, each client from its
+    def train_group(self, tasks: Sequence[ClientTask], acc: Accumulators) -> Iterator[ClientResult]:
+        """A planned group, each client from its
         own model."""
-        if self.group_size == 1:
-            yield from Method.train_clients(self, tasks, acc)
-            return
         starts = torch.stack([self._weights_of(task.client) for task in tasks])
         for task, trained, result in train_as_group(self.group, starts, tasks, self.config.train):
             if torch.isfinite(trained).all():

@@ -144,14 +144,9 @@ class REFT(Method):
         units = select_units(self.layout, self.tiers[tier].keep, "magnitude", 0, self.server)
         return SliceMap(self.server, units).extract(self.weights)
 
-    def train_clients(
-        self, tasks: Sequence[ClientTask], acc: Accumulators
-    ) -> Iterator[ClientResult]:
-        """One by one, or with `train.vectorize` a planned group (of one pruning level),
+    def train_group(self, tasks: Sequence[ClientTask], acc: Accumulators) -> Iterator[ClientResult]:
+        """A planned group (of one pruning level),
         each client from its own pruned model."""
-        if self.group_size == 1:
-            yield from super().train_clients(tasks, acc)
-            return
         tier = self.tiers[tasks[0].variant]
         pruned = self.pruned(tasks[0].variant)  # (the same for the whole group)
         starts = torch.stack([self._start(task, pruned) for task in tasks])

@@ -69,13 +69,8 @@ class SubModel(Method):
         n = self.weights.numel()
         return {"num": n, "den": n}
 
-    def train_clients(
-        self, tasks: Sequence[ClientTask], acc: Accumulators
-    ) -> Iterator[ClientResult]:
-        """One by one, or with `train.vectorize` a planned group (of one tier) at once."""
-        if self.group_size == 1:
-            yield from super().train_clients(tasks, acc)
-            return
+    def train_group(self, tasks: Sequence[ClientTask], acc: Accumulators) -> Iterator[ClientResult]:
+        """A planned group (of one tier) as one computation."""
         tier = tasks[0].variant
         smap = self.slice_map(tier, tasks[0].round)
         start = smap.extract(self.weights)
