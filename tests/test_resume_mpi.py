@@ -143,7 +143,7 @@ def test_resume_starts_fresh_runs_and_refuses_a_changed_config(reference, tmp_pa
     ],
 )
 def test_final_model_identical_for_1_2_4_ranks(small_job, tmp_path, method, extra):
-    sets = [f"algorithm.name='{method}'", "run.rounds=3", extra]
+    sets = [f"algorithm.name='{method}'", "run.rounds=2", extra]
     states = []
     for ranks in (0, 2, 4):
         out = tmp_path / f"n{ranks}.h5"
