@@ -149,8 +149,8 @@ def test_koala_server_init_and_pretrain(small_job, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "pre-trained on the proxy set" in proc.stdout and state.exists()
     init = f"algorithm.server_init='{state}'"
-    rounds, _, _ = _run(small_job, tmp_path, "init", *KOALA_SETS, init)
-    cold, _, _ = _run(small_job, tmp_path, "cold", *KOALA_SETS)
+    rounds, _, _ = _run(small_job, tmp_path, "init", *KOALA_SETS, init, "run.rounds=1")
+    cold, _, _ = _run(small_job, tmp_path, "cold", *KOALA_SETS, "run.rounds=1")
     assert rounds["test_loss"][0] < cold["test_loss"][0]  # it starts from the pre-trained L
     fedavg_on_l = ["model.channels=[32, 64]", "model.fc=64", "run.rounds=1"]
     warm, _, _ = _run(small_job, tmp_path, "fedavg_init", *fedavg_on_l, init)

@@ -134,9 +134,8 @@ def test_resume_starts_fresh_runs_and_refuses_a_changed_config(reference, tmp_pa
 @pytest.mark.parametrize(
     ("method", "extra"),
     [
-        ("fedavg", "train.vectorize='off'"),
         ("fedavg", "train.group=3"),  # batched groups of 3, spread over the ranks
-        ("submodel", "train.group=3"),  # groups of one width tier each
+        ("submodel", "train.vectorize='off'"),  # clients one by one
         ("koala", "train.group=3"),  # groups of one family each
         ("reft", "train.group=3"),  # client state: groups within each home rank
         ("fedmrl", "train.group=3"),  # the same, on FedMRL's two-extractor model
