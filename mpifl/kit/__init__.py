@@ -9,7 +9,9 @@ driver in mpifl/engine/) imports the methods, never the other way round.
   Evaluator, EvalResult, Distiller
 - exact sums (kit.accumulate): Accumulators; the FedAvg update (kit.aggregate)
 - local training (kit.training): sgd_epochs, loss_and_correct, client_accuracy, flat
-  parameter views; per-client state (kit.state_store); width tiers (kit.tiers)
+  parameter views, the training precision; a group of clients as one batched
+  computation (kit.batched: GroupModel, train_as_group, group_size for `train_group`);
+  per-client state (kit.state_store); width tiers (kit.tiers)
 - models, seeded initialisation, costs and slicing (re-exported from mpifl.models), the
   config field builders for a method's own [algorithm] keys, random streams, ConfigError
 """
