@@ -7,9 +7,10 @@ parameter); every step runs the group's batches through the model at once, and o
 backward pass gives every client its own gradient (the clients do not interact). A
 client whose epoch is over leaves the step (no padding steps); a short last batch is
 masked. A Sequential of Linear, Conv2d, LayerNorm, GroupNorm, ReLU, MaxPool2d and
-Flatten layers (every model of mpifl.models) is batched by hand: batched matrix
-products, grouped convolutions and normalisations with the clients' channels side by
-side; any other model goes through torch.func's vmap of `functional_call`.
+Flatten layers (every model of mpifl.models, and FedMRL's model made of two) is batched
+by hand: batched matrix products for Linear layers and for convolutions (over unfolded
+patches), per-sample layers over the group's samples; any other model goes through
+torch.func's vmap of `functional_call`.
 
 The results agree with the one-by-one path to float rounding. The planner forms the
 same groups for any rank count, so a run stays bitwise the same for any rank count.
@@ -61,7 +62,7 @@ def stack(splits: Sequence[Split]) -> tuple[torch.Tensor, torch.Tensor, torch.Te
     """(x, y, n): the splits zero-padded to the longest, x (G, N, ...), y (G, N), and
     each one's length."""
     n = torch.tensor([len(s[0]) for s in splits])
-    longest = max(int(n.max()), 1) if len(splits) else 1
+    longest = max(int(n.max()), 1)
     first_x, first_y = splits[0]
     x = first_x.new_zeros((len(splits), longest, *first_x.shape[1:]))
     y = first_y.new_zeros((len(splits), longest))

@@ -53,11 +53,11 @@ def choose_tiers(
     prof = ctx.fleet.profiles[clients]
     n = ctx.data.n_train[clients]
     sends = np.ones(len(clients), bool) if download is None else download
+    speedup = None if ctx.speedup is None else ctx.speedup[clients]
     choice = np.full(len(clients), len(tiers) - 1)
     for i in range(len(tiers) - 1, -1, -1):
         t = tiers[i]
         nbytes = np.full(len(clients), t.cost.param_bytes)
-        speedup = None if ctx.speedup is None else ctx.speedup[clients]
         compute, comm = virtual_times(
             prof, n * t.cost.train_flops_per_sample * train.epochs, nbytes * sends, nbytes, speedup
         )

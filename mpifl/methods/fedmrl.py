@@ -139,8 +139,8 @@ class FedMRL(Method):
         return model
 
     def train_group(self, tasks: Sequence[ClientTask], acc: Accumulators) -> Iterator[ClientResult]:
-        """A planned group (of one local variant),
-        each client with G and its own personal part."""
+        """A planned group (of one local variant) as one computation, each client with G
+        and its own personal part."""
         alg, v = self.config.algorithm, tasks[0].variant
         starts = torch.stack([get_flat(self._model_for(task.client)) for task in tasks])
 

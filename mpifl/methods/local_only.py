@@ -43,8 +43,7 @@ class LocalOnly(FedAvg):
         set_flat(self.model, self._weights_of(client))
 
     def train_group(self, tasks: Sequence[ClientTask], acc: Accumulators) -> Iterator[ClientResult]:
-        """A planned group, each client from its
-        own model."""
+        """A planned group as one computation, each client from its own model."""
         starts = torch.stack([self._weights_of(task.client) for task in tasks])
         for task, trained, result in train_as_group(self.group, starts, tasks, self.config.train):
             if torch.isfinite(trained).all():

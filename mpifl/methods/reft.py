@@ -105,6 +105,8 @@ class REFT(Method):
                 "data.proxy_fraction", 0.0, "must be > 0 for REFT (distillation data)"
             )
         self.has_state = np.zeros(ctx.data.n_clients, dtype=bool)
+        self._pruned: dict[int, torch.Tensor] = {}  # tier -> pruned server model
+        self._pruned_from: torch.Tensor | None = None  # ... of these weights
         groups = [tier.group for tier in self.tiers]
         self.group_size = pinned_group_size(self.config, self.weights.numel(), groups)
 
@@ -139,17 +141,23 @@ class REFT(Method):
         return {"teacher": len(self.proxy_x) * self.ctx.data.n_classes, "weight": 1}
 
     def pruned(self, tier: int) -> torch.Tensor:
-        """The server model structurally L1-pruned to tier `tier`, as a flat vector."""
-        set_flat(self.server, self.weights)
-        units = select_units(self.layout, self.tiers[tier].keep, "magnitude", 0, self.server)
-        return SliceMap(self.server, units).extract(self.weights)
+        """The server model structurally L1-pruned to tier `tier`, as a flat vector;
+        computed once per tier for each server model (every new `weights` tensor), and
+        shared: callers copy it, never change it."""
+        if self._pruned_from is not self.weights:
+            self._pruned, self._pruned_from = {}, self.weights
+        if tier not in self._pruned:
+            set_flat(self.server, self.weights)
+            keep = self.tiers[tier].keep
+            units = select_units(self.layout, keep, "magnitude", 0, self.server)
+            self._pruned[tier] = SliceMap(self.server, units).extract(self.weights)
+        return self._pruned[tier]
 
     def train_group(self, tasks: Sequence[ClientTask], acc: Accumulators) -> Iterator[ClientResult]:
-        """A planned group (of one pruning level),
-        each client from its own pruned model."""
+        """A planned group (of one pruning level) as one computation, each client from its
+        own pruned model."""
         tier = self.tiers[tasks[0].variant]
-        pruned = self.pruned(tasks[0].variant)  # (the same for the whole group)
-        starts = torch.stack([self._start(task, pruned) for task in tasks])
+        starts = torch.stack([self._start(task) for task in tasks])
         t = self.config.algorithm.temperature
         for task, trained, result in train_as_group(tier.group, starts, tasks, self.config.train):
             if torch.isfinite(trained).all():
@@ -160,14 +168,11 @@ class REFT(Method):
             acc.add("weight", torch.ones(1), len(task.train[0]))
             yield result
 
-    def _start(self, task: ClientTask, pruned: torch.Tensor | None = None) -> torch.Tensor:
+    def _start(self, task: ClientTask) -> torch.Tensor:
         """The client's model at the start of its round: its own pruned model, or the
-        server model pruned to its level (`pruned`, if given) in a sync round or if it
-        has none."""
+        server model pruned to its level in a sync round or if it has none."""
         state = None if self._sync(task.round) else self.ctx.state.get(task.client)
-        if state is not None:
-            return torch.from_numpy(state["weights"])
-        return self.pruned(task.variant) if pruned is None else pruned
+        return self.pruned(task.variant) if state is None else torch.from_numpy(state["weights"])
 
     def train_client(self, task: ClientTask, acc: Accumulators) -> ClientResult:
         store = self.ctx.state
