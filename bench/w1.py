@@ -4,6 +4,8 @@ All variants run 2 ranks, 1 torch thread each, 1 warm-up round then 10 timed rou
 alternating in the same invocation (`--repeats` times): the bare loop, mpifl with the
 bare loop's memory layout (train.channels_last = false), mpifl with its defaults
 (channels_last), and mpifl training in bf16 (train.precision = bf16).
+Then the floor of those ratios: one SGD step of the W1 CNN on a batch of 10 with the
+model and optimizer reused (no framework, no round), in each layout and precision.
 mpifl runs with fleet emulation and per-client HDF5 records on (jobs/w1.toml); its last
 round, which evaluates, is not timed. Prints medians and ratios to the bare loop.
 
@@ -13,10 +15,14 @@ round, which evaluates, is not timed. Prints medians and ratios to the bare loop
 from __future__ import annotations
 
 import argparse
+import time
 
 import numpy as np
+import torch
+from torch import nn
 
 from bench.common import bare_w1, mpifl_run, tables, timed
+from mpifl.models import ModelSpec, build_model
 
 TIMED_ROUNDS = 10
 VARIANTS = {
@@ -24,6 +30,35 @@ VARIANTS = {
     "mpifl (defaults)": (),
     "mpifl, bf16": ("train.precision='bf16'",),
 }
+
+
+STEPS = {  # name -> (channels_last, bf16)
+    "fp32, NCHW (the bare loop)": (False, False),
+    "fp32, channels_last": (True, False),
+    "bf16, channels_last": (True, True),
+}
+
+
+def step_seconds(channels_last: bool, bf16: bool, steps: int) -> float:
+    """Median seconds of one SGD step of the W1 CNN on a batch of 10, 1 thread."""
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    spec = ModelSpec("cnn", (3, 32, 32), 10, channels=(32, 64), fc=512, kernel=5)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    model = build_model(spec).to(memory_format=layout)
+    x = torch.randn(10, 3, 32, 32).contiguous(memory_format=layout)
+    y = torch.randint(0, 10, (10,))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    times = []
+    for _ in range(steps + 3):
+        start = time.perf_counter()
+        optimizer.zero_grad(set_to_none=False)
+        with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+            loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times[3:]))
 
 
 def main() -> None:
@@ -35,6 +70,8 @@ def main() -> None:
     )
     args = p.parse_args()
     timed_rounds, cohort = (1, 4) if args.smoke else (TIMED_ROUNDS, 50)
+    steps = 5 if args.smoke else 60
+    floor = {name: step_seconds(*how, steps) for name, how in STEPS.items()}
     repeats = 1 if args.smoke else args.repeats
     bare: list[float] = []
     ours: dict[str, list[float]] = {name: [] for name in VARIANTS}
@@ -58,6 +95,10 @@ def main() -> None:
             f"(rank 0 in collectives {np.median(comm[name]):.3f} s)"
         )
     print("  targets: mpifl fp32 / bare <= 0.9; mpifl bf16 / bare <= 0.45")
+    first = next(iter(floor.values()))
+    print(f"  floor, one SGD step with the model reused (median of {steps}):")
+    for name, seconds in floor.items():
+        print(f"    {name:<28} {seconds * 1e3:6.2f} ms  ratio {seconds / first:.3f}")
 
 
 if __name__ == "__main__":
