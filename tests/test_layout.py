@@ -114,6 +114,12 @@ def test_methods_import_only_the_kit():
         assert not own, f"{name} imports {sorted(own)}"
 
 
+def test_the_example_plugins_import_only_the_kit():
+    for path in (ROOT / "examples").glob("*.py"):
+        own = {m for m in internal(path) if m != "mpifl.kit" and not m.startswith("mpifl.kit.")}
+        assert not own, f"{path.name} imports {sorted(own)}"
+
+
 def test_the_kit_never_imports_the_driver_or_the_methods():
     for name, path in MODULES.items():
         if name.startswith("mpifl.kit"):

@@ -232,10 +232,15 @@ def _cross_checks(cfg: dict[str, Any]) -> None:
         raise ConfigError("data.path", "", f"is required when data.name = '{data['name']}'")
     if data["name"] in FROM_PATH and not Path(data["path"]).exists():
         raise ConfigError("data.path", data["path"], "no such file or folder")
-    if data["name"] == "synthetic" and cfg["model"]["arch"] != "mlp":
+    if data["name"] == "synthetic" and cfg["model"]["arch"] == "cnn":
         raise ConfigError(
-            "model.arch", cfg["model"]["arch"], "must be 'mlp' for data.name = 'synthetic'"
+            "model.arch", "cnn", "must be 'mlp' or a plugin for data.name = 'synthetic'"
         )
+    if (data["name"] == "python") != bool(data["factory"]):
+        raise ConfigError(
+            "data.factory", data["factory"], "is required when data.name = 'python', and "
+            "read only then (a function 'package.module:function', docs/plugins.md)",
+        )  # fmt: skip
     if data["test_fraction"] + data["proxy_fraction"] >= 1.0:
         raise ConfigError(
             "data.proxy_fraction",

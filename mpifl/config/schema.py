@@ -7,6 +7,7 @@ import math
 from mpifl.config.fields import Field, NamedTables, choice, integer, number, positive_list
 from mpifl.fleet.devices import CATALOGUE
 from mpifl.fleet.profiles import MAX_CLASSES
+from mpifl.plugins import is_plugin
 
 Section = dict[str, "Field | NamedTables | Section"]
 
@@ -15,7 +16,8 @@ MIN_RLIMIT_DATA = 2**30  # below this the interpreter and torch cannot run at al
 
 BUILT_IN = ("digits", "mnist5k", "synthetic", "w1")
 FROM_PATH = ("npz", "mnist", "cifar10", "cifar100", "femnist", "tff")
-DATA_SOURCES = BUILT_IN + FROM_PATH
+PLUGIN = ("python",)  # data.factory names a user's function
+DATA_SOURCES = BUILT_IN + FROM_PATH + PLUGIN
 
 DEVICE_FIELDS = NamedTables(
     fields={
@@ -70,6 +72,13 @@ SCHEMA: Section = {
     "data": {
         "name": choice("digits", DATA_SOURCES),
         "path": Field("str", "", "must be the data's file or folder (see README, Data)"),
+        "factory": Field(
+            "str",
+            "",
+            "must be a user's function 'package.module:function'",
+            lambda v: not v or is_plugin(v),
+            doc="data.name = python: a function (seed) -> arrays or clients (docs/plugins.md)",
+        ),
         "tff_x": Field("str", "pixels", doc="tff: the feature holding the inputs"),
         "tff_y": Field("str", "label", doc="tff: the feature holding the labels"),
         "partition": choice("dirichlet", ("iid", "dirichlet", "shards", "fedmrl")),
@@ -107,7 +116,14 @@ SCHEMA: Section = {
         "classes": DEVICE_FIELDS,
     },
     "model": {
-        "arch": choice("cnn", ("mlp", "cnn")),
+        "arch": Field(
+            "str",
+            "cnn",
+            "must be 'mlp', 'cnn' or a user's model 'package.module:factory'",
+            lambda v: v in ("mlp", "cnn") or is_plugin(v),
+            doc="mlp, cnn, or a plugin: a function (input_shape, n_classes, width) -> "
+            "torch.nn.Module (docs/plugins.md)",
+        ),
         "width": number(1.0, 0.0, 1.0, low_open=True, doc="width multiplier of hidden layers"),
         "hidden": positive_list("int", [64], "MLP hidden sizes", maximum=MAX_UNITS),
         "channels": positive_list("int", [16, 32], "CNN conv channels, one per block", MAX_UNITS),

@@ -63,9 +63,12 @@ class DataW1Config:
 class DataConfig:
     """[data]"""
 
-    # one of digits, mnist5k, synthetic, w1, npz, mnist, cifar10, cifar100, femnist, tff
+    # one of digits, mnist5k, synthetic, w1, npz, mnist, cifar10, cifar100, femnist, tff,
+    # python
     name: str
     path: str
+    # data.name = python: a function (seed) -> arrays or clients (docs/plugins.md)
+    factory: str
     # tff: the feature holding the inputs
     tff_x: str
     # tff: the feature holding the labels
@@ -127,7 +130,8 @@ class FleetConfig:
 class ModelConfig:
     """[model]"""
 
-    # one of mlp, cnn
+    # mlp, cnn, or a plugin: a function (input_shape, n_classes, width) -> torch.nn.Module
+    # (docs/plugins.md)
     arch: str
     # width multiplier of hidden layers
     width: float

@@ -7,7 +7,7 @@ import torch
 
 from mpifl.config.schema import FROM_PATH
 from mpifl.config.sections import DataConfig
-from mpifl.data.checks import check_labelled
+from mpifl.data.checks import check_pool, natural_count
 from mpifl.data.federated import FederatedData
 from mpifl.errors import ConfigError, InputError, describe
 
@@ -19,15 +19,11 @@ def build_dataset(data: DataConfig, n_clients: int, seed: int) -> FederatedData:
 
     n_clients = 0 asks for a natural partition's own client count."""
     if data.name in NATURAL:
-        dataset = _from_file(data, n_clients, seed)
-        if n_clients not in (0, dataset.n_clients):
-            raise ConfigError(
-                "fleet.clients",
-                n_clients,
-                f"must be 0 or {dataset.n_clients}: data.name = '{data.name}' has a natural "
-                "partition (one client per writer, after held-out writers)",
-            )
-        return dataset
+        return natural_count(_from_file(data, n_clients, seed), n_clients, data.name)
+    if data.name == "python":
+        from mpifl.data.plugin import plugin_data
+
+        return plugin_data(data, n_clients, seed)
     if n_clients == 0:
         raise ConfigError("fleet.clients", 0, f"must be >= 1 for data.name = '{data.name}'")
     if data.name in FROM_PATH:
@@ -49,9 +45,7 @@ def _pooled(data: DataConfig, n_clients: int, seed: int) -> FederatedData:
 
     x, y, test = _pooled_arrays(data)
     where = f"data.path = {data.path}" if data.path else f"data.name = {data.name}"
-    check_labelled(x, y, where)
-    if test is not None:
-        check_labelled(*test, f"{where} (test set)")
+    check_pool(x, y, test, where)
     return partition_pool(x, y, data, n_clients, seed, test)
 
 
@@ -102,7 +96,7 @@ def _pooled_arrays(data: DataConfig):
 
 
 def _natural(data: DataConfig, seed: int) -> FederatedData:
-    from mpifl.data.natural import partition_writers
+    from mpifl.data.natural import checked_writers
 
     if data.name == "femnist":
         from mpifl.data.formats.leaf import load_leaf
@@ -115,11 +109,7 @@ def _natural(data: DataConfig, seed: int) -> FederatedData:
         for x, y in load_tff(data.path, data.tff_x, data.tff_y).values():
             images = _images(x).numpy()
             writers.append((images, y.astype(np.int64), images[:0], y[:0].astype(np.int64)))
-    for i, (tx, ty, vx, vy) in enumerate(writers):
-        where = f"data.path = {data.path} (client {i})"
-        check_labelled(torch.as_tensor(tx), torch.as_tensor(ty), where, allow_empty=True)
-        check_labelled(torch.as_tensor(vx), torch.as_tensor(vy), where, allow_empty=True)
-    return partition_writers(writers, data, seed)
+    return checked_writers(writers, data, seed, f"data.path = {data.path}")
 
 
 __all__ = ["NATURAL", "FederatedData", "build_dataset"]

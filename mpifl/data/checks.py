@@ -7,7 +7,7 @@ import math
 import psutil
 import torch
 
-from mpifl.data.federated import FederatedData
+from mpifl.data.federated import FederatedData, Split
 from mpifl.errors import ConfigError, InputError
 
 MAX_LABELS = 2**16  # classes a data set may have (labels index a softmax)
@@ -24,6 +24,26 @@ def check_labelled(x: torch.Tensor, y: torch.Tensor, where: str, allow_empty: bo
         raise InputError(f"data error: {where}: labels must be integers in [0, {MAX_LABELS - 1}]")
     if not bool(torch.isfinite(x).all()):
         raise InputError(f"data error: {where}: inputs hold NaN or infinite values (as float32)")
+
+
+def check_pool(x: torch.Tensor, y: torch.Tensor, test: Split | None, where: str) -> None:
+    """InputError unless a pooled source's arrays (and official test set) are labelled
+    data."""
+    check_labelled(x, y, where)
+    if test is not None:
+        check_labelled(*test, f"{where} (test set)")
+
+
+def natural_count(dataset: FederatedData, n_clients: int, source: str) -> FederatedData:
+    """A natural partition, if fleet.clients (`n_clients`) is 0 or its client count."""
+    if n_clients not in (0, dataset.n_clients):
+        raise ConfigError(
+            "fleet.clients",
+            n_clients,
+            f"must be 0 or {dataset.n_clients}: data.name = '{source}' has a natural "
+            "partition (one client per writer, after held-out writers)",
+        )
+    return dataset
 
 
 BYTES_PER_CLIENT = 256  # profiles, sizes, plan and record rows held per client, generously

@@ -11,12 +11,23 @@ import numpy as np
 import torch
 
 from mpifl.config.sections import DataConfig
+from mpifl.data.checks import check_labelled
 from mpifl.data.federated import Csr, PooledData
 from mpifl.data.partition import stratified_split
 from mpifl.errors import ConfigError
 from mpifl.streams import Purpose, generator
 
 Writer = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def checked_writers(writers: list[Writer], data: DataConfig, seed: int, where: str) -> PooledData:
+    """The natural partition of `writers`, once every writer's arrays are checked to be
+    labelled data."""
+    for i, (tx, ty, vx, vy) in enumerate(writers):
+        at = f"{where} (client {i})"
+        check_labelled(torch.as_tensor(tx), torch.as_tensor(ty), at, allow_empty=True)
+        check_labelled(torch.as_tensor(vx), torch.as_tensor(vy), at, allow_empty=True)
+    return partition_writers(writers, data, seed)
 
 
 def partition_writers(writers: list[Writer], data: DataConfig, seed: int) -> PooledData:

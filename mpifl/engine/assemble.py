@@ -24,6 +24,7 @@ from mpifl.kit.state_store import ClientStateStore, state_root
 from mpifl.kit.workload import bf16_speedup
 from mpifl.methods import method_class
 from mpifl.models import check_buildable, spec_from_config
+from mpifl.plugins import is_plugin
 
 
 def configure_threads(threads: int) -> int:
@@ -68,6 +69,12 @@ def assemble(cfg: Config, comm: Comm, output: Path) -> Assembly:
     spec = spec_from_config(cfg.model, data.input_shape, data.n_classes)
     check_buildable(spec)
     cls = method_class(cfg.algorithm.name)
+    if is_plugin(cfg.model.arch) and not cls.plugin_models:
+        raise ConfigError(
+            "model.arch", cfg.model.arch, f"algorithm.name = {cfg.algorithm.name!r} builds its "
+            "model variants from the mlp or cnn layers; a user's model works with fedavg, "
+            "local, centralized and methods that accept it (docs/plugins.md)",
+        )  # fmt: skip
     store = None
     if cls.stateful:
         folder = state_root(output) / f"rank{comm.rank}"

@@ -165,6 +165,20 @@ class GroupModel:
         else:
             self.by_hand, self._forward = False, vmap(self._one)
 
+    def batches(self, input_shape: tuple[int, ...]) -> bool:
+        """Whether a group of clients can train this model at once: always on the
+        hand-batched layers; through vmap if two clients' forward and backward pass runs
+        (it does not for layers that update buffers, e.g. BatchNorm, or draw random
+        numbers, e.g. Dropout)."""
+        if self.by_hand:
+            return True
+        w = torch.zeros(2, self.size, requires_grad=True)
+        try:
+            torch.autograd.grad(self(w, torch.zeros(2, 1, *input_shape)).sum(), w)
+        except Exception:  # noqa: BLE001  (any failure means: not batchable)
+            return False
+        return True
+
     def _one(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         return functional_call(self.model, params, (x,))
 

@@ -95,6 +95,7 @@ class Method(ABC):
     fields: ClassVar[dict[str, Field]] = {}  # method-specific [algorithm] keys
     stateful: ClassVar[bool] = False  # keeps per-client state: clients stay on a home rank
     checkpointed: ClassVar[tuple[str, ...]] = ("weights",)  # attributes a checkpoint saves
+    plugin_models: ClassVar[bool] = True  # works with a user's model (model.arch plugin)
     group_size: int = 1  # > 1: the planner forms batched groups for `train_clients`
 
     def __init__(self, ctx: MethodContext) -> None:

@@ -1,9 +1,14 @@
 """Federated learning methods, one module each, built on the method kit (mpifl.kit).
 
-METHODS maps `algorithm.name` to the class; docs/methods.md documents each one.
+METHODS maps `algorithm.name` to the class; docs/methods.md documents each one. A
+user's method is a plugin: `algorithm.name = "package.module:Class"`, or the name of an
+installed `mpifl.methods` entry point (docs/plugins.md).
 """
 
 from __future__ import annotations
+
+import inspect
+from functools import cache
 
 from mpifl.errors import ConfigError, one_of
 from mpifl.kit import Field, Method
@@ -15,6 +20,7 @@ from mpifl.methods.local_only import LocalOnly
 from mpifl.methods.majority import Majority
 from mpifl.methods.reft import REFT
 from mpifl.methods.submodel import SubModel
+from mpifl.plugins import installed_method, is_plugin, load_plugin
 
 METHODS: dict[str, type[Method]] = {
     cls.name: cls
@@ -23,10 +29,37 @@ METHODS: dict[str, type[Method]] = {
 
 
 def method_class(name: str) -> type[Method]:
-    """The method called `name`, or a ConfigError listing the known ones."""
-    if name not in METHODS:
-        raise ConfigError("algorithm.name", name, one_of(name, METHODS))
-    return METHODS[name]
+    """The method called `name`: built in, a plugin ("package.module:Class") or an
+    installed entry point; a ConfigError naming what is wrong otherwise."""
+    return METHODS[name] if name in METHODS else plugin_method(name)
+
+
+@cache
+def plugin_method(name: str) -> type[Method]:
+    """A user's method, imported and checked once per process."""
+    found = load_plugin("algorithm.name", name) if is_plugin(name) else installed_method(name)
+    if found is None:
+        known = one_of(name, METHODS)
+        raise ConfigError("algorithm.name", name, f"{known}, or a plugin 'package.module:Class'")
+    return _checked(name, found)
+
+
+def _checked(name: str, found: object) -> type[Method]:
+    """A plugin's class, if it is a complete method with valid [algorithm] fields."""
+    if not (isinstance(found, type) and issubclass(found, Method)):
+        raise ConfigError("algorithm.name", name, "must name a subclass of mpifl.kit.Method")
+    fields = getattr(found, "fields", None)
+    if not (isinstance(fields, dict) and all(isinstance(f, Field) for f in fields.values())):
+        raise ConfigError(
+            "algorithm.name", name, "its `fields` must map key names to mpifl.kit.Field"
+        )
+    clash = sorted(set(fields) & {"name"})
+    if clash:
+        raise ConfigError("algorithm.name", name, f"its fields may not be named {clash[0]!r}")
+    if inspect.isabstract(found):
+        missing = ", ".join(sorted(found.__abstractmethods__))
+        raise ConfigError("algorithm.name", name, f"the method does not implement {missing}")
+    return found
 
 
 def method_fields(name: str) -> dict[str, Field]:

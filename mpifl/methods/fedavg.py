@@ -62,8 +62,9 @@ class FedAvg(Method):
         self.footprint = footprint(cost, train)
         self.flops_per_sample = cost.train_flops_per_sample * train.epochs
         self.model_bytes = cost.param_bytes
-        self.group_size = group_size(self.config, self.weights.numel())
         self.group = GroupModel(self.model)
+        batches = self.group.batches(ctx.spec.input_shape)
+        self.group_size = group_size(self.config, self.weights.numel()) if batches else 1
 
     def workload(self, clients: np.ndarray, round_: int) -> Workload:
         n = len(clients)

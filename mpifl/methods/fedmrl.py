@@ -68,6 +68,7 @@ class FedMRL(Method):
     """Shared G aggregated; personal F_k, P_k kept as client state."""
 
     name = "fedmrl"
+    plugin_models = False  # its model variants are built from mlp / cnn layers
     stateful = True
     checkpointed = ("weights",)
     fields = {

@@ -59,6 +59,7 @@ class Koala(Method):
     """Small families on clients, a large model on the server, two-way distillation."""
 
     name = "koala"
+    plugin_models = False  # its model variants are built from mlp / cnn layers
     checkpointed = ("large", "small")
     fields = {
         "mode": choice("homogeneous", ("homogeneous", "heterogeneous")),

@@ -72,6 +72,7 @@ class REFT(Method):
     """Pruned persistent client models; ensemble knowledge distillation on the server."""
 
     name = "reft"
+    plugin_models = False  # its model variants are built from mlp / cnn layers
     stateful = True
     checkpointed = ("weights", "has_state")
     fields = {

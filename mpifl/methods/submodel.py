@@ -28,6 +28,7 @@ class SubModel(Method):
     """Width-tiered sub-models of one global model, masked averaging."""
 
     name = "submodel"
+    plugin_models = False  # its model variants are built from mlp / cnn layers
     checkpointed = ("weights", "next_round")
     fields = {
         "tiers": widths([1.0, 0.5, 0.25, 0.125], "width tiers"),

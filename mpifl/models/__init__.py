@@ -38,7 +38,9 @@ def check_buildable(spec: ModelSpec, key: str = "model") -> int:
         try:
             model = build_model(spec)
             model(torch.empty(1, *spec.input_shape))
-        except (RuntimeError, ValueError) as exc:
+        except ConfigError:
+            raise
+        except Exception as exc:  # noqa: BLE001  (a user's model may fail in any way)
             raise ConfigError(
                 key, spec.arch, f"does not fit inputs {spec.input_shape}: {describe(exc)}"
             ) from None

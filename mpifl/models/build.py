@@ -6,14 +6,19 @@ from torch import nn
 
 from mpifl.models.cnn import build_cnn
 from mpifl.models.mlp import build_mlp
+from mpifl.models.plugin import build_plugin_model
 from mpifl.models.spec import ModelSpec
+from mpifl.plugins import is_plugin
 from mpifl.streams import seeded_init
 
 BUILDERS = {"mlp": build_mlp, "cnn": build_cnn}
 
 
 def build_model(spec: ModelSpec) -> nn.Module:
-    """A freshly initialised model for `spec` (uses torch's current RNG for init)."""
+    """A freshly initialised model for `spec` (uses torch's current RNG for init): a
+    built-in architecture, or a user's factory (model.arch = "package.module:factory")."""
+    if is_plugin(spec.arch):
+        return build_plugin_model(spec)
     return BUILDERS[spec.arch](spec)
 
 

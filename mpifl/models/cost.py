@@ -1,12 +1,14 @@
 """Per-architecture training costs: FLOPs per sample and memory footprint, measured once.
 
 FLOPs are counted the way torch's FlopCounterMode counts them (multiplications x 2 of
-every matrix product and convolution, nothing else), from forward hooks on the Linear
-and Conv2d layers: a training step is the forward product, the weight gradient, and the
-input gradient unless the layer's input needs none (the first layer). This avoids
-FlopCounterMode's compile machinery at start-up; tests/test_models.py checks that the
-counts are the same. The footprint is analytic: parameters + gradients + optimizer state
-+ the activations autograd keeps for a batch of B (each module's output).
+every matrix product and convolution, nothing else). For the built-in models, forward
+hooks on the Linear and Conv2d layers count them: a training step is the forward
+product, the weight gradient, and the input gradient unless the layer's input needs none
+(the first layer). This avoids FlopCounterMode's compile machinery at start-up;
+tests/test_models.py checks that the counts are the same. A user's model (a plugin) may
+multiply matrices anywhere, so FlopCounterMode counts its training step. The footprint
+is analytic: parameters + gradients + optimizer state + the activations autograd keeps
+for a batch of B (each module's output).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from torch import nn
 
 from mpifl.models.build import build_model
 from mpifl.models.spec import ModelSpec
+from mpifl.plugins import is_plugin
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,10 @@ class ModelCost:
 def measure_cost(spec: ModelSpec) -> ModelCost:
     """Measure `spec`'s training cost (cached per spec for the life of the process)."""
     return cost_of(
-        build_model(spec), spec.input_shape, lambda out, y: nn.functional.cross_entropy(out, y)
+        build_model(spec),
+        spec.input_shape,
+        lambda out, y: nn.functional.cross_entropy(out, y),
+        every_product=is_plugin(spec.arch),
     )
 
 
@@ -53,19 +59,38 @@ def cost_of(
     model: nn.Module,
     input_shape: tuple[int, ...],
     loss_fn: Callable[[object, torch.Tensor], torch.Tensor],
+    every_product: bool = False,
 ) -> ModelCost:
     """Measure any model's training cost; `loss_fn(model output, labels)` gives the loss
-    (it must not multiply matrices itself)."""
+    (it must not multiply matrices itself). With `every_product`, FlopCounterMode counts
+    the FLOPs (any model); else hooks on its Linear and Conv2d layers do."""
     batch = 4
     x = torch.zeros((batch, *input_shape))
     y = torch.zeros(batch, dtype=torch.long)
     activations, flops = _forward_costs(model, x, loss_fn, y)
+    if every_product:
+        flops = _counted_flops(model, x, loss_fn, y)
     return ModelCost(
         params=sum(p.numel() for p in model.parameters()),
         param_bytes=sum(p.numel() * p.element_size() for p in model.parameters()),
         train_flops_per_sample=flops / batch,
         activation_bytes_per_sample=activations // batch,
     )
+
+
+def _counted_flops(
+    model: nn.Module,
+    x: torch.Tensor,
+    loss_fn: Callable[[object, torch.Tensor], torch.Tensor],
+    y: torch.Tensor,
+) -> int:
+    """Training FLOPs of one step on the batch x, as FlopCounterMode counts them."""
+    from torch.utils.flop_counter import FlopCounterMode  # slow to import: plugins only
+
+    with FlopCounterMode(display=False) as counter:
+        loss_fn(model(x), y).backward()
+    model.zero_grad(set_to_none=True)
+    return int(counter.get_total_flops())
 
 
 def product_flops(module: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> int:
