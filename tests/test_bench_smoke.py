@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import ROOT, env
 
 EXPECTED = {
-    "w1": ["bare mpi4py + torch", "ratio to bare"],
+    "w1": ["bare mpi4py + torch", "ratio to bare", "floor, one SGD step"],
     "w2": ["planning", "peak RSS per rank", "HDF5 file"],
     "w3": ["cache bound 1 GiB/rank", "bounded / in memory"],
     "w4": ["Allreduce fit", "prediction, 1000-client cohort"],

@@ -35,6 +35,8 @@ from mpifl.results.schema import Status
 
 SERVER_METRICS = {
     "fedavg": set(),
+    "fedbuff": {"stale_fraction"},
+    "fedasync": {"stale_fraction", "mixing"},
     "submodel": {"covered_fraction"},
     "reft": {"distill_loss"},
     "koala": {"reverse_kd_loss", "forward_kd_loss"},
@@ -43,7 +45,7 @@ SERVER_METRICS = {
     "majority": set(),
     "centralized": {"train_loss"},
 }
-GLOBAL = {"fedavg", "submodel", "reft", "koala", "centralized"}  # methods with a server model
+GLOBAL = {"fedavg", "fedbuff", "fedasync", "submodel", "reft", "koala", "centralized"}
 
 
 def tiny(method: str, tmp_path, **sets: object):
@@ -100,7 +102,7 @@ def test_client_and_server_steps(method, tmp_path):
     assert set(metrics) == SERVER_METRICS[method]
     assert all(isinstance(v, float) and math.isfinite(v) for v in metrics.values())
     after = m.state_dict()
-    if method in ("fedavg", "submodel", "reft", "koala", "fedmrl", "centralized"):
+    if method in GLOBAL | {"fedmrl"}:
         assert any(not np.array_equal(before[k], after[k]) for k in before), "nothing learnt"
     results = m.evaluate()
     groups = {r.group for r in results}
@@ -163,7 +165,7 @@ def test_engine_runs_in_process_and_records_server_metrics(method, tmp_path):
     code, text = run_in_process(tiny(method, tmp_path), tmp_path)
     assert code == 0 and "complete: 2 rounds, 1 ranks" in text
     run = read_run(tmp_path / f"{method}.h5")
-    assert run.attrs["status"] == "complete" and run.attrs["format_version"] == 4
+    assert run.attrs["status"] == "complete" and run.attrs["format_version"] == 5
     server = run.tables["server"]
     assert set(server["name"]) == SERVER_METRICS[method]
     assert list(server["round"].unique()) == [1, 2]

@@ -174,6 +174,17 @@ SCHEMA: Section = {
     "algorithm": {
         "name": Field("str", "fedavg"),
     },
+    "asynchronous": {
+        "concurrency": integer(
+            10, 1, "asynchronous methods (fedbuff, fedasync): clients training at once", 10**7
+        ),
+        "dispatch": choice(
+            "arrival",
+            ("arrival", "step"),
+            doc="when a freed slot gets a new client: as the update arrives (FedBuff), or "
+            "when the server publishes its next model",
+        ),
+    },
     "emulation": {
         "mode": choice("virtual", ("virtual", "throttled")),
         "time_scale": number(1.0, 0.0, 1e3, low_open=True, doc="throttled: wall s per virtual s"),

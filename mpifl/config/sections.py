@@ -189,6 +189,17 @@ class AlgorithmConfig:
 
 
 @dataclass(frozen=True)
+class AsynchronousConfig:
+    """[asynchronous]"""
+
+    # asynchronous methods (fedbuff, fedasync): clients training at once
+    concurrency: int
+    # when a freed slot gets a new client: as the update arrives (FedBuff), or when the
+    # server publishes its next model; one of arrival, step
+    dispatch: str
+
+
+@dataclass(frozen=True)
 class EmulationConfig:
     """[emulation]"""
 
@@ -253,6 +264,7 @@ class Sections:
     train: TrainConfig
     round: RoundConfig
     algorithm: AlgorithmConfig
+    asynchronous: AsynchronousConfig
     emulation: EmulationConfig
     aggregation: AggregationConfig
     checkpoint: CheckpointConfig

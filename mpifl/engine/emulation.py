@@ -11,13 +11,14 @@ a group's contributions are still committed, or discarded, one client at a time.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
 from mpifl.comm import Comm
 from mpifl.config import Config
 from mpifl.data.federated import FederatedData
+from mpifl.engine.asynchronous import PendingUpdates
 from mpifl.engine.signals import StopSignal
 from mpifl.engine.throttle import MemoryProbe, is_allocation_failure, sleep_until
 from mpifl.kit import Accumulators, ClientResult, ClientTask, Method
@@ -32,6 +33,11 @@ def groups(rows: np.ndarray) -> list[np.ndarray]:
     alone = [np.array([i]) for i in np.flatnonzero(rows["group"] < 0)]
     ids = np.unique(rows["group"][rows["group"] >= 0])
     return alone + [np.flatnonzero(rows["group"] == g) for g in ids]
+
+
+def not_applied(row: np.void) -> None:
+    """Mark a client's update as aggregated by no server step."""
+    row["applied"], row["staleness"], row["update_weight"] = 0, -1, 0.0
 
 
 class ClientRunner:
@@ -57,9 +63,17 @@ class ClientRunner:
             row=row,
         )
 
-    def run(self, round_: int, rows: np.ndarray, acc: Accumulators) -> None:
+    def run(
+        self,
+        round_: int,
+        rows: np.ndarray,
+        acc: Accumulators | PendingUpdates,
+        route: Callable[[np.void], None] | None = None,
+    ) -> None:
         """Train the clients of `rows` (this rank's, a view that receives the outcomes);
-        stops early, between groups, if a stop was requested."""
+        stops early, between groups, if a stop was requested. `route(row)` is told which
+        client's contributions are committed next (asynchronous: into the sums of the
+        step that applies its update)."""
         for positions in groups(rows):
             self.comm.poll_failures()
             if self.stop.requested:
@@ -68,6 +82,8 @@ class ClientRunner:
             tasks = [self.task(round_, row) for row in group]
             results: Iterator[ClientResult] | None = self.method.train_clients(tasks, acc)
             for row in group:
+                if route is not None:
+                    route(row)
                 results = self._one(results, row, acc)
 
     def _one(
@@ -91,6 +107,7 @@ class ClientRunner:
         over = self.measure_memory and row["measured_memory"] > row["memory"]
         if result is None or over:
             row["status"], row["bytes_up"] = Status.OOM, 0
+            not_applied(row)
             acc.discard()
         else:
             row["loss"], row["accuracy"] = result.loss, result.accuracy
@@ -98,6 +115,7 @@ class ClientRunner:
                 acc.commit()
             except UpdateRejected:
                 row["status"] = Status.REJECTED
+                not_applied(row)
         if self.throttled:
             target = row["compute_time"] * self.emulation.time_scale
             sleep_until(started, target, lambda: self.stop.requested)

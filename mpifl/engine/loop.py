@@ -17,6 +17,7 @@ from mpifl.comm import Comm
 from mpifl.config import Config
 from mpifl.engine import checkpoint
 from mpifl.engine.assemble import assemble
+from mpifl.engine.asynchronous import PendingUpdates, build_schedule
 from mpifl.engine.checkpoint import Checkpoint
 from mpifl.engine.emulation import ClientRunner
 from mpifl.engine.signals import INTERRUPTED, StopSignal
@@ -45,6 +46,11 @@ class Engine:
         parts = assemble(cfg, comm, output)
         self.threads, self.data, self.fleet = parts.threads, parts.data, parts.fleet
         self.method, self.store, self.planner = parts.method, parts.store, parts.planner
+        self.schedule = build_schedule(cfg, self.method, self.planner)
+        self.pending = None
+        if self.schedule is not None:  # asynchronous: sums held until their step
+            sizes, bits = self.method.accumulator_sizes(), cfg.aggregation.frac_bits
+            self.pending = PendingUpdates(sizes, bits, self.schedule)
         self.stop = StopSignal()
         self.clients = ClientRunner(cfg, self.method, self.data, comm, self.stop)
         self.telemetry = RankTelemetry(comm.rank, self.store)
@@ -105,6 +111,8 @@ class Engine:
         self.virtual_time = ckpt.virtual_time
         self.run_id = ckpt.run_id
         self.method.load_state_dict(ckpt.method_state)
+        if self.pending is not None:
+            self.pending.restore(ckpt.method_state, self.comm.rank)
         if self.store is not None:
             size, rank = self.comm.size, self.comm.rank
             self.store.import_from(ckpt.folder / "clients", lambda k: k % size == rank)
@@ -152,14 +160,11 @@ class Engine:
 
     def _checkpoint(self, next_round: int) -> None:
         start = time.perf_counter()
+        state = self.method.state_dict()
+        if self.pending is not None:  # the updates in flight, summed over ranks
+            state.update(self.pending.export(self.comm, next_round))
         folder = checkpoint.save(
-            self.comm,
-            self.output,
-            self.run_id,
-            next_round,
-            self.virtual_time,
-            self.method.state_dict(),
-            self.store,
+            self.comm, self.output, self.run_id, next_round, self.virtual_time, state, self.store
         )
         if self.comm.rank == 0:
             print(
@@ -183,6 +188,8 @@ class Engine:
 
     def plan(self, t: int) -> RoundPlan:
         """Round t's plan (identical on every rank)."""
+        if self.schedule is not None:
+            return self.schedule.plan(t)
         return self.planner.plan(t, self.virtual_time, self.method.workload)
 
     def round(self, t: int) -> np.void | None:
@@ -212,26 +219,36 @@ class Engine:
 
     def _train(self, t: int, plan: RoundPlan, rows: np.ndarray) -> tuple[float, Accumulators]:
         """Train this rank's clients (their outcomes land in `rows`); returns the wall time
-        it took and the accumulators holding their contributions. Raises RoundAbandoned,
-        with the client states rolled back, if any rank was asked to stop."""
+        it took and the accumulators holding the contributions that server step t applies
+        (asynchronous: those of every round's updates that arrive in it). Raises
+        RoundAbandoned, with the client states rolled back, if any rank was asked to
+        stop."""
         cfg, comm = self.cfg, self.comm
         start = time.perf_counter()
         if comm.rank == cfg.faults.raise_on_rank and t + 1 == cfg.faults.raise_at_round:
             raise RuntimeError(f"injected fault: faults.raise_on_rank = {comm.rank}, round {t + 1}")
-        acc = Accumulators(
-            self.method.accumulator_sizes(),
-            cfg.aggregation.frac_bits,
-            scale=1.0 / max(plan.total_samples, 1),
-        )
         if self.store is not None:
             self.store.begin()
-        self.clients.run(t, rows, acc)
+        if self.pending is None:
+            acc = Accumulators(
+                self.method.accumulator_sizes(),
+                cfg.aggregation.frac_bits,
+                scale=1.0 / max(plan.total_samples, 1),
+            )
+            self.clients.run(t, rows, acc)
+        else:
+            self.clients.run(t, rows, self.pending, route=self.pending.route)
         if comm.any_flag(self.stop.requested):  # every rank decides alike
             if self.store is not None:
                 self.store.rollback()
+            if self.pending is not None:
+                self.pending.abandon_round()
             raise RoundAbandoned(t)
         if self.store is not None:
             self.store.commit()
+        if self.pending is not None:
+            self.pending.end_round()
+            acc = self.pending.take(t)
         return time.perf_counter() - start, acc
 
     def _evaluate(self, t: int) -> list[EvalResult]:

@@ -104,25 +104,39 @@ def plan_round(planner: Planner, round_: int, t0: float, workload_of: WorkloadOf
     cut = idle | (status == Status.LATE) | (status == Status.DROPPED) | (status == Status.SURPLUS)
     rows["bytes_up"][cut] = 0
     trained = status == Status.TRAINED
-    if planner.pinned:  # groups, if any, of one home rank each
-        rows["rank"] = np.where(trained, ids % planner.n_ranks, -1)
-        if planner.group_size > 1:
-            key = np.where(trained, rows["rank"].astype(np.int64) * 2**16 + rows["variant"], -1)
-            rows["group"] = form_groups(key, rows["samples"], planner.group_size)
-    elif planner.group_size > 1:
-        variant = np.where(trained, rows["variant"], -1)
-        rows["group"] = form_groups(variant, rows["samples"], planner.group_size)
-        costs = np.bincount(rows["group"][trained], work.train_flops[trained])
-        group_rank = np.append(assign_ranks(costs, planner.n_ranks), -1)  # [-1]: no group
-        rows["rank"] = group_rank[rows["group"]]
-    else:
-        rows["rank"] = assign_ranks(np.where(trained, work.train_flops, -1), planner.n_ranks)
+    rows["dispatch_time"] = t0
+    rows["arrival_time"] = np.where(idle, np.nan, t0 + finish)
+    rows["applied"] = np.where(trained, round_ + 1, 0)
+    rows["staleness"] = np.where(trained, 0, -1)
+    rows["update_weight"] = trained
+    place(planner, rows)
     waited = np.any((status == Status.LATE) | (status == Status.DROPPED))
     if waited and math.isfinite(rnd.deadline) and trained.sum() < rnd.cohort:
         duration = float(rnd.deadline)  # the server waited for clients that never came
     else:
         duration = float(finish[trained].max()) if trained.any() else 0.0
     return RoundPlan(round_, rows, duration)
+
+
+def place(planner: Planner, rows: np.ndarray) -> None:
+    """Set the `rank` (and with batched groups the `group`) of the rows whose status is
+    trained: balanced by FLOPs over the ranks, or (`pinned`) client k on its home rank
+    k mod R; with `group_size` > 1, whole groups. The same for any rank count but the
+    ranks themselves."""
+    trained = rows["status"] == Status.TRAINED
+    if planner.pinned:  # groups, if any, of one home rank each
+        rows["rank"] = np.where(trained, rows["client"] % planner.n_ranks, -1)
+        if planner.group_size > 1:
+            key = np.where(trained, rows["rank"].astype(np.int64) * 2**16 + rows["variant"], -1)
+            rows["group"] = form_groups(key, rows["samples"], planner.group_size)
+    elif planner.group_size > 1:
+        variant = np.where(trained, rows["variant"], -1)
+        rows["group"] = form_groups(variant, rows["samples"], planner.group_size)
+        costs = np.bincount(rows["group"][trained], rows["flops"][trained])
+        group_rank = np.append(assign_ranks(costs, planner.n_ranks), -1)  # [-1]: no group
+        rows["rank"] = group_rank[rows["group"]]
+    else:
+        rows["rank"] = assign_ranks(np.where(trained, rows["flops"], -1), planner.n_ranks)
 
 
 SPREAD = 8  # groups a variant's clients are cut into, at least, to balance the ranks

@@ -4,10 +4,12 @@ A method (one module in mpifl/methods/) imports from `mpifl.kit` only; the engin
 driver in mpifl/engine/) imports the methods, never the other way round.
 
 - the seam (kit.method): Method, ServerOnlyMethod, MethodContext, ClientTask,
-  ClientResult, Metrics; kit.workload: Workload, RoundPlan, footprint, virtual_times
+  ClientResult, Metrics; kit.workload: Workload, RoundPlan, WholeModel (the work of a
+  client training one whole model), footprint, virtual_times
 - collectives a method may call through its context (kit.evaluate, kit.distill):
   Evaluator, EvalResult, Distiller
-- exact sums (kit.accumulate): Accumulators; the FedAvg update (kit.aggregate)
+- exact sums (kit.accumulate): Accumulators; FedAvg's client step and server update
+  (kit.aggregate: fedavg_client, average_update); staleness weights (kit.staleness)
 - local training (kit.training): sgd_epochs, loss_and_correct, client_accuracy, flat
   parameter views, the training precision; a group of clients as one batched
   computation (kit.batched: GroupModel, train_as_group, group_size for `train_group`);
@@ -19,7 +21,7 @@ driver in mpifl/engine/) imports the methods, never the other way round.
 from mpifl.config.fields import Field, choice, integer, number, positive_list, widths
 from mpifl.errors import ConfigError
 from mpifl.kit.accumulate import Accumulators
-from mpifl.kit.aggregate import average_update
+from mpifl.kit.aggregate import average_update, fedavg_client
 from mpifl.kit.distill import Distiller
 from mpifl.kit.evaluate import EvalResult, Evaluator
 from mpifl.kit.method import (
@@ -41,7 +43,7 @@ from mpifl.kit.training import (
     set_flat,
     sgd_epochs,
 )
-from mpifl.kit.workload import RoundPlan, Workload, footprint, virtual_times
+from mpifl.kit.workload import RoundPlan, WholeModel, Workload, footprint, virtual_times
 from mpifl.models import (
     ModelCost,
     ModelSpec,
@@ -77,6 +79,7 @@ __all__ = [
     "ServerOnlyMethod",
     "SliceMap",
     "Tier",
+    "WholeModel",
     "Workload",
     "average_update",
     "build_model",
@@ -86,6 +89,7 @@ __all__ = [
     "choose_tiers",
     "client_accuracy",
     "cost_of",
+    "fedavg_client",
     "flatten",
     "footprint",
     "get_flat",

@@ -85,6 +85,19 @@ class Accumulators:
         """Drop staged contributions."""
         self._staged = []
 
+    def merge(self, other: Accumulators) -> None:
+        """Add another's committed sums (same buffers and scale): exact."""
+        for name, buf in self._buffers.items():
+            buf.add_(other._buffers[name])
+
+    def raw_sums(self, comm: Comm) -> dict[str, np.ndarray]:
+        """The fixed-point integer sums over ranks (exact), as stored by a checkpoint."""
+        return {name: comm.allreduce_sum(buf.numpy().copy()) for name, buf in self._buffers.items()}
+
+    def add_raw(self, name: str, raw: np.ndarray) -> None:
+        """Add fixed-point integer sums from `raw_sums` (of the same scale)."""
+        self._buffers[name].add_(torch.from_numpy(np.asarray(raw, dtype=np.float64)))
+
     def reduce(self, comm: Comm) -> dict[str, np.ndarray]:
         """Sum over ranks (exactly) and return float64 arrays of sum(weight * x)."""
         return {

@@ -1,9 +1,28 @@
-"""The server-side averaging step shared by every FedAvg-like method."""
+"""FedAvg's client and server steps, shared by every FedAvg-like method."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+from torch import nn
+
+from mpifl.config.sections import TrainConfig
+from mpifl.kit.accumulate import Accumulators
+from mpifl.kit.method import ClientResult, ClientTask
+from mpifl.kit.training import client_accuracy, set_flat, sgd_epochs
+
+
+def fedavg_client(
+    model: nn.Module, weights: torch.Tensor, task: ClientTask, train: TrainConfig, acc: Accumulators
+) -> ClientResult:
+    """FedAvg's client step: train `model` from `weights` on the client's data and stage
+    n W_k (accumulator "model") and n ("weight"), n its training samples."""
+    set_flat(model, weights)
+    x, y = task.train
+    loss = sgd_epochs(model, x, y, train, task.generator)
+    acc.add("model", list(model.parameters()), len(x))
+    acc.add("weight", torch.ones(1), len(x))
+    return ClientResult(loss, client_accuracy(model, task.test))
 
 
 def average_update(

@@ -79,6 +79,18 @@ class ClientTask:
         """Which of the method's model variants the client trains (from its workload)."""
         return int(self.row["variant"])
 
+    @property
+    def update_weight(self) -> float:
+        """The weight the server applies the client's update with: its staleness weight
+        under asynchronous aggregation, 1 in synchronous rounds."""
+        return float(self.row["update_weight"])
+
+    @property
+    def stale(self) -> bool:
+        """Whether the server will have moved on from the model the client trains on when
+        its update is applied (asynchronous aggregation)."""
+        return int(self.row["staleness"]) > 0
+
 
 @dataclass
 class ClientResult:
@@ -96,6 +108,8 @@ class Method(ABC):
     stateful: ClassVar[bool] = False  # keeps per-client state: clients stay on a home rank
     checkpointed: ClassVar[tuple[str, ...]] = ("weights",)  # attributes a checkpoint saves
     plugin_models: ClassVar[bool] = True  # works with a user's model (model.arch plugin)
+    asynchronous: ClassVar[bool] = False  # aggregates buffered updates (engine.asynchronous)
+    buffer: int = 1  # asynchronous: updates per server step
     group_size: int = 1  # > 1: the planner forms batched groups for `train_clients`
 
     def __init__(self, ctx: MethodContext) -> None:
@@ -113,6 +127,10 @@ class Method(ABC):
     @abstractmethod
     def train_client(self, task: ClientTask, acc: Accumulators) -> ClientResult:
         """Train one client from the current state and stage its contributions in `acc`."""
+
+    def staleness_weights(self, staleness: np.ndarray) -> np.ndarray:
+        """Asynchronous methods: the weight of an update per staleness (server steps)."""
+        return np.ones(len(staleness))
 
     def train_clients(
         self, tasks: Sequence[ClientTask], acc: Accumulators

@@ -62,6 +62,36 @@ class RoundPlan:
         return int(self.rows["samples"][mask].sum())
 
 
+@dataclass(frozen=True)
+class WholeModel:
+    """The work of a client that downloads one model, trains it and uploads it whole
+    (FedAvg and its relatives)."""
+
+    footprint: int  # training memory, bytes
+    flops_per_sample: float  # training FLOPs per sample over all local epochs
+    model_bytes: int
+
+    @classmethod
+    def of(cls, cost: ModelCost, train: TrainConfig) -> WholeModel:
+        """The work of training a model of `cost` under `train`."""
+        return cls(footprint(cost, train), cost.train_flops_per_sample * train.epochs,
+                   cost.param_bytes)  # fmt: skip
+
+    def workload(self, n_train: np.ndarray) -> Workload:
+        """The Workload of clients holding `n_train` training samples each."""
+        n = len(n_train)
+        model_bytes = np.full(n, self.model_bytes, dtype=np.int64)
+        return Workload(
+            footprint=np.full(n, self.footprint, dtype=np.int64),
+            train_flops=n_train * self.flops_per_sample,
+            bytes_down=model_bytes,
+            bytes_up=model_bytes.copy(),
+            width=np.ones(n, dtype=np.float32),
+            prune=np.zeros(n, dtype=np.float32),
+            variant=np.zeros(n, dtype=np.int16),
+        )
+
+
 def footprint(cost: ModelCost, train: TrainConfig) -> int:
     """Training memory of a model of `cost` under `train` (batch size, momentum buffer,
     precision)."""

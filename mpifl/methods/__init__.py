@@ -14,6 +14,7 @@ from mpifl.errors import ConfigError, one_of
 from mpifl.kit import Field, Method
 from mpifl.methods.centralized import Centralized
 from mpifl.methods.fedavg import FedAvg
+from mpifl.methods.fedbuff import FedAsync, FedBuff
 from mpifl.methods.fedmrl import FedMRL
 from mpifl.methods.koala import Koala
 from mpifl.methods.local_only import LocalOnly
@@ -24,7 +25,18 @@ from mpifl.plugins import installed_method, is_plugin, load_plugin
 
 METHODS: dict[str, type[Method]] = {
     cls.name: cls
-    for cls in (FedAvg, SubModel, REFT, Koala, FedMRL, LocalOnly, Majority, Centralized)
+    for cls in (
+        FedAvg,
+        FedBuff,
+        FedAsync,
+        SubModel,
+        REFT,
+        Koala,
+        FedMRL,
+        LocalOnly,
+        Majority,
+        Centralized,
+    )  # fmt: skip
 }
 
 

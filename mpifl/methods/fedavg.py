@@ -19,19 +19,18 @@ from mpifl.kit import (
     torch_generator,
 )
 from mpifl.kit.accumulate import Accumulators
-from mpifl.kit.aggregate import average_update
+from mpifl.kit.aggregate import average_update, fedavg_client
 from mpifl.kit.batched import GroupModel, group_size, train_as_group
 from mpifl.kit.evaluate import EvalResult
 from mpifl.kit.method import ClientResult, ClientTask, Method, MethodContext, Metrics
 from mpifl.kit.training import (
-    client_accuracy,
     get_flat,
     loss_and_correct,
     prepare_model,
     set_flat,
     sgd_epochs,
 )
-from mpifl.kit.workload import RoundPlan, Workload, footprint
+from mpifl.kit.workload import RoundPlan, WholeModel, Workload
 
 
 class FedAvg(Method):
@@ -58,25 +57,13 @@ class FedAvg(Method):
         self.weights = get_flat(self.model)
         train = self.config.train
         self.model = prepare_model(self.model, train)
-        cost = measure_cost(ctx.spec)
-        self.footprint = footprint(cost, train)
-        self.flops_per_sample = cost.train_flops_per_sample * train.epochs
-        self.model_bytes = cost.param_bytes
+        self.work = WholeModel.of(measure_cost(ctx.spec), train)
         self.group = GroupModel(self.model)
         batches = self.group.batches(ctx.spec.input_shape)
         self.group_size = group_size(self.config, self.weights.numel()) if batches else 1
 
     def workload(self, clients: np.ndarray, round_: int) -> Workload:
-        n = len(clients)
-        return Workload(
-            footprint=np.full(n, self.footprint, dtype=np.int64),
-            train_flops=self.ctx.data.n_train[clients] * self.flops_per_sample,
-            bytes_down=np.full(n, self.model_bytes, dtype=np.int64),
-            bytes_up=np.full(n, self.model_bytes, dtype=np.int64),
-            width=np.ones(n, dtype=np.float32),
-            prune=np.zeros(n, dtype=np.float32),
-            variant=np.zeros(n, dtype=np.int16),
-        )
+        return self.work.workload(self.ctx.data.n_train[clients])
 
     def accumulator_sizes(self) -> dict[str, int]:
         return {"model": self.weights.numel(), "weight": 1}
@@ -91,12 +78,7 @@ class FedAvg(Method):
             yield result
 
     def train_client(self, task: ClientTask, acc: Accumulators) -> ClientResult:
-        set_flat(self.model, self.weights)
-        x, y = task.train
-        loss = sgd_epochs(self.model, x, y, self.config.train, task.generator)
-        acc.add("model", list(self.model.parameters()), len(x))
-        acc.add("weight", torch.ones(1), len(x))
-        return ClientResult(loss, client_accuracy(self.model, task.test))
+        return fedavg_client(self.model, self.weights, task, self.config.train, acc)
 
     def server_step(self, sums: dict[str, np.ndarray], plan: RoundPlan) -> Metrics:
         lr = self.config.algorithm.server_lr  # W + eta_s (sum_k n_k W_k / sum_k n_k - W)

@@ -45,7 +45,13 @@ class Run:
 
 
 FORMER_NAMES = {"variant": "family"}  # column -> its name before format 4
-ABSENT = {"group": -1}  # columns added in format 4 -> their value in older files
+ABSENT = {  # columns added in formats 4 and 5 -> their value in older files (not recorded)
+    "group": -1,
+    "dispatch_time": np.nan,
+    "arrival_time": np.nan,
+    "staleness": -1,
+    "update_weight": np.nan,
+}
 
 
 def _conform(rows: np.ndarray, table: str) -> np.ndarray:

@@ -9,8 +9,9 @@ from enum import IntEnum
 import numpy as np
 
 # 2: enum device_class, units, descriptions; 3: rounds from 1; 4: participation.family
-# renamed variant, and the server table
-FORMAT_VERSION = 4
+# renamed variant, and the server table; 5: participation's dispatch and arrival times,
+# the round that applies the update, its staleness and weight (asynchronous aggregation)
+FORMAT_VERSION = 5
 
 
 class Status(IntEnum):
@@ -51,6 +52,11 @@ PARTICIPATION_DTYPE = np.dtype(
         ("prune", "f4"),  # pruning ratio (0 = none)
         ("variant", "i2"),  # which of the method's model variants (0 = the only one)
         ("group", "i4"),  # batched group the client trained in (-1: alone or not trained)
+        ("dispatch_time", "f8"),  # virtual time the client received the model, s
+        ("arrival_time", "f8"),  # virtual time its update arrives, s (NaN: never started)
+        ("applied", "i4"),  # round whose server step aggregates the update (0: none)
+        ("staleness", "i4"),  # applied - round: server steps it lagged (-1: not applied)
+        ("update_weight", "f4"),  # staleness weight of the update (1 when not stale)
     ]
 )
 
@@ -155,6 +161,11 @@ participation.width | ratio | width ratio of the client's model (1 = full)
 participation.prune | ratio | pruning ratio of the client's model (0 = none)
 participation.variant | index | the method's model variant the client trained (see docs/methods.md)
 participation.group | index | batched group the client trained in; -1 if trained alone or not at all
+participation.dispatch_time | s (virtual) | when the client got the model (synchronous: round start)
+participation.arrival_time | s (virtual) | when its update reaches the server; NaN if never started
+participation.applied | round | round whose server step aggregates the update; 0 if none does
+participation.staleness | rounds | applied - round: server steps its model lagged; -1 if not applied
+participation.update_weight | ratio | staleness weight of the update (1 if fresh; 0 if not applied)
 rounds.round | round | round number, from 1 (the first round)
 rounds.virtual_time | s (virtual) | virtual clock at the end of the round
 rounds.duration | s (virtual) | virtual length of the round

@@ -1,0 +1,124 @@
+"""FedBuff against synchronous FedAvg on the quick start's mixed fleet, deadlines removed.
+
+Both train the quick start's CNN on digits. FedAvg runs jobs/quickstart.toml with
+`round.deadline = inf`, so a synchronous round waits for its slowest client: 30 rounds
+of 30 sampled clients. FedBuff runs jobs/fedbuff_digits.toml: 30 clients in flight, a
+step every K = 10 arrivals, polynomial staleness weights s = (1 + tau)^-1/2, and enough
+steps to pass FedAvg's virtual time. For each seed the script prints the global
+test accuracy reached by given virtual times and by given bytes (down + up); each figure
+is the mean of the last 3 evaluations at or before that budget. Then the mean and
+sample sd over the seeds.
+
+    python analysis/async_demo.py [--seeds 0 1 2] [--ranks 2] [--smoke]
+        [--variant LABEL KEY=VALUE ...]   (also FedBuff with other settings, repeatable)
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mpifl.results import read_run
+
+METHODS = {  # method -> (job, --set values)
+    "fedavg": ("jobs/quickstart.toml", ("round.deadline=inf", "run.eval_clients=false")),
+    "fedbuff": ("jobs/fedbuff_digits.toml", ()),
+}
+SMOKE = {
+    "fedavg": ("run.rounds=3", "fleet.clients=30", "round.cohort=6"),
+    "fedbuff": ("run.rounds=3", "run.eval_every=1", "fleet.clients=30",
+                "asynchronous.concurrency=6", "algorithm.buffer=3"),
+}  # fmt: skip
+LAST = 3  # evaluations averaged at a budget
+TIMES = (10.0, 20.0, 40.0, 60.0)  # virtual seconds, within every run's span
+MEGABYTES = (15.0, 30.0, 55.0)  # within every FedAvg run's total
+
+
+def run(label: str, job: str, sets: list[str], seed: int, ranks: int, out: Path) -> Path:
+    """Run one setting and seed (skipped if its complete result exists); the file."""
+    path = out / label / f"seed_{seed}.h5"
+    if path.exists() and read_run(path).attrs["status"] == "complete":
+        return path
+    sets = [*sets, f"run.seed={seed}"]
+    cmd = [str(Path(sys.executable).parent / "mpiexec"), "-n", str(ranks), sys.executable,
+           "-m", "mpifl", "run", job, "--output", str(path), "--overwrite"]  # fmt: skip
+    cmd += [a for s in sets for a in ("--set", s)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{label} seed {seed} failed:\n{proc.stderr}")
+    return path
+
+
+def at_budgets(path: Path, column: str, budgets: tuple[float, ...]) -> list[float]:
+    """Mean accuracy of the last LAST evaluations at or before each budget of `column`
+    (virtual time, or cumulative megabytes); NaN before the first evaluation."""
+    rounds = read_run(path).tables["rounds"]
+    spent = (
+        rounds["virtual_time"].to_numpy()
+        if column == "time"
+        else np.cumsum(rounds["bytes_down"] + rounds["bytes_up"]).to_numpy() / 1e6
+    )
+    accuracy = rounds["test_accuracy"].to_numpy()
+    evaluated = ~np.isnan(accuracy)
+    out = []
+    for budget in budgets:
+        seen = accuracy[evaluated & (spent <= budget)]
+        out.append(float(seen[-LAST:].mean()) if len(seen) else float("nan"))
+    return out
+
+
+def table(title: str, unit: str, budgets: tuple[float, ...], rows: dict[str, np.ndarray]) -> str:
+    head = f"| method | {' | '.join(f'{b:g} {unit}' for b in budgets)} |"
+    lines = [title, "", head, "|---" * (len(budgets) + 1) + "|"]
+    for method, values in rows.items():  # values: (seeds, budgets)
+        cells = [f"{np.nanmean(v):.4f} ± {np.nanstd(v, ddof=1) if len(v) > 1 else 0:.4f}"
+                 for v in values.T]  # fmt: skip
+        lines.append(f"| {method} | {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--ranks", type=int, default=2)
+    p.add_argument("--out", type=Path, default=Path("results/async_demo"))
+    p.add_argument("--smoke", action="store_true", help="3 rounds of a small fleet, 1 seed")
+    p.add_argument(
+        "--variant", nargs="+", action="append", default=[], metavar=("LABEL", "KEY=VALUE"),
+        help="also run FedBuff with these settings (a row labelled LABEL)",
+    )  # fmt: skip
+    args = p.parse_args()
+    seeds = args.seeds[:1] if args.smoke else args.seeds
+    settings = {m: (job, [*sets, *(SMOKE[m] if args.smoke else ())])
+                for m, (job, sets) in METHODS.items()}  # fmt: skip
+    for label, *sets in args.variant:
+        settings[label] = (settings["fedbuff"][0], [*settings["fedbuff"][1], *sets])
+    paths = {label: [run(label, job, sets, s, args.ranks, args.out) for s in seeds]
+             for label, (job, sets) in settings.items()}  # fmt: skip
+    for column, unit, budgets, title in (
+        ("time", "s", TIMES, "Global test accuracy by virtual time"),
+        ("bytes", "MB", MEGABYTES, "Global test accuracy by bytes sent and received"),
+    ):
+        rows = {m: np.array([at_budgets(f, column, budgets) for f in files])
+                for m, files in paths.items()}  # fmt: skip
+        print(table(f"{title} (mean ± sd over seeds {seeds})", unit, budgets, rows), end="\n\n")
+    for method, files in paths.items():
+        runs = [read_run(f) for f in files]
+        vt = np.mean([r.tables["rounds"]["virtual_time"].iloc[-1] for r in runs])
+        part = [r.tables["participation"] for r in runs]
+        applied = [x[x["status"] == "trained"] for x in part]
+        stale = np.mean([x["staleness"].mean() for x in applied])
+        shares = pd.concat([x["device_class"] for x in applied]).value_counts(normalize=True)
+        mix = ", ".join(f"{name} {share:.0%}" for name, share in shares.sort_index().items())
+        print(f"{method}: {len(runs[0].tables['rounds'])} server steps, {vt:.1f} virtual s "
+              f"(mean over seeds), {np.mean([len(x) for x in applied]):.0f} updates applied, "
+              f"mean staleness {stale:.2f}; updates by device class: {mix}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,276 @@
+"""Asynchronous (buffered) aggregation on the virtual clock: the event schedule, and the
+exact sums each server step will apply.
+
+`concurrency` clients train at once. Each client's update arrives at dispatch time +
+its compute + communication time (from its device profile and the method's workload);
+the server applies a step once `buffer` updates have arrived (FedBuff; FedAsync is a
+buffer of 1). A freed slot is refilled when the update arrives (`dispatch = arrival`,
+FedBuff's simulation) or when the server publishes its next model (`dispatch = step`).
+A client trains on the model current when it is dispatched, so its staleness is the
+number of server steps between that model and the step that applies its update.
+
+The whole schedule is simulated before training, from the seed, the fleet and the
+workload: every rank derives the same one, whatever the rank count, and a resumed run
+derives it again. Round r of the engine is the interval during which model r is the
+server's: its rows are the clients dispatched with model r (trained from it in that
+round), and it ends with server step r, which applies the updates that arrived in it
+(trained from model r or an earlier one). Each rank holds, per future step, the exact
+fixed-point sums of the updates it trained for that step; they are summed over ranks at
+the step, and written to checkpoints already summed, so a resume is byte-identical.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from mpifl.comm import Comm
+from mpifl.config import Config
+from mpifl.config.schema import SCHEMA
+from mpifl.config.sections import AsynchronousConfig
+from mpifl.engine.plan import Planner, place
+from mpifl.errors import ConfigError
+from mpifl.kit import Accumulators, Method, RoundPlan, Workload, virtual_times
+from mpifl.results.schema import PARTICIPATION_DTYPE, Status
+from mpifl.streams import Purpose, generator
+
+StalenessWeight = Callable[[np.ndarray], np.ndarray]  # staleness (server steps) -> weight
+MAX_IDLE_POLLS = 1000  # server polls for an available client before giving up
+
+
+class Schedule:
+    """Every dispatch of a run of `steps` server steps, as participation rows placed on
+    ranks, and the virtual time of every server step."""
+
+    def __init__(
+        self,
+        planner: Planner,
+        work: Workload,
+        settings: AsynchronousConfig,
+        buffer: int,
+        weight: StalenessWeight,
+        steps: int,
+        poll: float,
+    ) -> None:
+        if settings.concurrency < buffer:
+            raise ConfigError(
+                "asynchronous.concurrency", settings.concurrency,
+                f"must be >= the method's buffer of {buffer} updates per server step",
+            )  # fmt: skip
+        self.planner, self.work, self.settings = planner, work, settings
+        self.buffer, self.steps, self.poll = buffer, steps, poll
+        fleet = planner.fleet
+        compute, comm = virtual_times(
+            fleet.profiles, work.train_flops, work.bytes_down, work.bytes_up, planner.speedup
+        )
+        self.compute, self.comm = compute, comm
+        fits = work.footprint <= fleet.profiles["memory"]
+        self.fits = fits if planner.check_footprint else np.ones(len(fleet), bool)
+        self._draws = 0  # sampling draws so far: the stream key of the next one
+        rows, self.step_time = self._simulate()
+        rows = rows[np.lexsort((rows["client"], rows["round"]))]
+        trained = rows["status"] == Status.TRAINED
+        rows["update_weight"] = np.where(trained, weight(np.maximum(rows["staleness"], 0)), 0)
+        self.rows = rows
+        self._bounds = np.searchsorted(rows["round"], np.arange(1, steps + 2))
+        self._samples = np.bincount(
+            rows["applied"], rows["samples"].astype(np.float64), minlength=steps + 1
+        )
+
+    def _dispatch(self, m: int, t: float, version: int, busy: set[int]) -> np.ndarray:
+        """Rows of up to m idle clients sampled at virtual time t (with model `version`):
+        the same draw as a synchronous round's cohort when no client is busy."""
+        n = len(self.planner.fleet)
+        size = min(n, m + len(busy))
+        draw = generator(self.planner.seed, Purpose.SAMPLE, self._draws).choice(
+            n, size=size, replace=False
+        )
+        ids = np.sort(np.array([k for k in draw if int(k) not in busy][:m], dtype=np.int64))
+        key, self._draws = self._draws, self._draws + 1
+        rows = np.zeros(len(ids), dtype=PARTICIPATION_DTYPE)
+        prof = self.planner.fleet.profiles[ids]
+        rows["round"], rows["client"], rows["device_class"] = version + 1, ids, prof["device_class"]
+        rows["samples"], rows["memory"] = self.planner.n_train[ids], prof["memory"]
+        work = self.work
+        for name in ("footprint", "bytes_down", "bytes_up", "width", "prune", "variant"):
+            rows[name] = getattr(work, name)[ids]
+        rows["flops"] = work.train_flops[ids]
+        rows["compute_time"], rows["comm_time"] = self.compute[ids], self.comm[ids]
+        rows["loss"] = rows["accuracy"] = np.nan
+        rows["measured_memory"], rows["group"], rows["rank"] = -1, -1, -1
+        rows["applied"], rows["staleness"] = 0, -1
+        rows["dispatch_time"] = t
+        finish = self.compute[ids] + self.comm[ids]
+        availability = self.planner.availability
+        status = np.full(len(ids), Status.TRAINED, dtype=np.uint8)
+        status[~availability.stays_online(ids, t, finish)] = Status.DROPPED
+        status[~self.fits[ids]] = Status.INFEASIBLE
+        status[~availability.online(ids, key, t)] = Status.UNAVAILABLE
+        rows["status"] = status
+        idle = (status == Status.UNAVAILABLE) | (status == Status.INFEASIBLE)
+        rows["arrival_time"] = np.where(idle, np.nan, t + finish)
+        rows["bytes_down"][idle] = 0
+        rows["bytes_up"][idle | (status == Status.DROPPED)] = 0
+        rows["compute_time"][idle] = rows["comm_time"][idle] = 0.0
+        return rows
+
+    def _simulate(self) -> tuple[np.ndarray, np.ndarray]:
+        """(rows of every dispatch with a model before the last step, step times)."""
+        batches: list[np.ndarray] = []
+        in_flight: list[tuple[float, int, int, int]] = []  # (arrival, order, batch, row)
+        busy: set[int] = set()
+        version, arrived, free, polls, order = 0, 0, self.settings.concurrency, 0, 0
+        step_time: list[float] = []
+        t, refill = 0.0, True
+        while len(step_time) < self.steps:
+            if refill and free:
+                rows = self._dispatch(free, t, version, busy)
+                for i in np.flatnonzero(~np.isnan(rows["arrival_time"])):
+                    arrival = float(rows["arrival_time"][i])
+                    heapq.heappush(in_flight, (arrival, order, len(batches), int(i)))
+                    busy.add(int(rows["client"][i]))
+                    order, free = order + 1, free - 1
+                batches.append(rows)
+            if not in_flight:  # nobody could start: poll the fleet again a slot later
+                polls += 1
+                if polls > MAX_IDLE_POLLS:
+                    raise ConfigError(
+                        "asynchronous.concurrency", self.settings.concurrency,
+                        f"no client could start training in {MAX_IDLE_POLLS} polls of the "
+                        "fleet (all unavailable or infeasible)",
+                    )  # fmt: skip
+                t, refill = t + self.poll, True
+                continue
+            polls = 0
+            t, _, b, i = heapq.heappop(in_flight)
+            row = batches[b][i]
+            busy.discard(int(row["client"]))
+            free += 1
+            stepped = False
+            if row["status"] == Status.TRAINED:
+                row["applied"], row["staleness"] = version + 1, version + 1 - row["round"]
+                arrived += 1
+                if arrived == self.buffer:
+                    step_time.append(t)
+                    version, arrived, stepped = version + 1, 0, True
+            refill = self.settings.dispatch == "arrival" or stepped
+        rows = np.concatenate(batches) if batches else np.zeros(0, PARTICIPATION_DTYPE)
+        rows = rows[rows["round"] <= self.steps]  # dispatched after the last step: never run
+        in_flight_at_end = (rows["status"] == Status.TRAINED) & (rows["applied"] == 0)
+        rows["status"][in_flight_at_end] = Status.SURPLUS
+        rows["bytes_up"][in_flight_at_end] = 0
+        return rows, np.array(step_time)
+
+    def plan(self, round_: int) -> RoundPlan:
+        """Round `round_` (0-based): the clients dispatched with its model, placed on ranks;
+        its duration ends at server step `round_`."""
+        rows = self.rows[self._bounds[round_] : self._bounds[round_ + 1]].copy()
+        place(self.planner, rows)
+        start = float(self.step_time[round_ - 1]) if round_ else 0.0
+        return RoundPlan(round_, rows, float(self.step_time[round_]) - start)
+
+    def scale(self, step: int) -> float:
+        """The fixed-point scale of step `step`'s sums: 1 / samples of its updates."""
+        return 1.0 / max(float(self._samples[step + 1]), 1.0)
+
+    def pending_after(self, next_round: int) -> list[int]:
+        """Steps from `next_round` on that apply updates dispatched before it."""
+        rows = self.rows[(self.rows["round"] <= next_round) & (self.rows["applied"] > next_round)]
+        return sorted({int(a) - 1 for a in rows["applied"]})
+
+
+class PendingUpdates:
+    """This rank's exact sums of the updates each future server step will apply.
+
+    It stands where a round's Accumulators stands: a method stages a client's
+    contributions with `add`, and the engine, having `route`d to the client's row,
+    commits them into the sums of the step that applies its update. A round's commits
+    are held apart until the round completes (`end_round`), so that an abandoned round
+    leaves nothing behind."""
+
+    def __init__(self, sizes: dict[str, int], frac_bits: int, schedule: Schedule) -> None:
+        self.sizes, self.frac_bits, self.schedule = sizes, frac_bits, schedule
+        self._steps: dict[int, Accumulators] = {}
+        self._round: dict[int, Accumulators] = {}
+        self._staged: list[tuple[str, object, float]] = []
+        self._step = -1
+
+    def _new(self, step: int) -> Accumulators:
+        return Accumulators(self.sizes, self.frac_bits, self.schedule.scale(step))
+
+    def route(self, row: np.void) -> None:
+        """The next commit is the update of `row`'s client."""
+        self._step = int(row["applied"]) - 1
+
+    def add(self, name: str, x: object, weight: float = 1.0) -> None:
+        self._staged.append((name, x, weight))
+
+    def commit(self) -> None:
+        staged, self._staged = self._staged, []
+        if self._step < 0:
+            raise RuntimeError("an update with no server step to apply it was trained")
+        acc = self._round.setdefault(self._step, self._new(self._step))
+        for name, x, weight in staged:
+            acc.add(name, x, weight)
+        acc.commit()
+
+    def discard(self) -> None:
+        self._staged = []
+
+    def end_round(self) -> None:
+        """The round's training is complete: its commits join the pending sums."""
+        for step, acc in self._round.items():
+            self._steps.setdefault(step, self._new(step)).merge(acc)
+        self._round = {}
+
+    def abandon_round(self) -> None:
+        self._round, self._staged = {}, []
+
+    def take(self, step: int) -> Accumulators:
+        """The sums step `step` applies (this rank's part), removed from the pending ones."""
+        return self._steps.pop(step, None) or self._new(step)
+
+    def export(self, comm: Comm, next_round: int) -> dict[str, np.ndarray]:
+        """The pending sums of every later step, summed over the ranks (collective), as
+        raw fixed-point integers: what a checkpoint saves."""
+        out = {}
+        for step in self.schedule.pending_after(next_round):
+            acc = self._steps.get(step) or self._new(step)
+            for name, raw in acc.raw_sums(comm).items():
+                out[f"pending/{step}/{name}"] = raw
+        return out
+
+    def restore(self, state: dict[str, np.ndarray], rank: int) -> None:
+        """Rank 0 takes the pending sums of a checkpoint (others hold none)."""
+        if rank != 0:
+            return
+        for key, raw in state.items():
+            if key.startswith("pending/"):
+                _, step, name = key.split("/")
+                self._steps.setdefault(int(step), self._new(int(step))).add_raw(name, raw)
+
+
+def build_schedule(cfg: Config, method: Method, planner: Planner) -> Schedule | None:
+    """The run's asynchronous schedule if its method aggregates asynchronously, else None;
+    ConfigError for settings that have no meaning in the run's mode."""
+    if not method.asynchronous:
+        defaults = {k: f.default for k, f in SCHEMA["asynchronous"].items()}
+        if any(getattr(cfg.asynchronous, k) != v for k, v in defaults.items()):
+            raise ConfigError(
+                "asynchronous", cfg.algorithm.name,
+                "[asynchronous] is read only by asynchronous methods (fedbuff, fedasync)",
+            )  # fmt: skip
+        return None
+    if math.isfinite(cfg.round.deadline):
+        raise ConfigError(
+            "round.deadline", cfg.round.deadline,
+            "must be inf for an asynchronous method: a server step waits for its buffer",
+        )  # fmt: skip
+    if cfg.round.overcommit != 1.0:
+        raise ConfigError("round.overcommit", cfg.round.overcommit, "must be 1 (asynchronous)")
+    work = method.workload(np.arange(len(planner.fleet)), 0)
+    return Schedule(planner, work, cfg.asynchronous, method.buffer, method.staleness_weights,
+                    cfg.run.rounds, cfg.emulation.slot)  # fmt: skip

@@ -1,0 +1,31 @@
+"""Staleness weights of asynchronous aggregation (Xie et al. 2019, FedAsync; FedBuff uses
+the polynomial one with a = 1/2): how much an update trained on a model `staleness`
+server steps old counts."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mpifl.config.fields import Field, choice, number
+
+KINDS = ("constant", "polynomial", "hinge")
+
+
+def staleness_weight(kind: str, a: float, b: float, staleness: np.ndarray) -> np.ndarray:
+    """s(tau): constant 1; polynomial (1 + tau)^-a; hinge 1 for tau <= b, else
+    1 / (a (tau - b) + 1). Every one is 1 at tau = 0 and at most 1."""
+    tau = np.asarray(staleness, dtype=np.float64)
+    if kind == "constant":
+        return np.ones_like(tau)
+    if kind == "polynomial":
+        return (1.0 + tau) ** -a
+    return np.where(tau <= b, 1.0, 1.0 / (a * (tau - b) + 1.0))
+
+
+STALENESS_FIELDS: dict[str, Field] = {
+    "staleness": choice(
+        "polynomial", KINDS, doc="staleness weight s(tau): constant, polynomial, hinge"
+    ),
+    "staleness_a": number(0.5, 0.0, 100.0, doc="polynomial: exponent a; hinge: slope a"),
+    "staleness_b": number(4.0, 0.0, 1e6, doc="hinge: staleness b up to which s = 1"),
+}
