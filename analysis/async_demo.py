@@ -4,10 +4,13 @@ Both train the quick start's CNN on digits. FedAvg runs jobs/quickstart.toml wit
 `round.deadline = inf`, so a synchronous round waits for its slowest client: 30 rounds
 of 30 sampled clients. FedBuff runs jobs/fedbuff_digits.toml: 30 clients in flight, a
 step every K = 10 arrivals, polynomial staleness weights s = (1 + tau)^-1/2, and enough
-steps to pass FedAvg's virtual time. For each seed the script prints the global
-test accuracy reached by given virtual times and by given bytes (down + up); each figure
-is the mean of the last 3 evaluations at or before that budget. Then the mean and
-sample sd over the seeds.
+steps to pass FedAvg's virtual time. It evaluates every 2 steps (20 updates), about as
+often per update as FedAvg, which evaluates every round (about 18 updates).
+
+For each seed the script takes the global test accuracy reached by given virtual times
+and by given bytes (down + up). At a budget B it is the accuracy of the latest evaluated
+model, averaged over the last quarter of the budget, (3B/4, B]: the same window for
+both methods, in the budget's own unit. Then the mean and sample sd over the seeds.
 
     python analysis/async_demo.py [--seeds 0 1 2] [--ranks 2] [--smoke]
         [--variant LABEL KEY=VALUE ...]   (also FedBuff with other settings, repeatable)
@@ -34,7 +37,8 @@ SMOKE = {
     "fedbuff": ("run.rounds=3", "run.eval_every=1", "fleet.clients=30",
                 "asynchronous.concurrency=6", "algorithm.buffer=3"),
 }  # fmt: skip
-LAST = 3  # evaluations averaged at a budget
+WINDOW = 0.25  # the share of a budget, at its end, over which accuracy is averaged
+GRID = 200  # points of the window
 TIMES = (10.0, 20.0, 40.0, 60.0)  # virtual seconds, within every run's span
 MEGABYTES = (15.0, 30.0, 55.0)  # within every FedAvg run's total
 
@@ -55,29 +59,38 @@ def run(label: str, job: str, sets: list[str], seed: int, ranks: int, out: Path)
 
 
 def at_budgets(path: Path, column: str, budgets: tuple[float, ...]) -> list[float]:
-    """Mean accuracy of the last LAST evaluations at or before each budget of `column`
-    (virtual time, or cumulative megabytes); NaN before the first evaluation."""
+    """Per budget B of `column` (virtual time, or cumulative megabytes), the accuracy of
+    the latest evaluated model averaged over (B (1 - WINDOW), B]; NaN if the window
+    starts before the first evaluation."""
     rounds = read_run(path).tables["rounds"]
     spent = (
         rounds["virtual_time"].to_numpy()
         if column == "time"
         else np.cumsum(rounds["bytes_down"] + rounds["bytes_up"]).to_numpy() / 1e6
     )
-    accuracy = rounds["test_accuracy"].to_numpy()
-    evaluated = ~np.isnan(accuracy)
+    evaluated = ~np.isnan(rounds["test_accuracy"].to_numpy())
+    spent, accuracy = spent[evaluated], rounds["test_accuracy"].to_numpy()[evaluated]
     out = []
     for budget in budgets:
-        seen = accuracy[evaluated & (spent <= budget)]
-        out.append(float(seen[-LAST:].mean()) if len(seen) else float("nan"))
+        grid = np.linspace(budget * (1 - WINDOW), budget, GRID + 1)[1:]
+        latest = np.searchsorted(spent, grid, side="right") - 1  # last evaluation <= point
+        out.append(float(accuracy[latest].mean()) if latest.min() >= 0 else float("nan"))
     return out
+
+
+def cell(values: np.ndarray) -> str:
+    """mean ± sample sd over seeds; a dash if a seed had no evaluation by then."""
+    if np.isnan(values).any():
+        return "–"
+    sd = values.std(ddof=1) if len(values) > 1 else 0.0
+    return f"{values.mean():.4f} ± {sd:.4f}"
 
 
 def table(title: str, unit: str, budgets: tuple[float, ...], rows: dict[str, np.ndarray]) -> str:
     head = f"| method | {' | '.join(f'{b:g} {unit}' for b in budgets)} |"
     lines = [title, "", head, "|---" * (len(budgets) + 1) + "|"]
     for method, values in rows.items():  # values: (seeds, budgets)
-        cells = [f"{np.nanmean(v):.4f} ± {np.nanstd(v, ddof=1) if len(v) > 1 else 0:.4f}"
-                 for v in values.T]  # fmt: skip
+        cells = [cell(v) for v in values.T]
         lines.append(f"| {method} | {' | '.join(cells)} |")
     return "\n".join(lines)
 

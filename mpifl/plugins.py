@@ -36,14 +36,15 @@ def load_plugin(key: str, ref: str) -> object:
     if not _well_formed(ref):
         raise ConfigError(key, ref, "must be 'package.module:attribute' (Python names)")
     module_name, _, attribute = ref.partition(":")
-    if os.getcwd() not in sys.path:  # as `python -m` does: the working directory imports
-        sys.path.append(os.getcwd())
+    if os.getcwd() not in sys.path:  # as `python -m` does: the working directory first
+        sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        if exc.name is not None and module_name.startswith(exc.name):
+        missing = exc.name or ""
+        if module_name == missing or module_name.startswith(missing + "."):
             raise ConfigError(
-                key, ref, f"no module {exc.name!r} in the working directory or on PYTHONPATH"
+                key, ref, f"no module {missing!r} in the working directory or on PYTHONPATH"
             ) from None
         raise ConfigError(key, ref, f"importing {module_name} failed: {describe(exc)}") from None
     except Exception as exc:  # noqa: BLE001  (the user's module: any failure is theirs)

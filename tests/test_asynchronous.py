@@ -67,11 +67,13 @@ def write_job(tmp_path, **kw) -> str:
     return str(path)
 
 
-def schedule_of(tmp_path, rounds: int = 30, **kw):
+def schedule_of(tmp_path, rounds: int = 30, clients: int = 40, **kw):
     import tomllib
 
     raw = tomllib.loads(job_text(tmp_path, **kw))
     raw["run"]["rounds"] = rounds
+    raw["fleet"]["clients"] = clients
+    raw["round"]["cohort"] = min(raw["round"]["cohort"], clients)
     cfg = validate_job(raw)
     parts = assemble(cfg, Comm(), tmp_path / "x.h5")
     return build_schedule(cfg, parts.method, parts.planner), parts.method
@@ -111,6 +113,26 @@ def test_the_schedule_keeps_its_promises(tmp_path, dispatch):
         assert np.isin(later, steps).all()
     never = rows[rows["applied"] == 0]
     assert set(never["status"]) <= {Status.UNAVAILABLE, Status.DROPPED, Status.SURPLUS}
+    ran = rows[~np.isnan(rows["arrival_time"])]  # a client trains a model version once
+    assert len(np.unique(ran[["round", "client"]])) == len(ran)
+
+
+def test_a_small_fleet_never_trains_a_client_twice_on_one_model(tmp_path):
+    """With a buffer of 8 from 10 clients, refills must skip the clients that already
+    trained the current model: the same update twice would count twice."""
+    schedule, _ = schedule_of(tmp_path, clients=10, concurrency=9, algorithm="buffer = 8")
+    ran = schedule.rows[~np.isnan(schedule.rows["arrival_time"])]
+    assert (ran["round"] > 2).any()
+    assert len(np.unique(ran[["round", "client"]])) == len(ran)
+
+
+def test_a_fleet_that_never_delivers_is_a_config_error(tmp_path, monkeypatch):
+    """Every client goes offline before it finishes: no step can ever happen."""
+    from mpifl.fleet.availability import Bernoulli
+
+    monkeypatch.setattr(Bernoulli, "stays_online", lambda self, ids, t0, finish: ids < 0)
+    with pytest.raises(ConfigError, match="no update reached the server"):
+        schedule_of(tmp_path, rounds=3)
 
 
 def test_settings_without_meaning_are_refused(tmp_path):

@@ -3,6 +3,7 @@ the examples/ folder run under mpiexec."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from importlib.metadata import EntryPoint
 
@@ -39,6 +40,15 @@ def normed(input_shape, n_classes, width):
 
 def broken(input_shape, n_classes, width):
     raise RuntimeError("no such layer")
+
+
+def two_classes(input_shape, n_classes, width):
+    return nn.Sequential(nn.Flatten(), nn.Linear(int(np.prod(input_shape)), 2))
+
+
+def ragged(seed):
+    labels = np.zeros(5, dtype=np.int64)
+    return [(np.zeros((5, 3)), labels), (np.zeros((5, 4)), labels)]
 
 
 def not_a_module(input_shape, n_classes, width):
@@ -112,6 +122,9 @@ def test_a_module_that_fails_to_import_is_reported(plugin, tmp_path):
     (tmp_path / "badplug.py").write_text("import nosuchdependency\n")
     with pytest.raises(ConfigError, match="importing badplug failed: ModuleNotFoundError"):
         plugins.load_plugin("model.arch", "badplug:f")
+    (tmp_path / "bad_cnn.py").write_text("import bad\n")  # its name starts with the missing one
+    with pytest.raises(ConfigError, match="importing bad_cnn failed: ModuleNotFoundError"):
+        plugins.load_plugin("model.arch", "bad_cnn:f")
 
 
 def test_a_plugin_model_is_built_and_costed_like_a_built_in(plugin):
@@ -129,10 +142,11 @@ def test_a_plugin_model_is_built_and_costed_like_a_built_in(plugin):
         ("broken", "the factory failed: RuntimeError: no such layer"),
         ("not_a_module", "returned str, not a torch.nn.Module"),
         ("NOT_CALLABLE", "must name a function"),
+        ("two_classes", "logits of shape (1, 3) for the data's 3 classes; it gives (1, 2)"),
     ],
 )
 def test_a_bad_model_factory_is_a_config_error(plugin, factory, needle):
-    with pytest.raises(ConfigError, match=needle):
+    with pytest.raises(ConfigError, match=re.escape(needle)):
         check_buildable(spec(f"userplug:{factory}"))
 
 
@@ -153,6 +167,8 @@ def test_plugin_data_pooled_or_natural(plugin):
     assert natural.n_clients == 12 - 2  # 20% of the writers are the global test set
     with pytest.raises(ConfigError, match="fleet.clients"):
         build_dataset(data_config("userplug:writers", proxy_fraction=0.0), 5, 0)
+    with pytest.raises(InputError, match="inputs of different shapes"):
+        build_dataset(data_config("userplug:ragged", proxy_fraction=0.0), 0, 0)
     with pytest.raises(InputError, match="labels must be a 1-D array of integers"):
         build_dataset(data_config("userplug:float_labels"), 2, 0)
     with pytest.raises(ConfigError, match="must return"):

@@ -42,6 +42,7 @@ def plugin_data(data: DataConfig, n_clients: int, seed: int) -> FederatedData:
     where = f"data.factory = {data.factory}"
     if isinstance(out, list) and out and all(_arrays(c) for c in out):
         writers = [_writer(client, where, i) for i, client in enumerate(out)]
+        _same_shapes([w[k] for w in writers for k in (0, 2)], where)
         return natural_count(checked_writers(writers, data, seed, where), n_clients, "python")
     if not _arrays(out):
         raise ConfigError("data.factory", data.factory, SHAPES)
@@ -49,8 +50,19 @@ def plugin_data(data: DataConfig, n_clients: int, seed: int) -> FederatedData:
         raise ConfigError("fleet.clients", 0, "must be >= 1: data.factory returned pooled arrays")
     x, y = _inputs(out[0], where), _labels(out[1], where)
     test = (_inputs(out[2], where), _labels(out[3], where)) if len(out) == 4 else None
+    _same_shapes([x] if test is None else [x, test[0]], where)
     check_pool(x, y, test, where)
     return partition_pool(x, y, data, n_clients, seed, test)
+
+
+def _same_shapes(inputs: list, where: str) -> None:
+    """InputError unless every input array has the same sample shape."""
+    shapes = {tuple(x.shape[1:]) for x in inputs}
+    if len(shapes) > 1:
+        raise InputError(
+            f"data error: {where}: inputs of different shapes {sorted(shapes)[:3]} "
+            "(every sample must have one shape)"
+        )
 
 
 def _arrays(value: object) -> bool:
@@ -70,7 +82,7 @@ def _writer(client: tuple, where: str, i: int) -> tuple[np.ndarray, ...]:
 def _as_array(value: object, what: str, where: str) -> np.ndarray:
     try:
         return np.asarray(value)
-    except (TypeError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001  (whatever the user's object is)
         reason = describe(exc)
         raise InputError(f"data error: {where}: {what} are not an array ({reason})") from None
 

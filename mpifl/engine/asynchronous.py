@@ -38,7 +38,7 @@ from mpifl.results.schema import PARTICIPATION_DTYPE, Status
 from mpifl.streams import Purpose, generator
 
 StalenessWeight = Callable[[np.ndarray], np.ndarray]  # staleness (server steps) -> weight
-MAX_IDLE_POLLS = 1000  # server polls for an available client before giving up
+MAX_FRUITLESS = 10_000  # polls and lost updates in a row before the schedule gives up
 
 
 class Schedule:
@@ -55,6 +55,13 @@ class Schedule:
         steps: int,
         poll: float,
     ) -> None:
+        n_clients = len(planner.fleet)
+        if not (isinstance(buffer, int) and 1 <= buffer <= n_clients):
+            raise ConfigError(
+                "algorithm.buffer", buffer,
+                f"must be an integer from 1 to the fleet's {n_clients} clients (a client "
+                "trains a model version once)",
+            )  # fmt: skip
         if settings.concurrency < buffer:
             raise ConfigError(
                 "asynchronous.concurrency", settings.concurrency,
@@ -81,8 +88,8 @@ class Schedule:
         )
 
     def _dispatch(self, m: int, t: float, version: int, busy: set[int]) -> np.ndarray:
-        """Rows of up to m idle clients sampled at virtual time t (with model `version`):
-        the same draw as a synchronous round's cohort when no client is busy."""
+        """Rows of up to m clients sampled at virtual time t (with model `version`) from
+        those not `busy`: the same draw as a synchronous round's cohort when none is."""
         n = len(self.planner.fleet)
         size = min(n, m + len(busy))
         draw = generator(self.planner.seed, Purpose.SAMPLE, self._draws).choice(
@@ -118,44 +125,52 @@ class Schedule:
         return rows
 
     def _simulate(self) -> tuple[np.ndarray, np.ndarray]:
-        """(rows of every dispatch with a model before the last step, step times)."""
+        """(rows of every dispatch with a model before the last step, step times).
+
+        A client is never in flight twice, and trains a model version at most once (a
+        second copy would be the same update: its random stream is keyed by round)."""
         batches: list[np.ndarray] = []
         in_flight: list[tuple[float, int, int, int]] = []  # (arrival, order, batch, row)
-        busy: set[int] = set()
-        version, arrived, free, polls, order = 0, 0, self.settings.concurrency, 0, 0
+        busy: set[int] = set()  # in flight
+        started: set[int] = set()  # started with the current model version
+        version, arrived, free, fruitless, order = 0, 0, self.settings.concurrency, 0, 0
         step_time: list[float] = []
         t, refill = 0.0, True
         while len(step_time) < self.steps:
+            if fruitless > MAX_FRUITLESS:
+                raise ConfigError(
+                    "asynchronous.concurrency", self.settings.concurrency,
+                    f"no update reached the server in {MAX_FRUITLESS} dispatch attempts and "
+                    "arrivals (clients unavailable, infeasible, or offline before they finish)",
+                )  # fmt: skip
             if refill and free:
-                rows = self._dispatch(free, t, version, busy)
+                rows = self._dispatch(free, t, version, busy | started)
                 for i in np.flatnonzero(~np.isnan(rows["arrival_time"])):
                     arrival = float(rows["arrival_time"][i])
                     heapq.heappush(in_flight, (arrival, order, len(batches), int(i)))
                     busy.add(int(rows["client"][i]))
+                    started.add(int(rows["client"][i]))
                     order, free = order + 1, free - 1
                 batches.append(rows)
             if not in_flight:  # nobody could start: poll the fleet again a slot later
-                polls += 1
-                if polls > MAX_IDLE_POLLS:
-                    raise ConfigError(
-                        "asynchronous.concurrency", self.settings.concurrency,
-                        f"no client could start training in {MAX_IDLE_POLLS} polls of the "
-                        "fleet (all unavailable or infeasible)",
-                    )  # fmt: skip
+                fruitless += 1
                 t, refill = t + self.poll, True
                 continue
-            polls = 0
             t, _, b, i = heapq.heappop(in_flight)
             row = batches[b][i]
             busy.discard(int(row["client"]))
             free += 1
             stepped = False
             if row["status"] == Status.TRAINED:
+                fruitless = 0
                 row["applied"], row["staleness"] = version + 1, version + 1 - row["round"]
                 arrived += 1
                 if arrived == self.buffer:
                     step_time.append(t)
                     version, arrived, stepped = version + 1, 0, True
+                    started = set()
+            else:  # dropped: went offline before it finished
+                fruitless += 1
             refill = self.settings.dispatch == "arrival" or stepped
         rows = np.concatenate(batches) if batches else np.zeros(0, PARTICIPATION_DTYPE)
         rows = rows[rows["round"] <= self.steps]  # dispatched after the last step: never run
@@ -212,7 +227,9 @@ class PendingUpdates:
         staged, self._staged = self._staged, []
         if self._step < 0:
             raise RuntimeError("an update with no server step to apply it was trained")
-        acc = self._round.setdefault(self._step, self._new(self._step))
+        if self._step not in self._round:
+            self._round[self._step] = self._new(self._step)
+        acc = self._round[self._step]
         for name, x, weight in staged:
             acc.add(name, x, weight)
         acc.commit()
@@ -223,7 +240,10 @@ class PendingUpdates:
     def end_round(self) -> None:
         """The round's training is complete: its commits join the pending sums."""
         for step, acc in self._round.items():
-            self._steps.setdefault(step, self._new(step)).merge(acc)
+            if step in self._steps:
+                self._steps[step].merge(acc)
+            else:
+                self._steps[step] = acc
         self._round = {}
 
     def abandon_round(self) -> None:
@@ -250,7 +270,9 @@ class PendingUpdates:
         for key, raw in state.items():
             if key.startswith("pending/"):
                 _, step, name = key.split("/")
-                self._steps.setdefault(int(step), self._new(int(step))).add_raw(name, raw)
+                if int(step) not in self._steps:
+                    self._steps[int(step)] = self._new(int(step))
+                self._steps[int(step)].add_raw(name, raw)
 
 
 def build_schedule(cfg: Config, method: Method, planner: Planner) -> Schedule | None:

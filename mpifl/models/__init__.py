@@ -37,13 +37,19 @@ def check_buildable(spec: ModelSpec, key: str = "model") -> int:
     with torch.device("meta"):
         try:
             model = build_model(spec)
-            model(torch.empty(1, *spec.input_shape))
+            out = model(torch.empty(1, *spec.input_shape))
         except ConfigError:
             raise
         except Exception as exc:  # noqa: BLE001  (a user's model may fail in any way)
             raise ConfigError(
                 key, spec.arch, f"does not fit inputs {spec.input_shape}: {describe(exc)}"
             ) from None
+    shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+    if shape != (1, spec.n_classes):
+        raise ConfigError(
+            key, spec.arch, f"must map a batch of 1 to logits of shape (1, {spec.n_classes}) "
+            f"for the data's {spec.n_classes} classes; it gives {shape}",
+        )  # fmt: skip
     params = sum(p.numel() for p in model.parameters())
     need = params * TRAINING_BYTES_PER_PARAM
     total = psutil.virtual_memory().total
