@@ -177,3 +177,28 @@ def test_a_failed_checkpoint_of_the_same_round_keeps_the_previous_one(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["3", "[0.0,", "1.0,", "2.0,", "3.0]", "True"]
+
+
+def test_the_result_file_appears_only_once_it_is_in_swmr_mode(tmp_path, monkeypatch):
+    """A live monitor polling for the result file may open it the moment it appears; if
+    that is before the writer enters SWMR mode, HDF5's file lock makes the writer fail
+    (seen as "unable to lock file" when a reader polled a starting run). So the file is
+    built under another name and appears in SWMR mode, which a reader cannot disturb."""
+    from mpifl.results import writer
+    from mpifl.results.schema import FLEET_DTYPE
+
+    path, seen = tmp_path / "run.h5", []
+    describe = writer._describe
+
+    def describe_and_look(ds, table):  # runs in the middle of the creation
+        seen.append(path.exists())
+        describe(ds, table)
+
+    monkeypatch.setattr(writer, "_describe", describe_and_look)
+    w = writer.ResultsWriter(path, False, {"name": "x"}, np.zeros(2, FLEET_DTYPE), ["a"])
+    assert seen and not any(seen)
+    with h5py.File(path, "r", libver="latest", swmr=True) as reader:  # held while writing
+        w.close("complete")
+        assert len(reader["fleet"]) == 2
+    with h5py.File(path, "r") as f:
+        assert f.attrs["status"] == "complete"

@@ -85,7 +85,11 @@ class ResultsWriter:
         require_space(path.parent, fleet_rows.nbytes, "creating the result file")
         self.path = path
         self.seconds = 0.0
-        self._file = h5py.File(path, "w-", libver="latest")
+        # Built under another name and moved into place once in SWMR mode: a reader that
+        # opened it before (a live monitor) would stop the writer from entering SWMR.
+        building = path.with_name(path.name + ".new")
+        building.unlink(missing_ok=True)
+        self._file = h5py.File(building, "w-", libver="latest")
         self._file.attrs.update(attrs)
         self._file.attrs["status"] = "running"
         fleet = self._file.create_dataset(
@@ -103,6 +107,7 @@ class ResultsWriter:
             _describe(ds, name)
         self._file.swmr_mode = True
         self._file.flush()
+        os.replace(building, path)
 
     @classmethod
     def reopen(cls, path: Path, next_round: int) -> tuple[ResultsWriter, dict[str, np.ndarray]]:
