@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mpifl.results import read_run
+from mpifl.results import Run, read_run
 
 METHODS = {  # method -> (job, --set values)
     "fedavg": ("jobs/quickstart.toml", ("round.deadline=inf", "run.eval_clients=false")),
@@ -58,20 +58,41 @@ def run(label: str, job: str, sets: list[str], seed: int, ranks: int, out: Path)
     return path
 
 
+def megabytes_by(run: Run, times: np.ndarray) -> np.ndarray:
+    """Megabytes sent and received by each server step's time, as they happen: uploads
+    that arrived by then, downloads dispatched before it (those at the step's time get
+    the next model). A round's bytes in the rounds table are instead those of the
+    clients dispatched in it, uploads included, which for an asynchronous method arrive
+    in later steps."""
+    part = run.tables["participation"]
+
+    def by(when: np.ndarray, size: np.ndarray, side: str) -> np.ndarray:
+        order = np.argsort(when, kind="stable")
+        total = np.concatenate([[0.0], np.cumsum(size[order].astype(np.float64))])
+        return total[np.searchsorted(when[order], times, side=side)]
+
+    sent = part["bytes_up"].to_numpy() > 0
+    down = by(part["dispatch_time"].to_numpy(), part["bytes_down"].to_numpy(), "left")
+    up = by(part["arrival_time"].to_numpy()[sent], part["bytes_up"].to_numpy()[sent], "right")
+    return (down + up) / 1e6
+
+
 def at_budgets(path: Path, column: str, budgets: tuple[float, ...]) -> list[float]:
-    """Per budget B of `column` (virtual time, or cumulative megabytes), the accuracy of
-    the latest evaluated model averaged over (B (1 - WINDOW), B]; NaN if the window
-    starts before the first evaluation."""
-    rounds = read_run(path).tables["rounds"]
-    spent = (
-        rounds["virtual_time"].to_numpy()
-        if column == "time"
-        else np.cumsum(rounds["bytes_down"] + rounds["bytes_up"]).to_numpy() / 1e6
-    )
+    """Per budget B of `column` (virtual time, or megabytes sent and received), the
+    accuracy of the latest evaluated model averaged over (B (1 - WINDOW), B]; NaN if the
+    window starts before the first evaluation or B is beyond the run's end."""
+    run = read_run(path)
+    rounds = run.tables["rounds"]
+    times = rounds["virtual_time"].to_numpy()
+    spent = times if column == "time" else megabytes_by(run, times)
     evaluated = ~np.isnan(rounds["test_accuracy"].to_numpy())
+    end = spent[-1]
     spent, accuracy = spent[evaluated], rounds["test_accuracy"].to_numpy()[evaluated]
     out = []
     for budget in budgets:
+        if budget > end:
+            out.append(float("nan"))
+            continue
         grid = np.linspace(budget * (1 - WINDOW), budget, GRID + 1)[1:]
         latest = np.searchsorted(spent, grid, side="right") - 1  # last evaluation <= point
         out.append(float(accuracy[latest].mean()) if latest.min() >= 0 else float("nan"))
@@ -124,13 +145,18 @@ def main() -> None:
         runs = [read_run(f) for f in files]
         vt = np.mean([r.tables["rounds"]["virtual_time"].iloc[-1] for r in runs])
         part = [r.tables["participation"] for r in runs]
-        applied = [x[x["status"] == "trained"] for x in part]
-        stale = np.mean([x["staleness"].mean() for x in applied])
-        shares = pd.concat([x["device_class"] for x in applied]).value_counts(normalize=True)
-        mix = ", ".join(f"{name} {share:.0%}" for name, share in shares.sort_index().items())
+        applied = pd.concat([x[x["status"] == "trained"] for x in part])
+        weight = applied["samples"] * applied["update_weight"]
+        by_class = applied.groupby("device_class", observed=True)
+        count = by_class.size() / len(applied)
+        weighted = weight.groupby(applied["device_class"], observed=True).sum() / weight.sum()
+        stale = by_class["staleness"].mean()
+        mix = "; ".join(f"{c} {count[c]:.1%} of updates, {weighted[c]:.1%} of the weight "
+                        f"(samples x staleness weight), staleness {stale[c]:.1f}"
+                        for c in count.index)  # fmt: skip
         print(f"{method}: {len(runs[0].tables['rounds'])} server steps, {vt:.1f} virtual s "
-              f"(mean over seeds), {np.mean([len(x) for x in applied]):.0f} updates applied, "
-              f"mean staleness {stale:.2f}; updates by device class: {mix}")  # fmt: skip
+              f"(mean over seeds), {len(applied) / len(runs):.0f} updates applied, mean "
+              f"staleness {applied['staleness'].mean():.2f}; by device class: {mix}")  # fmt: skip
 
 
 if __name__ == "__main__":
