@@ -187,3 +187,25 @@ def test_a_model_not_batched_by_hand_keeps_stateful_clients_one_by_one():
     assert pinned_group_size(on, 10, [group]) == 1 and group_size(on, 10) == 16
     w = torch.zeros(3, group.size)
     assert group(w, torch.ones(3, 5, 4)).shape == (3, 5, 2)  # vmap still serves
+
+
+def test_the_hand_written_mlp_backward_is_autograds():
+    """`_mlp_step` (the MLP fast path) gives autograd's losses and gradients, with a
+    masked short batch."""
+    from mpifl.kit.batched import _autograd_step, _mlp_step
+
+    torch.manual_seed(3)
+    model = build_model(ModelSpec("mlp", (1, 4, 5), 6, hidden=(16, 8)))
+    group = GroupModel(model)
+    assert group.mlp and not GroupModel(build_model(ModelSpec("cnn", (1, 8, 8), 3))).mlp
+    m, b = 5, 4
+    params = group.views(torch.randn(m, group.size) * 0.3)
+    x, y = torch.randn(m, b, 1, 4, 5), torch.randint(0, 6, (m * b,))
+    weight = torch.ones(m, b)
+    weight[-1, 2:] = 0  # the last client's batch is short
+    count = weight.sum(1)
+    ours = _mlp_step(list(params.values()), x, y.view(m, b), weight, count)
+    theirs = _autograd_step(group, params, m, x, y, weight, count, sample_cross_entropy, TRAIN)
+    assert torch.allclose(ours[0], theirs[0], atol=1e-6)
+    for a, c in zip(ours[1], theirs[1], strict=True):
+        assert a.shape == c.shape and torch.allclose(a, c, atol=1e-6)
