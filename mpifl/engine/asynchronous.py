@@ -31,9 +31,9 @@ from mpifl.comm import Comm
 from mpifl.config import Config
 from mpifl.config.schema import SCHEMA
 from mpifl.config.sections import AsynchronousConfig
-from mpifl.engine.plan import Planner, place
+from mpifl.engine.plan import Planner, dispatch_rows, place
 from mpifl.errors import ConfigError
-from mpifl.kit import Accumulators, Method, RoundPlan, Workload, virtual_times
+from mpifl.kit import Accumulators, Method, RoundPlan, Workload
 from mpifl.results.schema import PARTICIPATION_DTYPE, Status
 from mpifl.streams import Purpose, generator
 
@@ -69,13 +69,6 @@ class Schedule:
             )  # fmt: skip
         self.planner, self.work, self.settings = planner, work, settings
         self.buffer, self.steps, self.poll = buffer, steps, poll
-        fleet = planner.fleet
-        compute, comm = virtual_times(
-            fleet.profiles, work.train_flops, work.bytes_down, work.bytes_up, planner.speedup
-        )
-        self.compute, self.comm = compute, comm
-        fits = work.footprint <= fleet.profiles["memory"]
-        self.fits = fits if planner.check_footprint else np.ones(len(fleet), bool)
         self._draws = 0  # sampling draws so far: the stream key of the next one
         rows, self.step_time = self._simulate()
         rows = rows[np.lexsort((rows["client"], rows["round"]))]
@@ -97,31 +90,8 @@ class Schedule:
         )
         ids = np.sort(np.array([k for k in draw if int(k) not in busy][:m], dtype=np.int64))
         key, self._draws = self._draws, self._draws + 1
-        rows = np.zeros(len(ids), dtype=PARTICIPATION_DTYPE)
-        prof = self.planner.fleet.profiles[ids]
-        rows["round"], rows["client"], rows["device_class"] = version + 1, ids, prof["device_class"]
-        rows["samples"], rows["memory"] = self.planner.n_train[ids], prof["memory"]
-        work = self.work
-        for name in ("footprint", "bytes_down", "bytes_up", "width", "prune", "variant"):
-            rows[name] = getattr(work, name)[ids]
-        rows["flops"] = work.train_flops[ids]
-        rows["compute_time"], rows["comm_time"] = self.compute[ids], self.comm[ids]
-        rows["loss"] = rows["accuracy"] = np.nan
-        rows["measured_memory"], rows["group"], rows["rank"] = -1, -1, -1
-        rows["applied"], rows["staleness"] = 0, -1
-        rows["dispatch_time"] = t
-        finish = self.compute[ids] + self.comm[ids]
-        availability = self.planner.availability
-        status = np.full(len(ids), Status.TRAINED, dtype=np.uint8)
-        status[~availability.stays_online(ids, t, finish)] = Status.DROPPED
-        status[~self.fits[ids]] = Status.INFEASIBLE
-        status[~availability.online(ids, key, t)] = Status.UNAVAILABLE
-        rows["status"] = status
-        idle = (status == Status.UNAVAILABLE) | (status == Status.INFEASIBLE)
-        rows["arrival_time"] = np.where(idle, np.nan, t + finish)
-        rows["bytes_down"][idle] = 0
-        rows["bytes_up"][idle | (status == Status.DROPPED)] = 0
-        rows["compute_time"][idle] = rows["comm_time"][idle] = 0.0
+        rows, _ = dispatch_rows(self.planner, ids, version, self.work.take(ids), t, key)
+        rows["rank"], rows["applied"], rows["staleness"] = -1, 0, -1
         return rows
 
     def _simulate(self) -> tuple[np.ndarray, np.ndarray]:

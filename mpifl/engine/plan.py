@@ -65,14 +65,43 @@ def plan_round(planner: Planner, round_: int, t0: float, workload_of: WorkloadOf
     Balance the rest over ranks (or, `pinned`, send client k to its home rank k mod R,
     for methods that keep client state); with `group_size` > 1, balance whole groups.
     """
-    fleet, n_train, rnd = planner.fleet, planner.n_train, planner.settings
+    fleet, rnd = planner.fleet, planner.settings
     n_sample = min(len(fleet), math.ceil(rnd.cohort * rnd.overcommit))
     ids = sample_cohort(planner.seed, round_, len(fleet), n_sample)
-    prof = fleet.profiles[ids]
-    work: Workload = workload_of(ids, round_)
+    rows, finish = dispatch_rows(planner, ids, round_, workload_of(ids, round_), t0, round_)
+    status = rows["status"]  # a view: changes land in the rows
+    status[(status == Status.TRAINED) & (finish > rnd.deadline)] = Status.LATE
+    ready = np.flatnonzero(status == Status.TRAINED)
+    if len(ready) > rnd.cohort:  # over-commitment: the first `cohort` to finish count
+        order = ready[np.lexsort((ids[ready], finish[ready]))]
+        status[order[rnd.cohort :]] = Status.SURPLUS
+    rows["bytes_up"][(status == Status.LATE) | (status == Status.SURPLUS)] = 0  # never count
+    trained = status == Status.TRAINED
+    rows["applied"] = np.where(trained, round_ + 1, 0)
+    rows["staleness"] = np.where(trained, 0, -1)
+    rows["update_weight"] = trained
+    place(planner, rows)
+    waited = np.any((status == Status.LATE) | (status == Status.DROPPED))
+    if waited and math.isfinite(rnd.deadline) and trained.sum() < rnd.cohort:
+        duration = float(rnd.deadline)  # the server waited for clients that never came
+    else:
+        duration = float(finish[trained].max()) if trained.any() else 0.0
+    return RoundPlan(round_, rows, duration)
+
+
+def dispatch_rows(
+    planner: Planner, ids: np.ndarray, round_: int, work: Workload, t0: float, key: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Participation rows of clients `ids` handed the model of round `round_` at virtual
+    time t0 (`work` aligned with `ids`; `key` keys the availability draw), and each one's
+    compute + communication time. Status: unavailable (offline at t0), infeasible
+    (footprint over memory budget, if checked), dropped (offline before it finishes),
+    else trained. Nothing is sent to a client that never starts, and a dropped one sends
+    nothing back. Not yet set: `applied`, `staleness`, `update_weight`, `rank`."""
+    prof = planner.fleet.profiles[ids]
     rows = np.zeros(len(ids), dtype=PARTICIPATION_DTYPE)
     rows["round"], rows["client"], rows["device_class"] = round_ + 1, ids, prof["device_class"]
-    rows["samples"], rows["memory"] = n_train[ids], prof["memory"]
+    rows["samples"], rows["memory"] = planner.n_train[ids], prof["memory"]
     rows["flops"], rows["footprint"] = work.train_flops, work.footprint
     rows["bytes_down"], rows["bytes_up"] = work.bytes_down, work.bytes_up
     rows["width"], rows["prune"], rows["variant"] = work.width, work.prune, work.variant
@@ -84,38 +113,21 @@ def plan_round(planner: Planner, round_: int, t0: float, workload_of: WorkloadOf
         prof, work.train_flops, work.bytes_down, work.bytes_up, speedup
     )
     finish = rows["compute_time"] + rows["comm_time"]
-    online = planner.availability.online(ids, round_, t0)
+    online = planner.availability.online(ids, key, t0)
     stays = planner.availability.stays_online(ids, t0, finish)
     fits = work.footprint <= prof["memory"] if planner.check_footprint else np.ones(len(ids), bool)
     status = np.full(len(ids), Status.TRAINED, dtype=np.uint8)
-    status[finish > rnd.deadline] = Status.LATE
     status[~stays] = Status.DROPPED
     status[~fits] = Status.INFEASIBLE
     status[~online] = Status.UNAVAILABLE
-    ready = np.flatnonzero(status == Status.TRAINED)
-    if len(ready) > rnd.cohort:  # over-commitment: the first `cohort` to finish count
-        order = ready[np.lexsort((ids[ready], finish[ready]))]
-        status[order[rnd.cohort :]] = Status.SURPLUS
     rows["status"] = status
-    # Nothing is sent to an offline or infeasible client; uploads that never count are not sent.
     idle = (status == Status.UNAVAILABLE) | (status == Status.INFEASIBLE)
     rows["bytes_down"][idle] = 0
     rows["compute_time"][idle] = rows["comm_time"][idle] = 0.0  # they never start
-    cut = idle | (status == Status.LATE) | (status == Status.DROPPED) | (status == Status.SURPLUS)
-    rows["bytes_up"][cut] = 0
-    trained = status == Status.TRAINED
+    rows["bytes_up"][idle | (status == Status.DROPPED)] = 0
     rows["dispatch_time"] = t0
     rows["arrival_time"] = np.where(idle, np.nan, t0 + finish)
-    rows["applied"] = np.where(trained, round_ + 1, 0)
-    rows["staleness"] = np.where(trained, 0, -1)
-    rows["update_weight"] = trained
-    place(planner, rows)
-    waited = np.any((status == Status.LATE) | (status == Status.DROPPED))
-    if waited and math.isfinite(rnd.deadline) and trained.sum() < rnd.cohort:
-        duration = float(rnd.deadline)  # the server waited for clients that never came
-    else:
-        duration = float(finish[trained].max()) if trained.any() else 0.0
-    return RoundPlan(round_, rows, duration)
+    return rows, finish
 
 
 def place(planner: Planner, rows: np.ndarray) -> None:

@@ -7,7 +7,7 @@ turns it into a RoundPlan, which the server step receives.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -29,6 +29,10 @@ class Workload:
     width: np.ndarray  # f4
     prune: np.ndarray  # f4
     variant: np.ndarray  # i2: which of the method's model variants the client trains
+
+    def take(self, clients: np.ndarray) -> Workload:
+        """The work of `clients` (positions in this one's arrays)."""
+        return Workload(*(getattr(self, f.name)[clients] for f in fields(self)))
 
     @classmethod
     def idle(cls, n: int) -> Workload:
