@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch import nn
@@ -100,3 +103,16 @@ def test_flops_are_counted_as_flop_counter_mode_counts_them(spec):
         assert cost_of(model, spec.input_shape, loss_fn).train_flops_per_sample == (
             counter.get_total_flops() / 4
         )
+
+
+def test_checking_a_model_does_not_import_torchs_compiler():
+    """A GroupNorm forward on the meta device imported torch._dynamo: a second of every
+    run's start-up."""
+    code = (
+        "import sys\n"
+        "from mpifl.models import ModelSpec, check_buildable\n"
+        "check_buildable(ModelSpec('cnn', (1, 8, 8), 10, norm='group'))\n"
+        "print(sorted(m for m in ('torch._dynamo', 'sympy') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

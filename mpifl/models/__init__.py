@@ -31,35 +31,37 @@ def load_initial_state(model: nn.Module, path: str, what: str) -> None:
 
 
 def check_buildable(spec: ModelSpec, key: str = "model") -> int:
-    """Build `spec` without memory (torch's meta device) and run one input through it;
-    ConfigError (naming `key`) if it does not fit the data's shapes or cannot be trained in
-    this machine's memory. Returns the parameter count."""
-    with torch.device("meta"):
-        try:
+    """Build `spec` without memory (torch's meta device); ConfigError (naming `key`) if it
+    cannot be trained in this machine's memory, or if, built on the CPU once that is
+    known, one input run through it does not fit the data's shapes (a forward on the meta
+    device would import torch's compiler, seconds). Returns the parameter count."""
+    try:
+        with torch.device("meta"):
             model = build_model(spec)
-            out = model(torch.empty(1, *spec.input_shape))
-        except ConfigError:
-            raise
-        except Exception as exc:  # noqa: BLE001  (a user's model may fail in any way)
+        params = sum(p.numel() for p in model.parameters())
+        need = params * TRAINING_BYTES_PER_PARAM
+        total = psutil.virtual_memory().total
+        if need > total:
             raise ConfigError(
-                key, spec.arch, f"does not fit inputs {spec.input_shape}: {describe(exc)}"
-            ) from None
+                key,
+                f"{params} parameters",
+                f"training needs ~{need / 2**30:.1f} GiB, more than this machine's "
+                f"{total / 2**30:.1f} GiB: use smaller layers",
+            )
+        with torch.no_grad():
+            out = build_model(spec)(torch.zeros(1, *spec.input_shape))
+    except ConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001  (a user's model may fail in any way)
+        raise ConfigError(
+            key, spec.arch, f"does not fit inputs {spec.input_shape}: {describe(exc)}"
+        ) from None
     shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
     if shape != (1, spec.n_classes):
         raise ConfigError(
             key, spec.arch, f"must map a batch of 1 to logits of shape (1, {spec.n_classes}) "
             f"for the data's {spec.n_classes} classes; it gives {shape}",
         )  # fmt: skip
-    params = sum(p.numel() for p in model.parameters())
-    need = params * TRAINING_BYTES_PER_PARAM
-    total = psutil.virtual_memory().total
-    if need > total:
-        raise ConfigError(
-            key,
-            f"{params} parameters",
-            f"training needs ~{need / 2**30:.1f} GiB, more than this machine's "
-            f"{total / 2**30:.1f} GiB: use smaller layers",
-        )
     return params
 
 
