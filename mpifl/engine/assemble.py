@@ -14,8 +14,9 @@ from mpifl.config import Config
 from mpifl.data import build_dataset
 from mpifl.data.checks import check_fits
 from mpifl.data.federated import FederatedData
+from mpifl.engine.allocator import malloc_thresholds, set_malloc_thresholds
 from mpifl.engine.plan import Planner
-from mpifl.engine.throttle import limit_data_segment, make_allocations_visible
+from mpifl.engine.throttle import limit_data_segment
 from mpifl.errors import ConfigError
 from mpifl.fleet import Fleet, build_fleet
 from mpifl.fleet.availability import build_availability
@@ -62,8 +63,6 @@ def assemble(cfg: Config, comm: Comm, output: Path) -> Assembly:
         )
     fleet = build_fleet(cfg.fleet, data.n_clients, seed)
     availability = build_availability(cfg.emulation, fleet, seed)
-    if cfg.emulation.memory != "analytic":
-        make_allocations_visible()
     if cfg.emulation.rlimit_data:
         limit_data_segment(cfg.emulation.rlimit_data)
     spec = spec_from_config(cfg.model, data.input_shape, data.n_classes)
@@ -79,6 +78,7 @@ def assemble(cfg: Config, comm: Comm, output: Path) -> Assembly:
     if cls.stateful:
         folder = state_root(output) / f"rank{comm.rank}"
         store = ClientStateStore(cfg.state.cache_bytes, folder)
+    set_malloc_thresholds(*malloc_thresholds(cfg.emulation.memory, store is not None))
     speedup = bf16_speedup(cfg, fleet)
     distiller = Distiller(comm, cfg.aggregation.frac_bits)
     ctx = MethodContext(cfg, data, fleet, spec, Evaluator(comm), distiller, store, speedup)

@@ -22,7 +22,6 @@ from mpifl.engine.checkpoint import Checkpoint
 from mpifl.engine.emulation import ClientRunner
 from mpifl.engine.signals import INTERRUPTED, StopSignal
 from mpifl.engine.telemetry import RankTelemetry
-from mpifl.engine.throttle import make_allocations_visible
 from mpifl.kit import Accumulators, EvalResult, Metrics, RoundPlan
 from mpifl.kit.state_store import state_root
 from mpifl.progress import Progress, header
@@ -30,8 +29,6 @@ from mpifl.results.recorder import Recorder
 from mpifl.results.schema import FLEET_DTYPE, FORMAT_VERSION
 from mpifl.results.status import remove_failure_note
 from mpifl.versions import software
-
-STATE_MMAP_THRESHOLD = 2**20  # client states (MBs) are mapped; activations stay on the heap
 
 
 class RoundAbandoned(Exception):
@@ -70,8 +67,6 @@ class Engine:
             if resume is None:
                 checkpoint.remove(self.output)
         self.comm.barrier()
-        if self.store is not None and self.cfg.emulation.memory == "analytic":
-            make_allocations_visible(STATE_MMAP_THRESHOLD)  # evicted states leave RSS
         if resume is not None:
             self._resume(resume)
         elif self.comm.rank == 0:

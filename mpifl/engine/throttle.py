@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import resource
 import threading
 import time
@@ -14,23 +12,6 @@ import psutil
 from mpifl.errors import ConfigError
 
 SAMPLE_INTERVAL_S = 0.001
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
-MMAP_THRESHOLD = 128 * 1024
-
-
-def make_allocations_visible(threshold: int = MMAP_THRESHOLD) -> bool:
-    """Pin glibc's mmap threshold (it otherwise grows after the first large free) and trim
-    freed heap memory, so every allocation above `threshold` is mapped and unmapped and
-    shows in RSS. Smaller thresholds resolve more, but cost page faults for every tensor
-    above them. Returns False where glibc's mallopt is not available."""
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name)
-        ok = libc.mallopt(M_MMAP_THRESHOLD, threshold)
-        ok &= libc.mallopt(M_TRIM_THRESHOLD, threshold)
-    except (OSError, AttributeError, TypeError):
-        return False
-    return bool(ok)
 
 
 class MemoryProbe:
