@@ -1,14 +1,14 @@
 """W5: tiny-model fleet throughput, clients trained one by one against batched groups.
 
 W2's fleet and MLP (jobs/w2_fleet_scale.toml) with 5 local epochs at batch 4 and 1000
-clients per round on 2 ranks, 1 torch thread each; then the quick-start CNN on digits
-(jobs/quickstart.toml). Each runs with train.vectorize = off and = on in this
-invocation. Prints client updates per second per core (clients trained / seconds in
-local training, summed over ranks, rounds after the first), the ratio, and the
-arithmetic limit: the clients' training FLOPs (FlopCounterMode) at this core's measured
-fp32 matrix-multiply rate.
+clients per round on 2 ranks (--ranks), 1 torch thread each; then the quick-start CNN
+on digits (jobs/quickstart.toml), 10 rounds. Each runs with train.vectorize = off and
+= on in this invocation. Prints client updates per second per core (clients trained /
+seconds in local training, summed over ranks, rounds after the first), the ratio, and
+the arithmetic limit: the clients' training FLOPs (participation.flops) at this core's
+measured fp32 matrix-multiply rate.
 
-    python -m bench.w5 [--smoke]
+    python -m bench.w5 [--ranks 2] [--smoke]
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from mpifl.results import read_run
 W2 = "jobs/w2_fleet_scale.toml"
 W2_SETS = ("train.epochs=5", "train.batch_size=4", "run.rounds=4", "run.threads=1")
 QUICKSTART = "jobs/quickstart.toml"
-QUICKSTART_SETS = ("run.rounds=4", "run.threads=1", "run.eval_clients=false")
+QUICKSTART_SETS = ("run.rounds=10", "run.threads=1", "run.eval_clients=false")
 SMOKE_SETS = ("fleet.clients=2000", "round.cohort=40", "run.rounds=2")
 
 
@@ -40,9 +40,9 @@ def gemm_flops(size: int = 512, repeats: int = 20) -> float:
     return 2 * size**3 * repeats / (time.perf_counter() - start)
 
 
-def throughput(job: str, *sets: str) -> tuple[float, float]:
+def throughput(ranks: int, job: str, *sets: str) -> tuple[float, float]:
     """(client updates per second per core, median training FLOPs per client)."""
-    run = read_run(mpifl_run(2, job, *sets))
+    run = read_run(mpifl_run(ranks, job, *sets))
     ranks, part = run.tables["ranks"], run.tables["participation"]
     timed = ranks[ranks["round"] > 1] if ranks["round"].max() > 1 else ranks
     rate = timed["clients"].sum() / max(timed["train_time"].sum(), 1e-9)
@@ -53,17 +53,19 @@ def throughput(job: str, *sets: str) -> tuple[float, float]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--smoke", action="store_true", help="2 rounds of 40 clients, the MLP only")
+    p.add_argument("--ranks", type=int, default=2, help="MPI ranks (default 2)")
     args = p.parse_args()
     peak = gemm_flops()
     smoke = SMOKE_SETS if args.smoke else ()
-    print(f"W5 tiny-model throughput (2 ranks x 1 thread; this core: {peak / 1e9:.1f} GFLOP/s)")
+    print(f"W5 tiny-model throughput ({args.ranks} ranks x 1 thread; this core: "
+          f"{peak / 1e9:.1f} GFLOP/s)")  # fmt: skip
     settings = [
         ("W2 fleet, MLP [32]", W2, (*W2_SETS, *smoke), 20),
         ("quick start, CNN", QUICKSTART, QUICKSTART_SETS, 5),
     ]
     for name, job, sets, target in settings[:1] if args.smoke else settings:
-        off, flops = throughput(job, *sets, "train.vectorize='off'")
-        on, _ = throughput(job, *sets, "train.vectorize='on'")
+        off, flops = throughput(args.ranks, job, *sets, "train.vectorize='off'")
+        on, _ = throughput(args.ranks, job, *sets, "train.vectorize='on'")
         limit = peak / flops
         print(f"  {name}: {flops / 1e6:.2f} MFLOP per client update")
         print(f"    one by one {off:9.1f} client updates/s/core")

@@ -2,9 +2,10 @@
 
 Each client's maths is its own, as in `training.sgd_epochs`: its own start, its own
 minibatch order from its own random stream, its own sample count, the same SGD
-(momentum, weight decay). The clients' parameters are stacked (one (G, ...) tensor per
-parameter); every step runs the group's batches through the model at once, and one
-backward pass gives every client its own gradient (the clients do not interact). A
+(momentum, weight decay). The clients' parameters are the rows of one (G, P) matrix;
+every step runs the group's batches through the model at once, and one backward pass
+gives every client its own gradient (the clients do not interact): written by hand for
+mpifl's layers under cross-entropy in fp32 (`hand_backward`), autograd's otherwise. A
 client whose epoch is over leaves the step (no padding steps); a short last batch is
 masked. A Sequential of Linear, Conv2d, LayerNorm, GroupNorm, ReLU, MaxPool2d and
 Flatten layers (every model of mpifl.models, and FedMRL's model made of two) is batched
@@ -29,6 +30,7 @@ from mpifl.config import Config
 from mpifl.config.sections import TrainConfig
 from mpifl.data.federated import Split
 from mpifl.errors import ConfigError
+from mpifl.kit.hand_backward import differentiable_by_hand, hand_step, step_inputs
 from mpifl.kit.method import ClientResult, ClientTask
 from mpifl.kit.training import Head, precision
 from mpifl.models.mrl import MRLModel
@@ -142,18 +144,6 @@ def _batchable(model: nn.Module) -> bool:
     )
 
 
-def _is_mlp(model: nn.Module) -> bool:
-    """A Sequential of [Flatten,] Linear (with bias), then ReLU and Linear pairs."""
-    layers = list(model.children()) if isinstance(model, nn.Sequential) else []
-    if layers and type(layers[0]) is nn.Flatten and layers[0].start_dim == 1:
-        layers = layers[1:]
-    return (
-        len(layers) % 2 == 1
-        and all(type(m) is nn.Linear and m.bias is not None for m in layers[::2])
-        and all(type(m) is nn.ReLU for m in layers[1::2])
-    )
-
-
 BY_HAND = (nn.Linear, nn.Conv2d, nn.LayerNorm, nn.GroupNorm, nn.ReLU, nn.MaxPool2d, nn.Flatten)
 
 
@@ -176,7 +166,6 @@ class GroupModel:
             self.by_hand, self._forward = True, self._mrl
         else:
             self.by_hand, self._forward = False, vmap(self._one)
-        self.mlp = _is_mlp(model)  # trained with a hand-written backward (`_mlp_step`)
 
     def batches(self, input_shape: tuple[int, ...]) -> bool:
         """Whether a group of clients can train this model at once: always on the
@@ -261,8 +250,8 @@ def train_group(
     x, y, n = stack([splits[int(k)] for k in order])
     generators = [generators[int(k)] for k in order]
     w = start.expand(g, group.size) if start.dim() == 1 else start[order]
-    params = {name: v.clone() for name, v in group.views(w).items()}
-    momentum = {name: torch.zeros_like(v) for name, v in params.items()}
+    flat, momentum = w.clone(), torch.zeros(g, group.size)
+    params = group.views(flat)
     steps_of = (n + b - 1) // b  # (G,), non-increasing
     steps = int(steps_of[0])
     training = [int((steps_of > s).sum()) for s in range(steps)]  # the prefix at step s
@@ -273,28 +262,35 @@ def train_group(
     longest = x.shape[1]
     x, y = x.reshape(g * longest, *x.shape[2:]), y.reshape(-1)  # row k * longest + i
     base = (torch.arange(g) * longest)[:, None]
-    by_hand_backward = group.mlp and loss_fn is sample_cross_entropy and train.precision == "fp32"
+    hand = (
+        loss_fn is sample_cross_entropy
+        and train.precision == "fp32"
+        and differentiable_by_hand(group.model, x.dim() - 1)
+    )
+    if hand:
+        x, patched = step_inputs(group.model, x)
     for _ in range(train.epochs):
         index = torch.zeros(g, steps * b, dtype=torch.long)
         orders = [torch.randperm(int(k), generator=r) for k, r in zip(n, generators, strict=True)]
         index[slots] = torch.cat(orders)
-        index = index.view(g, steps, b)
+        picked = (base + index).view(-1)  # every step's batches, gathered once an epoch
+        xe = x.index_select(0, picked).view(g, steps, b, *x.shape[1:])
+        ye = y.index_select(0, picked).view(g, steps, b)
+        weights, m_of_weights = [], 0
         for s, m in enumerate(training):
-            idx, weight, count = index[:m, s], weight_of[:m, s], count_of[:m, s]
-            picked = (base[:m] + idx).reshape(-1)
-            xs, ys = x.index_select(0, picked).view(m, b, *x.shape[1:]), y.index_select(0, picked)
-            weights = [v[:m] for v in params.values()]
-            if by_hand_backward:
-                losses, grads = _mlp_step(weights, xs, ys.view(m, b), weight, count)
+            if m != m_of_weights:  # the prefix shrinks now and then
+                weights, m_of_weights = [v[:m] for v in params.values()], m
+            xs, ys, weight, count = xe[:m, s], ye[:m, s], weight_of[:m, s], count_of[:m, s]
+            if hand:
+                losses, grads = hand_step(group.model, weights, xs, ys, weight, count, patched)
             else:
-                losses, grads = _autograd_step(group, params, m, xs, ys, weight, count, loss_fn,
-                                               train)  # fmt: skip
+                losses, grads = _autograd_step(group, params, m, xs, ys.reshape(-1), weight,
+                                               count, loss_fn, train)  # fmt: skip
+            grad = torch.cat([v.reshape(m, -1) for v in grads], 1)
             if clip is not None:
-                grads = _clipped(grads, clip)
+                grad = _clipped(grad, clip)
             loss_sum[:m] += losses.double()
-            with torch.no_grad():
-                _sgd_step(weights, grads, [momentum[k][:m] for k in params], train)
-    flat = torch.cat([v.reshape(g, -1) for v in params.values()], 1)
+            _sgd_step(flat[:m], grad, momentum[:m], train)
     losses = (loss_sum / (steps_of * train.epochs)).float()
     back = torch.argsort(order)
     return flat[back], losses[back]
@@ -320,65 +316,23 @@ def _autograd_step(
     return losses.detach(), list(grads)
 
 
+def _clipped(grad: torch.Tensor, clip: float) -> torch.Tensor:
+    """Each client's gradient (a row) scaled to norm at most `clip`."""
+    scale = (clip / (grad.square().sum(1).sqrt() + 1e-6)).clamp(max=1.0)
+    return grad * scale.unsqueeze(1)
+
+
 @torch.no_grad()
-def _mlp_step(
-    weights: list[torch.Tensor],
-    x: torch.Tensor,
-    y: torch.Tensor,
-    weight: torch.Tensor,
-    count: torch.Tensor,
-) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """The batch losses (m,) and gradients of an MLP (Linear layers with ReLU between;
-    `weights` alternate weight and bias) under mean cross-entropy, by hand: the forward
-    keeps each layer's input and pre-activation, the backward is two batched products
-    per layer. Several times faster than autograd on tiny models, whose steps are
-    dispatch-bound; the same maths (tests/test_batched.py)."""
-    h = x.flatten(2)
-    inputs, pre = [], []
-    for i in range(0, len(weights), 2):
-        inputs.append(h)
-        z = torch.baddbmm(weights[i + 1].unsqueeze(1), h, weights[i].transpose(1, 2))
-        pre.append(z)
-        h = torch.relu(z)
-    logits = pre[-1]
-    log_p = torch.log_softmax(logits, -1)
-    picked = log_p.gather(2, y.unsqueeze(2)).squeeze(2)
-    scale = weight / count.unsqueeze(1)  # d loss / d per-sample loss
-    losses = -(picked * weight).sum(1) / count
-    d = log_p.exp()
-    d.scatter_add_(2, y.unsqueeze(2), -torch.ones_like(picked).unsqueeze(2))
-    d *= scale.unsqueeze(2)
-    grads: list[torch.Tensor] = []
-    for layer in range(len(pre) - 1, -1, -1):
-        w = weights[2 * layer]
-        grads[:0] = [torch.bmm(d.transpose(1, 2), inputs[layer]), d.sum(1)]
-        if layer:
-            d = torch.bmm(d, w) * (pre[layer - 1] > 0)
-    return losses, grads
-
-
-def _clipped(grads: list[torch.Tensor], clip: float) -> list[torch.Tensor]:
-    """Each client's gradients (row k of every tensor) scaled to norm at most `clip`."""
-    squares = sum(g.flatten(1).square().sum(1) for g in grads)
-    scale = (clip / (squares.sqrt() + 1e-6)).clamp(max=1.0)
-    return [g * scale.view(-1, *[1] * (g.dim() - 1)) for g in grads]
-
-
 def _sgd_step(
-    weights: list[torch.Tensor],
-    grads: list[torch.Tensor],
-    momentum: list[torch.Tensor],
-    train: TrainConfig,
+    w: torch.Tensor, grad: torch.Tensor, momentum: torch.Tensor, train: TrainConfig
 ) -> None:
     """torch.optim.SGD's step (weight decay, momentum without dampening), in place, on
-    every parameter at once (torch's multi-tensor kernels, as its optimizers use)."""
+    the clients' parameter rows (G, P)."""
     if train.weight_decay:
-        grads = torch._foreach_add(grads, weights, alpha=train.weight_decay)
+        grad = grad.add(w, alpha=train.weight_decay)
     if train.momentum:
-        torch._foreach_mul_(momentum, train.momentum)
-        torch._foreach_add_(momentum, grads)
-        grads = momentum
-    torch._foreach_add_(weights, grads, alpha=-train.lr)
+        grad = momentum.mul_(train.momentum).add_(grad)
+    w.add_(grad, alpha=-train.lr)
 
 
 def train_as_group(
