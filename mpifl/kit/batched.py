@@ -30,6 +30,7 @@ from mpifl.config import Config
 from mpifl.config.sections import TrainConfig
 from mpifl.data.federated import Split
 from mpifl.errors import ConfigError
+from mpifl.kit.group_matmul import ALIGN, GroupBmm
 from mpifl.kit.hand_backward import differentiable_by_hand, hand_step, step_inputs
 from mpifl.kit.method import ClientResult, ClientTask
 from mpifl.kit.training import Head, precision
@@ -83,7 +84,7 @@ def _conv(
                                    m.dilation, m.padding, m.stride)  # fmt: skip
     locations = patches.shape[-1]
     patches = patches.view(g, b, -1, locations).transpose(1, 2).reshape(g, -1, b * locations)
-    out = torch.bmm(w.reshape(g, w.shape[1], -1), patches)  # (G, C_out, B L)
+    out = GroupBmm.apply(w.reshape(g, w.shape[1], -1), patches)  # (G, C_out, B L)
     if bias is not None:
         out = out + bias.unsqueeze(2)
     kh, kw = m.kernel_size
@@ -95,7 +96,7 @@ def _conv(
 
 def _linear(h: torch.Tensor, params: dict[str, torch.Tensor], prefix: str) -> torch.Tensor:
     """Each client's Linear layer on its (G, B, in) activations."""
-    out = torch.bmm(h, params[prefix + "weight"].transpose(1, 2))
+    out = GroupBmm.apply(h, params[prefix + "weight"].transpose(1, 2))
     bias = params.get(prefix + "bias")
     return out if bias is None else out + bias.unsqueeze(1)
 
@@ -250,8 +251,9 @@ def train_group(
     x, y, n = stack([splits[int(k)] for k in order])
     generators = [generators[int(k)] for k in order]
     w = start.expand(g, group.size) if start.dim() == 1 else start[order]
-    flat, momentum = w.clone(), torch.zeros(g, group.size)
-    params = group.views(flat)
+    layout = AlignedLayout(group)
+    flat, momentum, grad = layout.of(w), layout.zeros(g), layout.zeros(g)
+    params = layout.views(flat)
     steps_of = (n + b - 1) // b  # (G,), non-increasing
     steps = int(steps_of[0])
     training = [int((steps_of > s).sum()) for s in range(steps)]  # the prefix at step s
@@ -276,24 +278,60 @@ def train_group(
         picked = (base + index).view(-1)  # every step's batches, gathered once an epoch
         xe = x.index_select(0, picked).view(g, steps, b, *x.shape[1:])
         ye = y.index_select(0, picked).view(g, steps, b)
-        weights, m_of_weights = [], 0
+        weights, grads_into, m_of_weights = [], [], 0
         for s, m in enumerate(training):
             if m != m_of_weights:  # the prefix shrinks now and then
                 weights, m_of_weights = [v[:m] for v in params.values()], m
+                grads_into = list(layout.views(grad[:m]).values())
             xs, ys, weight, count = xe[:m, s], ye[:m, s], weight_of[:m, s], count_of[:m, s]
             if hand:
                 losses, grads = hand_step(group.model, weights, xs, ys, weight, count, patched)
             else:
                 losses, grads = _autograd_step(group, params, m, xs, ys.reshape(-1), weight,
                                                count, loss_fn, train)  # fmt: skip
-            grad = torch.cat([v.reshape(m, -1) for v in grads], 1)
-            if clip is not None:
-                grad = _clipped(grad, clip)
+            for into, v in zip(grads_into, grads, strict=True):
+                into.copy_(v)
+            step_grad = grad[:m] if clip is None else _clipped(grad[:m], clip)
             loss_sum[:m] += losses.double()
-            _sgd_step(flat[:m], grad, momentum[:m], train)
+            _sgd_step(flat[:m], step_grad, momentum[:m], train)
     losses = (loss_sum / (steps_of * train.epochs)).float()
     back = torch.argsort(order)
-    return flat[back], losses[back]
+    return layout.packed(flat[back]), losses[back]
+
+
+class AlignedLayout:
+    """A group's parameter rows with every parameter of every client starting 64-byte
+    aligned, as group_bmm wants its operands: each parameter's columns start at a
+    multiple of 16, and a row's length is one (zero padding between)."""
+
+    def __init__(self, group: GroupModel) -> None:
+        self.shapes, self.starts, column = group.shapes, [], 0
+        for _, _, numel in self.shapes:
+            self.starts.append(column)
+            column += -(-numel // ALIGN) * ALIGN
+        self.width = column
+
+    def zeros(self, g: int) -> torch.Tensor:
+        return torch.zeros(g, self.width)
+
+    def views(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The per-parameter views (G, *shape) of laid-out rows (G, width)."""
+        return {
+            name: rows[:, start : start + numel].view(len(rows), *shape)
+            for (name, shape, numel), start in zip(self.shapes, self.starts, strict=True)
+        }
+
+    def of(self, flat: torch.Tensor) -> torch.Tensor:
+        """Flat parameter rows (G, P) laid out."""
+        rows, offset = self.zeros(len(flat)), 0
+        for view in self.views(rows).values():
+            view.copy_(flat[:, offset : offset + view[0].numel()].view(view.shape))
+            offset += view[0].numel()
+        return rows
+
+    def packed(self, rows: torch.Tensor) -> torch.Tensor:
+        """Laid-out rows back to flat parameter rows (G, P)."""
+        return torch.cat([v.reshape(len(rows), -1) for v in self.views(rows).values()], 1)
 
 
 def _autograd_step(

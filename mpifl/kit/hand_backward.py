@@ -22,6 +22,8 @@ import torch
 from torch import nn
 from torch.nn.modules.utils import _pair
 
+from mpifl.kit.group_matmul import aligned, aligned_empty, group_bmm
+
 Grads = list[torch.Tensor]
 Pair = tuple[int, int]
 Backward = Callable[[torch.Tensor, bool], tuple[torch.Tensor | None, Grads]]
@@ -91,14 +93,14 @@ def _conv(p: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, conv: nn.
     its weights (G, C_out, C, kh, kw) in channels-last order."""
     g, b, out_h, out_w, k = p.shape
     c_out = w.shape[1]
-    wt = w.permute(0, 1, 3, 4, 2).reshape(g, c_out, k)  # (G, C_out, kh kw C)
+    wt = aligned_empty(g, c_out, k)  # (G, C_out, kh kw C)
+    wt.view(g, c_out, *w.shape[3:], w.shape[2]).copy_(w.permute(0, 1, 3, 4, 2))
     rows = p.view(g, -1, k)
-    z = torch.bmm(rows, wt.transpose(1, 2)) if bias is None else torch.baddbmm(
-        bias.unsqueeze(1), rows, wt.transpose(1, 2))  # fmt: skip
+    z = group_bmm(rows, wt.transpose(1, 2), bias)
 
     def backward(d: torch.Tensor, need_input: bool) -> tuple[torch.Tensor | None, Grads]:
         d = d.reshape(g, -1, c_out)
-        gw = torch.bmm(rows.transpose(1, 2), d)  # (G, kh kw C, C_out): faster than its transpose
+        gw = group_bmm(rows.transpose(1, 2), d)  # (G, kh kw C, C_out): faster than its transpose
         gw = gw.view(g, *w.shape[3:], w.shape[2], c_out).permute(0, 4, 3, 1, 2)
         grads = [gw] + ([] if bias is None else [d.sum(1)])
         if not need_input:
@@ -121,9 +123,10 @@ def _input_gradient(d: torch.Tensor, w: torch.Tensor, wt: torch.Tensor, conv: nn
     height, width, c = in_shape
     if (sh, sw, dh, dw) == (1, 1, 1, 1) and ph < kh and pw < kw:
         full = _patches(d, (kh, kw), (kh - 1 - ph, kw - 1 - pw), (1, 1), (1, 1))
-        flipped = w.flip(3, 4).permute(0, 3, 4, 1, 2).reshape(g, kh * kw * c_out, c)
-        return torch.bmm(full.view(g, -1, kh * kw * c_out), flipped).view(g, b, *in_shape)
-    dp = torch.bmm(d.view(g, -1, c_out), wt).view(g, b, out_h, out_w, kh, kw, c)
+        flipped = aligned_empty(g, kh * kw * c_out, c)
+        flipped.view(g, kh, kw, c_out, c).copy_(w.flip(3, 4).permute(0, 3, 4, 1, 2))
+        return group_bmm(full.view(g, -1, kh * kw * c_out), flipped).view(g, b, *in_shape)
+    dp = group_bmm(d.view(g, -1, c_out), wt).view(g, b, out_h, out_w, kh, kw, c)
     out = dp.new_zeros(g, b, height + 2 * ph, width + 2 * pw, c)
     for i in range(kh):
         for j in range(kw):
@@ -216,12 +219,12 @@ def _flatten(h: torch.Tensor) -> tuple[torch.Tensor, Backward]:
 
 def _linear(h: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None
             ) -> tuple[torch.Tensor, Backward]:  # fmt: skip
-    z = torch.bmm(h, w.transpose(1, 2)) if bias is None else torch.baddbmm(
-        bias.unsqueeze(1), h, w.transpose(1, 2))  # fmt: skip
+    z = group_bmm(h, w.transpose(1, 2), bias)
 
     def backward(d: torch.Tensor, need_input: bool) -> tuple[torch.Tensor | None, Grads]:
-        grads = [torch.bmm(d.transpose(1, 2), h)] + ([] if bias is None else [d.sum(1)])
-        return (torch.bmm(d, w) if need_input else None), grads
+        d = aligned(d)  # once for both products
+        grads = [group_bmm(d.transpose(1, 2), h)] + ([] if bias is None else [d.sum(1)])
+        return (group_bmm(d, w) if need_input else None), grads
 
     return z, backward
 
