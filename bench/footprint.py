@@ -13,7 +13,8 @@ import gc
 
 import torch
 
-from mpifl.engine.throttle import MemoryProbe, make_allocations_visible
+from mpifl.engine.allocator import malloc_thresholds, set_malloc_thresholds
+from mpifl.engine.throttle import MemoryProbe
 from mpifl.models import ModelSpec, build_model, measure_cost
 
 MODELS = {
@@ -42,7 +43,7 @@ def measured(spec: ModelSpec, momentum: bool) -> int:
 
 def main() -> None:
     torch.set_num_threads(1)
-    make_allocations_visible()
+    set_malloc_thresholds(*malloc_thresholds("measured", keeps_states=False))
     for spec in MODELS.values():  # warm-up: first-use allocations of torch's kernels
         measured(spec, True)
     print(f"Training footprint at batch {BATCH}, SGD with momentum: analytic vs measured RSS")

@@ -155,6 +155,7 @@ def test_a_clients_batched_result_does_not_depend_on_its_group(spec, mrl):
     model = MRLModel(spec, 8, 12, [4, 8]) if mrl else build_model(spec)
     start, group = get_flat(model), GroupModel(model)
     assert group.by_hand
+    group.invariant = True  # as pinned_group_size sets it
     loss = mrl_sample_loss if mrl else sample_cross_entropy
     data = splits(40, spec.input_shape, spec.n_classes, seed=5)
 
@@ -218,6 +219,7 @@ def test_the_hand_written_backward_is_autograds(model, shape):
     """`hand_step` (the fast path of fp32 cross-entropy) gives autograd's losses and
     gradients, with a masked short batch."""
     from mpifl.kit.batched import _autograd_step
+    from mpifl.kit.group_matmul import fast_bmm, group_bmm
     from mpifl.kit.hand_backward import differentiable_by_hand, hand_step, step_inputs
 
     torch.manual_seed(3)
@@ -230,13 +232,14 @@ def test_the_hand_written_backward_is_autograds(model, shape):
     weight[-1, 2:] = 0  # the last client's batch is short
     count = weight.sum(1)
     rows, patched = step_inputs(model, x)
-    ours = hand_step(model, list(params.values()), rows.view(m, b, *rows.shape[1:]), y.view(m, b),
-                     weight, count, patched)  # fmt: skip
     theirs = _autograd_step(group, params, m, x.view(m, b, *shape), y, weight, count,
                             sample_cross_entropy, TRAIN)  # fmt: skip
-    assert torch.allclose(ours[0], theirs[0], atol=1e-6)
-    for a, c in zip(ours[1], theirs[1], strict=True):
-        assert a.shape == c.shape and torch.allclose(a, c, atol=1e-5)
+    for bmm in (fast_bmm, group_bmm):
+        ours = hand_step(model, list(params.values()), rows.view(m, b, *rows.shape[1:]),
+                         y.view(m, b), weight, count, patched, bmm)  # fmt: skip
+        assert torch.allclose(ours[0], theirs[0], atol=1e-6)
+        for a, c in zip(ours[1], theirs[1], strict=True):
+            assert a.shape == c.shape and torch.allclose(a, c, atol=1e-5)
 
 
 def test_models_outside_the_hand_written_backward_are_refused():
@@ -261,6 +264,7 @@ import resource, sys, torch
 from mpifl.engine.allocator import malloc_thresholds, set_malloc_thresholds
 from mpifl.kit import build_model
 from mpifl.kit.batched import GroupModel
+from mpifl.kit.group_matmul import fast_bmm
 from mpifl.kit.hand_backward import hand_step, step_inputs
 from mpifl.models import ModelSpec
 assert set_malloc_thresholds(*malloc_thresholds(sys.argv[1], False))
@@ -270,7 +274,8 @@ m, b = 32, 4
 rows, patched = step_inputs(model, torch.randn(m * b, 1, 8, 8))
 rows, y = rows.view(m, b, *rows.shape[1:]), torch.randint(0, 10, (m, b))
 weights = list(GroupModel(model).views(torch.randn(m, 13802)).values())
-step = lambda: hand_step(model, weights, rows, y, torch.ones(m, b), torch.full((m,), 4.0), patched)
+step = lambda: hand_step(model, weights, rows, y, torch.ones(m, b), torch.full((m,), 4.0), patched,
+                         fast_bmm)
 for _ in range(3):
     step()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt

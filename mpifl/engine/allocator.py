@@ -2,8 +2,9 @@
 
 glibc serves an allocation above its mmap threshold (128 KiB at first, then growing
 after the first large free) with a fresh mapping, unmapped when freed, and returns a
-free heap top above its trim threshold. Mapped memory shows in RSS as soon as it is
-freed; memory kept on the heap is reused without page faults. A run picks one policy:
+free heap top above its trim threshold. Mapped memory leaves RSS as soon as it is
+freed, so RSS follows what is in use; memory kept on the heap is reused without page
+faults. A run picks one policy:
 
 - measuring each client's memory (emulation.memory = measured or both): every
   allocation above 128 KiB is mapped, so a client's RSS growth is its own;
@@ -42,4 +43,5 @@ def set_malloc_thresholds(mmap: int, trim: int) -> bool:
     except (OSError, AttributeError, TypeError):
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return bool(mallopt(M_MMAP_THRESHOLD, mmap)) and bool(mallopt(M_TRIM_THRESHOLD, trim))
+    mapped, trimmed = mallopt(M_MMAP_THRESHOLD, mmap), mallopt(M_TRIM_THRESHOLD, trim)
+    return bool(mapped and trimmed)

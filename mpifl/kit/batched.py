@@ -30,12 +30,13 @@ from mpifl.config import Config
 from mpifl.config.sections import TrainConfig
 from mpifl.data.federated import Split
 from mpifl.errors import ConfigError
-from mpifl.kit.group_matmul import ALIGN, GroupBmm
-from mpifl.kit.hand_backward import differentiable_by_hand, hand_step, step_inputs
+from mpifl.kit.group_matmul import ALIGN, GroupBmm, fast_bmm, group_bmm
+from mpifl.kit.hand_backward import differentiable_by_hand, hand_step, step_inputs, supported
 from mpifl.kit.method import ClientResult, ClientTask
 from mpifl.kit.training import Head, precision
 from mpifl.models.mrl import MRLModel
 
+Bmm2 = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 AUTO_MAX_PARAMS = 100_000  # train.vectorize = auto batches models up to this size
 
 
@@ -57,8 +58,13 @@ def group_size(cfg: Config, params: int) -> int:
 def pinned_group_size(cfg: Config, params: int, groups: Sequence[GroupModel]) -> int:
     """`group_size` for a method that keeps client state: its groups form within each
     home rank and change with the rank count, so it batches only models batched by hand,
-    on which a client's result does not depend on its group; else 1."""
-    return group_size(cfg, params) if all(g.by_hand for g in groups) else 1
+    with products that give a client its result alone (the groups are set to make
+    them), in fp32 on one torch thread (several split a group's reductions by its size);
+    else 1."""
+    for g in groups:
+        g.invariant = True
+    alike = cfg.train.precision == "fp32" and torch.get_num_threads() == 1
+    return group_size(cfg, params) if alike and all(g.by_hand for g in groups) else 1
 
 
 def stack(splits: Sequence[Split]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -75,7 +81,7 @@ def stack(splits: Sequence[Split]) -> tuple[torch.Tensor, torch.Tensor, torch.Te
 
 
 def _conv(
-    h: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, m: nn.Conv2d
+    h: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, m: nn.Conv2d, bmm: Bmm2
 ) -> torch.Tensor:
     """Each client's convolution of its (G, B, C, H, W) inputs, as one batched product of
     its weights (G, C_out, C k k) with its unfolded input patches."""
@@ -84,7 +90,7 @@ def _conv(
                                    m.dilation, m.padding, m.stride)  # fmt: skip
     locations = patches.shape[-1]
     patches = patches.view(g, b, -1, locations).transpose(1, 2).reshape(g, -1, b * locations)
-    out = GroupBmm.apply(w.reshape(g, w.shape[1], -1), patches)  # (G, C_out, B L)
+    out = bmm(w.reshape(g, w.shape[1], -1), patches)  # (G, C_out, B L)
     if bias is not None:
         out = out + bias.unsqueeze(2)
     kh, kw = m.kernel_size
@@ -94,25 +100,27 @@ def _conv(
     return out.view(g, -1, b, out_h, out_w).transpose(1, 2)
 
 
-def _linear(h: torch.Tensor, params: dict[str, torch.Tensor], prefix: str) -> torch.Tensor:
+def _linear(
+    h: torch.Tensor, params: dict[str, torch.Tensor], prefix: str, bmm: Bmm2
+) -> torch.Tensor:
     """Each client's Linear layer on its (G, B, in) activations."""
-    out = GroupBmm.apply(h, params[prefix + "weight"].transpose(1, 2))
+    out = bmm(h, params[prefix + "weight"].transpose(1, 2))
     bias = params.get(prefix + "bias")
     return out if bias is None else out + bias.unsqueeze(1)
 
 
 def _run(
-    model: nn.Module, params: dict[str, torch.Tensor], prefix: str, x: torch.Tensor
+    model: nn.Module, params: dict[str, torch.Tensor], prefix: str, x: torch.Tensor, bmm: Bmm2
 ) -> torch.Tensor:
     """A batchable Sequential's layers on (G, B, ...) activations: batched matrix products
-    for Linear layers and for convolutions (over unfolded patches), per-sample layers on
+    (`bmm`) for Linear layers and for convolutions (over unfolded patches), per-sample layers on
     (G * B, ...)."""
     g, b = x.shape[:2]
     h = x
     for name, m in model.named_children():
         w, bias = params.get(f"{prefix}{name}.weight"), params.get(f"{prefix}{name}.bias")
         if isinstance(m, nn.Conv2d):
-            h = _conv(h, w, bias, m)
+            h = _conv(h, w, bias, m, bmm)
         elif isinstance(m, nn.GroupNorm | nn.LayerNorm):
             shape = h.shape
             if isinstance(m, nn.GroupNorm):
@@ -132,16 +140,15 @@ def _run(
         elif isinstance(m, nn.Flatten):
             h = h.reshape(g, b, -1)
         else:  # Linear
-            h = _linear(h, params, f"{prefix}{name}.")
+            h = _linear(h, params, f"{prefix}{name}.", bmm)
     return h
 
 
 def _batchable(model: nn.Module) -> bool:
-    """A Sequential of layers batched by hand (convolutions of one group, int padding)."""
+    """A Sequential of layers batched by hand, in the forms the hand-written backward
+    takes too (convolutions of one group with zero padding, affine norms)."""
     return isinstance(model, nn.Sequential) and all(
-        isinstance(m, BY_HAND)
-        and (not isinstance(m, nn.Conv2d) or (m.groups == 1 and not isinstance(m.padding, str)))
-        for m in model.children()
+        isinstance(m, BY_HAND) and supported(m) for m in model.children()
     )
 
 
@@ -167,6 +174,12 @@ class GroupModel:
             self.by_hand, self._forward = True, self._mrl
         else:
             self.by_hand, self._forward = False, vmap(self._one)
+        self.invariant = False  # products that give a client its result alone (pinned_group_size)
+
+    @property
+    def bmm(self) -> Bmm2:
+        """The batched product of the forward (autograd's, or group_bmm's under it)."""
+        return GroupBmm.apply if self.invariant else torch.bmm
 
     def batches(self, input_shape: tuple[int, ...]) -> bool:
         """Whether a group of clients can train this model at once: always on the
@@ -194,19 +207,19 @@ class GroupModel:
         return out
 
     def _sequential(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        return _run(self.model, params, "", x)
+        return _run(self.model, params, "", x, self.bmm)
 
     def _mrl(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> list[torch.Tensor]:
         """MRLModel.forward on (G, B, ...) inputs, layer by layer."""
         m: MRLModel = self.model  # type: ignore[assignment]
         both = [
-            _run(m.global_ex, params, "global_ex.", x),
-            _run(m.local_ex, params, "local_ex.", x),
+            _run(m.global_ex, params, "global_ex.", x, self.bmm),
+            _run(m.local_ex, params, "local_ex.", x, self.bmm),
         ]
-        r = _linear(torch.cat(both, dim=2), params, "projector.")
-        heads = [_linear(r[..., : m.dims[0]], params, "global_head.")]
+        r = _linear(torch.cat(both, dim=2), params, "projector.", self.bmm)
+        heads = [_linear(r[..., : m.dims[0]], params, "global_head.", self.bmm)]
         for i, d in enumerate(m.dims[1:]):
-            heads.append(_linear(r[..., :d], params, f"local_heads.{i}."))
+            heads.append(_linear(r[..., :d], params, f"local_heads.{i}.", self.bmm))
         return heads
 
     def __call__(
@@ -252,8 +265,8 @@ def train_group(
     generators = [generators[int(k)] for k in order]
     w = start.expand(g, group.size) if start.dim() == 1 else start[order]
     layout = AlignedLayout(group)
-    flat, momentum, grad = layout.of(w), layout.zeros(g), layout.zeros(g)
-    params = layout.views(flat)
+    flat, momentum = layout.of(w), layout.zeros(g)
+    params, velocity = layout.views(flat), list(layout.views(momentum).values())
     steps_of = (n + b - 1) // b  # (G,), non-increasing
     steps = int(steps_of[0])
     training = [int((steps_of > s).sum()) for s in range(steps)]  # the prefix at step s
@@ -275,25 +288,26 @@ def train_group(
         index = torch.zeros(g, steps * b, dtype=torch.long)
         orders = [torch.randperm(int(k), generator=r) for k, r in zip(n, generators, strict=True)]
         index[slots] = torch.cat(orders)
-        picked = (base + index).view(-1)  # every step's batches, gathered once an epoch
-        xe = x.index_select(0, picked).view(g, steps, b, *x.shape[1:])
-        ye = y.index_select(0, picked).view(g, steps, b)
-        weights, grads_into, m_of_weights = [], [], 0
+        index = index.view(g, steps, b)
+        weights, buffers, m_of_weights = [], [], 0
         for s, m in enumerate(training):
             if m != m_of_weights:  # the prefix shrinks now and then
                 weights, m_of_weights = [v[:m] for v in params.values()], m
-                grads_into = list(layout.views(grad[:m]).values())
-            xs, ys, weight, count = xe[:m, s], ye[:m, s], weight_of[:m, s], count_of[:m, s]
+                buffers = [v[:m] for v in velocity]
+            picked = (base[:m] + index[:m, s]).view(-1)
+            xs = x.index_select(0, picked).view(m, b, *x.shape[1:])
+            ys = y.index_select(0, picked).view(m, b)
+            weight, count = weight_of[:m, s], count_of[:m, s]
             if hand:
-                losses, grads = hand_step(group.model, weights, xs, ys, weight, count, patched)
+                losses, grads = hand_step(group.model, weights, xs, ys, weight, count, patched,
+                                          group_bmm if group.invariant else fast_bmm)  # fmt: skip
             else:
                 losses, grads = _autograd_step(group, params, m, xs, ys.reshape(-1), weight,
                                                count, loss_fn, train)  # fmt: skip
-            for into, v in zip(grads_into, grads, strict=True):
-                into.copy_(v)
-            step_grad = grad[:m] if clip is None else _clipped(grad[:m], clip)
+            if clip is not None:
+                grads = _clipped(grads, clip)
             loss_sum[:m] += losses.double()
-            _sgd_step(flat[:m], step_grad, momentum[:m], train)
+            _sgd_step(weights, grads, buffers, train)
     losses = (loss_sum / (steps_of * train.epochs)).float()
     back = torch.argsort(order)
     return layout.packed(flat[back]), losses[back]
@@ -354,23 +368,29 @@ def _autograd_step(
     return losses.detach(), list(grads)
 
 
-def _clipped(grad: torch.Tensor, clip: float) -> torch.Tensor:
-    """Each client's gradient (a row) scaled to norm at most `clip`."""
-    scale = (clip / (grad.square().sum(1).sqrt() + 1e-6)).clamp(max=1.0)
-    return grad * scale.unsqueeze(1)
+def _clipped(grads: list[torch.Tensor], clip: float) -> list[torch.Tensor]:
+    """Each client's gradients (row k of every tensor) scaled to norm at most `clip`."""
+    squares = sum(g.flatten(1).square().sum(1) for g in grads)
+    scale = (clip / (squares.sqrt() + 1e-6)).clamp(max=1.0)
+    return [g * scale.view(-1, *[1] * (g.dim() - 1)) for g in grads]
 
 
 @torch.no_grad()
 def _sgd_step(
-    w: torch.Tensor, grad: torch.Tensor, momentum: torch.Tensor, train: TrainConfig
+    weights: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    momentum: list[torch.Tensor],
+    train: TrainConfig,
 ) -> None:
     """torch.optim.SGD's step (weight decay, momentum without dampening), in place, on
-    the clients' parameter rows (G, P)."""
+    every parameter at once (torch's multi-tensor kernels, as its optimizers use)."""
     if train.weight_decay:
-        grad = grad.add(w, alpha=train.weight_decay)
+        grads = torch._foreach_add(grads, weights, alpha=train.weight_decay)
     if train.momentum:
-        grad = momentum.mul_(train.momentum).add_(grad)
-    w.add_(grad, alpha=-train.lr)
+        torch._foreach_mul_(momentum, train.momentum)
+        torch._foreach_add_(momentum, grads)
+        grads = momentum
+    torch._foreach_add_(weights, grads, alpha=-train.lr)
 
 
 def train_as_group(

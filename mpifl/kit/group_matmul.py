@@ -8,13 +8,18 @@ count (its groups form within each rank: REFT's 1- and 2-rank runs differed in t
 bit). `group_bmm` gives every client's operands and result a 64-byte-aligned start, as
 a tensor of its own has, copying the operands that lack it, in their layout (row- or
 column-major matrices take different paths too); and a batch of one, which MKL
-computes another way than a batch, runs as two. tests/test_batched.py checks it.
+computes another way than a batch, runs as two. tests/test_batched.py checks it. The
+copies cost time, so only methods whose groups change with the rank count use it
+(`batched.pinned_group_size`); others, whose groups the planner fixes, use `fast_bmm`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
+Bmm = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
 ALIGN = 16  # float32 numbers in 64 bytes
 
 
@@ -54,6 +59,12 @@ def group_bmm(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None
         out = aligned_empty(len(a), rows, cols)
         out = torch.bmm(a, b, out=out)[:m].contiguous()
     return out if bias is None else out.add_(bias.unsqueeze(1))
+
+
+def fast_bmm(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """a[k] @ b[k] (+ bias[k] on every row), as torch computes it: a client's last bit
+    may depend on its group (for groups that do not change with the rank count)."""
+    return torch.bmm(a, b) if bias is None else torch.baddbmm(bias.unsqueeze(1), a, b)
 
 
 class GroupBmm(torch.autograd.Function):

@@ -22,15 +22,15 @@ import torch
 from torch import nn
 from torch.nn.modules.utils import _pair
 
-from mpifl.kit.group_matmul import aligned, aligned_empty, group_bmm
+from mpifl.kit.group_matmul import Bmm, aligned_empty
 
 Grads = list[torch.Tensor]
 Pair = tuple[int, int]
 Backward = Callable[[torch.Tensor, bool], tuple[torch.Tensor | None, Grads]]
 SPATIAL = (nn.Conv2d, nn.GroupNorm, nn.ReLU, nn.MaxPool2d)
 VECTOR = (nn.Linear, nn.LayerNorm, nn.ReLU)
-WEIGHTED = (nn.Conv2d, nn.Linear, nn.GroupNorm, nn.LayerNorm)  # affine norms (see _supported)
-PATCHES_ONCE = 4096  # numbers per sample; see step_inputs
+WEIGHTED = (nn.Conv2d, nn.Linear, nn.GroupNorm, nn.LayerNorm)  # affine norms (see supported)
+PATCHES_ONCE = 2**24  # numbers (64 MiB) of a group's first-layer patches; see step_inputs
 
 
 def differentiable_by_hand(model: nn.Module, sample_dims: int) -> bool:
@@ -49,12 +49,13 @@ def differentiable_by_hand(model: nn.Module, sample_dims: int) -> bool:
         and (not flat or (layers[cut].start_dim, layers[cut].end_dim) == (1, -1))
         and bool(vector)
         and type(vector[-1]) is nn.Linear
-        and all(type(m) in SPATIAL and _supported(m) for m in image)
-        and all(type(m) in VECTOR and _supported(m) for m in vector)
+        and all(type(m) in SPATIAL and supported(m) for m in image)
+        and all(type(m) in VECTOR and supported(m) for m in vector)
     )
 
 
-def _supported(m: nn.Module) -> bool:
+def supported(m: nn.Module) -> bool:
+    """Whether a layer's form is one the batched layers compute."""
     if isinstance(m, nn.Conv2d):
         return m.groups == 1 and m.padding_mode == "zeros" and not isinstance(m.padding, str)
     if isinstance(m, nn.GroupNorm):
@@ -88,7 +89,7 @@ def _patches(h: torch.Tensor, kernel: Pair, padding: Pair, stride: Pair, dilatio
 
 
 def _conv(p: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, conv: nn.Conv2d,
-          in_shape: tuple[int, ...]) -> tuple[torch.Tensor, Backward]:  # fmt: skip
+          in_shape: tuple[int, ...], bmm: Bmm) -> tuple[torch.Tensor, Backward]:  # fmt: skip
     """Each client's convolution as one product of its patches p (G, B, oh, ow, K) with
     its weights (G, C_out, C, kh, kw) in channels-last order."""
     g, b, out_h, out_w, k = p.shape
@@ -96,22 +97,22 @@ def _conv(p: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, conv: nn.
     wt = aligned_empty(g, c_out, k)  # (G, C_out, kh kw C)
     wt.view(g, c_out, *w.shape[3:], w.shape[2]).copy_(w.permute(0, 1, 3, 4, 2))
     rows = p.view(g, -1, k)
-    z = group_bmm(rows, wt.transpose(1, 2), bias)
+    z = bmm(rows, wt.transpose(1, 2), bias)
 
     def backward(d: torch.Tensor, need_input: bool) -> tuple[torch.Tensor | None, Grads]:
         d = d.reshape(g, -1, c_out)
-        gw = group_bmm(rows.transpose(1, 2), d)  # (G, kh kw C, C_out): faster than its transpose
+        gw = bmm(rows.transpose(1, 2), d, None)  # (G, kh kw C, C_out): faster than its transpose
         gw = gw.view(g, *w.shape[3:], w.shape[2], c_out).permute(0, 4, 3, 1, 2)
         grads = [gw] + ([] if bias is None else [d.sum(1)])
         if not need_input:
             return None, grads
-        return _input_gradient(d.view(g, b, out_h, out_w, c_out), w, wt, conv, in_shape), grads
+        return _input_gradient(d.view(g, b, out_h, out_w, c_out), w, wt, conv, in_shape, bmm), grads
 
     return z.view(g, b, out_h, out_w, c_out), backward
 
 
 def _input_gradient(d: torch.Tensor, w: torch.Tensor, wt: torch.Tensor, conv: nn.Conv2d,
-                    in_shape: tuple[int, ...]) -> torch.Tensor:  # fmt: skip
+                    in_shape: tuple[int, ...], bmm: Bmm) -> torch.Tensor:  # fmt: skip
     """The gradient of a convolution's input (G, B, H, W, C) from its output's gradient d
     (G, B, oh, ow, C_out). With stride and dilation 1, it is the convolution of d, padded
     by kernel - 1 - padding, with the flipped kernel: one patch copy and one product.
@@ -125,8 +126,8 @@ def _input_gradient(d: torch.Tensor, w: torch.Tensor, wt: torch.Tensor, conv: nn
         full = _patches(d, (kh, kw), (kh - 1 - ph, kw - 1 - pw), (1, 1), (1, 1))
         flipped = aligned_empty(g, kh * kw * c_out, c)
         flipped.view(g, kh, kw, c_out, c).copy_(w.flip(3, 4).permute(0, 3, 4, 1, 2))
-        return group_bmm(full.view(g, -1, kh * kw * c_out), flipped).view(g, b, *in_shape)
-    dp = group_bmm(d.view(g, -1, c_out), wt).view(g, b, out_h, out_w, kh, kw, c)
+        return bmm(full.view(g, -1, kh * kw * c_out), flipped, None).view(g, b, *in_shape)
+    dp = bmm(d.view(g, -1, c_out), wt, None).view(g, b, out_h, out_w, kh, kw, c)
     out = dp.new_zeros(g, b, height + 2 * ph, width + 2 * pw, c)
     for i in range(kh):
         for j in range(kw):
@@ -217,14 +218,13 @@ def _flatten(h: torch.Tensor) -> tuple[torch.Tensor, Backward]:
     return h.permute(0, 1, 4, 2, 3).reshape(g, b, -1), backward
 
 
-def _linear(h: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None
+def _linear(h: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, bmm: Bmm
             ) -> tuple[torch.Tensor, Backward]:  # fmt: skip
-    z = group_bmm(h, w.transpose(1, 2), bias)
+    z = bmm(h, w.transpose(1, 2), bias)
 
     def backward(d: torch.Tensor, need_input: bool) -> tuple[torch.Tensor | None, Grads]:
-        d = aligned(d)  # once for both products
-        grads = [group_bmm(d.transpose(1, 2), h)] + ([] if bias is None else [d.sum(1)])
-        return (group_bmm(d, w) if need_input else None), grads
+        grads = [bmm(d.transpose(1, 2), h, None)] + ([] if bias is None else [d.sum(1)])
+        return (bmm(d, w, None) if need_input else None), grads
 
     return z, backward
 
@@ -232,16 +232,16 @@ def _linear(h: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None
 def step_inputs(model: nn.Sequential, x: torch.Tensor) -> tuple[torch.Tensor, bool]:
     """(rows, patched): the rows `hand_step` takes for samples x (N, ...): vectors (N, F),
     or images channels last (N, H, W, C), and whether they are the patches
-    (N, oh, ow, K) of the model's first layer, a convolution whose patches of a sample
-    are at most PATCHES_ONCE numbers: those are then cut once, not at every step."""
-    if x.dim() != 4:
+    (N, oh, ow, K) of the model's first layer, a convolution: cut once for all steps
+    when they take at most PATCHES_ONCE numbers, else at every step (the same numbers)."""
+    first = next(iter(model.children()))
+    if x.dim() != 4 or not isinstance(first, SPATIAL):
         return x.flatten(1), False
     images = x.permute(0, 2, 3, 1).contiguous()
-    first = next(iter(model.children()))
-    if isinstance(first, nn.Conv2d):
-        cut = patches(images[:1], first)
-        if cut.numel() <= PATCHES_ONCE:
-            return patches(images, first), True
+    if isinstance(first, nn.Conv2d) and patches(images[:1], first).numel() * len(x) <= (
+        PATCHES_ONCE
+    ):
+        return patches(images, first), True
     return images, False
 
 
@@ -254,11 +254,14 @@ def hand_step(
     weight: torch.Tensor,
     count: torch.Tensor,
     patched: bool,
+    bmm: Bmm,
 ) -> tuple[torch.Tensor, Grads]:
     """The batch losses (m,) and gradients (in `weights`' order: the model's parameters,
     stacked (m, ...)) of m clients under mean cross-entropy over their masked batches.
     x is (m, B, ...) rows of `step_inputs` (`patched` as it says); y and weight (m, B) give
-    labels and which samples are real, count (m,) how many."""
+    labels and which samples are real, count (m,) how many. `bmm` makes the batched
+    products (kit.group_matmul: `group_bmm` when a client's result must not depend on
+    its group)."""
     layers = list(model.children())
     backwards: list[Backward | None] = []
     taken = iter(weights)
@@ -268,9 +271,9 @@ def hand_step(
             p = h if k == 0 and patched else patches(h, m)
             shape = tuple(h.shape[2:]) if k else ()
             h, back = _conv(p, next(taken), next(taken) if m.bias is not None else None, m,
-                            shape)  # fmt: skip
+                            shape, bmm)  # fmt: skip
         elif isinstance(m, nn.Linear):
-            h, back = _linear(h, next(taken), next(taken) if m.bias is not None else None)
+            h, back = _linear(h, next(taken), next(taken) if m.bias is not None else None, bmm)
         elif isinstance(m, nn.GroupNorm):
             h, back = _group_norm(h, next(taken), next(taken), m)
         elif isinstance(m, nn.LayerNorm):

@@ -48,7 +48,7 @@ def check_buildable(spec: ModelSpec, key: str = "model") -> int:
                 f"training needs ~{need / 2**30:.1f} GiB, more than this machine's "
                 f"{total / 2**30:.1f} GiB: use smaller layers",
             )
-        with torch.no_grad():
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):  # the run's stream untouched
             out = build_model(spec)(torch.zeros(1, *spec.input_shape))
     except ConfigError:
         raise
