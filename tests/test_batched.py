@@ -257,6 +257,30 @@ def test_models_outside_the_hand_written_backward_are_refused():
         nn.Sequential(nn.Flatten(), nn.LayerNorm(8, elementwise_affine=False), nn.Linear(8, 2)),
     ):
         assert not differentiable_by_hand(odd, 3), odd
+    # the forward's batched layers refuse what they would compute wrongly (reflect padding
+    # was zero-padded) or crash on (a norm without weights)
+    for odd in (
+        nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, padding_mode="reflect"), nn.Flatten()),
+        nn.Sequential(nn.Flatten(), nn.LayerNorm(8, elementwise_affine=False), nn.Linear(8, 2)),
+    ):
+        assert not GroupModel(odd).by_hand, odd
+
+
+def test_stateful_methods_batch_in_fp32_on_one_thread_only():
+    """Several threads split a group's reductions by its size; bf16 products are not
+    aligned by group_bmm: a stateful method then trains one by one."""
+    group = GroupModel(build_model(ModelSpec("mlp", (12,), 3)))
+    on = validate_job({"train": {"vectorize": "on", "group": 16}})
+    bf16 = validate_job({"train": {"vectorize": "on", "group": 16, "precision": "bf16"}})
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert pinned_group_size(on, 10, [group]) == 16 and group.invariant
+        assert pinned_group_size(bf16, 10, [group]) == 1
+        torch.set_num_threads(2)
+        assert pinned_group_size(on, 10, [group]) == 1
+    finally:
+        torch.set_num_threads(threads)
 
 
 FAULTS = """

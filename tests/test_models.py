@@ -116,3 +116,12 @@ def test_checking_a_model_does_not_import_torchs_compiler():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_checking_a_model_leaves_the_global_random_stream_alone():
+    from mpifl.models import check_buildable
+
+    torch.manual_seed(1)
+    before = torch.get_rng_state()
+    check_buildable(ModelSpec("cnn", (1, 8, 8), 10, norm="group"))
+    assert torch.equal(torch.get_rng_state(), before)
