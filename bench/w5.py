@@ -43,8 +43,8 @@ def gemm_flops(size: int = 512, repeats: int = 20) -> float:
 def throughput(ranks: int, job: str, *sets: str) -> tuple[float, float]:
     """(client updates per second per core, median training FLOPs per client)."""
     run = read_run(mpifl_run(ranks, job, *sets))
-    ranks, part = run.tables["ranks"], run.tables["participation"]
-    timed = ranks[ranks["round"] > 1] if ranks["round"].max() > 1 else ranks
+    per_rank, part = run.tables["ranks"], run.tables["participation"]
+    timed = per_rank[per_rank["round"] > 1] if per_rank["round"].max() > 1 else per_rank
     rate = timed["clients"].sum() / max(timed["train_time"].sum(), 1e-9)
     flops = float(np.median(part["flops"][part["status"] == "trained"]))
     return rate, flops

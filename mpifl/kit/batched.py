@@ -36,7 +36,7 @@ from mpifl.kit.method import ClientResult, ClientTask
 from mpifl.kit.training import Head, precision
 from mpifl.models.mrl import MRLModel
 
-Bmm2 = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+BatchedProduct = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # torch.bmm or GroupBmm
 AUTO_MAX_PARAMS = 100_000  # train.vectorize = auto batches models up to this size
 
 
@@ -81,7 +81,7 @@ def stack(splits: Sequence[Split]) -> tuple[torch.Tensor, torch.Tensor, torch.Te
 
 
 def _conv(
-    h: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, m: nn.Conv2d, bmm: Bmm2
+    h: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, m: nn.Conv2d, bmm: BatchedProduct
 ) -> torch.Tensor:
     """Each client's convolution of its (G, B, C, H, W) inputs, as one batched product of
     its weights (G, C_out, C k k) with its unfolded input patches."""
@@ -101,7 +101,7 @@ def _conv(
 
 
 def _linear(
-    h: torch.Tensor, params: dict[str, torch.Tensor], prefix: str, bmm: Bmm2
+    h: torch.Tensor, params: dict[str, torch.Tensor], prefix: str, bmm: BatchedProduct
 ) -> torch.Tensor:
     """Each client's Linear layer on its (G, B, in) activations."""
     out = bmm(h, params[prefix + "weight"].transpose(1, 2))
@@ -110,7 +110,11 @@ def _linear(
 
 
 def _run(
-    model: nn.Module, params: dict[str, torch.Tensor], prefix: str, x: torch.Tensor, bmm: Bmm2
+    model: nn.Module,
+    params: dict[str, torch.Tensor],
+    prefix: str,
+    x: torch.Tensor,
+    bmm: BatchedProduct,
 ) -> torch.Tensor:
     """A batchable Sequential's layers on (G, B, ...) activations: batched matrix products
     (`bmm`) for Linear layers and for convolutions (over unfolded patches), per-sample layers on
@@ -177,7 +181,7 @@ class GroupModel:
         self.invariant = False  # products that give a client its result alone (pinned_group_size)
 
     @property
-    def bmm(self) -> Bmm2:
+    def bmm(self) -> BatchedProduct:
         """The batched product of the forward (autograd's, or group_bmm's under it)."""
         return GroupBmm.apply if self.invariant else torch.bmm
 
