@@ -31,7 +31,13 @@ from mpifl.config.sections import TrainConfig
 from mpifl.data.federated import Split
 from mpifl.errors import ConfigError
 from mpifl.kit.group_matmul import ALIGN, GroupBmm, fast_bmm, group_bmm
-from mpifl.kit.hand_backward import differentiable_by_hand, hand_step, step_inputs, supported
+from mpifl.kit.hand_backward import (
+    conv_output_size,
+    differentiable_by_hand,
+    hand_step,
+    step_inputs,
+    supported,
+)
 from mpifl.kit.method import ClientResult, ClientTask
 from mpifl.kit.training import Head, precision
 from mpifl.models.mrl import MRLModel
@@ -93,11 +99,8 @@ def _conv(
     out = bmm(w.reshape(g, w.shape[1], -1), patches)  # (G, C_out, B L)
     if bias is not None:
         out = out + bias.unsqueeze(2)
-    kh, kw = m.kernel_size
-    (ph, pw), (sh, sw), (dh, dw) = m.padding, m.stride, m.dilation
-    out_h = (height + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-    out_w = (width + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-    return out.view(g, -1, b, out_h, out_w).transpose(1, 2)
+    size = conv_output_size(height, width, m.kernel_size, m.padding, m.stride, m.dilation)
+    return out.view(g, -1, b, *size).transpose(1, 2)
 
 
 def _linear(
@@ -306,8 +309,8 @@ def train_group(
                 losses, grads = hand_step(group.model, weights, xs, ys, weight, count, patched,
                                           group_bmm if group.invariant else fast_bmm)  # fmt: skip
             else:
-                losses, grads = _autograd_step(group, params, m, xs, ys.reshape(-1), weight,
-                                               count, loss_fn, train)  # fmt: skip
+                losses, grads = _autograd_step(group, params, m, xs, ys, weight, count,
+                                               loss_fn, train)  # fmt: skip
             if clip is not None:
                 grads = _clipped(grads, clip)
             loss_sum[:m] += losses.double()

@@ -73,14 +73,22 @@ def patches(h: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
     return _patches(h, conv.kernel_size, _pair(conv.padding), conv.stride, conv.dilation)
 
 
+def conv_output_size(height: int, width: int, kernel: Pair, padding: Pair, stride: Pair,
+                     dilation: Pair) -> Pair:  # fmt: skip
+    """(out_h, out_w) of a convolution over (height, width) inputs."""
+    (kh, kw), (ph, pw), (sh, sw), (dh, dw) = kernel, padding, stride, dilation
+    out_h = (height + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    out_w = (width + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    return out_h, out_w
+
+
 def _patches(h: torch.Tensor, kernel: Pair, padding: Pair, stride: Pair, dilation: Pair
              ) -> torch.Tensor:  # fmt: skip
     """Zero padding, then one strided copy."""
     (kh, kw), (ph, pw), (sh, sw), (dh, dw) = kernel, padding, stride, dilation
     lead, (height, width, c) = h.shape[:-3], h.shape[-3:]
     padded = nn.functional.pad(h, (0, 0, pw, pw, ph, ph)).contiguous()
-    out_h = (height + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-    out_w = (width + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    out_h, out_w = conv_output_size(height, width, kernel, padding, stride, dilation)
     *outer, s_h, s_w, s_c = padded.stride()
     view = padded.as_strided(
         (*lead, out_h, out_w, kh, kw, c), (*outer, s_h * sh, s_w * sw, s_h * dh, s_w * dw, s_c)
