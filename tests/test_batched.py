@@ -153,9 +153,8 @@ def test_a_clients_batched_result_does_not_depend_on_its_group(spec, mrl):
     batched by hand; vmap's are not, and such methods then train one by one)."""
     torch.manual_seed(0)
     model = MRLModel(spec, 8, 12, [4, 8]) if mrl else build_model(spec)
-    start, group = get_flat(model), GroupModel(model)
+    start, group = get_flat(model), GroupModel(model, invariant=True)
     assert group.by_hand
-    group.invariant = True  # as pinned_group_size sets it
     loss = mrl_sample_loss if mrl else sample_cross_entropy
     data = splits(40, spec.input_shape, spec.n_classes, seed=5)
 
@@ -182,7 +181,7 @@ def test_a_model_not_batched_by_hand_keeps_stateful_clients_one_by_one():
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.layer(x)
 
-    group = GroupModel(Custom())
+    group = GroupModel(Custom(), invariant=True)
     assert not group.by_hand
     on = validate_job({"train": {"vectorize": "on", "group": 16}})
     assert pinned_group_size(on, 10, [group]) == 1 and group_size(on, 10) == 16
@@ -201,6 +200,13 @@ def _strided_cnn() -> torch.nn.Sequential:
     )  # fmt: skip
 
 
+def _norm_first() -> torch.nn.Sequential:
+    """A norm as the first weighted layer: no input gradient is needed there."""
+    nn = torch.nn
+    return nn.Sequential(nn.GroupNorm(1, 2), nn.ReLU(), nn.Conv2d(2, 3, 3), nn.Flatten(),
+                         nn.Linear(18, 6))  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("model", "shape"),
     [
@@ -212,8 +218,9 @@ def _strided_cnn() -> torch.nn.Sequential:
         ),
         (build_model(ModelSpec("cnn", (3, 9, 7), 6, channels=(4,), fc=8, norm="layer")), (3, 9, 7)),
         (_strided_cnn(), (2, 9, 6)),
+        (_norm_first(), (2, 5, 4)),
     ],
-    ids=["mlp", "mlp-layernorm", "cnn", "cnn-odd-shape", "strided-cnn"],
+    ids=["mlp", "mlp-layernorm", "cnn", "cnn-odd-shape", "strided-cnn", "norm-first"],
 )
 def test_the_hand_written_backward_is_autograds(model, shape):
     """`hand_step` (the fast path of fp32 cross-entropy) gives autograd's losses and
@@ -269,13 +276,16 @@ def test_models_outside_the_hand_written_backward_are_refused():
 def test_stateful_methods_batch_in_fp32_on_one_thread_only():
     """Several threads split a group's reductions by its size; bf16 products are not
     aligned by group_bmm: a stateful method then trains one by one."""
-    group = GroupModel(build_model(ModelSpec("mlp", (12,), 3)))
+    model = build_model(ModelSpec("mlp", (12,), 3))
+    group = GroupModel(model, invariant=True)
     on = validate_job({"train": {"vectorize": "on", "group": 16}})
     bf16 = validate_job({"train": {"vectorize": "on", "group": 16, "precision": "bf16"}})
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        assert pinned_group_size(on, 10, [group]) == 16 and group.invariant
+        assert pinned_group_size(on, 10, [group]) == 16
+        with pytest.raises(ValueError, match="invariant"):  # torch's products: refused
+            pinned_group_size(on, 10, [GroupModel(model)])
         assert pinned_group_size(bf16, 10, [group]) == 1
         torch.set_num_threads(2)
         assert pinned_group_size(on, 10, [group]) == 1

@@ -9,7 +9,7 @@ driver in mpifl/engine/) imports the methods, never the other way round.
 - collectives a method may call through its context (kit.evaluate, kit.distill):
   Evaluator, EvalResult, Distiller
 - exact sums (kit.accumulate): Accumulators; FedAvg's client step and server update
-  (kit.aggregate: fedavg_client, average_update); staleness weights (kit.staleness)
+  (kit.aggregate: fedavg_client, stage_average, average_update); staleness weights (kit.staleness)
 - local training (kit.training): sgd_epochs, loss_and_correct, client_accuracy, flat
   parameter views, the training precision; a group of clients as one batched
   computation (kit.batched: GroupModel, train_as_group, group_size for `train_group`);
@@ -21,7 +21,7 @@ driver in mpifl/engine/) imports the methods, never the other way round.
 from mpifl.config.fields import Field, choice, integer, number, positive_list, widths
 from mpifl.errors import ConfigError
 from mpifl.kit.accumulate import Accumulators
-from mpifl.kit.aggregate import average_update, fedavg_client
+from mpifl.kit.aggregate import average_update, fedavg_client, stage_average
 from mpifl.kit.distill import Distiller
 from mpifl.kit.evaluate import EvalResult, Evaluator
 from mpifl.kit.method import (
@@ -107,6 +107,7 @@ __all__ = [
     "select_units",
     "set_flat",
     "sgd_epochs",
+    "stage_average",
     "tier_clients",
     "tier_workload",
     "torch_generator",

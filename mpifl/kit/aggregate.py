@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import numpy as np
 import torch
 from torch import nn
@@ -11,17 +13,31 @@ from mpifl.kit.accumulate import Accumulators
 from mpifl.kit.method import ClientResult, ClientTask
 from mpifl.kit.training import client_accuracy, set_flat, sgd_epochs
 
+Stage = Callable[[ClientTask, Sequence[torch.Tensor], Accumulators], None]
+
+
+def stage_average(task: ClientTask, trained: Sequence[torch.Tensor], acc: Accumulators) -> None:
+    """FedAvg's contributions: n W_k (accumulator "model") and n ("weight"), n the
+    client's training samples."""
+    n = len(task.train[0])
+    acc.add("model", trained, n)
+    acc.add("weight", torch.ones(1), n)
+
 
 def fedavg_client(
-    model: nn.Module, weights: torch.Tensor, task: ClientTask, train: TrainConfig, acc: Accumulators
+    model: nn.Module,
+    weights: torch.Tensor,
+    task: ClientTask,
+    train: TrainConfig,
+    acc: Accumulators,
+    stage: Stage = stage_average,
 ) -> ClientResult:
-    """FedAvg's client step: train `model` from `weights` on the client's data and stage
-    n W_k (accumulator "model") and n ("weight"), n its training samples."""
+    """FedAvg's client step: train `model` from `weights` on the client's data, then
+    `stage` its trained parameters (by default FedAvg's contributions)."""
     set_flat(model, weights)
     x, y = task.train
     loss = sgd_epochs(model, x, y, train, task.generator)
-    acc.add("model", list(model.parameters()), len(x))
-    acc.add("weight", torch.ones(1), len(x))
+    stage(task, list(model.parameters()), acc)
     return ClientResult(loss, client_accuracy(model, task.test))
 
 

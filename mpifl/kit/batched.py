@@ -63,12 +63,11 @@ def group_size(cfg: Config, params: int) -> int:
 
 def pinned_group_size(cfg: Config, params: int, groups: Sequence[GroupModel]) -> int:
     """`group_size` for a method that keeps client state: its groups form within each
-    home rank and change with the rank count, so it batches only models batched by hand,
-    with products that give a client its result alone (the groups are set to make
-    them), in fp32 on one torch thread (several split a group's reductions by its size);
-    else 1."""
-    for g in groups:
-        g.invariant = True
+    home rank and change with the rank count, so it batches only models batched by hand
+    with products that give a client its result alone (GroupModel's `invariant`), in
+    fp32 on one torch thread (several split a group's reductions by its size); else 1."""
+    if not all(g.invariant for g in groups):
+        raise ValueError("a stateful method's GroupModels must be built invariant=True")
     alike = cfg.train.precision == "fp32" and torch.get_num_threads() == 1
     return group_size(cfg, params) if alike and all(g.by_hand for g in groups) else 1
 
@@ -165,12 +164,14 @@ BY_HAND = (nn.Linear, nn.Conv2d, nn.LayerNorm, nn.GroupNorm, nn.ReLU, nn.MaxPool
 class GroupModel:
     """One model architecture applied to G stacked parameter vectors at once.
 
-    `by_hand` says whether it runs on the hand-batched layers, on which a client's result
-    is bit for bit the same whatever group it is in (tests/test_batched.py); torch.func's
-    vmap, for other models, does not promise that."""
+    `by_hand` says whether it runs on the hand-batched layers; with `invariant`, their
+    products give a client the result it gets alone, bit for bit, whatever group it is
+    in (kit.group_matmul; tests/test_batched.py), as methods whose groups change with
+    the rank count need (`pinned_group_size`); torch.func's vmap, for other models, does
+    not promise that."""
 
-    def __init__(self, model: nn.Module) -> None:
-        self.model = model
+    def __init__(self, model: nn.Module, invariant: bool = False) -> None:
+        self.model, self.invariant = model, invariant
         self.shapes = [(name, p.shape, p.numel()) for name, p in model.named_parameters()]
         self.size = sum(numel for _, _, numel in self.shapes)
         if _batchable(model):
@@ -181,7 +182,6 @@ class GroupModel:
             self.by_hand, self._forward = True, self._mrl
         else:
             self.by_hand, self._forward = False, vmap(self._one)
-        self.invariant = False  # products that give a client its result alone (pinned_group_size)
 
     @property
     def bmm(self) -> BatchedProduct:

@@ -132,9 +132,11 @@ def _input_gradient(d: torch.Tensor, w: torch.Tensor, wt: torch.Tensor, conv: nn
     height, width, c = in_shape
     if (sh, sw, dh, dw) == (1, 1, 1, 1) and ph < kh and pw < kw:
         full = _patches(d, (kh, kw), (kh - 1 - ph, kw - 1 - pw), (1, 1), (1, 1))
-        flipped = aligned_empty(g, kh * kw * c_out, c)
-        flipped.view(g, kh, kw, c_out, c).copy_(w.flip(3, 4).permute(0, 3, 4, 1, 2))
-        return bmm(full.view(g, -1, kh * kw * c_out), flipped, None).view(g, b, *in_shape)
+        reversed_offsets = torch.arange(kh * kw - 1, -1, -1)  # the flipped kernel's order
+        flipped = w.view(g, c_out, c, kh * kw).permute(0, 3, 1, 2).index_select(1, reversed_offsets)
+        return bmm(full.view(g, -1, kh * kw * c_out), flipped.view(g, -1, c), None).view(
+            g, b, *in_shape
+        )
     dp = bmm(d.view(g, -1, c_out), wt, None).view(g, b, out_h, out_w, kh, kw, c)
     out = dp.new_zeros(g, b, height + 2 * ph, width + 2 * pw, c)
     for i in range(kh):
@@ -167,6 +169,8 @@ def _group_norm(h: torch.Tensor, w: torch.Tensor, bias: torch.Tensor, norm: nn.G
 
     def backward(d: torch.Tensor, need_input: bool) -> tuple[torch.Tensor | None, Grads]:
         grads = [(d * xhat).sum((1, 2, 3)), d.sum((1, 2, 3))]
+        if not need_input:
+            return None, grads
         dx = torch.ops.aten.native_group_norm_backward(
             _as_nchw((d * scale).contiguous()), x, mean, rstd, None, n, c, hw, norm.num_groups,
             [True, False, False],
@@ -184,6 +188,8 @@ def _layer_norm(h: torch.Tensor, w: torch.Tensor, bias: torch.Tensor, norm: nn.L
 
     def backward(d: torch.Tensor, need_input: bool) -> tuple[torch.Tensor | None, Grads]:
         grads = [(d * xhat).sum(1), d.sum(1)]
+        if not need_input:
+            return None, grads
         dx = torch.ops.aten.native_layer_norm_backward(
             d * scale, h, shape, mean, rstd, None, None, [True, False, False]
         )[0]

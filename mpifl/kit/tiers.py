@@ -30,15 +30,16 @@ class Tier:
     group: GroupModel  # the model applied to a batched group of clients
 
 
-def build_tiers(ctx: MethodContext, widths: list[float]) -> list[Tier]:
-    """Tiers from the widest to the narrowest (widths relative to the configured model)."""
+def build_tiers(ctx: MethodContext, widths: list[float], invariant: bool = False) -> list[Tier]:
+    """Tiers from the widest to the narrowest (widths relative to the configured model);
+    `invariant` as GroupModel's, for stateful methods."""
     tiers = []
     for width in sorted(set(widths), reverse=True):
         spec = ctx.spec.at_width(ctx.spec.width * width)
         model = build_model(spec)
         keep = layout(model).sizes
         model = prepare_model(model, ctx.config.train)
-        tiers.append(Tier(width, model, measure_cost(spec), keep, GroupModel(model)))
+        tiers.append(Tier(width, model, measure_cost(spec), keep, GroupModel(model, invariant)))
     return tiers
 
 

@@ -19,7 +19,7 @@ from mpifl.kit import (
     torch_generator,
 )
 from mpifl.kit.accumulate import Accumulators
-from mpifl.kit.aggregate import average_update, fedavg_client
+from mpifl.kit.aggregate import average_update, fedavg_client, stage_average
 from mpifl.kit.batched import GroupModel, group_size, train_as_group
 from mpifl.kit.evaluate import EvalResult
 from mpifl.kit.method import ClientResult, ClientTask, Method, MethodContext, Metrics
@@ -58,7 +58,7 @@ class FedAvg(Method):
         train = self.config.train
         self.model = prepare_model(self.model, train)
         self.work = WholeModel.of(measure_cost(ctx.spec), train)
-        self.group = GroupModel(self.model)
+        self.group = GroupModel(self.model, invariant=self.stateful)
         batches = self.group.batches(ctx.spec.input_shape)
         self.group_size = group_size(self.config, self.weights.numel()) if batches else 1
 
@@ -73,12 +73,15 @@ class FedAvg(Method):
         for task, trained, result in train_as_group(
             self.group, self.weights, tasks, self.config.train
         ):
-            acc.add("model", trained, len(task.train[0]))
-            acc.add("weight", torch.ones(1), len(task.train[0]))
+            self._stage(task, [trained], acc)
             yield result
 
     def train_client(self, task: ClientTask, acc: Accumulators) -> ClientResult:
-        return fedavg_client(self.model, self.weights, task, self.config.train, acc)
+        return fedavg_client(self.model, self.weights, task, self.config.train, acc, self._stage)
+
+    def _stage(self, task: ClientTask, trained: Sequence[torch.Tensor], acc: Accumulators) -> None:
+        """A trained client's contributions to the server step."""
+        stage_average(task, trained, acc)
 
     def server_step(self, sums: dict[str, np.ndarray], plan: RoundPlan) -> Metrics:
         lr = self.config.algorithm.server_lr  # W + eta_s (sum_k n_k W_k / sum_k n_k - W)

@@ -17,7 +17,7 @@ each update to the step that applies it; `asynchronous.concurrency` and
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -25,10 +25,8 @@ import torch
 from mpifl.kit import integer, number
 from mpifl.kit.accumulate import Accumulators
 from mpifl.kit.aggregate import average_update
-from mpifl.kit.batched import train_as_group
-from mpifl.kit.method import ClientResult, ClientTask, MethodContext, Metrics
+from mpifl.kit.method import ClientTask, MethodContext, Metrics
 from mpifl.kit.staleness import STALENESS_FIELDS, staleness_weight
-from mpifl.kit.training import client_accuracy, set_flat, sgd_epochs
 from mpifl.kit.workload import RoundPlan
 from mpifl.methods.fedavg import FedAvg
 
@@ -67,20 +65,6 @@ class FedBuff(FedAvg):
         acc.add("scaled", torch.ones(1), n * s)
         if task.stale:
             acc.add("stale", torch.ones(1), n)
-
-    def train_group(self, tasks: Sequence[ClientTask], acc: Accumulators) -> Iterator[ClientResult]:
-        for task, trained, result in train_as_group(
-            self.group, self.weights, tasks, self.config.train
-        ):
-            self._stage(task, [trained], acc)
-            yield result
-
-    def train_client(self, task: ClientTask, acc: Accumulators) -> ClientResult:
-        set_flat(self.model, self.weights)
-        x, y = task.train
-        loss = sgd_epochs(self.model, x, y, self.config.train, task.generator)
-        self._stage(task, list(self.model.parameters()), acc)
-        return ClientResult(loss, client_accuracy(self.model, task.test))
 
     def server_step(self, sums: dict[str, np.ndarray], plan: RoundPlan) -> Metrics:
         """W + eta_s sum n s (W_i - W_v) / sum n; with no stale update it is FedAvg's

@@ -99,7 +99,7 @@ class FedMRL(Method):
         for m in self.variants:  # a flat vector is G, then the personal part
             order = [*m.global_parameters(), *m.local_parameters()]
             assert [id(p) for p in m.parameters()] == [id(p) for p in order]
-        self.groups = [GroupModel(m) for m in self.variants]
+        self.groups = [GroupModel(m, invariant=True) for m in self.variants]
         largest = max(sum(p.numel() for p in m.parameters()) for m in self.variants)
         self.group_size = pinned_group_size(self.config, largest, self.groups)
 

@@ -98,7 +98,7 @@ class REFT(Method):
         self.weights = get_flat(self.server)
         self.layout = layout(self.server)
         self.ratios = pruning_ratios(alg.p_step)
-        self.tiers = build_tiers(ctx, [1 - p for p in self.ratios])  # widest (p = 0) first
+        self.tiers = build_tiers(ctx, [1 - p for p in self.ratios], invariant=True)  # widest first
         self.tier = self._tiers_for(ctx, alg.p_max, alg.p_step)
         self.proxy_x = ctx.proxy[0]
         if len(self.proxy_x) == 0:
