@@ -227,7 +227,7 @@ def test_the_hand_written_backward_is_autograds(model, shape):
     gradients, with a masked short batch."""
     from mpifl.kit.batched import _autograd_step
     from mpifl.kit.group_matmul import fast_bmm, group_bmm
-    from mpifl.kit.hand_backward import differentiable_by_hand, hand_step, step_inputs
+    from mpifl.kit.hand_backward import differentiable_by_hand, hand_step, loss_targets, step_inputs
 
     torch.manual_seed(3)
     group = GroupModel(model)
@@ -237,13 +237,14 @@ def test_the_hand_written_backward_is_autograds(model, shape):
     x, y = torch.randn(m * b, *shape), torch.randint(0, 6, (m * b,))
     weight = torch.ones(m, b)
     weight[-1, 2:] = 0  # the last client's batch is short
-    count = weight.sum(1)
+    share = weight / weight.sum(1, keepdim=True)
     rows, patched = step_inputs(model, x)
-    theirs = _autograd_step(group, params, m, x.view(m, b, *shape), y, weight, count,
+    theirs = _autograd_step(group, params, m, x.view(m, b, *shape), y, share,
                             sample_cross_entropy, TRAIN)  # fmt: skip
+    target = loss_targets(y.view(m, b), share, 6)
     for bmm in (fast_bmm, group_bmm):
         ours = hand_step(model, list(params.values()), rows.view(m, b, *rows.shape[1:]),
-                         y.view(m, b), weight, count, patched, bmm)  # fmt: skip
+                         target, patched, bmm)  # fmt: skip
         assert torch.allclose(ours[0], theirs[0], atol=1e-6)
         for a, c in zip(ours[1], theirs[1], strict=True):
             assert a.shape == c.shape and torch.allclose(a, c, atol=1e-5)
@@ -299,7 +300,7 @@ from mpifl.engine.allocator import malloc_thresholds, set_malloc_thresholds
 from mpifl.kit import build_model
 from mpifl.kit.batched import GroupModel
 from mpifl.kit.group_matmul import fast_bmm
-from mpifl.kit.hand_backward import hand_step, step_inputs
+from mpifl.kit.hand_backward import hand_step, loss_targets, step_inputs
 from mpifl.models import ModelSpec
 assert set_malloc_thresholds(*malloc_thresholds(sys.argv[1], False))
 torch.set_num_threads(1)
@@ -308,8 +309,8 @@ m, b = 32, 4
 rows, patched = step_inputs(model, torch.randn(m * b, 1, 8, 8))
 rows, y = rows.view(m, b, *rows.shape[1:]), torch.randint(0, 10, (m, b))
 weights = list(GroupModel(model).views(torch.randn(m, 13802)).values())
-step = lambda: hand_step(model, weights, rows, y, torch.ones(m, b), torch.full((m,), 4.0), patched,
-                         fast_bmm)
+target = loss_targets(y, torch.full((m, b), 0.25), 10)
+step = lambda: hand_step(model, weights, rows, target, patched, fast_bmm)
 for _ in range(3):
     step()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -354,3 +355,28 @@ def test_a_clients_matrix_product_is_its_own_in_any_group():
     da, db = torch.autograd.grad(GroupBmm.apply(a, b).square().sum(), [a, b])
     ea, eb = torch.autograd.grad(torch.bmm(a, b).square().sum(), [a, b])
     assert torch.allclose(da, ea) and torch.allclose(db, eb)
+
+
+def test_the_batched_sgd_step_is_torchs_sgd():
+    """`_sgd_step` runs torch's fused kernel on contiguous parameters and its
+    multi-tensor kernels on the others (the fused kernel takes every tensor to be
+    contiguous, and silently misreads strided ones): both give torch.optim.SGD's steps,
+    bit for bit, client by client."""
+    from mpifl.kit.batched import _sgd_step
+
+    torch.manual_seed(0)
+    train = validate_job({"train": {"momentum": 0.9, "weight_decay": 0.01, "lr": 0.1}}).train
+    block = torch.randn(5, 16)
+    weights = [torch.randn(5, 4, 4), block[:, :10]]  # contiguous; strided (padded rows)
+    momentum = [torch.zeros(5, 4, 4), torch.zeros(5, 16)[:, :10]]
+    alone = [[w[k].clone().requires_grad_(True) for w in weights] for k in range(5)]
+    optimisers = [torch.optim.SGD(ps, lr=0.1, momentum=0.9, weight_decay=0.01) for ps in alone]
+    for _ in range(3):
+        grads = [torch.randn(5, 4, 4), torch.randn(5, 10)]
+        _sgd_step(weights, grads, momentum, train)
+        for k, (ps, opt) in enumerate(zip(alone, optimisers, strict=True)):
+            for p, g in zip(ps, grads, strict=True):
+                p.grad = g[k].clone()
+            opt.step()
+    for k, ps in enumerate(alone):
+        assert all(torch.equal(w[k], p.detach()) for w, p in zip(weights, ps, strict=True))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import math
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
@@ -170,6 +171,28 @@ def test_engine_runs_in_process_and_records_server_metrics(method, tmp_path):
     assert set(server["name"]) == SERVER_METRICS[method]
     assert list(server["round"].unique()) == [1, 2]
     assert np.isfinite(server["value"]).all()
+
+
+class WaitingComm(Comm):
+    """One rank that waits 0.3 s for the others whenever the ranks agree on a flag."""
+
+    def any_flag(self, flag: bool) -> bool:
+        time.sleep(0.3)
+        self.seconds += 0.3
+        return flag
+
+
+def test_waiting_for_other_ranks_is_collective_time_not_training(tmp_path):
+    """A rank's train_time counted the wait for the slowest rank at the end of local
+    training, which comm_time counts too: the ranks table double-counted it, and a rank
+    that waited looked as slow as the one it waited for."""
+    cfg = tiny("fedavg", tmp_path)
+    engine = Engine(cfg, WaitingComm(), tmp_path / "fedavg.h5", stream=io.StringIO())
+    engine.start()
+    assert engine.run() == 0
+    ranks = read_run(tmp_path / "fedavg.h5").tables["ranks"]
+    assert (ranks["train_time"] < 0.25).all() and (ranks["comm_time"] >= 0.3).all()
+    assert (ranks["train_time"] + ranks["comm_time"] <= ranks["wall_time"]).all()
 
 
 class GroupedFedAvg(FedAvg):

@@ -214,12 +214,13 @@ class Engine:
 
     def _train(self, t: int, plan: RoundPlan, rows: np.ndarray) -> tuple[float, Accumulators]:
         """Train this rank's clients (their outcomes land in `rows`); returns the wall time
-        it took and the accumulators holding the contributions that server step t applies
-        (asynchronous: those of every round's updates that arrive in it). Raises
+        it took less its collectives' (waiting for the other ranks to agree is comm_time,
+        not training) and the accumulators holding the contributions that server step t
+        applies (asynchronous: those of every round's updates that arrive in it). Raises
         RoundAbandoned, with the client states rolled back, if any rank was asked to
         stop."""
         cfg, comm = self.cfg, self.comm
-        start = time.perf_counter()
+        start, in_collectives = time.perf_counter(), comm.seconds
         if comm.rank == cfg.faults.raise_on_rank and t + 1 == cfg.faults.raise_at_round:
             raise RuntimeError(f"injected fault: faults.raise_on_rank = {comm.rank}, round {t + 1}")
         if self.store is not None:
@@ -244,7 +245,7 @@ class Engine:
         if self.pending is not None:
             self.pending.end_round()
             acc = self.pending.take(t)
-        return time.perf_counter() - start, acc
+        return time.perf_counter() - start - (comm.seconds - in_collectives), acc
 
     def _evaluate(self, t: int) -> list[EvalResult]:
         run = self.cfg.run

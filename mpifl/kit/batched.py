@@ -35,6 +35,7 @@ from mpifl.kit.hand_backward import (
     conv_output_size,
     differentiable_by_hand,
     hand_step,
+    loss_targets,
     step_inputs,
     supported,
 )
@@ -80,8 +81,8 @@ def stack(splits: Sequence[Split]) -> tuple[torch.Tensor, torch.Tensor, torch.Te
     first_x, first_y = splits[0]
     x = first_x.new_zeros((len(splits), longest, *first_x.shape[1:]))
     y = first_y.new_zeros((len(splits), longest))
-    for k, (xk, yk) in enumerate(splits):
-        x[k, : len(xk)], y[k, : len(yk)] = xk, yk
+    real = torch.arange(longest)[None, :] < n[:, None]  # row by row: the splits in order
+    x[real], y[real] = torch.cat([s[0] for s in splits]), torch.cat([s[1] for s in splits])
     return x, y, n
 
 
@@ -271,15 +272,15 @@ def train_group(
     x, y, n = stack([splits[int(k)] for k in order])
     generators = [generators[int(k)] for k in order]
     w = start.expand(g, group.size) if start.dim() == 1 else start[order]
-    layout = AlignedLayout(group)
-    flat, momentum = layout.of(w), layout.zeros(g)
-    params, velocity = layout.views(flat), list(layout.views(momentum).values())
+    layout = Layout(group, g)
+    params = layout.of(w)
+    velocity = list(layout.zeros().values()) if train.momentum else []
     steps_of = (n + b - 1) // b  # (G,), non-increasing
     steps = int(steps_of[0])
     training = [int((steps_of > s).sum()) for s in range(steps)]  # the prefix at step s
     slots = torch.arange(steps * b)[None, :] < n[:, None]  # (G, steps * b): real samples
     weight_of = slots.float().view(g, steps, b)
-    count_of = weight_of.sum(2)  # (G, steps)
+    share_of = weight_of / weight_of.sum(2, keepdim=True).clamp_(min=1)  # of a batch's loss
     loss_sum = torch.zeros(g, dtype=torch.float64)
     longest = x.shape[1]
     x, y = x.reshape(g * longest, *x.shape[2:]), y.reshape(-1)  # row k * longest + i
@@ -291,68 +292,73 @@ def train_group(
     )
     if hand:
         x, patched = step_inputs(group.model, x)
+        classes = list(group.model.children())[-1].out_features
+    prefixes: dict[int, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
     for _ in range(train.epochs):
         index = torch.zeros(g, steps * b, dtype=torch.long)
         orders = [torch.randperm(int(k), generator=r) for k, r in zip(n, generators, strict=True)]
         index[slots] = torch.cat(orders)
         index = index.view(g, steps, b)
-        weights, buffers, m_of_weights = [], [], 0
+        if hand:
+            labels = y.index_select(0, (base + index.view(g, -1)).view(-1)).view(g, steps, b)
+            target_of = loss_targets(labels, share_of, classes)
         for s, m in enumerate(training):
-            if m != m_of_weights:  # the prefix shrinks now and then
-                weights, m_of_weights = [v[:m] for v in params.values()], m
-                buffers = [v[:m] for v in velocity]
+            if m not in prefixes:  # the clients still training: a prefix
+                prefixes[m] = [v[:m] for v in params.values()], [v[:m] for v in velocity]
+            weights, buffers = prefixes[m]
             picked = (base[:m] + index[:m, s]).view(-1)
             xs = x.index_select(0, picked).view(m, b, *x.shape[1:])
-            ys = y.index_select(0, picked).view(m, b)
-            weight, count = weight_of[:m, s], count_of[:m, s]
             if hand:
-                losses, grads = hand_step(group.model, weights, xs, ys, weight, count, patched,
+                losses, grads = hand_step(group.model, weights, xs, target_of[:m, s], patched,
                                           group_bmm if group.invariant else fast_bmm)  # fmt: skip
             else:
-                losses, grads = _autograd_step(group, params, m, xs, ys, weight, count,
+                ys = y.index_select(0, picked).view(m, b)
+                losses, grads = _autograd_step(group, params, m, xs, ys, share_of[:m, s],
                                                loss_fn, train)  # fmt: skip
             if clip is not None:
                 grads = _clipped(grads, clip)
-            loss_sum[:m] += losses.double()
+            loss_sum[:m].add_(losses)
             _sgd_step(weights, grads, buffers, train)
     losses = (loss_sum / (steps_of * train.epochs)).float()
     back = torch.argsort(order)
-    return layout.packed(flat[back]), losses[back]
+    return layout.packed(params, back), losses[back]
 
 
-class AlignedLayout:
-    """A group's parameter rows with every parameter of every client starting 64-byte
-    aligned, as group_bmm wants its operands: each parameter's columns start at a
-    multiple of 16, and a row's length is one (zero padding between)."""
+class Layout:
+    """A group's parameters laid out parameter by parameter: parameter p of the G
+    clients is one (G, n_p) block, so that the first m clients' copies of it are one
+    contiguous tensor, as torch's fused SGD wants them (`_sgd_step`). For an invariant
+    group (GroupModel.invariant), n_p is its size rounded up to a multiple of 16, so
+    that every client's copy starts 64-byte aligned, as group_bmm wants its operands
+    (else it copies them); else n_p is its size."""
 
-    def __init__(self, group: GroupModel) -> None:
-        self.shapes, self.starts, column = group.shapes, [], 0
-        for _, _, numel in self.shapes:
-            self.starts.append(column)
-            column += -(-numel // ALIGN) * ALIGN
-        self.width = column
+    def __init__(self, group: GroupModel, g: int) -> None:
+        self.shapes, self.g = group.shapes, g
+        align = ALIGN if group.invariant else 1
+        self.widths = [-(-numel // align) * align for _, _, numel in self.shapes]
 
-    def zeros(self, g: int) -> torch.Tensor:
-        return torch.zeros(g, self.width)
-
-    def views(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The per-parameter views (G, *shape) of laid-out rows (G, width)."""
+    def zeros(self) -> dict[str, torch.Tensor]:
+        """Zero parameters: per name, a (G, *shape) view of its block."""
+        blocks = torch.zeros(self.g * sum(self.widths)).split([self.g * w for w in self.widths])
         return {
-            name: rows[:, start : start + numel].view(len(rows), *shape)
-            for (name, shape, numel), start in zip(self.shapes, self.starts, strict=True)
+            name: block.view(self.g, width)[:, :numel].view(self.g, *shape)
+            for (name, shape, numel), block, width in zip(
+                self.shapes, blocks, self.widths, strict=True
+            )  # fmt: skip
         }
 
-    def of(self, flat: torch.Tensor) -> torch.Tensor:
+    def of(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
         """Flat parameter rows (G, P) laid out."""
-        rows, offset = self.zeros(len(flat)), 0
-        for view in self.views(rows).values():
-            view.copy_(flat[:, offset : offset + view[0].numel()].view(view.shape))
-            offset += view[0].numel()
-        return rows
+        params, offset = self.zeros(), 0
+        for view in params.values():
+            numel = view[0].numel()
+            view.copy_(flat[:, offset : offset + numel].view(view.shape))
+            offset += numel
+        return params
 
-    def packed(self, rows: torch.Tensor) -> torch.Tensor:
-        """Laid-out rows back to flat parameter rows (G, P)."""
-        return torch.cat([v.reshape(len(rows), -1) for v in self.views(rows).values()], 1)
+    def packed(self, params: dict[str, torch.Tensor], order: torch.Tensor) -> torch.Tensor:
+        """Laid-out parameters back to flat parameter rows (G, P), rows in `order`."""
+        return torch.cat([v[order].reshape(self.g, -1) for v in params.values()], 1)
 
 
 def _autograd_step(
@@ -361,16 +367,16 @@ def _autograd_step(
     m: int,
     x: torch.Tensor,
     y: torch.Tensor,
-    weight: torch.Tensor,
-    count: torch.Tensor,
+    share: torch.Tensor,
     loss_fn: SampleLoss,
     train: TrainConfig,
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """The first m clients' batch losses (m,) and gradients, by autograd."""
+    """The first m clients' batch losses (m,) and gradients, by autograd; `share` (m, B)
+    is each sample's share of its client's batch loss (0 for padding)."""
     leaves = {name: v[:m].detach().requires_grad_(True) for name, v in params.items()}
     with precision(train):
         per_sample = loss_fn(group(leaves, x), y.view(m, -1))
-    losses = (per_sample * weight).sum(1) / count
+    losses = (per_sample * share).sum(1)
     grads = torch.autograd.grad(losses.sum(), list(leaves.values()))
     return losses.detach(), list(grads)
 
@@ -390,7 +396,29 @@ def _sgd_step(
     train: TrainConfig,
 ) -> None:
     """torch.optim.SGD's step (weight decay, momentum without dampening), in place, on
-    every parameter at once (torch's multi-tensor kernels, as its optimizers use)."""
+    every parameter at once: torch's fused kernel for the parameters whose tensors are
+    contiguous (it takes them to be), its multi-tensor kernels for the others; the same
+    numbers either way (tests/test_batched.py)."""
+    dense = [w.is_contiguous() and g.is_contiguous() for w, g in zip(weights, grads, strict=True)]
+    if all(dense):
+        _fused_sgd(weights, grads, momentum, train)
+        return
+    for kernel, kind in ((_fused_sgd, True), (_foreach_sgd, False)):
+        ks = [k for k, d in enumerate(dense) if d is kind]
+        if ks:
+            kernel([weights[k] for k in ks], [grads[k] for k in ks],
+                   [momentum[k] for k in ks] if momentum else [], train)  # fmt: skip
+
+
+def _fused_sgd(weights: list[torch.Tensor], grads: list[torch.Tensor],
+               momentum: list[torch.Tensor], train: TrainConfig) -> None:  # fmt: skip
+    torch._fused_sgd_(weights, grads, momentum, weight_decay=train.weight_decay,
+                      momentum=train.momentum, lr=train.lr, dampening=0.0, nesterov=False,
+                      maximize=False, is_first_step=False)  # fmt: skip
+
+
+def _foreach_sgd(weights: list[torch.Tensor], grads: list[torch.Tensor],
+                 momentum: list[torch.Tensor], train: TrainConfig) -> None:  # fmt: skip
     if train.weight_decay:
         grads = torch._foreach_add(grads, weights, alpha=train.weight_decay)
     if train.momentum:

@@ -110,7 +110,7 @@ def _conv(p: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, conv: nn.
     def backward(d: torch.Tensor, need_input: bool) -> tuple[torch.Tensor | None, Grads]:
         d = d.reshape(g, -1, c_out)
         gw = bmm(rows.transpose(1, 2), d, None)  # (G, kh kw C, C_out): faster than its transpose
-        gw = gw.view(g, *w.shape[3:], w.shape[2], c_out).permute(0, 4, 3, 1, 2)
+        gw = gw.view(g, *w.shape[3:], w.shape[2], c_out).permute(0, 4, 3, 1, 2).contiguous()
         grads = [gw] + ([] if bias is None else [d.sum(1)])
         if not need_input:
             return None, grads
@@ -259,23 +259,28 @@ def step_inputs(model: nn.Sequential, x: torch.Tensor) -> tuple[torch.Tensor, bo
     return images, False
 
 
+def loss_targets(y: torch.Tensor, share: torch.Tensor, classes: int) -> torch.Tensor:
+    """`hand_step`'s targets (..., B, classes) for labels y (..., B): each sample's share
+    of its client's batch loss (`share`, 0 for padding) at its label, 0 elsewhere."""
+    target = share.new_zeros(*y.shape, classes)
+    return target.scatter_(-1, y.unsqueeze(-1), share.unsqueeze(-1))
+
+
 @torch.no_grad()
 def hand_step(
     model: nn.Sequential,
     weights: Sequence[torch.Tensor],
     x: torch.Tensor,
-    y: torch.Tensor,
-    weight: torch.Tensor,
-    count: torch.Tensor,
+    target: torch.Tensor,
     patched: bool,
     bmm: Bmm,
 ) -> tuple[torch.Tensor, Grads]:
     """The batch losses (m,) and gradients (in `weights`' order: the model's parameters,
-    stacked (m, ...)) of m clients under mean cross-entropy over their masked batches.
-    x is (m, B, ...) rows of `step_inputs` (`patched` as it says); y and weight (m, B) give
-    labels and which samples are real, count (m,) how many. `bmm` makes the batched
-    products (kit.group_matmul: `group_bmm` when a client's result must not depend on
-    its group)."""
+    stacked (m, ...)) of m clients under cross-entropy weighted by `target` (m, B, C) of
+    `loss_targets` (a client's batch loss: the mean over its real samples). x is (m, B,
+    ...) rows of `step_inputs` (`patched` as it says). `bmm` makes the batched products
+    (kit.group_matmul: `group_bmm` when a client's result must not depend on its
+    group)."""
     layers = list(model.children())
     backwards: list[Backward | None] = []
     taken = iter(weights)
@@ -300,12 +305,8 @@ def hand_step(
             h, back = (h, None) if h.dim() == 3 else _flatten(h)
         backwards.append(back)
     log_p = torch.log_softmax(h, -1)
-    label = y.unsqueeze(2)
-    scale = weight / count.unsqueeze(1)  # d loss / d a sample's loss
-    losses = -(log_p.gather(2, label).squeeze(2) * scale).sum(1)
-    d = log_p.exp_()
-    d.scatter_add_(2, label, torch.full(label.shape, -1.0))
-    d *= scale.unsqueeze(2)  # d loss / d logits
+    losses = (log_p * target).sum((1, 2)).neg_()
+    d = log_p.exp_().mul_(target.sum(2, keepdim=True)).sub_(target)  # d loss / d logits
     first = next(k for k, m in enumerate(layers) if isinstance(m, WEIGHTED))
     grads: Grads = []
     for k in range(len(layers) - 1, first - 1, -1):

@@ -189,7 +189,7 @@ rounds.client_accuracy_pooled | fraction | each client's model on its own test s
 ranks.round | round | round number, from 1 (the first round)
 ranks.rank | rank | MPI rank
 ranks.clients | clients | clients trained on this rank
-ranks.train_time | s | wall time in local training
+ranks.train_time | s | wall time in local training (waits for other ranks are comm_time)
 ranks.comm_time | s | wall time inside collectives
 ranks.io_time | s | wall time writing the result file
 ranks.wall_time | s | wall time of the round on this rank
