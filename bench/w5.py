@@ -5,8 +5,8 @@ clients per round on 2 ranks (--ranks), 1 torch thread each; then the quick-star
 on digits (jobs/quickstart.toml), its 30 rounds. Each runs with train.vectorize = off
 and = on in this invocation. Prints client updates per second per core (clients
 trained / seconds in local training, summed over ranks, rounds after the first), the
-ratio, and the arithmetic limit: the clients' training FLOPs (participation.flops) at this core's
-measured fp32 matrix-multiply rate.
+ratio, and the arithmetic limit: the clients' training FLOPs (participation.flops) at
+this core's measured fp32 matrix-multiply rate.
 
     python -m bench.w5 [--ranks 2] [--smoke]
 """

@@ -358,25 +358,27 @@ def test_a_clients_matrix_product_is_its_own_in_any_group():
 
 
 def test_the_batched_sgd_step_is_torchs_sgd():
-    """`_sgd_step` runs torch's fused kernel on contiguous parameters and its
-    multi-tensor kernels on the others (the fused kernel takes every tensor to be
-    contiguous, and silently misreads strided ones): both give torch.optim.SGD's steps,
-    bit for bit, client by client."""
+    """`_sgd_step` runs torch's fused kernel on the contiguous blocks of an unpadded
+    layout (it takes every tensor to be contiguous, and silently misreads strided
+    ones): torch.optim.SGD's steps to rounding (its vector loop's leftovers may round
+    otherwise). Its multi-tensor kernels, on the padded rows of an invariant group, give
+    them bit for bit, client by client, with 10-number rows and a prefix of one client."""
     from mpifl.kit.batched import _sgd_step
 
     torch.manual_seed(0)
     train = validate_job({"train": {"momentum": 0.9, "weight_decay": 0.01, "lr": 0.1}}).train
-    block = torch.randn(5, 16)
-    weights = [torch.randn(5, 4, 4), block[:, :10]]  # contiguous; strided (padded rows)
-    momentum = [torch.zeros(5, 4, 4), torch.zeros(5, 16)[:, :10]]
-    alone = [[w[k].clone().requires_grad_(True) for w in weights] for k in range(5)]
-    optimisers = [torch.optim.SGD(ps, lr=0.1, momentum=0.9, weight_decay=0.01) for ps in alone]
-    for _ in range(3):
-        grads = [torch.randn(5, 4, 4), torch.randn(5, 10)]
-        _sgd_step(weights, grads, momentum, train)
-        for k, (ps, opt) in enumerate(zip(alone, optimisers, strict=True)):
-            for p, g in zip(ps, grads, strict=True):
-                p.grad = g[k].clone()
-            opt.step()
-    for k, ps in enumerate(alone):
-        assert all(torch.equal(w[k], p.detach()) for w, p in zip(weights, ps, strict=True))
+    for fused in (True, False):
+        shape = (5, 10) if fused else (5, 16)
+        weights, momentum = [torch.randn(*shape)[:, :10]], [torch.zeros(*shape)[:, :10]]
+        alone = [[weights[0][k].clone().requires_grad_(True)] for k in range(5)]
+        optimisers = [torch.optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=0.01) for p in alone]
+        for m in (5, 5, 3, 1):  # the clients still training: a prefix
+            grad = torch.randn(5, 10)
+            _sgd_step([weights[0][:m]], [grad[:m]], [momentum[0][:m]], train, fused)
+            for k in range(m):
+                alone[k][0].grad = grad[k].clone()
+                optimisers[k].step()
+        for k in range(5):
+            theirs = alone[k][0].detach()
+            same = torch.allclose if fused else torch.equal
+            assert same(weights[0][k], theirs), (fused, k)

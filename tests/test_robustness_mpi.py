@@ -143,9 +143,9 @@ def test_a_full_disk_stops_the_run_cleanly_and_resume_completes_it(reference, ti
     wait_for_rounds(out, 2, proc)
     filler = fill(tiny_disk)
     began = time.monotonic()
-    _, stderr = proc.communicate(timeout=60)
+    stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 1 and time.monotonic() - began < 20, stderr
-    assert f"disk full: {tiny_disk}" in stderr
+    assert f"disk full: {tiny_disk}" in stderr, (stdout, stderr)
     done = rounds_of(out)  # the file opens and holds every completed round
     assert done == list(range(1, len(done) + 1)) and len(done) >= 2
     filler.unlink()

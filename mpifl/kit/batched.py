@@ -2,16 +2,16 @@
 
 Each client's maths is its own, as in `training.sgd_epochs`: its own start, its own
 minibatch order from its own random stream, its own sample count, the same SGD
-(momentum, weight decay). The clients' parameters are the rows of one (G, P) matrix;
-every step runs the group's batches through the model at once, and one backward pass
-gives every client its own gradient (the clients do not interact): written by hand for
-mpifl's layers under cross-entropy in fp32 (`hand_backward`), autograd's otherwise. A
-client whose epoch is over leaves the step (no padding steps); a short last batch is
-masked. A Sequential of Linear, Conv2d, LayerNorm, GroupNorm, ReLU, MaxPool2d and
-Flatten layers (every model of mpifl.models, and FedMRL's model made of two) is batched
-by hand: batched matrix products for Linear layers and for convolutions (over unfolded
-patches), per-sample layers over the group's samples; any other model goes through
-torch.func's vmap of `functional_call`.
+(momentum, weight decay). Each parameter of the G clients is one (G, ...) block
+(`GroupLayout`); every step runs the group's batches through the model at once, and
+one backward pass gives every client its own gradient (the clients do not interact):
+written by hand for mpifl's layers under cross-entropy in fp32 (`hand_backward`),
+autograd's otherwise. A client whose epoch is over leaves the step (no padding steps);
+a short last batch is masked. A Sequential of Linear, Conv2d, LayerNorm, GroupNorm,
+ReLU, MaxPool2d and Flatten layers (every model of mpifl.models, and FedMRL's model
+made of two) is batched by hand: batched matrix products for Linear layers and for
+convolutions (over unfolded patches), per-sample layers over the group's samples; any
+other model goes through torch.func's vmap of `functional_call`.
 
 The results agree with the one-by-one path to float rounding. The planner forms the
 same groups for any rank count, so a run stays bitwise the same for any rank count.
@@ -272,7 +272,7 @@ def train_group(
     x, y, n = stack([splits[int(k)] for k in order])
     generators = [generators[int(k)] for k in order]
     w = start.expand(g, group.size) if start.dim() == 1 else start[order]
-    layout = Layout(group, g)
+    layout = GroupLayout(group, g)
     params = layout.of(w)
     velocity = list(layout.zeros().values()) if train.momentum else []
     steps_of = (n + b - 1) // b  # (G,), non-increasing
@@ -299,7 +299,7 @@ def train_group(
         orders = [torch.randperm(int(k), generator=r) for k, r in zip(n, generators, strict=True)]
         index[slots] = torch.cat(orders)
         index = index.view(g, steps, b)
-        if hand:
+        if hand:  # (G, steps, B, classes): no more numbers than x's unless classes > features
             labels = y.index_select(0, (base + index.view(g, -1)).view(-1)).view(g, steps, b)
             target_of = loss_targets(labels, share_of, classes)
         for s, m in enumerate(training):
@@ -318,19 +318,19 @@ def train_group(
             if clip is not None:
                 grads = _clipped(grads, clip)
             loss_sum[:m].add_(losses)
-            _sgd_step(weights, grads, buffers, train)
+            _sgd_step(weights, grads, buffers, train, fused=not group.invariant)
     losses = (loss_sum / (steps_of * train.epochs)).float()
     back = torch.argsort(order)
     return layout.packed(params, back), losses[back]
 
 
-class Layout:
+class GroupLayout:
     """A group's parameters laid out parameter by parameter: parameter p of the G
-    clients is one (G, n_p) block, so that the first m clients' copies of it are one
-    contiguous tensor, as torch's fused SGD wants them (`_sgd_step`). For an invariant
-    group (GroupModel.invariant), n_p is its size rounded up to a multiple of 16, so
+    clients is one (G, n_p) block, n_p its size, so that the first m clients' copies of
+    it are one contiguous tensor, as torch's fused SGD wants them (`_sgd_step`). For an
+    invariant group (GroupModel.invariant), n_p is rounded up to a multiple of 16, so
     that every client's copy starts 64-byte aligned, as group_bmm wants its operands
-    (else it copies them); else n_p is its size."""
+    (else it copies them)."""
 
     def __init__(self, group: GroupModel, g: int) -> None:
         self.shapes, self.g = group.shapes, g
@@ -394,31 +394,21 @@ def _sgd_step(
     grads: list[torch.Tensor],
     momentum: list[torch.Tensor],
     train: TrainConfig,
+    fused: bool,
 ) -> None:
     """torch.optim.SGD's step (weight decay, momentum without dampening), in place, on
-    every parameter at once: torch's fused kernel for the parameters whose tensors are
-    contiguous (it takes them to be), its multi-tensor kernels for the others; the same
-    numbers either way (tests/test_batched.py)."""
-    dense = [w.is_contiguous() and g.is_contiguous() for w, g in zip(weights, grads, strict=True)]
-    if all(dense):
-        _fused_sgd(weights, grads, momentum, train)
+    every parameter at once. With `fused`, torch's fused kernel: it takes every tensor
+    to be contiguous (the weights and buffers of an unpadded GroupLayout are), and the
+    numbers it leaves over from its vector loop may round differently (tests/
+    test_batched.py), so which they are depends on the group's composition, which the
+    planner fixes for any rank count. Else (an invariant group's) its multi-tensor
+    kernels: bit for bit torch.optim.SGD's, client by client, in any group."""
+    if fused:
+        torch._fused_sgd_(weights, [g.contiguous() for g in grads], momentum,
+                          weight_decay=train.weight_decay, momentum=train.momentum,
+                          lr=train.lr, dampening=0.0, nesterov=False, maximize=False,
+                          is_first_step=False)  # fmt: skip
         return
-    for kernel, kind in ((_fused_sgd, True), (_foreach_sgd, False)):
-        ks = [k for k, d in enumerate(dense) if d is kind]
-        if ks:
-            kernel([weights[k] for k in ks], [grads[k] for k in ks],
-                   [momentum[k] for k in ks] if momentum else [], train)  # fmt: skip
-
-
-def _fused_sgd(weights: list[torch.Tensor], grads: list[torch.Tensor],
-               momentum: list[torch.Tensor], train: TrainConfig) -> None:  # fmt: skip
-    torch._fused_sgd_(weights, grads, momentum, weight_decay=train.weight_decay,
-                      momentum=train.momentum, lr=train.lr, dampening=0.0, nesterov=False,
-                      maximize=False, is_first_step=False)  # fmt: skip
-
-
-def _foreach_sgd(weights: list[torch.Tensor], grads: list[torch.Tensor],
-                 momentum: list[torch.Tensor], train: TrainConfig) -> None:  # fmt: skip
     if train.weight_decay:
         grads = torch._foreach_add(grads, weights, alpha=train.weight_decay)
     if train.momentum:
