@@ -3,12 +3,13 @@
 W2's fleet and MLP (jobs/w2_fleet_scale.toml) with 5 local epochs at batch 4 and 1000
 clients per round on 2 ranks (--ranks), 1 torch thread each; then the quick-start CNN
 on digits (jobs/quickstart.toml), its 30 rounds. Each runs with train.vectorize = off
-and = on in this invocation. Prints client updates per second per core (clients
-trained / seconds in local training, summed over ranks, rounds after the first), the
-ratio, and the arithmetic limit: the clients' training FLOPs (participation.flops) at
-this core's measured fp32 matrix-multiply rate.
+and = on, alternately, `--repeats` times in this invocation. Prints the medians of
+client updates per second per core (clients trained / seconds in local training,
+summed over ranks, rounds after the first), the median ratio with each run's, and
+the arithmetic limit: the clients' training FLOPs (participation.flops) at this
+core's measured fp32 matrix-multiply rate.
 
-    python -m bench.w5 [--ranks 2] [--smoke]
+    python -m bench.w5 [--ranks 2] [--repeats 3] [--smoke]
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--smoke", action="store_true", help="2 rounds of 40 clients, the MLP only")
     p.add_argument("--ranks", type=int, default=2, help="MPI ranks (default 2)")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="alternating one-by-one and batched runs of each (default 3)")  # fmt: skip
     args = p.parse_args()
     peak = gemm_flops()
     smoke = SMOKE_SETS if args.smoke else ()
@@ -64,13 +67,19 @@ def main() -> None:
         ("quick start, CNN", QUICKSTART, QUICKSTART_SETS, 5),
     ]
     for name, job, sets, target in settings[:1] if args.smoke else settings:
-        off, flops = throughput(args.ranks, job, *sets, "train.vectorize='off'")
-        on, _ = throughput(args.ranks, job, *sets, "train.vectorize='on'")
-        limit = peak / flops
-        print(f"  {name}: {flops / 1e6:.2f} MFLOP per client update")
+        offs, ons = [], []
+        for _ in range(1 if args.smoke else args.repeats):
+            off, flops = throughput(args.ranks, job, *sets, "train.vectorize='off'")
+            offs.append(off)
+            ons.append(throughput(args.ranks, job, *sets, "train.vectorize='on'")[0])
+        ratios = [on / off for on, off in zip(ons, offs, strict=True)]
+        off, on, limit = float(np.median(offs)), float(np.median(ons)), peak / flops
+        print(f"  {name}: {flops / 1e6:.2f} MFLOP per client update; medians of "
+              f"{len(ratios)} alternating runs")  # fmt: skip
         print(f"    one by one {off:9.1f} client updates/s/core")
         print(f"    batched    {on:9.1f} client updates/s/core   "
-              f"{on / off:5.1f}x (target >= {target}x)")  # fmt: skip
+              f"{np.median(ratios):5.1f}x (target >= {target}x; runs: "
+              f"{', '.join(f'{r:.1f}x' for r in ratios)})")  # fmt: skip
         print(f"    arithmetic limit {limit:9.1f} client updates/s/core "
               f"(batched at {on / limit:.1%})")  # fmt: skip
 
