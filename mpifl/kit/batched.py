@@ -30,7 +30,7 @@ from mpifl.config import Config
 from mpifl.config.sections import TrainConfig
 from mpifl.data.federated import Split
 from mpifl.errors import ConfigError
-from mpifl.kit.group_matmul import ALIGN, GroupBmm, fast_bmm, group_bmm
+from mpifl.kit.group_matmul import ALIGN, Bmm, GroupBmm, fast_bmm, group_bmm
 from mpifl.kit.hand_backward import (
     conv_output_size,
     differentiable_by_hand,
@@ -189,6 +189,11 @@ class GroupModel:
         """The batched product of the forward (autograd's, or group_bmm's under it)."""
         return GroupBmm.apply if self.invariant else torch.bmm
 
+    @property
+    def hand_bmm(self) -> Bmm:
+        """The batched product (with bias) of the hand-written step."""
+        return group_bmm if self.invariant else fast_bmm
+
     def batches(self, input_shape: tuple[int, ...]) -> bool:
         """Whether a group of clients can train this model at once: always on the
         hand-batched layers; through vmap if two clients' forward and backward pass runs
@@ -310,7 +315,7 @@ def train_group(
             xs = x.index_select(0, picked).view(m, b, *x.shape[1:])
             if hand:
                 losses, grads = hand_step(group.model, weights, xs, target_of[:m, s], patched,
-                                          group_bmm if group.invariant else fast_bmm)  # fmt: skip
+                                          group.hand_bmm)  # fmt: skip
             else:
                 ys = y.index_select(0, picked).view(m, b)
                 losses, grads = _autograd_step(group, params, m, xs, ys, share_of[:m, s],
@@ -333,7 +338,7 @@ class GroupLayout:
     (else it copies them)."""
 
     def __init__(self, group: GroupModel, g: int) -> None:
-        self.shapes, self.g = group.shapes, g
+        self.group, self.shapes, self.g = group, group.shapes, g
         align = ALIGN if group.invariant else 1
         self.widths = [-(-numel // align) * align for _, _, numel in self.shapes]
 
@@ -349,11 +354,9 @@ class GroupLayout:
 
     def of(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
         """Flat parameter rows (G, P) laid out."""
-        params, offset = self.zeros(), 0
-        for view in params.values():
-            numel = view[0].numel()
-            view.copy_(flat[:, offset : offset + numel].view(view.shape))
-            offset += numel
+        params = self.zeros()
+        for view, part in zip(params.values(), self.group.views(flat).values(), strict=True):
+            view.copy_(part)
         return params
 
     def packed(self, params: dict[str, torch.Tensor], order: torch.Tensor) -> torch.Tensor:

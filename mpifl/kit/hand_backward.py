@@ -114,18 +114,18 @@ def _conv(p: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, conv: nn.
         grads = [gw] + ([] if bias is None else [d.sum(1)])
         if not need_input:
             return None, grads
-        return _input_gradient(d.view(g, b, out_h, out_w, c_out), w, wt, conv, in_shape, bmm), grads
+        return _input_gradient(d.view(g, b, out_h, out_w, c_out), wt, conv, in_shape, bmm), grads
 
     return z.view(g, b, out_h, out_w, c_out), backward
 
 
-def _input_gradient(d: torch.Tensor, w: torch.Tensor, wt: torch.Tensor, conv: nn.Conv2d,
+def _input_gradient(d: torch.Tensor, wt: torch.Tensor, conv: nn.Conv2d,
                     in_shape: tuple[int, ...], bmm: Bmm) -> torch.Tensor:  # fmt: skip
     """The gradient of a convolution's input (G, B, H, W, C) from its output's gradient d
-    (G, B, oh, ow, C_out). With stride and dilation 1, it is the convolution of d, padded
-    by kernel - 1 - padding, with the flipped kernel: one patch copy and one product.
-    Otherwise the patches' gradient, d times `wt` (G, C_out, kh kw C), is added back
-    where each kernel offset read it."""
+    (G, B, oh, ow, C_out) and its weights `wt` (G, C_out, kh kw C). With stride and
+    dilation 1, it is the convolution of d, padded by kernel - 1 - padding, with the
+    flipped kernel: one patch copy and one product. Otherwise the patches' gradient,
+    d times `wt`, is added back where each kernel offset read it."""
     (kh, kw), (ph, pw) = conv.kernel_size, _pair(conv.padding)
     (sh, sw), (dh, dw) = conv.stride, conv.dilation
     g, b, out_h, out_w, c_out = d.shape
@@ -133,7 +133,7 @@ def _input_gradient(d: torch.Tensor, w: torch.Tensor, wt: torch.Tensor, conv: nn
     if (sh, sw, dh, dw) == (1, 1, 1, 1) and ph < kh and pw < kw:
         full = _patches(d, (kh, kw), (kh - 1 - ph, kw - 1 - pw), (1, 1), (1, 1))
         reversed_offsets = torch.arange(kh * kw - 1, -1, -1)  # the flipped kernel's order
-        flipped = w.view(g, c_out, c, kh * kw).permute(0, 3, 1, 2).index_select(1, reversed_offsets)
+        flipped = wt.view(g, c_out, kh * kw, c).transpose(1, 2).index_select(1, reversed_offsets)
         return bmm(full.view(g, -1, kh * kw * c_out), flipped.view(g, -1, c), None).view(
             g, b, *in_shape
         )
