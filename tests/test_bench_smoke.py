@@ -7,8 +7,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 
+from bench.w5 import step_bound
 from tests.conftest import ROOT, env
 
 EXPECTED = {
@@ -16,7 +18,7 @@ EXPECTED = {
     "w2": ["planning", "peak RSS per rank", "HDF5 file"],
     "w3": ["cache bound 1 GiB/rank", "bounded / in memory"],
     "w4": ["Allreduce fit", "prediction, 1000-client cohort"],
-    "w5": ["one by one", "batched", "arithmetic limit"],
+    "w5": ["one by one", "batched", "step bound", "arithmetic limit"],
     "breakdown": ["train.vectorize = off", "train.vectorize = on", "staging + exact commit"],
 }
 ARGS = {"breakdown": ["jobs/quickstart.toml"]}
@@ -29,3 +31,14 @@ def test_benchmark_smoke_run(name):
     assert proc.returncode == 0, proc.stderr[-2000:]
     for text in EXPECTED[name]:
         assert text in proc.stdout, f"{name}: no '{text}' in\n{proc.stdout}"
+
+
+def test_the_step_bound_counts_each_group_until_its_longest_client():
+    part = pd.DataFrame({
+        "round": [2, 2, 2, 2, 3],
+        "group": [0, 0, 1, -1, 0],
+        "status": ["trained", "trained", "trained", "dropped", "trained"],
+        "samples": [4, 8, 12, 40, 5],
+    })  # fmt: skip
+    # 2 epochs at batch 4: steps 2, 4 | 6 | (dropped) | 4; groups step 4 + 6 + 4 times
+    assert step_bound(part, epochs=2, batch_size=4) == (2 + 4 + 6 + 4) / (4 + 6 + 4)
