@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.nn.modules.utils import _pair
 
-from mpifl.kit.group_matmul import Bmm, aligned_empty
+from mpifl.kit.group_matmul import Bmm
 
 Grads = list[torch.Tensor]
 Pair = tuple[int, int]
@@ -102,8 +102,7 @@ def _conv(p: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, conv: nn.
     its weights (G, C_out, C, kh, kw) in channels-last order."""
     g, b, out_h, out_w, k = p.shape
     c_out = w.shape[1]
-    wt = aligned_empty(g, c_out, k)  # (G, C_out, kh kw C)
-    wt.view(g, c_out, *w.shape[3:], w.shape[2]).copy_(w.permute(0, 1, 3, 4, 2))
+    wt = w.permute(0, 1, 3, 4, 2).reshape(g, c_out, k)  # (G, C_out, kh kw C): a copy
     rows = p.view(g, -1, k)
     z = bmm(rows, wt.transpose(1, 2), bias)
 
@@ -147,14 +146,22 @@ def _input_gradient(d: torch.Tensor, wt: torch.Tensor, conv: nn.Conv2d,
 
 
 def _as_nchw(h: torch.Tensor) -> torch.Tensor:
-    """(G, B, H, W, C) as a channels-last (G B, C, H, W) view."""
-    return h.reshape(-1, *h.shape[2:]).permute(0, 3, 1, 2)
+    """(G, B, H, W, C) as a channels-last (G B, C, H, W) view (of a contiguous copy if
+    h is not contiguous)."""
+    g, b, height, width, c = h.shape
+    h = h if h.is_contiguous() else h.contiguous()
+    return h.as_strided((g * b, c, height, width), (height * width * c, 1, width * c, c))
 
 
 def _from_nchw(h: torch.Tensor, g: int) -> torch.Tensor:
     """A channels-last (G B, C, H, W) tensor as (G, B, H, W, C)."""
-    h = h.permute(0, 2, 3, 1)
-    return h.reshape(g, -1, *h.shape[1:])
+    n, c, height, width = h.shape
+    if h.stride() != (height * width * c, 1, width * c, c):
+        h = h.contiguous(memory_format=torch.channels_last)
+    return h.as_strided(
+        (g, n // g, height, width, c),
+        (n // g * height * width * c, height * width * c, width * c, c, 1),
+    )
 
 
 def _group_norm(h: torch.Tensor, w: torch.Tensor, bias: torch.Tensor, norm: nn.GroupNorm
@@ -172,7 +179,7 @@ def _group_norm(h: torch.Tensor, w: torch.Tensor, bias: torch.Tensor, norm: nn.G
         if not need_input:
             return None, grads
         dx = torch.ops.aten.native_group_norm_backward(
-            _as_nchw((d * scale).contiguous()), x, mean, rstd, None, n, c, hw, norm.num_groups,
+            _as_nchw(d * scale), x, mean, rstd, None, n, c, hw, norm.num_groups,
             [True, False, False],
         )[0]  # fmt: skip
         return _from_nchw(dx, g), grads
@@ -205,7 +212,7 @@ def _max_pool(h: torch.Tensor, pool: nn.MaxPool2d) -> tuple[torch.Tensor, Backwa
     out, index = torch.ops.aten.max_pool2d_with_indices(x, *shape)
 
     def backward(d: torch.Tensor, need_input: bool) -> tuple[torch.Tensor | None, Grads]:
-        grad = _as_nchw(d.contiguous())
+        grad = _as_nchw(d)
         return _from_nchw(
             torch.ops.aten.max_pool2d_with_indices_backward(grad, x, *shape, index), g
         ), []  # fmt: skip
@@ -266,7 +273,7 @@ def loss_targets(y: torch.Tensor, share: torch.Tensor, classes: int) -> torch.Te
     return target.scatter_(-1, y.unsqueeze(-1), share.unsqueeze(-1))
 
 
-@torch.no_grad()
+@torch.inference_mode()  # no autograd bookkeeping per call: ~10% of a CNN group's step
 def hand_step(
     model: nn.Sequential,
     weights: Sequence[torch.Tensor],
