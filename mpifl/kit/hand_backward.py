@@ -287,7 +287,7 @@ def hand_step(
     `loss_targets` (a client's batch loss: the mean over its real samples). x is (m, B,
     ...) rows of `step_inputs` (`patched` as it says). `bmm` makes the batched products
     (kit.group_matmul: `group_bmm` when a client's result must not depend on its
-    group)."""
+    group). The results are inference tensors: read them, do not change them in place."""
     layers = list(model.children())
     backwards: list[Backward | None] = []
     taken = iter(weights)
