@@ -22,6 +22,7 @@ from mpifl.errors import RemoteRankError
 FAIL_TAG = 7301
 ACK_TAG = 7302
 ACK_WAIT_S = 3.0
+ABORT_GRACE_S = 0.5  # before MPI_Abort: time for the launcher to pass on the last output
 MAX_COUNT = 2**30  # elements per MPI call, under the 2^31 count limit
 _MAX_SLEEP = 2e-4  # polling granularity: bounds the added latency per collective
 
@@ -182,10 +183,13 @@ class MPIComm(Comm):
         return {"mpi4py_version": mpi4py.__version__, "mpi_library": line}
 
     def abort(self, code: int) -> NoReturn:
-        """Abort every rank of the job."""
+        """Abort every rank of the job, ABORT_GRACE_S after flushing this rank's output:
+        MPI_Abort has the launcher kill every rank, and mpiexec (hydra) dropped the output
+        a rank had written just before, the error line with it, in ~1 abort in 15."""
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
                 stream.flush()
+        time.sleep(ABORT_GRACE_S)
         self._comm.Abort(code)
         raise SystemExit(code)  # not reached: Abort does not return
 

@@ -1,9 +1,13 @@
-"""The comm module's collectives on real MPI ranks."""
+"""The comm module: its collectives on real MPI ranks, and how it aborts a job."""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
+from mpifl import comm as comm_module
+from mpifl.comm import ABORT_GRACE_S, MPIComm
 from tests.conftest import mpi_script
 
 SNIPPET = """
@@ -45,3 +49,36 @@ def test_collectives(tmp_path, ranks):
     assert proc.returncode == 0, proc.stderr
     for r in range(ranks):  # one file per rank: stdout of several ranks may interleave
         assert (tmp_path / f"rank{r}").read_text() == "ok True"
+
+
+class _Recorded:
+    """Stands in for the MPI communicator and the output streams; logs what is done."""
+
+    def __init__(self, events: list[tuple]) -> None:
+        self.events = events
+
+    def Get_rank(self) -> int:  # noqa: N802  (mpi4py's names)
+        return 0
+
+    def Get_size(self) -> int:  # noqa: N802
+        return 2
+
+    def Abort(self, code: int) -> None:  # noqa: N802
+        self.events.append(("abort", code))
+
+    def flush(self) -> None:
+        self.events.append(("flush",))
+
+
+def test_abort_waits_for_the_launcher_to_pass_on_the_error_line(monkeypatch):
+    # MPI_Abort right after the error line lost that line in ~1 abort in 15 (mpiexec
+    # killed the ranks before passing on their last output): flush, wait, then abort
+    events: list[tuple] = []
+    recorded = _Recorded(events)
+    monkeypatch.setattr(sys, "stdout", recorded)
+    monkeypatch.setattr(sys, "stderr", recorded)
+    monkeypatch.setattr(comm_module.time, "sleep", lambda s: events.append(("sleep", s)))
+    with pytest.raises(SystemExit):
+        MPIComm(recorded, None).abort(1)
+    assert events == [("flush",), ("flush",), ("sleep", ABORT_GRACE_S), ("abort", 1)]
+    assert ABORT_GRACE_S >= 0.1  # 0.1 s lost no line in 70 aborts, 2 of them under load
