@@ -102,7 +102,7 @@ def _conv(p: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, conv: nn.
     its weights (G, C_out, C, kh, kw) in channels-last order."""
     g, b, out_h, out_w, k = p.shape
     c_out = w.shape[1]
-    wt = w.permute(0, 1, 3, 4, 2).reshape(g, c_out, k)  # (G, C_out, kh kw C): a copy
+    wt = w.permute(0, 1, 3, 4, 2).reshape(g, c_out, k)  # (G, C_out, kh kw C), read only
     rows = p.view(g, -1, k)
     z = bmm(rows, wt.transpose(1, 2), bias)
 
