@@ -1,10 +1,10 @@
 """Where a client's time goes: one round's clients trained in-process (one rank, no MPI),
-with train.vectorize = off and = on, accounted by cProfile per client: data (building
+with train.group = 1 and at its default, accounted by cProfile per client: data (building
 the client's task), training, own-test accuracy, staging and exact commit, other.
-cProfile inflates call-heavy code, the one-by-one path most: read the split, not the
+cProfile inflates call-heavy code, one client at a time most: read the split, not the
 totals' ratio.
 
-    python -m bench.breakdown JOB [--set KEY=VALUE ...] [--modes off,on] [--smoke]
+    python -m bench.breakdown JOB [--set KEY=VALUE ...] [--groups 1,256] [--smoke]
 """
 
 from __future__ import annotations
@@ -26,17 +26,18 @@ PARTS = {  # part -> (file, function) of the calls whose cumulative time it is
     "data": (("engine/emulation.py", "task"),),
     "training": (("kit/training.py", "sgd_epochs"), ("kit/batched.py", "train_group")),
     "own-test accuracy": (
-        ("kit/training.py", "client_accuracy"),
+        ("kit/training.py", "client_accuracies"),
         ("kit/batched.py", "group_scores"),
     ),
     "staging + exact commit": (("kit/accumulate.py", "add"), ("kit/accumulate.py", "commit")),
 }
 
 
-def breakdown(job: str, sets: list[str], mode: str) -> tuple[int, dict[str, float]]:
-    """(clients trained, ms per client by part) of round 1 of `job` on one rank."""
+def breakdown(job: str, sets: list[str], group: int) -> tuple[int, dict[str, float]]:
+    """(clients trained, ms per client by part) of round 1 of `job` on one rank, with
+    `group` clients at most in a batched group."""
     output = Path(tempfile.mkdtemp(prefix="mpifl-breakdown-")) / "run.h5"
-    cfg = load_job(job, [*sets, f"train.vectorize={mode}", f"run.output={output}"])
+    cfg = load_job(job, [*sets, f"train.group={group}", f"run.output={output}"])
     parts = assemble(cfg, Comm(), output)
     method = parts.method
     plan = parts.planner.plan(0, 0.0, method.workload)
@@ -65,15 +66,15 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("job")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--modes", default="off,on", help="train.vectorize values, comma-separated")
+    p.add_argument("--groups", default="1,256", help="train.group values, comma-separated")
     p.add_argument("--smoke", action="store_true", help="a round of 8 clients")
     args = p.parse_args()
     sets = [*args.sets, "round.cohort=8", "fleet.clients=100"] if args.smoke else args.sets
     print(f"per-client time in ms, one rank, {args.job} {' '.join(args.sets)}")
-    for mode in args.modes.split(","):
-        n, parts = breakdown(args.job, sets, mode)
+    for group in args.groups.split(","):
+        n, parts = breakdown(args.job, sets, int(group))
         split = ", ".join(f"{part} {value:.3f}" for part, value in parts.items())
-        print(f"  train.vectorize = {mode}: {n} clients; {split}")
+        print(f"  train.group = {group}: {n} clients; {split}")
 
 
 if __name__ == "__main__":

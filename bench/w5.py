@@ -4,8 +4,9 @@ W2's fleet and MLP (jobs/w2_fleet_scale.toml) with 5 local epochs at batch 4 and
 clients per round on 2 ranks (--ranks), 1 torch thread each; then the quick-start CNN
 on digits (jobs/quickstart.toml), its 30 rounds, and the same CNN with every client
 training every round (cohort 100, no deadline, always online: ~90 clients a round, as
-in a fleet). Each runs with train.vectorize = off and = on, alternately, `--repeats`
-times in this invocation. Prints the medians of client updates per second per core
+in a fleet). Each runs with train.group = 1 (one client at a time) and at its default
+(batched groups), alternately, `--repeats` times in this invocation; both give the same
+results. Prints the medians of client updates per second per core
 (clients trained / seconds in local training, summed over ranks, rounds after the
 first), the median ratio with each run's; the step bound: the clients' SGD steps per
 step of their batched groups (a group steps until its longest client is done), which
@@ -95,9 +96,9 @@ def main() -> None:
     for name, job, sets, target in settings[:1] if args.smoke else settings:
         offs, ons, bounds = [], [], []
         for _ in range(1 if args.smoke else args.repeats):
-            off, flops, _ = throughput(args.ranks, job, *sets, "train.vectorize='off'")
+            off, flops, _ = throughput(args.ranks, job, *sets, "train.group=1")
             offs.append(off)
-            on, _, bound = throughput(args.ranks, job, *sets, "train.vectorize='on'")
+            on, _, bound = throughput(args.ranks, job, *sets)
             ons.append(on)
             bounds.append(bound)
         ratios = [on / off for on, off in zip(ons, offs, strict=True)]

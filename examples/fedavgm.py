@@ -42,6 +42,10 @@ class FedAvgM(kit.Method):
         self.velocity = torch.zeros_like(self.weights)
         self.model = kit.prepare_model(model, self.config.train)
         self.work = kit.WholeModel.of(kit.measure_cost(ctx.spec), self.config.train)
+        # how a client trains: this model under cross-entropy, alone or in the planner's
+        # batched groups (kit.ClientTrainer: the same result either way)
+        self.trainer = kit.ClientTrainer(self.model, self.config.train, ctx.spec.input_shape)
+        self.group_size = kit.group_size(self.config, [self.trainer])
 
     def workload(self, clients: np.ndarray, round_: int) -> kit.Workload:
         """Every client downloads, trains and uploads the whole model: its memory
@@ -53,9 +57,25 @@ class FedAvgM(kit.Method):
         """sum n_k W_k and sum n_k, summed exactly over all ranks."""
         return {"model": self.weights.numel(), "weight": 1}
 
-    def train_client(self, task: kit.ClientTask, acc: kit.Accumulators) -> kit.ClientResult:
-        """FedAvg's client step: local SGD from the global model, then stage n W_k and n."""
-        return kit.fedavg_client(self.model, self.weights, task, self.config.train, acc)
+    # The client step, written once: what a client trains, where it starts, and what it
+    # sends (the engine trains the clients in between).
+    def client_trainer(self, variant: int) -> kit.ClientTrainer:
+        return self.trainer
+
+    def client_start(self, task: kit.ClientTask) -> torch.Tensor:
+        """Every client starts from the global model."""
+        return self.weights
+
+    def client_finish(
+        self,
+        task: kit.ClientTask,
+        start: torch.Tensor,
+        trained: torch.Tensor,
+        acc: kit.Accumulators,
+    ) -> kit.Metrics:
+        """Stage n_k W_k and n_k (kit.stage_average), summed exactly over all ranks."""
+        kit.stage_average(task, trained, acc)
+        return {}
 
     def server_step(self, sums: dict[str, np.ndarray], plan: kit.RoundPlan) -> kit.Metrics:
         alg = self.config.algorithm

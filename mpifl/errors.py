@@ -55,3 +55,8 @@ class RemoteRankError(RuntimeError):
 class DiskFullError(OSError):
     """Not enough space left to write results, a checkpoint or client state (exit 1: the
     run stops with its completed rounds readable and resumes once space is freed)."""
+
+
+class MethodError(TypeError):
+    """A method broke its contract with the engine, e.g. a client metric it does not
+    declare: a programming error in the method (the run fails, exit 1)."""

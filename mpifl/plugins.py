@@ -1,6 +1,8 @@
-"""User plugins: a model, data set or method named "package.module:attribute" in a job.
+"""User plugins: a model, data set, method or callback named "package.module:attribute"
+in a job.
 
-The module is imported from the working directory or PYTHONPATH (every rank imports it).
+The module is imported from the working directory or PYTHONPATH (every rank imports it;
+a callback, rank 0 only).
 A job that names a plugin runs the plugin's code, as a script would: treat such job files
 like scripts. A method may also be installed under the `mpifl.methods` entry-point group
 and named by its entry-point name. docs/plugins.md describes each kind.

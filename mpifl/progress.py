@@ -75,10 +75,11 @@ class Progress:
         self.rounds, self.first, self.stream = rounds, first, stream
         self.tty = stream.isatty()
         self.start = time.monotonic()
+        self.drawn = 0  # the last round reported
 
     def update(self, row: np.void) -> None:
         """Report one finished round."""
-        done = int(row["round"])
+        done = self.drawn = int(row["round"])
         elapsed = time.monotonic() - self.start
         eta = elapsed / max(done - self.first, 1) * (self.rounds - done)
         if not self.tty:
@@ -91,3 +92,8 @@ class Progress:
             f"{row['virtual_time']:.0f}s  eta {clock(eta)}"
         )
         print(text, end="\n" if done == self.rounds else "", file=self.stream, flush=True)
+
+    def end(self) -> None:
+        """End a bar left short of the last round (a callback stopped the run)."""
+        if self.tty and 0 < self.drawn < self.rounds:
+            print(file=self.stream, flush=True)

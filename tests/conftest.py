@@ -99,3 +99,76 @@ def small_job(tmp_path: Path) -> Path:
     job = tmp_path / "job.toml"
     job.write_text(SMALL_JOB.format(output=tmp_path / "out.h5"))
     return job
+
+
+# columns that say where and how fast a client or rank ran, not what it computed
+PLACEMENT = {"wall_time", "rank", "group", "measured_memory"}
+
+
+def result_contents(path: Path) -> dict[str, bytes]:
+    """What a run computed, table by table: every dataset's bytes (participation sorted
+    by round and client, without PLACEMENT columns; `ranks` left out: it is about the
+    ranks), and the `rounds` table without its wall time."""
+    import h5py
+    import numpy as np
+
+    out: dict[str, bytes] = {}
+
+    def visit(name: str, obj: object) -> None:
+        if not isinstance(obj, h5py.Dataset) or name in ("ranks", "fleet"):
+            return
+        data = obj[()]
+        if data.dtype.names:
+            if "client" in data.dtype.names:
+                data = data[np.lexsort((data["client"], data["round"]))]
+            for column in data.dtype.names:
+                if column not in PLACEMENT:
+                    out[f"{name}/{column}"] = np.ascontiguousarray(data[column]).tobytes()
+        else:
+            out[name] = np.asarray(data).tobytes()
+
+    with h5py.File(path) as f:
+        f.visititems(visit)
+    return out
+
+
+def assert_same_results(a: Path, b: Path) -> None:
+    """Two runs computed the same bytes (result_contents), column by column."""
+    ca, cb = result_contents(a), result_contents(b)
+    assert ca.keys() == cb.keys()
+    differ = [k for k in ca if ca[k] != cb[k]]
+    assert not differ, f"{a.name} and {b.name} differ in {differ}"
+
+
+def in_process(cfg, output: Path, abandon_at: int = -1, resume=None):
+    """Run `cfg` on one in-process rank (resuming from a checkpoint if given), abandoning
+    round `abandon_at` (from 0) as a SIGTERM would; (the engine, its exit code)."""
+    import io
+
+    from mpifl.comm import Comm
+    from mpifl.engine.loop import Engine, RoundAbandoned
+
+    engine = Engine(cfg, Comm(), output, stream=io.StringIO())
+    engine.start(resume)
+    play = engine.round
+
+    def round_(t: int):
+        if t == abandon_at:
+            raise RoundAbandoned(t)
+        return play(t)
+
+    engine.round = round_
+    return engine, engine.run()
+
+
+def plugin_module(tmp_path: Path, monkeypatch, name: str, source: str):
+    """Make `source` importable as module `name` from the working directory (tmp_path),
+    with the method plugin cache cleared around the test (a fixture's body: yield from)."""
+    from mpifl.methods import plugin_method
+
+    (tmp_path / f"{name}.py").write_text(source)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    plugin_method.cache_clear()
+    yield name
+    plugin_method.cache_clear()

@@ -1,5 +1,6 @@
-"""Batched (vectorised) client training in-process: each client's maths is its own, the
-groups the planner forms do not depend on the rank count, and when it is used."""
+"""The one client path in-process: each client's maths is its own, its result does not
+depend on its group, the groups the planner forms do not depend on the rank count, and
+which clients train as one batched computation."""
 
 from __future__ import annotations
 
@@ -11,27 +12,28 @@ import torch
 
 from mpifl.config.sections import TrainConfig
 from mpifl.engine.plan import Planner, form_groups
-from mpifl.errors import ConfigError
 from mpifl.fleet.availability import Always
 from mpifl.fleet.devices import CATALOGUE
 from mpifl.fleet.profiles import generate_fleet
 from mpifl.jobs import validate_job
 from mpifl.kit import Workload, build_model, get_flat, loss_and_correct, set_flat, sgd_epochs
 from mpifl.kit.batched import (
-    AUTO_MAX_PARAMS,
+    GROUP_NUMBERS,
+    HAND_CONV_MAX,
+    ClientTrainer,
     GroupModel,
     group_scores,
-    group_size,
-    pinned_group_size,
-    sample_cross_entropy,
     train_group,
 )
+from mpifl.kit.task import ClientTask
+from mpifl.kit.training import sample_cross_entropy
 from mpifl.models import ModelSpec
 from mpifl.models.mrl import MRLModel
+from mpifl.results.schema import PARTICIPATION_DTYPE
 
 TRAIN = TrainConfig(
     epochs=3, batch_size=4, lr=0.05, momentum=0.5, weight_decay=0.01, channels_last=False,
-    vectorize="on", group=8, precision="fp32",
+    group=8, precision="fp32",
 )  # fmt: skip
 
 
@@ -67,11 +69,11 @@ def test_a_group_trains_each_client_as_it_would_alone(spec):
         loss = sgd_epochs(model, x, y, TRAIN, gen)
         assert torch.allclose(trained[k], get_flat(model), rtol=1e-4, atol=1e-6), k
         assert abs(float(losses[k]) - loss) < 1e-4 * max(1.0, abs(loss))
-    summed, correct = group_scores(GroupModel(model), trained, data)
+    summed, correct = group_scores(GroupModel(model), trained, data, [None], TRAIN.batch_size)
     for k, (x, y) in enumerate(data):
         set_flat(model, trained[k])
         alone = loss_and_correct(model, x, y)
-        assert int(correct[k]) == alone[1] and abs(float(summed[k]) - alone[0]) < 1e-3
+        assert int(correct[0, k]) == alone[1] and abs(float(summed[k]) - alone[0]) < 1e-3
 
 
 def test_groups_are_by_variant_and_size_and_independent_of_ranks():
@@ -104,18 +106,33 @@ def test_groups_are_by_variant_and_size_and_independent_of_ranks():
     assert len(set(four["rank"][four["rank"] >= 0])) == 4
 
 
-def test_when_clients_are_batched():
-    cfg = validate_job({})
-    assert group_size(cfg, AUTO_MAX_PARAMS) == 256 and group_size(cfg, AUTO_MAX_PARAMS + 1) == 1
-    off = validate_job({"train": {"vectorize": "off"}})
-    assert group_size(off, 10) == 1
-    on = validate_job({"train": {"vectorize": "on", "group": 16}})
-    assert group_size(on, 10**7) == 16
-    measured = validate_job({"emulation": {"memory": "measured"}})
-    assert group_size(measured, 10) == 1
-    both = validate_job({"emulation": {"memory": "both"}, "train": {"vectorize": "on"}})
-    with pytest.raises(ConfigError, match="train.vectorize"):
-        group_size(both, 10)
+def test_which_clients_train_as_one_batched_computation():
+    """Batched: small models of mpifl's layers in fp32 on one thread, with small
+    convolutions; the rest one by one. Neither depends on the group."""
+    mlp = build_model(ModelSpec("mlp", (12,), 3))
+    cnn = build_model(ModelSpec("cnn", (1, 16, 16), 10, channels=(8, 16), norm="group"))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert ClientTrainer(mlp, TRAIN, (12,)).batched
+        at = HAND_CONV_MAX // (16 * 16)  # the largest batch by hand: 8 images of 16 x 16
+        assert ClientTrainer(cnn, replace(TRAIN, batch_size=at), (1, 16, 16)).batched
+        assert not ClientTrainer(cnn, replace(TRAIN, batch_size=at + 1), (1, 16, 16)).batched
+        assert ClientTrainer(mlp, TRAIN, (12,), sample_cross_entropy).batched  # any loss
+        assert not ClientTrainer(mlp, replace(TRAIN, precision="bf16"), (12,)).batched
+        big = build_model(ModelSpec("mlp", (784,), 10, hidden=(128,)))  # 101,770 parameters
+        assert not ClientTrainer(big, TRAIN, (784,)).batched  # bound by its arithmetic
+        torch.set_num_threads(2)  # several threads split a group's reductions by its size
+        assert not ClientTrainer(mlp, TRAIN, (12,)).batched
+    finally:
+        torch.set_num_threads(threads)
+    trainer = ClientTrainer(mlp, TRAIN, (12,))
+    trainer.batched = True
+    assert trainer.group_size(validate_job({"train": {"group": 16}})) == 16
+    assert trainer.group_size(validate_job({"emulation": {"memory": "measured"}})) == 1
+    wide = ClientTrainer(build_model(ModelSpec("mlp", (784,), 10, hidden=(100,))), TRAIN, (784,))
+    wide.batched = True  # 79,510 parameters: groups of 105
+    assert wide.group_size(validate_job({})) == GROUP_NUMBERS // wide.group.size < 256
 
 
 def test_a_masked_step_changes_nothing():
@@ -137,6 +154,14 @@ def test_a_masked_step_changes_nothing():
     assert torch.allclose(trained[0], get_flat(model), atol=1e-7)
 
 
+def tasks(data, ks: list[int]) -> list[ClientTask]:
+    """Client k's task: its split (also as its test split) and its own stream."""
+    row = np.zeros(1, PARTICIPATION_DTYPE)[0]
+    return [
+        ClientTask(k, 0, data[k], data[k], torch.Generator().manual_seed(100 + k), row) for k in ks
+    ]
+
+
 @pytest.mark.parametrize(
     "spec",
     [
@@ -146,47 +171,53 @@ def test_a_masked_step_changes_nothing():
     ids=["mlp", "cnn"],
 )
 @pytest.mark.parametrize("mrl", [False, True], ids=["model", "fedmrl-model"])
-def test_a_clients_batched_result_does_not_depend_on_its_group(spec, mrl):
-    """Bit for bit: alone, first or last, in a group of 2 or 21. Methods that keep client
-    state batch the clients of one home rank, whose groups change with the rank count;
-    their runs stay bitwise the same for any rank count because of this (for models
-    batched by hand; vmap's are not, and such methods then train one by one)."""
+def test_a_clients_result_does_not_depend_on_its_group(spec, mrl):
+    """Bit for bit: alone, first or last, in a group of 2 or 40, with its own start or
+    everyone's (FedMRL's model with its own loss, a clip and its personal head too)."""
     torch.manual_seed(0)
     model = MRLModel(spec, 8, 12, [4, 8]) if mrl else build_model(spec)
-    start, group = get_flat(model), GroupModel(model, invariant=True)
-    assert group.by_hand
-    loss = mrl_sample_loss if mrl else sample_cross_entropy
-    data = splits(40, spec.input_shape, spec.n_classes, seed=5)
+    loss = (lambda out, y: sum(sample_cross_entropy(h, y) for h in out)) if mrl else None
+    head = (lambda out: out[-1]) if mrl else None
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        trainer = ClientTrainer(model, TRAIN, spec.input_shape, loss, 0.5, head)
+        assert trainer.batched
+        data = splits(40, spec.input_shape, spec.n_classes, seed=5)
+        start = get_flat(model)
+        own = {k: start + 0.01 * k for k in range(40)}
 
-    def trained(ks: list[int]) -> torch.Tensor:
-        gens = [torch.Generator().manual_seed(100 + k) for k in ks]
-        batch = [data[k] for k in ks]
-        return train_group(group, start, batch, TRAIN, gens, loss, 0.5)[0][ks.index(3)]
+        def trained(ks: list[int], shared: bool) -> tuple[torch.Tensor, float, float]:
+            starts = [start if shared else own[k] for k in ks]
+            out = list(trainer.train_tasks(starts, tasks(data, ks)))
+            _, w, result = out[ks.index(3)]
+            return w, result.loss, result.accuracy
 
-    alone = trained([3])
-    for ks in ([3, 7, 9], [*range(20, 40), 3], [7, 3], list(range(40))):
-        assert torch.equal(trained(ks), alone), ks
+        for shared in (True, False):
+            alone = trained([3], shared)
+            for ks in ([3, 7, 9], [*range(20, 40), 3], [7, 3], list(range(40))):
+                w, loss_, accuracy = trained(ks, shared)
+                assert torch.equal(w, alone[0]) and (loss_, accuracy) == alone[1:], ks
+    finally:
+        torch.set_num_threads(threads)
 
 
-def mrl_sample_loss(heads: list[torch.Tensor], y: torch.Tensor) -> torch.Tensor:
-    return sum(sample_cross_entropy(h, y) for h in heads)
-
-
-def test_a_model_not_batched_by_hand_keeps_stateful_clients_one_by_one():
-    class Custom(torch.nn.Module):  # not a Sequential: torch.func's vmap batches it
-        def __init__(self) -> None:
-            super().__init__()
-            self.layer = torch.nn.Linear(4, 2)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.layer(x)
-
-    group = GroupModel(Custom(), invariant=True)
-    assert not group.by_hand
-    on = validate_job({"train": {"vectorize": "on", "group": 16}})
-    assert pinned_group_size(on, 10, [group]) == 1 and group_size(on, 10) == 16
-    w = torch.zeros(3, group.size)
-    assert group(w, torch.ones(3, 5, 4)).shape == (3, 5, 2)  # vmap still serves
+def test_a_model_trained_one_by_one_gives_each_client_its_own_result():
+    """A user's model with buffers and randomness (BatchNorm, Dropout), trained one by
+    one: each client starts from the module's initial buffers and draws its dropout from
+    its own stream, so the clients trained before it change nothing."""
+    nn = torch.nn
+    model = nn.Sequential(nn.Linear(12, 16), nn.BatchNorm1d(16), nn.Dropout(0.3), nn.ReLU(),
+                          nn.Linear(16, 3))  # fmt: skip
+    trainer = ClientTrainer(model, TRAIN, (12,))
+    assert not trainer.batched
+    data = splits(6, (12,), 3, seed=2)
+    start = get_flat(model)
+    stream = torch.get_rng_state()
+    alone = list(trainer.train_tasks([start], tasks(data, [3])))[0]
+    after = list(trainer.train_tasks([start] * 4, tasks(data, [0, 5, 1, 3])))[-1]
+    assert torch.equal(alone[1], after[1]) and alone[2] == after[2]
+    assert torch.equal(torch.get_rng_state(), stream)  # the global stream is left alone
 
 
 def _strided_cnn() -> torch.nn.Sequential:
@@ -223,11 +254,32 @@ def _norm_first() -> torch.nn.Sequential:
     ids=["mlp", "mlp-layernorm", "cnn", "cnn-odd-shape", "strided-cnn", "norm-first"],
 )
 def test_the_hand_written_backward_is_autograds(model, shape):
-    """`hand_step` (the fast path of fp32 cross-entropy) gives autograd's losses and
-    gradients, with a masked short batch."""
-    from mpifl.kit.batched import _autograd_step
-    from mpifl.kit.group_matmul import fast_bmm, group_bmm
-    from mpifl.kit.hand_backward import differentiable_by_hand, hand_step, loss_targets, step_inputs
+    """`hand_step` gives autograd's losses and gradients through the module's own
+    forward, client by client, with a masked short batch."""
+    _check_hand_step(model, shape, None)
+
+
+@pytest.mark.parametrize("arch", ["mlp", "cnn"])
+def test_the_hand_written_backward_of_fedmrls_model_under_its_loss_is_autograds(arch):
+    """FedMRL's two extractors, projector and nested heads, its multi-head loss's
+    gradient at the heads taken by autograd."""
+    spec = ModelSpec(arch, (1, 8, 8), 6, channels=(4, 8), hidden=(16,), norm="group")
+    model = MRLModel(spec, 8, 12, [4, 8])
+    _check_hand_step(model, (1, 8, 8), lambda out, y: 0.5 * sample_cross_entropy(out[0], y)
+                     + sum(sample_cross_entropy(h, y) for h in out[1:]))  # fmt: skip
+
+
+def _check_hand_step(model, shape, loss_fn):
+    from torch.func import functional_call
+
+    from mpifl.kit.group_matmul import group_bmm
+    from mpifl.kit.hand_backward import (
+        differentiable_by_hand,
+        hand_step,
+        loss_targets,
+        output_rows,
+        step_inputs,
+    )
 
     torch.manual_seed(3)
     group = GroupModel(model)
@@ -239,15 +291,26 @@ def test_the_hand_written_backward_is_autograds(model, shape):
     weight[-1, 2:] = 0  # the last client's batch is short
     share = weight / weight.sum(1, keepdim=True)
     rows, patched = step_inputs(model, x)
-    theirs = _autograd_step(group, params, m, x.view(m, b, *shape), y, share,
-                            sample_cross_entropy, TRAIN)  # fmt: skip
-    target = loss_targets(y.view(m, b), share, 6)
-    for bmm in (fast_bmm, group_bmm):
-        ours = hand_step(model, list(params.values()), rows.view(m, b, *rows.shape[1:]),
-                         target, patched, bmm)  # fmt: skip
-        assert torch.allclose(ours[0], theirs[0], atol=1e-6)
-        for a, c in zip(ours[1], theirs[1], strict=True):
-            assert a.shape == c.shape and torch.allclose(a, c, atol=1e-5)
+    rows = rows.view(m, b, *rows.shape[1:])
+    weights = list(params.values())
+    pad = output_rows(model, b) - b  # the outputs' zero rows
+    padded_y = torch.nn.functional.pad(y.view(m, b), (0, pad))
+    padded_share = torch.nn.functional.pad(share, (0, pad))
+    if loss_fn is None:
+        target = loss_targets(padded_y, padded_share, 6)
+        ours = hand_step(model, weights, rows, patched, group_bmm, target)
+        loss_fn = sample_cross_entropy
+    else:
+        ours = hand_step(model, weights, rows, patched, group_bmm, loss_fn=loss_fn,
+                         y=padded_y, share=padded_share)  # fmt: skip
+    for k in range(m):
+        own = {name: p[k].detach().requires_grad_(True) for name, p in params.items()}
+        out = functional_call(model, own, (x.view(m, b, *shape)[k],))
+        loss = (loss_fn(out, y.view(m, b)[k]) * share[k]).sum()
+        grads = torch.autograd.grad(loss, list(own.values()))
+        assert torch.allclose(ours[0][k], loss, atol=1e-6)
+        for a, c in zip(ours[1], grads, strict=True):
+            assert a[k].shape == c.shape and torch.allclose(a[k], c, atol=1e-5)
 
 
 def test_models_outside_the_hand_written_backward_are_refused():
@@ -265,33 +328,6 @@ def test_models_outside_the_hand_written_backward_are_refused():
         nn.Sequential(nn.Flatten(), nn.LayerNorm(8, elementwise_affine=False), nn.Linear(8, 2)),
     ):
         assert not differentiable_by_hand(odd, 3), odd
-    # the forward's batched layers refuse what they would compute wrongly (reflect padding
-    # was zero-padded) or crash on (a norm without weights)
-    for odd in (
-        nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, padding_mode="reflect"), nn.Flatten()),
-        nn.Sequential(nn.Flatten(), nn.LayerNorm(8, elementwise_affine=False), nn.Linear(8, 2)),
-    ):
-        assert not GroupModel(odd).by_hand, odd
-
-
-def test_stateful_methods_batch_in_fp32_on_one_thread_only():
-    """Several threads split a group's reductions by its size; bf16 products are not
-    aligned by group_bmm: a stateful method then trains one by one."""
-    model = build_model(ModelSpec("mlp", (12,), 3))
-    group = GroupModel(model, invariant=True)
-    on = validate_job({"train": {"vectorize": "on", "group": 16}})
-    bf16 = validate_job({"train": {"vectorize": "on", "group": 16, "precision": "bf16"}})
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        assert pinned_group_size(on, 10, [group]) == 16
-        with pytest.raises(ValueError, match="invariant"):  # torch's products: refused
-            pinned_group_size(on, 10, [GroupModel(model)])
-        assert pinned_group_size(bf16, 10, [group]) == 1
-        torch.set_num_threads(2)
-        assert pinned_group_size(on, 10, [group]) == 1
-    finally:
-        torch.set_num_threads(threads)
 
 
 FAULTS = """
@@ -299,8 +335,8 @@ import resource, sys, torch
 from mpifl.engine.allocator import malloc_thresholds, set_malloc_thresholds
 from mpifl.kit import build_model
 from mpifl.kit.batched import GroupModel
-from mpifl.kit.group_matmul import fast_bmm
-from mpifl.kit.hand_backward import hand_step, loss_targets, step_inputs
+from mpifl.kit.group_matmul import group_bmm
+from mpifl.kit.hand_backward import hand_step, loss_targets, output_rows, step_inputs
 from mpifl.models import ModelSpec
 assert set_malloc_thresholds(*malloc_thresholds(sys.argv[1], False))
 torch.set_num_threads(1)
@@ -309,8 +345,10 @@ m, b = 32, 4
 rows, patched = step_inputs(model, torch.randn(m * b, 1, 8, 8))
 rows, y = rows.view(m, b, *rows.shape[1:]), torch.randint(0, 10, (m, b))
 weights = list(GroupModel(model).views(torch.randn(m, 13802)).values())
-target = loss_targets(y, torch.full((m, b), 0.25), 10)
-step = lambda: hand_step(model, weights, rows, target, patched, fast_bmm)
+pad = output_rows(model, b) - b
+target = loss_targets(torch.nn.functional.pad(y, (0, pad)),
+                      torch.nn.functional.pad(torch.full((m, b), 0.25), (0, pad)), 10)
+step = lambda: hand_step(model, weights, rows, patched, group_bmm, target)
 for _ in range(3):
     step()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -339,7 +377,7 @@ def test_a_clients_matrix_product_is_its_own_in_any_group():
     """MKL's rounding of a product depends on its operands' alignment: a client in slot 1
     of a group of (9 x 512) @ (512 x 6) products got another last bit than alone, and
     REFT's 1- and 2-rank runs differed. group_bmm aligns every client's matrices."""
-    from mpifl.kit.group_matmul import GroupBmm, group_bmm
+    from mpifl.kit.group_matmul import group_bmm
 
     torch.manual_seed(0)
     for (r, n, c), column_major in (((9, 512, 6), True), ((9, 256, 5), True), ((7, 200, 3), False)):
@@ -351,34 +389,75 @@ def test_a_clients_matrix_product_is_its_own_in_any_group():
             alone = group_bmm(own_a, b[k : k + 1].clone(), bias[k : k + 1])[0]
             for m in range(k + 1, 9):
                 assert torch.equal(group_bmm(a[:m], b[:m], bias[:m])[k], alone), (r, k, m)
-    a, b = torch.randn(3, 4, 5, requires_grad=True), torch.randn(3, 5, 2, requires_grad=True)
-    da, db = torch.autograd.grad(GroupBmm.apply(a, b).square().sum(), [a, b])
-    ea, eb = torch.autograd.grad(torch.bmm(a, b).square().sum(), [a, b])
-    assert torch.allclose(da, ea) and torch.allclose(db, eb)
 
 
-def test_the_batched_sgd_step_is_torchs_sgd():
-    """`_sgd_step` runs torch's fused kernel on the contiguous blocks of an unpadded
-    layout (it takes every tensor to be contiguous, and silently misreads strided
-    ones): torch.optim.SGD's steps to rounding (its vector loop's leftovers may round
-    otherwise). Its multi-tensor kernels, on the padded rows of an invariant group, give
-    them bit for bit, client by client, with 10-number rows and a prefix of one client."""
-    from mpifl.kit.batched import _sgd_step
-
+def test_a_clients_own_test_scores_do_not_depend_on_its_group():
+    """Scored with its group mates' test splits padded to the longest, a client with 1 or
+    3 test samples got other logits than alone (the products' row count was the
+    group's): its recorded accuracy could flip on a near tie. Scored in chunks of the
+    batch size, its summed cross-entropy is the same bits in any group."""
+    spec = ModelSpec("cnn", (1, 8, 8), 10, channels=(8, 16), fc=32, norm="group")
     torch.manual_seed(0)
-    train = validate_job({"train": {"momentum": 0.9, "weight_decay": 0.01, "lr": 0.1}}).train
-    for fused in (True, False):
-        shape = (5, 10) if fused else (5, 16)
-        weights, momentum = [torch.randn(*shape)[:, :10]], [torch.zeros(*shape)[:, :10]]
-        alone = [[weights[0][k].clone().requires_grad_(True)] for k in range(5)]
-        optimisers = [torch.optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=0.01) for p in alone]
-        for m in (5, 5, 3, 1):  # the clients still training: a prefix
-            grad = torch.randn(5, 10)
-            _sgd_step([weights[0][:m]], [grad[:m]], [momentum[0][:m]], train, fused)
-            for k in range(m):
-                alone[k][0].grad = grad[k].clone()
-                optimisers[k].step()
-        for k in range(5):
-            theirs = alone[k][0].detach()
-            same = torch.allclose if fused else torch.equal
-            assert same(weights[0][k], theirs), (fused, k)
+    group = GroupModel(build_model(spec))
+    w = torch.randn(6, group.size) * 0.2
+    g = torch.Generator().manual_seed(1)
+    sizes = (1, 3, 17, 2, 40, 5)
+    tests = [(torch.randn(n, 1, 8, 8, generator=g), torch.randint(0, 10, (n,), generator=g))
+             for n in sizes]  # fmt: skip
+    summed, right = group_scores(group, w, tests, [None], 4)
+    for k in range(6):
+        alone = group_scores(group, w[k : k + 1], tests[k : k + 1], [None], 4)
+        assert summed[k].item() == alone[0][0].item() and right[0, k] == alone[1][0, 0], k
+    empty = group_scores(group, w[:2], [(torch.zeros(0, 1, 8, 8), torch.zeros(0).long())] * 2,
+                         [None], 4)  # fmt: skip
+    assert empty[0].tolist() == [0.0, 0.0] and empty[1].tolist() == [[0, 0]]
+
+
+def test_models_trained_one_by_one_leave_the_module_as_it_was():
+    """The method evaluates with the module its trainer trains: BatchNorm's statistics of
+    the last client trained must not stay in it (they would depend on the rank)."""
+    nn = torch.nn
+    model = nn.Sequential(nn.Linear(12, 8), nn.BatchNorm1d(8), nn.Linear(8, 3))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    trainer = ClientTrainer(model, TRAIN, (12,))
+    list(trainer.train_tasks([get_flat(model)] * 2, tasks(splits(2, (12,), 3), [0, 1])))
+    for name, buffer in model.named_buffers():
+        assert torch.equal(buffer, before[name]), name
+
+
+def test_frozen_and_unused_parameters_are_left_alone():
+    """As torch.optim.SGD does: a frozen parameter, or one the loss does not reach, keeps
+    its value (autograd.grad over every parameter refused both)."""
+    nn = torch.nn
+
+    class Partly(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body, self.spare = nn.Linear(12, 3), nn.Linear(3, 3)
+            self.frozen = nn.Parameter(torch.ones(3), requires_grad=False)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.body(x) * self.frozen
+
+    model = Partly()
+    spare, body = model.spare.weight.clone(), model.body.weight.clone()
+    trainer = ClientTrainer(model, TRAIN, (12,))
+    assert not trainer.batched
+    list(trainer.train_tasks([get_flat(model)], tasks(splits(1, (12,), 3), [0])))
+    assert torch.equal(model.spare.weight, spare) and torch.equal(model.frozen, torch.ones(3))
+    assert not torch.equal(model.body.weight, body)
+    frozen = build_model(ModelSpec("mlp", (12,), 3))
+    frozen[1].bias.requires_grad_(False)
+    assert not ClientTrainer(frozen, TRAIN, (12,)).batched  # the hand-written step would move it
+
+
+def test_a_mean_loss_is_refused():
+    """A method's loss gives one loss per sample; a mean one would weigh padding and make
+    a client's loss its group's."""
+    model = build_model(ModelSpec("mlp", (12,), 3))
+    mean = lambda out, y: sample_cross_entropy(out, y).mean()  # noqa: E731
+    for batched in (True, False):
+        trainer = ClientTrainer(model, TRAIN, (12,), mean)
+        trainer.batched = batched
+        with pytest.raises(ValueError, match="one loss per sample"):
+            list(trainer.train_tasks([get_flat(model)], tasks(splits(1, (12,), 3), [0])))

@@ -19,7 +19,8 @@ EXPECTED = {
     "w3": ["cache bound 1 GiB/rank", "bounded / in memory"],
     "w4": ["Allreduce fit", "prediction, 1000-client cohort"],
     "w5": ["one by one", "batched", "step bound", "arithmetic limit"],
-    "breakdown": ["train.vectorize = off", "train.vectorize = on", "staging + exact commit"],
+    "breakdown": ["train.group = 1", "train.group = 256", "staging + exact commit"],
+    "jobs": ["training s/round/rank", "quickstart"],
 }
 ARGS = {"breakdown": ["jobs/quickstart.toml"]}
 

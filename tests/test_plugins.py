@@ -9,6 +9,7 @@ from importlib.metadata import EntryPoint
 
 import numpy as np
 import pytest
+import torch
 from torch import nn
 
 from mpifl import plugins
@@ -16,11 +17,11 @@ from mpifl.config.sections import DataConfig
 from mpifl.data import build_dataset
 from mpifl.errors import ConfigError, InputError
 from mpifl.jobs import validate_job
-from mpifl.kit.batched import GroupModel
+from mpifl.kit.batched import ClientTrainer
 from mpifl.methods import method_class, plugin_method
 from mpifl.models import ModelSpec, build_model, check_buildable, measure_cost
 from mpifl.results import read_run
-from tests.conftest import ROOT, mpifl
+from tests.conftest import ROOT, mpifl, plugin_module
 
 PLUGIN = """
 import numpy as np
@@ -91,12 +92,7 @@ class Named(Half):
 @pytest.fixture
 def plugin(tmp_path, monkeypatch):
     """A module `userplug` importable from the working directory (tmp_path)."""
-    (tmp_path / "userplug.py").write_text(PLUGIN)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    plugin_method.cache_clear()
-    yield "userplug"
-    plugin_method.cache_clear()
+    yield from plugin_module(tmp_path, monkeypatch, "userplug", PLUGIN)
 
 
 def spec(arch: str) -> ModelSpec:
@@ -150,9 +146,15 @@ def test_a_bad_model_factory_is_a_config_error(plugin, factory, needle):
         check_buildable(spec(f"userplug:{factory}"))
 
 
-def test_a_model_vmap_cannot_batch_trains_one_by_one(plugin):
-    assert GroupModel(build_model(spec("userplug:mlp"))).batches((2, 3))
-    assert not GroupModel(build_model(spec("userplug:normed"))).batches((2, 3))
+def test_a_plugin_model_of_mpifls_layers_trains_batched_and_others_one_by_one(plugin):
+    train = validate_job({}).train
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert ClientTrainer(build_model(spec("userplug:mlp")), train, (2, 3)).batched
+        assert not ClientTrainer(build_model(spec("userplug:normed")), train, (2, 3)).batched
+    finally:
+        torch.set_num_threads(threads)
 
 
 def data_config(factory: str, **kw: object) -> DataConfig:
@@ -180,7 +182,7 @@ def test_plugin_data_pooled_or_natural(plugin):
 def test_plugin_methods_are_checked(plugin):
     with pytest.raises(ConfigError, match="subclass of mpifl.kit.Method"):
         method_class("userplug:mlp")
-    with pytest.raises(ConfigError, match="does not implement accumulator_sizes, evaluate"):
+    with pytest.raises(ConfigError, match="does not implement accumulator_sizes, client_finish"):
         method_class("userplug:Half")
     with pytest.raises(ConfigError, match="may not be named 'name'"):
         method_class("userplug:Named")

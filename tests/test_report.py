@@ -46,8 +46,12 @@ def test_read_run(runs):
     _, paths = runs
     run = read_run(paths[0])
     assert run.name == "seed0" and run.attrs["status"] == "complete"
-    assert set(run.tables) == {"rounds", "participation", "ranks", "eval", "server", "fleet"}
+    tables = {"rounds", "participation", "ranks", "eval", "server", "client_metrics", "fleet"}
+    assert set(run.tables) == tables
     part = run.tables["participation"]
+    trained = part["status"] == "trained"  # FedAvg's client metric: a column, NaN if none
+    assert part["update_norm"].notna().equals(trained) and trained.any()
+    assert part.attrs["units"]["update_norm"] == "L2 norm"
     assert set(part["status"].cat.categories) >= {"trained", "unavailable", "infeasible"}
     assert len(part) == 3 * 10 and run.config["round"]["cohort"] == 10
     assert run.class_names == ["mcu", "rpi", "phone", "jetson"]
@@ -58,7 +62,8 @@ def test_read_run(runs):
 def test_the_file_describes_itself(runs):
     _, paths = runs
     with h5py.File(paths[0]) as f:
-        for table in ("rounds", "participation", "ranks", "eval", "server", "fleet"):
+        tables = ("rounds", "participation", "ranks", "eval", "server", "client_metrics", "fleet")
+        for table in tables:
             ds = f[table]
             assert list(ds.attrs["columns"]) == list(ds.dtype.names)
             assert len(ds.attrs["units"]) == len(ds.attrs["descriptions"]) == len(ds.dtype.names)
@@ -68,7 +73,7 @@ def test_the_file_describes_itself(runs):
         assert h5py.check_enum_dtype(f["fleet"].dtype["device_class"]) == classes
         for key in ("mpifl_version", "torch_version", "mpi4py_version", "mpi_library"):
             assert f.attrs[key]
-        assert f.attrs["format_version"] == 5 and "git_commit" in f.attrs
+        assert f.attrs["format_version"] == 6 and "git_commit" in f.attrs
     run = read_run(paths[0])
     part = run.tables["participation"]
     assert list(part["device_class"].cat.categories) == ["mcu", "rpi", "phone", "jetson"]
@@ -100,6 +105,19 @@ def test_a_format_3_file_reads_as_format_4(runs, tmp_path):
         "name",
         "value",
     ]
+
+
+def test_a_format_5_file_reads_with_an_empty_client_metrics_table(runs, tmp_path):
+    _, paths = runs
+    old = tmp_path / "old.h5"
+    shutil.copy(paths[0], old)
+    with h5py.File(old, "r+") as f:
+        del f["client_metrics"]
+        f.attrs["format_version"] = 5
+    run = read_run(old)
+    table = run.tables["client_metrics"]
+    assert len(table) == 0 and list(table) == ["round", "client", "name", "value"]
+    assert "update_norm" not in run.tables["participation"]
 
 
 def test_read_runs_adds_differing_config_keys(runs):

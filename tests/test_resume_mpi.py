@@ -135,7 +135,7 @@ def test_resume_starts_fresh_runs_and_refuses_a_changed_config(reference, tmp_pa
     ("method", "extra"),
     [
         ("fedavg", "train.group=3"),  # batched groups of 3, spread over the ranks
-        ("submodel", "train.vectorize='off'"),  # clients one by one
+        ("submodel", "train.group=1"),  # clients one at a time
         ("koala", "train.group=3"),  # groups of one family each
         ("reft", "train.group=3"),  # client state: groups within each home rank
         ("fedmrl", "train.group=3"),  # the same, on FedMRL's two-extractor model

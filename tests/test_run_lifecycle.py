@@ -202,3 +202,22 @@ def test_the_result_file_appears_only_once_it_is_in_swmr_mode(tmp_path, monkeypa
         assert len(reader["fleet"]) == 2
     with h5py.File(path, "r") as f:
         assert f.attrs["status"] == "complete"
+
+
+def test_a_resume_with_other_torch_threads_is_refused(small_job, tmp_path):
+    """How a client trains (batched or one at a time) depends on the torch threads per
+    rank; with `run.threads` unset they come from $SLURM_CPUS_PER_TASK, which a requeued
+    job may get otherwise: the resume must not silently change the results."""
+    out = tmp_path / "out.h5"
+
+    def run(cpus: str, *args: str) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "mpifl", "run", str(small_job), "--output", str(out)]
+        environment = {**env(), "SLURM_CPUS_PER_TASK": cpus}
+        return subprocess.run([*cmd, *args], capture_output=True, text=True, env=environment,
+                              cwd=ROOT, timeout=120)  # fmt: skip
+
+    assert run("1", "--set", "run.rounds=1").returncode == 0
+    proc = run("2", "--set", "run.rounds=1", "--resume")
+    assert proc.returncode == 2 and "ran with 1 torch threads per rank" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert run("1", "--set", "run.rounds=1", "--resume").returncode == 0  # already complete

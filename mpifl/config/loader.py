@@ -210,8 +210,17 @@ def _named_tables(raw: Any, spec: NamedTables, key: str) -> dict[str, dict[str, 
     return out
 
 
+RETIRED = {  # keys of earlier versions -> what replaced them
+    "train.vectorize": "was removed: a client's result no longer depends on how clients "
+    "are grouped; train.group sets how many train as one batched computation (1 = one at "
+    "a time)",
+}
+
+
 def _reject_unknown(raw: dict[str, Any], schema: dict[str, Any], prefix: str) -> None:
     for key in raw:
+        if prefix + key in RETIRED:
+            raise ConfigError(prefix + key, raw[key], RETIRED[prefix + key])
         if key not in schema:
             close = difflib.get_close_matches(key, list(schema), n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
@@ -256,6 +265,29 @@ def _cross_checks(cfg: dict[str, Any]) -> None:
         _check_groups(cfg["model"])
     run = cfg["run"]
     run["output"] = run["output"].replace("{name}", run["name"])
+    _check_callbacks(cfg["callbacks"], run["name"])
+
+
+def _check_callbacks(callbacks: dict[str, Any], name: str) -> None:
+    """Paths of the logs (with {name} substituted) only where they are written, and
+    early-stopping keys only when it is on."""
+    for table, key in (("csv", "path"), ("tensorboard", "logdir")):
+        section = callbacks[table]
+        if section[key] and not section["enabled"]:
+            raise ConfigError(
+                f"callbacks.{table}.{key}", section[key],
+                f"is read only when callbacks.{table}.enabled = true",
+            )  # fmt: skip
+        section[key] = section[key].replace("{name}", name)
+    stopping = callbacks["early_stopping"]
+    if stopping["target"] == math.inf and not stopping["patience"]:
+        fields = SCHEMA["callbacks"]["early_stopping"]
+        for key, field in fields.items():
+            if stopping[key] != field.default:
+                raise ConfigError(
+                    f"callbacks.early_stopping.{key}", stopping[key],
+                    "has no effect: early stopping is on only with a target or a patience",
+                )  # fmt: skip
 
 
 def _check_groups(model: dict[str, Any]) -> None:

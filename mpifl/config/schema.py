@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import math
+from importlib.util import find_spec
 
-from mpifl.config.fields import Field, NamedTables, choice, integer, number, positive_list
+from mpifl.config.fields import (
+    MAX_LIST,
+    Field,
+    NamedTables,
+    choice,
+    integer,
+    number,
+    positive_list,
+)
 from mpifl.fleet.devices import CATALOGUE
 from mpifl.fleet.profiles import MAX_CLASSES
 from mpifl.plugins import is_plugin
+from mpifl.results.metrics import is_metric_name
 
 Section = dict[str, "Field | NamedTables | Section"]
 
@@ -41,6 +51,18 @@ DEVICE_FIELDS = NamedTables(
     max_entries=MAX_CLASSES,
 )
 MAX_NAME = 128
+
+
+def log_path(default: str) -> Field:
+    """Where a callback writes: a path ('' = `default`; {name} is run.name)."""
+    return Field(
+        "str",
+        "",
+        "must be a path without control characters ('' = the default)",
+        lambda v: v.isprintable() and len(v) <= 4096,
+        doc=f"'' = {default}; {{name}} is replaced by run.name",
+    )
+
 
 SCHEMA: Section = {
     "run": {
@@ -143,16 +165,11 @@ SCHEMA: Section = {
         "channels_last": Field(
             "bool", True, doc="CNNs trained one by one: NHWC memory layout (faster on CPU)"
         ),
-        "vectorize": choice(
-            "auto",
-            ("auto", "on", "off"),
-            doc="train a rank's clients in groups, each one batched computation (methods "
-            "that support it); auto: on for models of at most 100k parameters",
-        ),
         "group": integer(
             256,
-            2,
-            "most clients in a batched group; groups do not depend on the rank count",
+            1,
+            "most clients trained as one batched computation (1 = one at a time); speed "
+            "only: a client's result does not depend on its group",
             4096,
         ),
         "precision": choice(
@@ -213,5 +230,51 @@ SCHEMA: Section = {
     "faults": {
         "raise_on_rank": integer(-1, -1, "inject an exception on this rank (-1 = never)"),
         "raise_at_round": integer(-1, -1, "round (from 1) of the injected exception; -1: none"),
+    },
+    "callbacks": {
+        "plugins": Field(
+            "list[str]",
+            [],
+            f"must be a list of at most {MAX_LIST} user callbacks 'package.module:Class'",
+            lambda v: len(v) <= MAX_LIST and all(map(is_plugin, v)),
+            doc="your callbacks, 'package.module:Class' (docs/plugins.md)",
+        ),
+        "early_stopping": {
+            "metric": Field(
+                "str",
+                "test_accuracy",
+                "must name a round's figure: a rounds column (test_accuracy, train_loss, ...), "
+                "eval/<group>/loss, eval/<group>/accuracy or server/<name> (docs/results.md)",
+                is_metric_name,
+                doc="the figure watched (docs/results.md, Callbacks)",
+            ),
+            "mode": choice("max", ("max", "min"), doc="max: higher is better"),
+            "target": Field(
+                "float",
+                math.inf,
+                "must be a finite number, or inf (no target)",
+                lambda v: math.isfinite(v) or v == math.inf,
+                doc="stop once the metric reaches it (max: >=, min: <=); inf = no target",
+            ),
+            "patience": integer(
+                0, 0, "stop after this many evaluations without improvement; 0 = never", 10**7
+            ),
+            "min_delta": number(0.0, 0.0, doc="smallest change that counts as an improvement"),
+        },
+        "csv": {
+            "enabled": Field("bool", False, doc="write every round's figures to a CSV file"),
+            "path": log_path("the result file's path with .csv"),
+        },
+        "tensorboard": {
+            "enabled": Field(
+                "bool",
+                False,
+                "needs the tensorboard package, which is not installed: pip install "
+                "tensorboard (or mpifl[tensorboard])",
+                lambda v: not v or find_spec("tensorboard") is not None,
+                doc="write every round's figures as TensorBoard event files",
+            ),
+            "logdir": log_path("the result file's path with .tb"),
+        },
     },
 }

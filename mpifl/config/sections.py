@@ -159,10 +159,8 @@ class TrainConfig:
     weight_decay: float
     # CNNs trained one by one: NHWC memory layout (faster on CPU)
     channels_last: bool
-    # train a rank's clients in groups, each one batched computation (methods that support
-    # it); auto: on for models of at most 100k parameters; one of auto, on, off
-    vectorize: str
-    # most clients in a batched group; groups do not depend on the rank count
+    # most clients trained as one batched computation (1 = one at a time); speed only: a
+    # client's result does not depend on its group
     group: int
     # bf16: autocast of local training on CPU (weights, updates and aggregation stay fp32);
     # clients run at their class's bf16 speed; one of fp32, bf16
@@ -254,6 +252,53 @@ class FaultsConfig:
 
 
 @dataclass(frozen=True)
+class CallbacksEarlyStoppingConfig:
+    """[callbacks.early_stopping]"""
+
+    # the figure watched (docs/results.md, Callbacks)
+    metric: str
+    # max: higher is better; one of max, min
+    mode: str
+    # stop once the metric reaches it (max: >=, min: <=); inf = no target
+    target: float
+    # stop after this many evaluations without improvement; 0 = never
+    patience: int
+    # smallest change that counts as an improvement
+    min_delta: float
+
+
+@dataclass(frozen=True)
+class CallbacksCsvConfig:
+    """[callbacks.csv]"""
+
+    # write every round's figures to a CSV file
+    enabled: bool
+    # '' = the result file's path with .csv; {name} is replaced by run.name
+    path: str
+
+
+@dataclass(frozen=True)
+class CallbacksTensorboardConfig:
+    """[callbacks.tensorboard]"""
+
+    # write every round's figures as TensorBoard event files
+    enabled: bool
+    # '' = the result file's path with .tb; {name} is replaced by run.name
+    logdir: str
+
+
+@dataclass(frozen=True)
+class CallbacksConfig:
+    """[callbacks]"""
+
+    # your callbacks, 'package.module:Class' (docs/plugins.md)
+    plugins: tuple[str, ...]
+    early_stopping: CallbacksEarlyStoppingConfig
+    csv: CallbacksCsvConfig
+    tensorboard: CallbacksTensorboardConfig
+
+
+@dataclass(frozen=True)
 class Sections:
     """Every section of a job."""
 
@@ -270,3 +315,4 @@ class Sections:
     checkpoint: CheckpointConfig
     state: StateConfig
     faults: FaultsConfig
+    callbacks: CallbacksConfig

@@ -28,9 +28,15 @@ from mpifl.models import check_buildable, spec_from_config
 from mpifl.plugins import is_plugin
 
 
+def torch_threads(threads: int) -> int:
+    """Torch threads per rank for `run.threads`: the value, else $SLURM_CPUS_PER_TASK,
+    else 1."""
+    return threads or int(os.environ.get("SLURM_CPUS_PER_TASK") or 1)
+
+
 def configure_threads(threads: int) -> int:
-    """Set torch's intra-op threads: the config value, else $SLURM_CPUS_PER_TASK, else 1."""
-    n = threads or int(os.environ.get("SLURM_CPUS_PER_TASK") or 1)
+    """Set torch's intra-op threads (`torch_threads`)."""
+    n = torch_threads(threads)
     cores = os.cpu_count() or 1
     if n > cores:
         raise ConfigError("run.threads", n, f"must be <= the {cores} cores of this host")

@@ -3,15 +3,18 @@
 Each client's outcome lands in its participation row: out of memory (the measured RSS
 growth over its budget, or an allocation failure under the RLIMIT_DATA backstop),
 rejected (a non-finite update), or trained with its loss and accuracy; in throttled mode
-the client takes at least its virtual compute time, scaled. Clients are handed to the
-method one at a time, or in the batched groups of the plan (`participation.group`);
-a group's contributions are still committed, or discarded, one client at a time.
+the client takes at least its virtual compute time, scaled. A trained client's values of
+the method's declared `client_metrics` are kept as the round's `client_metrics` rows.
+Clients are handed to the method one at a time, or in the batched groups of the plan
+(`participation.group`); a group's contributions are still committed, or discarded, one
+client at a time.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from numbers import Real
 
 import numpy as np
 
@@ -21,9 +24,10 @@ from mpifl.data.federated import FederatedData
 from mpifl.engine.asynchronous import PendingUpdates
 from mpifl.engine.signals import StopSignal
 from mpifl.engine.throttle import MemoryProbe, is_allocation_failure, sleep_until
-from mpifl.kit import Accumulators, ClientResult, ClientTask, Method
+from mpifl.errors import MethodError, shown
+from mpifl.kit import Accumulators, ClientResult, ClientTask, Method, Metrics
 from mpifl.kit.accumulate import UpdateRejected
-from mpifl.results.schema import Status
+from mpifl.results.schema import CLIENT_METRICS_DTYPE, Status
 from mpifl.streams import Purpose, torch_generator
 
 
@@ -50,6 +54,8 @@ class ClientRunner:
         self.method, self.data, self.comm, self.stop = method, data, comm, stop
         self.measure_memory = cfg.emulation.memory != "analytic"
         self.throttled = cfg.emulation.mode == "throttled"
+        self.algorithm = cfg.algorithm.name
+        self._figures: list[tuple[int, int, bytes, float]] = []  # this round's client metrics
 
     def task(self, round_: int, row: np.void) -> ClientTask:
         """Client `row["client"]`'s turn in round `round_`."""
@@ -73,7 +79,9 @@ class ClientRunner:
         """Train the clients of `rows` (this rank's, a view that receives the outcomes);
         stops early, between groups, if a stop was requested. `route(row)` is told which
         client's contributions are committed next (asynchronous: into the sums of the
-        step that applies its update)."""
+        step that applies its update). The trained clients' client metrics are then
+        `client_metrics()`."""
+        self._figures = []
         for positions in groups(rows):
             self.comm.poll_failures()
             if self.stop.requested:
@@ -85,6 +93,40 @@ class ClientRunner:
                 if route is not None:
                     route(row)
                 results = self._one(results, row, acc)
+
+    def client_metrics(self) -> np.ndarray:
+        """The `client_metrics` rows of the clients trained by the last `run`: per client,
+        in training order, its figures in the order the method declares them."""
+        return np.array(self._figures, dtype=CLIENT_METRICS_DTYPE)
+
+    def _checked(self, row: np.void, metrics: Metrics) -> list[tuple[int, int, bytes, float]]:
+        """A client's metrics as `client_metrics` rows (declaration order); MethodError
+        if the method returned something it does not declare, or a value that is not a
+        number (NaN is: no value)."""
+        declared, client = self.method.client_metrics, int(row["client"])
+        where = f"method {self.algorithm!r}, client {client} (round {int(row['round'])})"
+        if not isinstance(metrics, Mapping):
+            raise MethodError(
+                f"{where}: client_finish must return a dict of its client_metrics "
+                f"values ({{}} if it declares none), not {shown(metrics)}"
+            )
+        for name, value in metrics.items():
+            if name not in declared:
+                known = ", ".join(map(repr, declared)) or "none"
+                raise MethodError(
+                    f"{where}: client_finish returned the client metric {shown(name)}, which "
+                    f"the method's client_metrics does not declare (declared: {known})"
+                )
+            if isinstance(value, bool) or not isinstance(value, Real):
+                raise MethodError(
+                    f"{where}: client metric {name!r} is {type(value).__name__} "
+                    f"{shown(value)}, not a real number (return a float; NaN for no value)"
+                )
+        out = []
+        for name in declared:
+            if name in metrics:
+                out.append((int(row["round"]), client, name.encode(), float(metrics[name])))
+        return out
 
     def _one(
         self, results: Iterator[ClientResult] | None, row: np.void, acc: Accumulators
@@ -111,11 +153,14 @@ class ClientRunner:
             acc.discard()
         else:
             row["loss"], row["accuracy"] = result.loss, result.accuracy
+            figures = self._checked(row, result.metrics)
             try:
                 acc.commit()
             except UpdateRejected:
                 row["status"] = Status.REJECTED
                 not_applied(row)
+            else:
+                self._figures += figures
         if self.throttled:
             target = row["compute_time"] * self.emulation.time_scale
             sleep_until(started, target, lambda: self.stop.requested)

@@ -1,5 +1,5 @@
 """The driver: a run's lifecycle (start, resume, checkpoint, finish) and its round loop
-(plan, train this rank's clients, reduce, server step, evaluate, record)."""
+(plan, train this rank's clients, reduce, server step, evaluate, record, callbacks)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import TextIO
 
 import numpy as np
 
+from mpifl.callbacks import CallbackList, RunInfo, build_callbacks
 from mpifl.comm import Comm
 from mpifl.config import Config
 from mpifl.engine import checkpoint
@@ -51,6 +52,8 @@ class Engine:
         self.stop = StopSignal()
         self.clients = ClientRunner(cfg, self.method, self.data, comm, self.stop)
         self.telemetry = RankTelemetry(comm.rank, self.store)
+        self.callbacks = build_callbacks(cfg, output) if comm.rank == 0 else CallbackList([])
+        self.watching = False  # whether the ranks agree on a callback's stop every round
         self.recorder: Recorder | None = None  # rank 0
         self.run_id = ""
         self.virtual_time = 0.0
@@ -67,13 +70,15 @@ class Engine:
             if resume is None:
                 checkpoint.remove(self.output)
         self.comm.barrier()
+        self.watching = self.comm.bcast_object(bool(self.callbacks))
         if resume is not None:
             self._resume(resume)
         elif self.comm.rank == 0:
             self.run_id = uuid.uuid4().hex
             self.recorder = Recorder.create(
-                self.output, self._attrs(), self._fleet_rows(), self.fleet.class_names
-            )
+                self.output, self._attrs(), self._fleet_rows(), self.fleet.class_names,
+                self.method.client_metrics,
+            )  # fmt: skip
 
     def _attrs(self) -> dict[str, object]:
         """The result file's root attributes at the start."""
@@ -112,20 +117,24 @@ class Engine:
             size, rank = self.comm.size, self.comm.rank
             self.store.import_from(ckpt.folder / "clients", lambda k: k % size == rank)
         if self.comm.rank == 0:
-            self.recorder = Recorder.resume(self.output, ckpt.next_round, self.fleet.class_names)
+            self.recorder = Recorder.resume(
+                self.output, ckpt.next_round, self.fleet.class_names, self.method.client_metrics
+            )
 
     def run(self) -> int:
         """All rounds, then the final status and (rank 0) the summary. Returns the exit
         code: 0 complete, 3 interrupted by SIGTERM with a checkpoint written.
 
         SIGTERM is honoured between clients: the round under way is abandoned and the last
-        completed one checkpointed. Once the last round is done, the run completes (a
-        SIGTERM during the final write is ignored: the status must say what happened)."""
+        completed one checkpointed. Once the last round is done, or a callback stopped the
+        run, it completes (a SIGTERM during the final write is ignored: the status must say
+        what happened)."""
         start = time.perf_counter()
         rounds = self.cfg.run.rounds
         if self.recorder is not None:
             print(header(self.recorder.attrs, rounds, self.first_round, str(self.output)),
                   file=self.stream, flush=True)  # fmt: skip
+            self.callbacks.on_train_begin(RunInfo(self.cfg, self.output, self.recorder.history))
         progress = Progress(rounds, self.first_round, self.stream)
         every = self.cfg.checkpoint.every
         with self.stop:
@@ -137,10 +146,27 @@ class Engine:
                     return self._interrupted(t)
                 if row is not None:
                     progress.update(row)
+                if self._stopped_after(t):
+                    break
                 if every and (t + 1) % every == 0 and t != rounds - 1:
                     self._checkpoint(t + 1)
+            progress.end()
             self._finish(time.perf_counter() - start)
         return 0
+
+    def _stopped_after(self, t: int) -> bool:
+        """Whether a callback stops the run after round t: rank 0 asks them, every rank
+        agrees. A stop after the last round changes nothing and is not recorded."""
+        if not self.watching:
+            return False
+        reason = ""
+        if self.recorder is not None:
+            reason = self.callbacks.after_round(t + 1, self.recorder.latest)
+        if not self.comm.any_flag(bool(reason)) or t == self.cfg.run.rounds - 1:
+            return False
+        if self.recorder is not None:
+            self.recorder.stopped = (t + 1, reason)
+        return True
 
     def _finish(self, wall: float) -> None:
         """Record the final state and status `complete`, drop the run's checkpoints and
@@ -150,6 +176,7 @@ class Engine:
         if self.recorder is not None:
             self.recorder.complete(self.method.state_dict(), wall)
             checkpoint.remove(self.output)
+            self.callbacks.on_train_end("complete")
             text = self.recorder.summary(self.cfg.run.name, self.comm.size, wall)
             print(text, file=self.stream, flush=True)
 
@@ -173,6 +200,7 @@ class Engine:
             self.store.close()
         if self.recorder is not None:
             self.recorder.interrupted(next_round)
+            self.callbacks.on_train_end("interrupted")
             print(
                 f"mpifl: stopped by SIGTERM; {next_round} rounds done and checkpointed; "
                 f"resume with `mpifl run JOB --resume` (output {self.output})",
@@ -201,6 +229,9 @@ class Engine:
         if comm.rank == 0:  # rank 0 also reports the clients no rank trained
             rows = np.concatenate([rows, plan.rows[plan.rows["rank"] < 0]])
         participation = comm.gather_rows(rows)
+        client_metrics = None  # the trained clients' declared figures, if the method has any
+        if self.method.client_metrics:
+            client_metrics = comm.gather_rows(self.clients.client_metrics())
         rank_row = self.telemetry.row(
             t, trained_here, train_time, comm.seconds - comm_start, time.perf_counter() - wall_start
         )
@@ -209,7 +240,7 @@ class Engine:
             return None
         return self.recorder.record_round(
             t, plan.duration, self.virtual_time, participation, rank_rows, evals, metrics,
-            wall_start,
+            wall_start, client_metrics,
         )  # fmt: skip
 
     def _train(self, t: int, plan: RoundPlan, rows: np.ndarray) -> tuple[float, Accumulators]:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from mpifl.config import Config
 from mpifl.engine import checkpoint
+from mpifl.engine.assemble import torch_threads
 from mpifl.errors import InputError
 from mpifl.results.reader import flat_config, read_attrs
 from mpifl.results.status import effective, note_path
@@ -48,6 +49,7 @@ def decide(output: Path, cfg: Config, resume: bool, overwrite: bool) -> Start:
             f"resume error: cannot read {output} ({exc}); pass --overwrite to start over"
         ) from None
     _same_config(output, started, cfg.to_toml())
+    _same_threads(output, int(attrs.get("threads_per_rank", 0)), torch_threads(cfg.run.threads))
     status, _ = effective(output, status, None)
     if status == "complete":
         return Start("complete", note=f"mpifl: {output} is already complete; nothing to do")
@@ -63,13 +65,22 @@ def decide(output: Path, cfg: Config, resume: bool, overwrite: bool) -> Start:
     )
 
 
-RESUMABLE_CHANGES = ("checkpoint.every", "state.cache_bytes", "emulation.time_scale")
+RESUMABLE_CHANGES = (
+    "checkpoint.every",
+    "state.cache_bytes",
+    "emulation.time_scale",
+    "callbacks.csv.enabled",
+    "callbacks.csv.path",
+    "callbacks.tensorboard.enabled",
+    "callbacks.tensorboard.logdir",
+)
 
 
 def _same_config(output: Path, started: str, now: str) -> None:
     """InputError unless the job's config is the one the run started with, up to keys that
     cannot change its results (RESUMABLE_CHANGES: checkpoint spacing, the client-state
-    cache, the throttling pace)."""
+    cache, the throttling pace, the logs; a log turned on at a resume holds the rounds
+    before it too)."""
     old = flat_config(tomllib.loads(started), classes=True)
     new = flat_config(tomllib.loads(now), classes=True)
     for key in RESUMABLE_CHANGES:
@@ -83,6 +94,17 @@ def _same_config(output: Path, started: str, now: str) -> None:
         f"{key} was {old.get(key)!r}, now {new.get(key)!r} (only "
         f"{', '.join(RESUMABLE_CHANGES)} may change on a resume)"
     )
+
+
+def _same_threads(output: Path, started: int, now: int) -> None:
+    """InputError unless the run resumes with the torch threads per rank it started with:
+    how a client trains depends on them (kit.batched), and so its results."""
+    if started and started != now:
+        raise InputError(
+            f"resume error: {output} ran with {started} torch threads per rank, this run "
+            f"would use {now}; results would change: set run.threads = {started} (or "
+            f"--cpus-per-task {started})"
+        )
 
 
 @contextmanager

@@ -7,26 +7,17 @@ clients are online at t0, and which of them stay online until they would finish.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mpifl.errors import ConfigError
+from mpifl.fleet.intervals import Intervals
+from mpifl.fleet.profiles import Fleet
 from mpifl.streams import Purpose, uniform
 
-if TYPE_CHECKING:  # (profiles import this module; the config schema imports the fleet's)
+if TYPE_CHECKING:  # (the config schema imports the fleet's catalogue)
     from mpifl.config.sections import EmulationConfig
-    from mpifl.fleet.profiles import Fleet
-
-
-@dataclass
-class Intervals:
-    """Per-client online intervals: client k's are starts/ends[offsets[k]:offsets[k+1]],
-    sorted and disjoint, in seconds."""
-
-    offsets: np.ndarray
-    starts: np.ndarray
-    ends: np.ndarray
 
 
 class Availability(ABC):
@@ -127,8 +118,6 @@ class TraceIntervals(Availability):
 
 def build_availability(emulation: EmulationConfig, fleet: Fleet, seed: int) -> Availability:
     """The availability model that `[emulation]` names, for `fleet`."""
-    from mpifl.errors import ConfigError
-
     kind = emulation.availability
     p = fleet.profiles["availability"].astype(np.float64)
     if kind == "always":

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mpifl.fleet.availability import Intervals
 from mpifl.fleet.devices import PROFILE_KEYS
+from mpifl.fleet.intervals import Intervals
 from mpifl.results.schema import PROFILE_DTYPE
 from mpifl.streams import Purpose, generator
 

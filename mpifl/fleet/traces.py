@@ -18,8 +18,8 @@ import numpy as np
 
 from mpifl import safe_pickle
 from mpifl.errors import InputError, describe
-from mpifl.fleet.availability import Intervals
 from mpifl.fleet.devices import CATALOGUE, PROFILE_KEYS
+from mpifl.fleet.intervals import Intervals
 from mpifl.fleet.profiles import MAX_CLASSES, PROFILE_DTYPE, Fleet
 from mpifl.results.fleet_file import read_fleet_h5, write_fleet_h5
 

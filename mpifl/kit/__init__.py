@@ -8,11 +8,12 @@ driver in mpifl/engine/) imports the methods, never the other way round.
   client training one whole model), footprint, virtual_times
 - collectives a method may call through its context (kit.evaluate, kit.distill):
   Evaluator, EvalResult, Distiller
-- exact sums (kit.accumulate): Accumulators; FedAvg's client step and server update
-  (kit.aggregate: fedavg_client, stage_average, average_update); staleness weights (kit.staleness)
-- local training (kit.training): sgd_epochs, loss_and_correct, client_accuracy, flat
-  parameter views, the training precision; a group of clients as one batched
-  computation (kit.batched: GroupModel, train_as_group, group_size for `train_group`);
+- exact sums (kit.accumulate): Accumulators; FedAvg's contributions and server update
+  (kit.aggregate: stage_average, average_update); staleness weights (kit.staleness)
+- the one client path (kit.batched): ClientTrainer (how a method's clients train, alone
+  or in the planner's groups, with the same result), group_size; local training
+  (kit.training): sgd_epochs (a model alone), sgd_update (the one SGD step),
+  loss_and_correct, client_accuracies, flat parameter views, the training precision;
   per-client state (kit.state_store); width tiers (kit.tiers)
 - models, seeded initialisation, costs and slicing (re-exported from mpifl.models), the
   config field builders for a method's own [algorithm] keys, random streams, ConfigError
@@ -21,7 +22,8 @@ driver in mpifl/engine/) imports the methods, never the other way round.
 from mpifl.config.fields import Field, choice, integer, number, positive_list, widths
 from mpifl.errors import ConfigError
 from mpifl.kit.accumulate import Accumulators
-from mpifl.kit.aggregate import average_update, fedavg_client, stage_average
+from mpifl.kit.aggregate import average_update, stage_average
+from mpifl.kit.batched import ClientTrainer, group_size
 from mpifl.kit.distill import Distiller
 from mpifl.kit.evaluate import EvalResult, Evaluator
 from mpifl.kit.method import (
@@ -34,14 +36,16 @@ from mpifl.kit.method import (
 )
 from mpifl.kit.tiers import Tier, build_tiers, choose_tiers, tier_clients, tier_workload
 from mpifl.kit.training import (
-    client_accuracy,
+    client_accuracies,
     flatten,
     get_flat,
     load_flat,
     loss_and_correct,
     prepare_model,
+    sample_cross_entropy,
     set_flat,
     sgd_epochs,
+    sgd_update,
 )
 from mpifl.kit.workload import RoundPlan, WholeModel, Workload, footprint, virtual_times
 from mpifl.models import (
@@ -62,6 +66,7 @@ __all__ = [
     "SELECTIONS",
     "Accumulators",
     "ClientResult",
+    "ClientTrainer",
     "ClientTask",
     "ConfigError",
     "Distiller",
@@ -87,12 +92,12 @@ __all__ = [
     "check_buildable",
     "choice",
     "choose_tiers",
-    "client_accuracy",
+    "client_accuracies",
     "cost_of",
-    "fedavg_client",
     "flatten",
     "footprint",
     "get_flat",
+    "group_size",
     "integer",
     "layout",
     "load_flat",
@@ -104,9 +109,11 @@ __all__ = [
     "prepare_model",
     "seeded_init",
     "seeded_model",
+    "sample_cross_entropy",
     "select_units",
     "set_flat",
     "sgd_epochs",
+    "sgd_update",
     "stage_average",
     "tier_clients",
     "tier_workload",

@@ -13,6 +13,7 @@ from torch import nn
 
 from mpifl.comm import Comm
 from mpifl.kit.accumulate import Accumulators
+from mpifl.kit.training import sgd_update
 
 MICRO = 8  # samples per micro-chunk
 
@@ -44,8 +45,8 @@ class Distiller:
         """Minimise the KD loss (plus cross-entropy on `labels` if given) for `epochs` over
         (x, teacher); returns the mean loss per sample."""
         params = list(model.parameters())
-        n_params = sum(p.numel() for p in params)
-        optimizer = torch.optim.SGD(params, lr=lr)
+        sizes = [p.numel() for p in params]
+        n_params = sum(sizes)
         model.train()
         total, seen = 0.0, 0
         for _ in range(epochs):
@@ -70,11 +71,8 @@ class Distiller:
                     acc.commit()
                 sums = acc.reduce(self.comm)
                 grad = torch.from_numpy(sums["grad"] / len(batch)).float()
-                offset = 0
-                for p in params:
-                    p.grad = grad[offset : offset + p.numel()].view_as(p).clone()
-                    offset += p.numel()
-                optimizer.step()
+                grads = [g.view_as(p) for g, p in zip(grad.split(sizes), params, strict=True)]
+                sgd_update(params, grads, [], lr)
                 total += float(sums["loss"][0])
                 seen += len(batch)
         return total / max(seen, 1)

@@ -8,76 +8,59 @@ count (its groups form within each rank: REFT's 1- and 2-rank runs differed in t
 bit). `group_bmm` gives every client's operands and result a 64-byte-aligned start, as
 a tensor of its own has, copying the operands that lack it, in their layout (row- or
 column-major matrices take different paths too); and a batch of one, which MKL
-computes another way than a batch, runs as two. tests/test_batched.py checks it. The
-copies cost time, so only methods whose groups change with the rank count use it
-(`batched.pinned_group_size`); others, whose groups the planner fixes, use `fast_bmm`.
+computes another way than a batch, runs as two. tests/test_batched.py checks it.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
+from torch import nn
 
 Bmm = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
 ALIGN = 16  # float32 numbers in 64 bytes
 
 
-def aligned_empty(m: int, rows: int, cols: int) -> torch.Tensor:
-    """An uninitialised (m, rows, cols) float32 tensor whose every matrix starts 64-byte
-    aligned (torch's allocations do)."""
-    size = rows * cols
-    return torch.empty(m, -(-size // ALIGN) * ALIGN)[:, :size].view(m, rows, cols)
-
-
 def aligned(t: torch.Tensor, m: int | None = None) -> torch.Tensor:
     """t (m, rows, cols), or a copy in the same layout (row- or column-major matrices)
-    whose every matrix starts 64-byte aligned; with `m`, t's matrices repeated to m."""
-    step = t.stride(0) * t.element_size()
-    if m is None and step and step % 64 == 0 and t.data_ptr() % 64 == 0:
-        return t
-    m, rows, cols = m or len(t), *t.shape[1:]
-    if t.stride(1) == 1 and t.stride(2) != 1:  # column-major matrices
-        out = aligned_empty(m, cols, rows).transpose(1, 2)
-    else:
-        out = aligned_empty(m, rows, cols)
-    return out.copy_(t.expand(m, rows, cols))
+    whose every matrix starts 64-byte aligned; with `m`, t's matrices repeated to m. The
+    copy is one padding of the matrices as flat rows (a copy into a strided view took
+    eight times as long)."""
+    if m is None and t.stride(0) % ALIGN == 0 and t.data_ptr() % 64 == 0 and t.stride(0):
+        return t  # (float32: a stride of 16 numbers is 64 bytes)
+    m, rows, cols = m or t.shape[0], *t.shape[1:]
+    column_major = t.stride(1) == 1 and t.stride(2) != 1
+    matrices = t.transpose(1, 2) if column_major else t
+    size = rows * cols
+    flat = matrices.reshape(t.shape[0], size).expand(m, size)
+    out = nn.functional.pad(flat, (0, -size % ALIGN))[:, :size].view(m, *matrices.shape[1:])
+    return out.transpose(1, 2) if column_major else out
+
+
+def aligned_rows(rows: int, cols: int) -> int:
+    """The fewest rows r' >= rows whose (r', cols) float32 matrices, one after another,
+    each start 64-byte aligned."""
+    step = ALIGN // math.gcd(cols, ALIGN)
+    return -(-rows // step) * step
 
 
 def group_bmm(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """a[k] @ b[k] (+ bias[k] on every row) for each client k, as each would get alone:
-    a (m, r, n), b (m, n, c), bias (m, c); no autograd (see `GroupBmm`)."""
-    m = len(a)
+    a (m, r, n), b (m, n, c), bias (m, c). The result is a view (m, r, c) of torch's
+    (m, r', c) product, r' >= r the rows a is zero-padded to so that every client's
+    result starts 64-byte aligned (r' c a multiple of 16): MKL rounds by the result's
+    alignment too, and an aligned buffer of another layout made torch multiply the
+    matrices one by one (tens of times slower for small ones)."""
+    m, rows, cols = a.shape[0], a.shape[1], b.shape[2]
+    padded = rows if rows * cols % ALIGN == 0 else aligned_rows(rows, cols)
+    if padded != rows:
+        a = nn.functional.pad(a, (0, 0, 0, padded - rows))
     if m == 1:  # a batch of one goes another way than a batch: run two
         a, b = aligned(a, 2), aligned(b, 2)
+        bias = None if bias is None else bias.expand(2, -1)
     else:
         a, b = aligned(a), aligned(b)
-    rows, cols = a.shape[1], b.shape[2]
-    if rows * cols % ALIGN == 0:  # torch's own result is aligned client by client
-        out = torch.bmm(a, b)[:m]
-    else:  # into an aligned buffer, then packed: a padded layout would change later kernels
-        out = aligned_empty(len(a), rows, cols)
-        out = torch.bmm(a, b, out=out)[:m].contiguous()
-    return out if bias is None else out.add_(bias.unsqueeze(1))
-
-
-def fast_bmm(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """a[k] @ b[k] (+ bias[k] on every row), as torch computes it: a client's last bit
-    may depend on its group (for groups that do not change with the rank count)."""
-    return torch.bmm(a, b) if bias is None else torch.baddbmm(bias.unsqueeze(1), a, b)
-
-
-class GroupBmm(torch.autograd.Function):
-    """`group_bmm` under autograd: its backward's products are group_bmm's too."""
-
-    @staticmethod
-    def forward(ctx: torch.autograd.function.FunctionCtx, a: torch.Tensor, b: torch.Tensor
-                ) -> torch.Tensor:  # fmt: skip
-        ctx.save_for_backward(a, b)
-        return group_bmm(a, b)
-
-    @staticmethod
-    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
-                 ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-        a, b = ctx.saved_tensors
-        return group_bmm(grad, b.transpose(1, 2)), group_bmm(a.transpose(1, 2), grad)
+    out = torch.bmm(a, b) if bias is None else torch.baddbmm(bias.unsqueeze(1), a, b)
+    return out if m > 1 and padded == rows else out[:m, :rows]

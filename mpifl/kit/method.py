@@ -21,15 +21,16 @@ import torch
 from mpifl.config import Config
 from mpifl.config.fields import Field
 from mpifl.data.federated import FederatedData, Split
+from mpifl.errors import MethodError
 from mpifl.fleet.profiles import Fleet
 from mpifl.kit.accumulate import Accumulators
+from mpifl.kit.batched import ClientTrainer
 from mpifl.kit.distill import Distiller
 from mpifl.kit.evaluate import EvalResult, Evaluator
 from mpifl.kit.state_store import ClientStateStore
+from mpifl.kit.task import ClientResult, ClientTask, Metrics
 from mpifl.kit.workload import RoundPlan, Workload
 from mpifl.models import ModelSpec
-
-Metrics = dict[str, float]  # name -> value, recorded in the result file's server table
 
 
 @dataclass
@@ -63,43 +64,6 @@ class MethodContext:
         return self.data.proxy()
 
 
-@dataclass
-class ClientTask:
-    """One client's turn in a round."""
-
-    client: int
-    round: int
-    train: Split
-    test: Split
-    generator: torch.Generator  # keyed by (seed, round, client)
-    row: np.void  # the client's participation row from the plan (width, variant, ...)
-
-    @property
-    def variant(self) -> int:
-        """Which of the method's model variants the client trains (from its workload)."""
-        return int(self.row["variant"])
-
-    @property
-    def update_weight(self) -> float:
-        """The weight the server applies the client's update with: its staleness weight
-        under asynchronous aggregation, 1 in synchronous rounds."""
-        return float(self.row["update_weight"])
-
-    @property
-    def stale(self) -> bool:
-        """Whether the server will have moved on from the model the client trains on when
-        its update is applied (asynchronous aggregation)."""
-        return int(self.row["staleness"]) > 0
-
-
-@dataclass
-class ClientResult:
-    """What the engine records of a client's local work."""
-
-    loss: float  # mean local training loss
-    accuracy: float  # on the client's own test split (NaN if it has none)
-
-
 class Method(ABC):
     """Base class of a federated learning method (listed in mpifl.methods.METHODS)."""
 
@@ -110,7 +74,8 @@ class Method(ABC):
     plugin_models: ClassVar[bool] = True  # works with a user's model (model.arch plugin)
     asynchronous: ClassVar[bool] = False  # aggregates buffered updates (engine.asynchronous)
     buffer: int = 1  # asynchronous: updates per server step
-    group_size: int = 1  # > 1: the planner forms batched groups for `train_clients`
+    group_size: int = 1  # clients per group the planner forms (speed only; batched.group_size)
+    client_metrics: ClassVar[dict[str, tuple[str, str]]] = {}  # name -> (unit, description)
 
     def __init__(self, ctx: MethodContext) -> None:
         self.ctx = ctx
@@ -125,8 +90,23 @@ class Method(ABC):
         """Named flat accumulators (element counts) the client work adds into."""
 
     @abstractmethod
-    def train_client(self, task: ClientTask, acc: Accumulators) -> ClientResult:
-        """Train one client from the current state and stage its contributions in `acc`."""
+    def client_trainer(self, variant: int) -> ClientTrainer:
+        """How clients of model variant `variant` train (kit.batched.ClientTrainer: the
+        model, its loss, clip and predicting head); built once, reused every round."""
+
+    @abstractmethod
+    def client_start(self, task: ClientTask) -> torch.Tensor:
+        """The flat parameters (P,) the client starts its local training from (the same
+        tensor object for clients that start alike, e.g. the global model)."""
+
+    @abstractmethod
+    def client_finish(
+        self, task: ClientTask, start: torch.Tensor, trained: torch.Tensor, acc: Accumulators
+    ) -> Metrics:
+        """A trained client's end of round: stage its contributions in `acc` and keep
+        its client state, from its trained parameters `trained` (P,) and those it started
+        from (`start`, what client_start gave); returns its values of the method's
+        `client_metrics` ({} if it declares none)."""
 
     def staleness_weights(self, staleness: np.ndarray) -> np.ndarray:
         """Asynchronous methods: the weight of an update per staleness (server steps)."""
@@ -135,22 +115,23 @@ class Method(ABC):
     def train_clients(
         self, tasks: Sequence[ClientTask], acc: Accumulators
     ) -> Iterator[ClientResult]:
-        """What the engine calls: one client, or with `group_size` > 1 a group formed by
-        the planner (`train_group`). Yields one result per task, in order, having staged
-        that client's contributions in `acc` just before yielding it: the engine commits
-        (or discards) them one client at a time."""
-        if self.group_size > 1:
-            yield from self.train_group(tasks, acc)
-        else:
-            for task in tasks:
-                yield self.train_client(task, acc)
-
-    def train_group(self, tasks: Sequence[ClientTask], acc: Accumulators) -> Iterator[ClientResult]:
-        """Train a planned group of clients (one variant) as one batched computation
-        (kit.batched), yielding as `train_clients` does; the default trains them one by
-        one. A method that overrides it sets `group_size` (kit.batched.group_size)."""
-        for task in tasks:
-            yield self.train_client(task, acc)
+        """What the engine calls with a planned group of clients of one variant (or one
+        client): the method's client step (`client_start`, the trainer of
+        `client_trainer`, `client_finish`). Yields one result per task, in order, having
+        staged that client's contributions in `acc` just before yielding it: the engine
+        commits (or discards) them one client at a time."""
+        trainer = self.client_trainer(tasks[0].variant)
+        starts = [self.client_start(task) for task in tasks]
+        trained = trainer.train_tasks(starts, tasks)
+        for start, (task, weights, result) in zip(starts, trained, strict=True):
+            figures = self.client_finish(task, start, weights, acc)
+            if not isinstance(figures, dict):
+                raise MethodError(
+                    f"method {self.name!r}: client_finish must return a dict of its "
+                    f"client_metrics values ({{}} if it declares none), not {figures!r:.60}"
+                )
+            result.metrics.update(figures)
+            yield result
 
     @abstractmethod
     def server_step(self, sums: dict[str, np.ndarray], plan: RoundPlan) -> Metrics:
@@ -212,5 +193,13 @@ class ServerOnlyMethod(Method):
     def accumulator_sizes(self) -> dict[str, int]:
         return {}
 
-    def train_client(self, task: ClientTask, acc: Accumulators) -> ClientResult:
-        return ClientResult(math.nan, math.nan)
+    def client_trainer(self, variant: int) -> ClientTrainer:
+        raise TypeError("a server-only method trains no client")
+
+    client_start = client_finish = client_trainer  # never called: train_clients trains none
+
+    def train_clients(
+        self, tasks: Sequence[ClientTask], acc: Accumulators
+    ) -> Iterator[ClientResult]:
+        for _ in tasks:
+            yield ClientResult(math.nan, math.nan)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mpifl.kit.batched import GroupModel
+from mpifl.kit.batched import ClientTrainer
 from mpifl.kit.evaluate import EvalResult
 from mpifl.kit.method import MethodContext
 from mpifl.kit.training import loss_and_correct, prepare_model, set_flat
@@ -27,19 +27,19 @@ class Tier:
     model: nn.Module
     cost: ModelCost
     keep: tuple[int, ...]
-    group: GroupModel  # the model applied to a batched group of clients
+    trainer: ClientTrainer  # how a client trains it
 
 
-def build_tiers(ctx: MethodContext, widths: list[float], invariant: bool = False) -> list[Tier]:
-    """Tiers from the widest to the narrowest (widths relative to the configured model);
-    `invariant` as GroupModel's, for stateful methods."""
+def build_tiers(ctx: MethodContext, widths: list[float]) -> list[Tier]:
+    """Tiers from the widest to the narrowest (widths relative to the configured model)."""
     tiers = []
     for width in sorted(set(widths), reverse=True):
         spec = ctx.spec.at_width(ctx.spec.width * width)
         model = build_model(spec)
         keep = layout(model).sizes
         model = prepare_model(model, ctx.config.train)
-        tiers.append(Tier(width, model, measure_cost(spec), keep, GroupModel(model, invariant)))
+        trainer = ClientTrainer(model, ctx.config.train, ctx.spec.input_shape)
+        tiers.append(Tier(width, model, measure_cost(spec), keep, trainer))
     return tiers
 
 

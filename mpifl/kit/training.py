@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 from torch import nn
@@ -16,6 +16,15 @@ Head = Callable[[object], torch.Tensor]  # model output -> the logits that predi
 def cross_entropy(output: object, y: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy of a model whose output is its logits."""
     return nn.functional.cross_entropy(output, y)
+
+
+def sample_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-sample cross-entropy (...) of logits (..., C) and labels (...): the piece of a
+    method's per-sample loss (kit.batched.ClientTrainer)."""
+    flat = nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="none"
+    )
+    return flat.view(y.shape)
 
 
 def flatten(params: Iterable[torch.Tensor]) -> torch.Tensor:
@@ -61,6 +70,46 @@ def precision(train: TrainConfig) -> torch.autocast:
     return torch.autocast("cpu", torch.bfloat16, enabled=train.precision == "bf16")
 
 
+@torch.inference_mode()
+def sgd_update(
+    weights: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    momentum: list[torch.Tensor],
+    lr: float,
+    momentum_factor: float = 0.0,
+    weight_decay: float = 0.0,
+) -> None:
+    """torch.optim.SGD's step (weight decay, momentum without dampening), in place, on
+    every tensor at once: the one SGD step of mpifl (clients, groups of clients, server
+    distillation). `momentum` holds the buffers (zeros before the first step, which
+    gives torch's first step exactly); weight decay is added into `grads`. Element by
+    element, so a client's numbers do not depend on what else the tensors hold (a
+    group's other clients).
+
+    torch has no public multi-tensor SGD without an optimizer object (whose per-call
+    bookkeeping costs ~20% of a tiny model's step); `torch._foreach_*` are the kernels
+    torch.optim.SGD(foreach=True) runs. tests/test_training.py checks them against
+    torch.optim.SGD bit for bit, so a change of their behaviour fails there."""
+    if weight_decay:
+        torch._foreach_add_(grads, weights, alpha=weight_decay)
+    if momentum_factor:
+        torch._foreach_mul_(momentum, momentum_factor)
+        torch._foreach_add_(momentum, grads)
+        grads = momentum
+    torch._foreach_add_(weights, grads, alpha=-lr)
+
+
+@torch.inference_mode()
+def clip_norms(grads: list[torch.Tensor], clip: float) -> None:
+    """Scale each client's gradients (row k of every (G, ...) tensor), in place, to norm
+    at most `clip`, in torch's clip_grad_norm_ arithmetic (the norm of the tensors'
+    norms)."""
+    norms = torch.stack([torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads], 1)
+    scale = (clip / (torch.linalg.vector_norm(norms, dim=1) + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(scale.view(-1, *[1] * (g.dim() - 1)))
+
+
 def sgd_epochs(
     model: nn.Module,
     x: torch.Tensor,
@@ -70,27 +119,30 @@ def sgd_epochs(
     loss_fn: LossFn = cross_entropy,
     clip: float | None = None,
 ) -> float:
-    """Train `train.epochs` epochs of minibatch SGD with a fresh optimizer (clipping the
-    gradient norm to `clip` if given); returns the mean batch loss."""
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay
-    )
+    """Train `train.epochs` epochs of minibatch SGD through the module's own forward and
+    autograd (clipping the gradient norm to `clip` if given): a client alone, for models
+    the batched trainer does not compute (kit.batched.ClientTrainer), and fine-tuning.
+    Returns the mean batch loss."""
+    params = [p for p in model.parameters() if p.requires_grad]  # frozen ones stay
+    momentum = [torch.zeros_like(p) for p in params] if train.momentum else []
     model.train()
     total, batches = 0.0, 0
     for _ in range(train.epochs):
         order = torch.randperm(len(x), generator=generator)
         for lo in range(0, len(x), train.batch_size):
             idx = order[lo : lo + train.batch_size]
-            optimizer.zero_grad(set_to_none=False)  # reuse the buffers within a client
             with precision(train):
                 loss = loss_fn(model(_layout(x[idx], train)), y[idx])
-            loss.backward()
+            grads = torch.autograd.grad(loss, params, allow_unused=True)
+            used = [k for k, g in enumerate(grads) if g is not None]  # as torch.optim skips
+            steps = [grads[k].contiguous() for k in used]
             if clip is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), clip)
-            optimizer.step()
+                clip_norms([g.unsqueeze(0) for g in steps], clip)
+            buffers = [momentum[k] for k in used] if momentum else []
+            weights = [params[k] for k in used]
+            sgd_update(weights, steps, buffers, train.lr, train.momentum, train.weight_decay)
             total += loss.item()
             batches += 1
-    model.zero_grad(set_to_none=True)  # a client's gradients are its own allocation
     return total / max(batches, 1)
 
 
@@ -108,9 +160,15 @@ def loss_and_correct(
     return float(loss), int((logits.argmax(1) == y).sum())
 
 
-def client_accuracy(
-    model: nn.Module, test: tuple[torch.Tensor, torch.Tensor], head: Head | None = None
-) -> float:
-    """Accuracy of a client's model on its own test split (NaN if the split is empty)."""
-    n = len(test[0])
-    return loss_and_correct(model, *test, head)[1] / n if n else float("nan")
+@torch.no_grad()
+def client_accuracies(
+    model: nn.Module, test: tuple[torch.Tensor, torch.Tensor], heads: Sequence[Head | None]
+) -> list[float]:
+    """Accuracy of a client's model on its own test split, for each of `heads` (None: the
+    output is the logits), from one forward pass; NaN if the split is empty."""
+    x, y = test
+    if len(x) == 0:
+        return [float("nan")] * len(heads)
+    model.eval()
+    out = model(x)
+    return [int(((out if h is None else h(out)).argmax(1) == y).sum()) / len(x) for h in heads]

@@ -22,6 +22,7 @@ from mpifl.methods.majority import Majority
 from mpifl.methods.reft import REFT
 from mpifl.methods.submodel import SubModel
 from mpifl.plugins import installed_method, is_plugin, load_plugin
+from mpifl.results.schema import client_metrics_problem
 
 METHODS: dict[str, type[Method]] = {
     cls.name: cls
@@ -57,7 +58,8 @@ def plugin_method(name: str) -> type[Method]:
 
 
 def _checked(name: str, found: object) -> type[Method]:
-    """A plugin's class, if it is a complete method with valid [algorithm] fields."""
+    """A plugin's class, if it is a complete method with valid [algorithm] fields and a
+    valid `client_metrics` declaration."""
     if not (isinstance(found, type) and issubclass(found, Method)):
         raise ConfigError("algorithm.name", name, "must name a subclass of mpifl.kit.Method")
     fields = getattr(found, "fields", None)
@@ -68,6 +70,9 @@ def _checked(name: str, found: object) -> type[Method]:
     clash = sorted(set(fields) & {"name"})
     if clash:
         raise ConfigError("algorithm.name", name, f"its fields may not be named {clash[0]!r}")
+    problem = client_metrics_problem(getattr(found, "client_metrics", None))
+    if problem is not None:
+        raise ConfigError("algorithm.name", name, problem)
     if inspect.isabstract(found):
         missing = ", ".join(sorted(found.__abstractmethods__))
         raise ConfigError("algorithm.name", name, f"the method does not implement {missing}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -19,17 +18,11 @@ from mpifl.kit import (
     torch_generator,
 )
 from mpifl.kit.accumulate import Accumulators
-from mpifl.kit.aggregate import average_update, fedavg_client, stage_average
-from mpifl.kit.batched import GroupModel, group_size, train_as_group
+from mpifl.kit.aggregate import average_update, stage_average
+from mpifl.kit.batched import ClientTrainer, group_size
 from mpifl.kit.evaluate import EvalResult
-from mpifl.kit.method import ClientResult, ClientTask, Method, MethodContext, Metrics
-from mpifl.kit.training import (
-    get_flat,
-    loss_and_correct,
-    prepare_model,
-    set_flat,
-    sgd_epochs,
-)
+from mpifl.kit.method import ClientTask, Method, MethodContext, Metrics
+from mpifl.kit.training import get_flat, loss_and_correct, prepare_model, set_flat, sgd_epochs
 from mpifl.kit.workload import RoundPlan, WholeModel, Workload
 
 
@@ -48,6 +41,12 @@ class FedAvg(Method):
             doc="start the global model from it (e.g. a file of mpifl pretrain)",
         ),
     }  # fmt: skip
+    client_metrics = {
+        "update_norm": (
+            "L2 norm",
+            "the client's model change over its local training: ||W_k - W||, W its start",
+        ),
+    }
 
     def __init__(self, ctx: MethodContext) -> None:
         super().__init__(ctx)
@@ -58,9 +57,8 @@ class FedAvg(Method):
         train = self.config.train
         self.model = prepare_model(self.model, train)
         self.work = WholeModel.of(measure_cost(ctx.spec), train)
-        self.group = GroupModel(self.model, invariant=self.stateful)
-        batches = self.group.batches(ctx.spec.input_shape)
-        self.group_size = group_size(self.config, self.weights.numel()) if batches else 1
+        self.trainer = ClientTrainer(self.model, train, ctx.spec.input_shape, update_norm=True)
+        self.group_size = group_size(self.config, [self.trainer])
 
     def workload(self, clients: np.ndarray, round_: int) -> Workload:
         return self.work.workload(self.ctx.data.n_train[clients])
@@ -68,20 +66,18 @@ class FedAvg(Method):
     def accumulator_sizes(self) -> dict[str, int]:
         return {"model": self.weights.numel(), "weight": 1}
 
-    def train_group(self, tasks: Sequence[ClientTask], acc: Accumulators) -> Iterator[ClientResult]:
-        """A planned group as one computation."""
-        for task, trained, result in train_as_group(
-            self.group, self.weights, tasks, self.config.train
-        ):
-            self._stage(task, [trained], acc)
-            yield result
+    def client_trainer(self, variant: int) -> ClientTrainer:
+        return self.trainer
 
-    def train_client(self, task: ClientTask, acc: Accumulators) -> ClientResult:
-        return fedavg_client(self.model, self.weights, task, self.config.train, acc, self._stage)
+    def client_start(self, task: ClientTask) -> torch.Tensor:
+        return self.weights
 
-    def _stage(self, task: ClientTask, trained: Sequence[torch.Tensor], acc: Accumulators) -> None:
-        """A trained client's contributions to the server step."""
+    def client_finish(
+        self, task: ClientTask, start: torch.Tensor, trained: torch.Tensor, acc: Accumulators
+    ) -> Metrics:
+        """FedAvg's contributions: n W_k and n (the trainer measures update_norm)."""
         stage_average(task, trained, acc)
+        return {}
 
     def server_step(self, sums: dict[str, np.ndarray], plan: RoundPlan) -> Metrics:
         lr = self.config.algorithm.server_lr  # W + eta_s (sum_k n_k W_k / sum_k n_k - W)

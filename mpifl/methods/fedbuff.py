@@ -17,8 +17,6 @@ each update to the step that applies it; `asynchronous.concurrency` and
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import torch
 
@@ -57,7 +55,10 @@ class FedBuff(FedAvg):
         p = self.weights.numel()
         return {"model": p, "base": p, "weight": 1, "scaled": 1, "stale": 1}
 
-    def _stage(self, task: ClientTask, trained: Sequence[torch.Tensor], acc: Accumulators) -> None:
+    def client_finish(
+        self, task: ClientTask, start: torch.Tensor, trained: torch.Tensor, acc: Accumulators
+    ) -> Metrics:
+        """n s W_i, n s W_v, n, n s, and n if stale."""
         n, s = len(task.train[0]), task.update_weight
         acc.add("model", trained, n * s)
         acc.add("base", self.weights, n * s)  # the model it started from: this round's
@@ -65,6 +66,7 @@ class FedBuff(FedAvg):
         acc.add("scaled", torch.ones(1), n * s)
         if task.stale:
             acc.add("stale", torch.ones(1), n)
+        return {}
 
     def server_step(self, sums: dict[str, np.ndarray], plan: RoundPlan) -> Metrics:
         """W + eta_s sum n s (W_i - W_v) / sum n; with no stale update it is FedAvg's

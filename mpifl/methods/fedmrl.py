@@ -15,30 +15,21 @@ enforced unless asked for (d1 = d2 is the no-nesting ablation).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-
 import numpy as np
 import torch
-from torch import nn
 
 from mpifl.kit import ConfigError, Field, MRLModel, cost_of, number, positive_list, seeded_init
 from mpifl.kit.accumulate import Accumulators
 from mpifl.kit.aggregate import average_update
-from mpifl.kit.batched import (
-    GroupModel,
-    pinned_group_size,
-    sample_cross_entropy,
-    train_as_group,
-)
+from mpifl.kit.batched import ClientTrainer, group_size
 from mpifl.kit.evaluate import EvalResult
-from mpifl.kit.method import ClientResult, ClientTask, Method, MethodContext, Metrics
+from mpifl.kit.method import ClientTask, Method, MethodContext, Metrics
 from mpifl.kit.training import (
-    client_accuracy,
     flatten,
     get_flat,
     load_flat,
     loss_and_correct,
-    sgd_epochs,
+    sample_cross_entropy,
 )
 from mpifl.kit.workload import RoundPlan, Workload, footprint
 
@@ -54,14 +45,19 @@ def _dims_ok(v: list[int]) -> bool:
 def mrl_loss(
     heads: list[torch.Tensor], y: torch.Tensor, m1: float = 1.0, m2: float = 1.0
 ) -> torch.Tensor:
-    """m1 CE(global header) + m2 sum of CE(local headers)."""
-    loss = m1 * nn.functional.cross_entropy(heads[0], y)
-    return loss + m2 * sum(nn.functional.cross_entropy(h, y) for h in heads[1:])
+    """Per sample: m1 CE(global header) + m2 sum of CE(local headers)."""
+    local = sum(sample_cross_entropy(h, y) for h in heads[1:])
+    return m1 * sample_cross_entropy(heads[0], y) + m2 * local
 
 
 def personal_head(heads: list[torch.Tensor]) -> torch.Tensor:
     """The logits a client predicts with: the local header on the full representation."""
     return heads[-1]
+
+
+def global_head(heads: list[torch.Tensor]) -> torch.Tensor:
+    """The logits of G alone: its header on the representation's first d1 numbers."""
+    return heads[0]
 
 
 class FedMRL(Method):
@@ -84,6 +80,13 @@ class FedMRL(Method):
         "m2": number(1.0, 0.0),
         "clip": number(50.0, 0.0, low_open=True, doc="gradient-norm clip"),
     }
+    client_metrics = {
+        "global_accuracy": (
+            "fraction",
+            "the header of the global model G (the first output of the client's trained "
+            "model) on the client's own test split; NaN if none",
+        ),
+    }
 
     def __init__(self, ctx: MethodContext) -> None:
         super().__init__(ctx)
@@ -99,14 +102,25 @@ class FedMRL(Method):
         for m in self.variants:  # a flat vector is G, then the personal part
             order = [*m.global_parameters(), *m.local_parameters()]
             assert [id(p) for p in m.parameters()] == [id(p) for p in order]
-        self.groups = [GroupModel(m, invariant=True) for m in self.variants]
-        largest = max(sum(p.numel() for p in m.parameters()) for m in self.variants)
-        self.group_size = pinned_group_size(self.config, largest, self.groups)
+        loss = lambda out, y: mrl_loss(out, y, alg.m1, alg.m2)  # noqa: E731
+        self.trainers = [
+            ClientTrainer(
+                m,
+                self.config.train,
+                ctx.spec.input_shape,
+                loss,
+                alg.clip,
+                personal_head,
+                {"global_accuracy": global_head},
+            )  # fmt: skip
+            for m in self.variants
+        ]
+        self.group_size = group_size(self.config, self.trainers)
 
     def _cost(self, model: MRLModel) -> tuple[int, float]:
         """(footprint at the batch size, training FLOPs per sample) of a variant."""
         train = self.config.train
-        cost = cost_of(model, self.ctx.spec.input_shape, mrl_loss)
+        cost = cost_of(model, self.ctx.spec.input_shape, lambda out, y: mrl_loss(out, y).mean())
         return footprint(cost, train), cost.train_flops_per_sample
 
     def variant(self, client: int) -> int:
@@ -139,38 +153,24 @@ class FedMRL(Method):
             load_flat(model.local_parameters(), torch.from_numpy(state["local"]))
         return model
 
-    def train_group(self, tasks: Sequence[ClientTask], acc: Accumulators) -> Iterator[ClientResult]:
-        """A planned group (of one local variant) as one computation, each client with G
-        and its own personal part."""
-        alg, v = self.config.algorithm, tasks[0].variant
-        starts = torch.stack([get_flat(self._model_for(task.client)) for task in tasks])
+    def client_trainer(self, variant: int) -> ClientTrainer:
+        return self.trainers[variant]
 
-        def loss(heads: list[torch.Tensor], y: torch.Tensor) -> torch.Tensor:
-            local = sum(sample_cross_entropy(h, y) for h in heads[1:])
-            return alg.m1 * sample_cross_entropy(heads[0], y) + alg.m2 * local
+    def client_start(self, task: ClientTask) -> torch.Tensor:
+        """G, then the client's personal part."""
+        return get_flat(self._model_for(task.client))
 
-        n_global = self.weights.numel()
-        for task, trained, result in train_as_group(
-            self.groups[v], starts, tasks, self.config.train, loss, alg.clip, personal_head
-        ):
-            if torch.isfinite(trained[n_global:]).all():
-                self.ctx.state.put(task.client, {"local": trained[n_global:].clone().numpy()})
-            acc.add("global", trained[:n_global], len(task.train[0]))
-            acc.add("weight", torch.ones(1), len(task.train[0]))
-            yield result
-
-    def train_client(self, task: ClientTask, acc: Accumulators) -> ClientResult:
-        alg, train = self.config.algorithm, self.config.train
-        model = self._model_for(task.client)
-        x, y = task.train
-        loss = sgd_epochs(model, x, y, train, task.generator,
-                          lambda out, y: mrl_loss(out, y, alg.m1, alg.m2), alg.clip)  # fmt: skip
-        local = flatten(model.local_parameters())
-        if torch.isfinite(local).all():
-            self.ctx.state.put(task.client, {"local": local.numpy()})
-        acc.add("global", model.global_parameters(), len(x))
-        acc.add("weight", torch.ones(1), len(x))
-        return ClientResult(loss, client_accuracy(model, task.test, personal_head))
+    def client_finish(
+        self, task: ClientTask, start: torch.Tensor, trained: torch.Tensor, acc: Accumulators
+    ) -> Metrics:
+        """Keep F_k, P_k and the local headers (if finite); stage n G_k and n (the
+        trainer measures `global_accuracy`)."""
+        n_global, n = self.weights.numel(), len(task.train[0])
+        if torch.isfinite(trained[n_global:]).all():
+            self.ctx.state.put(task.client, {"local": trained[n_global:].clone().numpy()})
+        acc.add("global", trained[:n_global], n)
+        acc.add("weight", torch.ones(1), n)
+        return {}
 
     def server_step(self, sums: dict[str, np.ndarray], plan: RoundPlan) -> Metrics:
         self.weights = average_update(self.weights, sums["global"], sums["weight"][0])

@@ -12,7 +12,6 @@ data-parallel over all ranks.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -36,11 +35,11 @@ from mpifl.kit import (
 )
 from mpifl.kit.accumulate import Accumulators
 from mpifl.kit.aggregate import average_update
-from mpifl.kit.batched import group_size, train_as_group
+from mpifl.kit.batched import ClientTrainer, group_size
 from mpifl.kit.evaluate import EvalResult
-from mpifl.kit.method import ClientResult, ClientTask, Method, MethodContext, Metrics
+from mpifl.kit.method import ClientTask, Method, MethodContext, Metrics
 from mpifl.kit.tiers import build_tiers, choose_tiers, tier_clients, tier_workload
-from mpifl.kit.training import client_accuracy, get_flat, loss_and_correct, set_flat, sgd_epochs
+from mpifl.kit.training import get_flat, loss_and_correct, set_flat, sgd_epochs
 from mpifl.kit.workload import RoundPlan, Workload
 
 
@@ -91,7 +90,7 @@ class Koala(Method):
         for i, fam in enumerate(self.families):
             small = seeded_model(ctx.spec.at_width(ctx.spec.width * fam.width), seed, 2 + i)
             self.small.append(get_flat(small))
-        self.group_size = group_size(self.config, max(w.numel() for w in self.small))
+        self.group_size = group_size(self.config, [fam.trainer for fam in self.families])
         self.proxy_x, self.proxy_y = ctx.proxy
         if len(self.proxy_x) == 0:
             raise ConfigError("data.proxy_fraction", 0.0, "must be > 0: KOALA distils on it")
@@ -106,25 +105,20 @@ class Koala(Method):
             sizes[f"model{i}"], sizes[f"weight{i}"] = w.numel(), 1
         return sizes
 
-    def train_group(self, tasks: Sequence[ClientTask], acc: Accumulators) -> Iterator[ClientResult]:
-        """A planned group (of one family) as one computation."""
-        fam = tasks[0].variant
-        for task, trained, result in train_as_group(
-            self.families[fam].group, self.small[fam], tasks, self.config.train
-        ):
-            acc.add(f"model{fam}", trained, len(task.train[0]))
-            acc.add(f"weight{fam}", torch.ones(1), len(task.train[0]))
-            yield result
+    def client_trainer(self, variant: int) -> ClientTrainer:
+        return self.families[variant].trainer
 
-    def train_client(self, task: ClientTask, acc: Accumulators) -> ClientResult:
-        fam = task.variant
-        model = self.families[fam].model
-        set_flat(model, self.small[fam])
-        x, y = task.train
-        loss = sgd_epochs(model, x, y, self.config.train, task.generator)
-        acc.add(f"model{fam}", list(model.parameters()), len(x))
-        acc.add(f"weight{fam}", torch.ones(1), len(x))
-        return ClientResult(loss, client_accuracy(model, task.test))
+    def client_start(self, task: ClientTask) -> torch.Tensor:
+        return self.small[task.variant]
+
+    def client_finish(
+        self, task: ClientTask, start: torch.Tensor, trained: torch.Tensor, acc: Accumulators
+    ) -> Metrics:
+        """Its family's FedAvg contributions: n W_k and n."""
+        fam, n = task.variant, len(task.train[0])
+        acc.add(f"model{fam}", trained, n)
+        acc.add(f"weight{fam}", torch.ones(1), n)
+        return {}
 
     def _logits(self, model: torch.nn.Module, flat: torch.Tensor | None = None) -> torch.Tensor:
         if flat is not None:

@@ -6,16 +6,13 @@ test split with its own model (the initial one if it has not trained yet)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-
 import numpy as np
 import torch
 
 from mpifl.kit.accumulate import Accumulators
-from mpifl.kit.batched import pinned_group_size, train_as_group
 from mpifl.kit.evaluate import EvalResult
-from mpifl.kit.method import ClientResult, ClientTask, MethodContext, Metrics
-from mpifl.kit.training import client_accuracy, get_flat, loss_and_correct, set_flat, sgd_epochs
+from mpifl.kit.method import ClientTask, Metrics
+from mpifl.kit.training import loss_and_correct, set_flat
 from mpifl.kit.workload import RoundPlan, Workload
 from mpifl.methods.fedavg import FedAvg
 
@@ -27,10 +24,6 @@ class LocalOnly(FedAvg):
     fields = {"server_init": FedAvg.fields["server_init"]}  # start every client from it
     stateful = True
 
-    def __init__(self, ctx: MethodContext) -> None:
-        super().__init__(ctx)
-        self.group_size = pinned_group_size(self.config, self.weights.numel(), [self.group])
-
     def workload(self, clients: np.ndarray, round_: int) -> Workload:
         work = super().workload(clients, round_)
         work.bytes_down[:] = work.bytes_up[:] = 0
@@ -39,30 +32,22 @@ class LocalOnly(FedAvg):
     def accumulator_sizes(self) -> dict[str, int]:
         return {}
 
-    def _load(self, client: int) -> None:
-        set_flat(self.model, self._weights_of(client))
-
-    def train_group(self, tasks: Sequence[ClientTask], acc: Accumulators) -> Iterator[ClientResult]:
-        """A planned group as one computation, each client from its own model."""
-        starts = torch.stack([self._weights_of(task.client) for task in tasks])
-        for task, trained, result in train_as_group(self.group, starts, tasks, self.config.train):
-            if torch.isfinite(trained).all():
-                self.ctx.state.put(task.client, {"weights": trained.clone().numpy()})
-            yield result
+    def client_start(self, task: ClientTask) -> torch.Tensor:
+        return self._weights_of(task.client)
 
     def _weights_of(self, client: int) -> torch.Tensor:
         """The client's own model (the initial one before it trains)."""
         state = self.ctx.state.get(client)
         return self.weights if state is None else torch.from_numpy(state["weights"])
 
-    def train_client(self, task: ClientTask, acc: Accumulators) -> ClientResult:
-        self._load(task.client)
-        x, y = task.train
-        loss = sgd_epochs(self.model, x, y, self.config.train, task.generator)
-        trained = get_flat(self.model)
+    def client_finish(
+        self, task: ClientTask, start: torch.Tensor, trained: torch.Tensor, acc: Accumulators
+    ) -> Metrics:
+        """Keep the trained model as the client's own (a non-finite one is not kept); its
+        update norm (measured by the trainer) is the change of the client's own model."""
         if torch.isfinite(trained).all():
-            self.ctx.state.put(task.client, {"weights": trained.numpy()})
-        return ClientResult(loss, client_accuracy(self.model, task.test))
+            self.ctx.state.put(task.client, {"weights": trained.clone().numpy()})
+        return {}
 
     def server_step(self, sums: dict[str, np.ndarray], plan: RoundPlan) -> Metrics:
         """Nothing: there is no server model."""
@@ -72,7 +57,7 @@ class LocalOnly(FedAvg):
         """Each client's own test split, scored by its own model."""
 
         def score(client: int, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
-            self._load(client)
+            set_flat(self.model, self._weights_of(client))
             return loss_and_correct(self.model, x, y)
 
         return self.ctx.evaluator.clients(self.ctx.data, score)

@@ -7,6 +7,7 @@ more than each client's label prior."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -35,10 +36,14 @@ class Majority(ServerOnlyMethod):
         loss = float(-torch.log(prior[y]).sum())
         return loss, int((y == int(prior.argmax())).sum())
 
-    def train_client(self, task: ClientTask, acc: Accumulators) -> ClientResult:
-        x, y = task.test
-        correct = self.score(task.client, x, y)[1] if len(x) else 0
-        return ClientResult(math.nan, correct / len(x) if len(x) else math.nan)
+    def train_clients(
+        self, tasks: Sequence[ClientTask], acc: Accumulators
+    ) -> Iterator[ClientResult]:
+        """No training: each client's accuracy on its own test split."""
+        for task in tasks:
+            x, y = task.test
+            correct = self.score(task.client, x, y)[1] if len(x) else 0
+            yield ClientResult(math.nan, correct / len(x) if len(x) else math.nan)
 
     def server_step(self, sums: dict[str, np.ndarray], plan: RoundPlan) -> Metrics:
         """Nothing: there is no server model."""

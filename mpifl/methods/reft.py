@@ -19,7 +19,6 @@ full-width server model is distilled data-parallel over all ranks.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -37,11 +36,11 @@ from mpifl.kit import (
     torch_generator,
 )
 from mpifl.kit.accumulate import Accumulators
-from mpifl.kit.batched import pinned_group_size, train_as_group
+from mpifl.kit.batched import ClientTrainer, group_size
 from mpifl.kit.evaluate import EvalResult
-from mpifl.kit.method import ClientResult, ClientTask, Method, MethodContext, Metrics
+from mpifl.kit.method import ClientTask, Method, MethodContext, Metrics
 from mpifl.kit.tiers import build_tiers, tier_workload
-from mpifl.kit.training import client_accuracy, get_flat, loss_and_correct, set_flat, sgd_epochs
+from mpifl.kit.training import get_flat, loss_and_correct, set_flat
 from mpifl.kit.workload import RoundPlan, Workload, footprint
 
 
@@ -98,7 +97,7 @@ class REFT(Method):
         self.weights = get_flat(self.server)
         self.layout = layout(self.server)
         self.ratios = pruning_ratios(alg.p_step)
-        self.tiers = build_tiers(ctx, [1 - p for p in self.ratios], invariant=True)  # widest first
+        self.tiers = build_tiers(ctx, [1 - p for p in self.ratios])  # widest first
         self.tier = self._tiers_for(ctx, alg.p_max, alg.p_step)
         self.proxy_x = ctx.proxy[0]
         if len(self.proxy_x) == 0:
@@ -108,8 +107,7 @@ class REFT(Method):
         self.has_state = np.zeros(ctx.data.n_clients, dtype=bool)
         self._pruned: dict[int, torch.Tensor] = {}  # tier -> pruned server model
         self._pruned_from: torch.Tensor | None = None  # ... of these weights
-        groups = [tier.group for tier in self.tiers]
-        self.group_size = pinned_group_size(self.config, self.weights.numel(), groups)
+        self.group_size = group_size(self.config, [tier.trainer for tier in self.tiers])
 
     def _tiers_for(self, ctx: MethodContext, p_max: float, p_step: float) -> np.ndarray:
         """Per client: the capability ratio's tier, raised until the footprint fits memory."""
@@ -154,42 +152,30 @@ class REFT(Method):
             self._pruned[tier] = SliceMap(self.server, units).extract(self.weights)
         return self._pruned[tier]
 
-    def train_group(self, tasks: Sequence[ClientTask], acc: Accumulators) -> Iterator[ClientResult]:
-        """A planned group (of one pruning level) as one computation, each client from its
-        own pruned model."""
-        tier = self.tiers[tasks[0].variant]
-        starts = torch.stack([self._start(task) for task in tasks])
-        t = self.config.algorithm.temperature
-        for task, trained, result in train_as_group(tier.group, starts, tasks, self.config.train):
-            if torch.isfinite(trained).all():
-                self.ctx.state.put(task.client, {"weights": trained.clone().numpy()})
-            with torch.no_grad():
-                logits = tier.group(trained[None], self.proxy_x[None])[0] / t
-            acc.add("teacher", torch.softmax(logits, dim=1), len(task.train[0]))
-            acc.add("weight", torch.ones(1), len(task.train[0]))
-            yield result
+    def client_trainer(self, variant: int) -> ClientTrainer:
+        return self.tiers[variant].trainer
 
-    def _start(self, task: ClientTask) -> torch.Tensor:
+    def client_start(self, task: ClientTask) -> torch.Tensor:
         """The client's model at the start of its round: its own pruned model, or the
         server model pruned to its level in a sync round or if it has none."""
         state = None if self._sync(task.round) else self.ctx.state.get(task.client)
         return self.pruned(task.variant) if state is None else torch.from_numpy(state["weights"])
 
-    def train_client(self, task: ClientTask, acc: Accumulators) -> ClientResult:
-        store = self.ctx.state
-        model = self.tiers[task.variant].model
-        set_flat(model, self._start(task))
-        x, y = task.train
-        loss = sgd_epochs(model, x, y, self.config.train, task.generator)
-        trained = get_flat(model)
+    def client_finish(
+        self, task: ClientTask, start: torch.Tensor, trained: torch.Tensor, acc: Accumulators
+    ) -> Metrics:
+        """Keep the trained pruned model (if finite); stage n softmax(z_k / T) on the
+        proxy inputs and n."""
         if torch.isfinite(trained).all():
-            store.put(task.client, {"weights": trained.numpy()})
+            self.ctx.state.put(task.client, {"weights": trained.clone().numpy()})
+        model = self.tiers[task.variant].model
+        set_flat(model, trained)
         model.eval()
         with torch.no_grad():
             logits = model(self.proxy_x) / self.config.algorithm.temperature
-        acc.add("teacher", torch.softmax(logits, dim=1), len(x))
-        acc.add("weight", torch.ones(1), len(x))
-        return ClientResult(loss, client_accuracy(model, task.test))
+        acc.add("teacher", torch.softmax(logits, dim=1), len(task.train[0]))
+        acc.add("weight", torch.ones(1), len(task.train[0]))
+        return {}
 
     def server_step(self, sums: dict[str, np.ndarray], plan: RoundPlan) -> Metrics:
         """Distil the clients' ensemble into the server model; reports the mean KD loss

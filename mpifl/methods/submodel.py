@@ -9,18 +9,17 @@ denominator, both of the global size); coordinates nobody covered stay unchanged
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-
 import numpy as np
+import torch
 
 from mpifl.kit import SELECTIONS, SliceMap, choice, layout, seeded_model, select_units, widths
 from mpifl.kit.accumulate import Accumulators
 from mpifl.kit.aggregate import average_update
-from mpifl.kit.batched import group_size, train_as_group
+from mpifl.kit.batched import ClientTrainer, group_size
 from mpifl.kit.evaluate import EvalResult
-from mpifl.kit.method import ClientResult, ClientTask, Method, MethodContext, Metrics
+from mpifl.kit.method import ClientTask, Method, MethodContext, Metrics
 from mpifl.kit.tiers import build_tiers, choose_tiers, tier_clients, tier_workload
-from mpifl.kit.training import client_accuracy, get_flat, prepare_model, set_flat, sgd_epochs
+from mpifl.kit.training import get_flat, prepare_model, set_flat
 from mpifl.kit.workload import RoundPlan, Workload
 
 
@@ -45,7 +44,9 @@ class SubModel(Method):
         self.tiers = build_tiers(ctx, self.config.algorithm.tiers)
         self.selection = self.config.algorithm.selection
         self._maps: dict[tuple[int, int], SliceMap] = {}
-        self.group_size = group_size(self.config, self.weights.numel())
+        self._sliced: dict[tuple[int, int], torch.Tensor] = {}  # (tier, round) -> start
+        self._sliced_from: torch.Tensor | None = None  # ... of these weights
+        self.group_size = group_size(self.config, [tier.trainer for tier in self.tiers])
         self.next_round = 0  # the round whose slices `evaluate` reports
 
     def slice_map(self, tier: int, round_: int) -> SliceMap:
@@ -70,28 +71,27 @@ class SubModel(Method):
         n = self.weights.numel()
         return {"num": n, "den": n}
 
-    def train_group(self, tasks: Sequence[ClientTask], acc: Accumulators) -> Iterator[ClientResult]:
-        """A planned group (of one tier) as one computation."""
-        tier = tasks[0].variant
-        smap = self.slice_map(tier, tasks[0].round)
-        start = smap.extract(self.weights)
-        for task, trained, result in train_as_group(
-            self.tiers[tier].group, start, tasks, self.config.train
-        ):
-            acc.add("num", smap.scatter(trained), len(task.train[0]))
-            acc.add("den", smap.mask(), len(task.train[0]))
-            yield result
+    def client_trainer(self, variant: int) -> ClientTrainer:
+        return self.tiers[variant].trainer
 
-    def train_client(self, task: ClientTask, acc: Accumulators) -> ClientResult:
-        tier = task.variant
-        smap = self.slice_map(tier, task.round)
-        model = self.tiers[tier].model
-        set_flat(model, smap.extract(self.weights))
-        x, y = task.train
-        loss = sgd_epochs(model, x, y, self.config.train, task.generator)
-        acc.add("num", smap.scatter(get_flat(model)), len(x))
-        acc.add("den", smap.mask(), len(x))
-        return ClientResult(loss, client_accuracy(model, task.test))
+    def client_start(self, task: ClientTask) -> torch.Tensor:
+        """The tier's slice of the global model: one tensor for the tier's clients of a
+        round (of the same `weights`)."""
+        key = (task.variant, task.round)
+        if self._sliced_from is not self.weights:
+            self._sliced, self._sliced_from = {}, self.weights
+        if key not in self._sliced:
+            self._sliced[key] = self.slice_map(*key).extract(self.weights)
+        return self._sliced[key]
+
+    def client_finish(
+        self, task: ClientTask, start: torch.Tensor, trained: torch.Tensor, acc: Accumulators
+    ) -> Metrics:
+        """n M_k W_k (the trained slice scattered into the global layout) and n M_k."""
+        smap = self.slice_map(task.variant, task.round)
+        acc.add("num", smap.scatter(trained), len(task.train[0]))
+        acc.add("den", smap.mask(), len(task.train[0]))
+        return {}
 
     def server_step(self, sums: dict[str, np.ndarray], plan: RoundPlan) -> Metrics:
         self.weights = average_update(self.weights, sums["num"], sums["den"])

@@ -4,6 +4,9 @@ from mpifl.results import read_run, read_runs
 run = read_run("results/quickstart.h5")      # one file: .attrs, .config, .tables
 rounds = read_runs(paths, "rounds")          # many files: one frame, with a `run`
                                              # column and the config keys as columns
+
+A method's declared per-client figures (`client_metrics`, stored in long format) are also
+columns of `participation`, NaN where a client has no value.
 """
 
 from __future__ import annotations
@@ -19,9 +22,9 @@ import pandas as pd
 
 from mpifl.results.schema import Status
 from mpifl.results.status import effective
-from mpifl.results.writer import TABLES
+from mpifl.results.writer import TABLES, ClientMetrics, declared_metrics
 
-NAMES = ("rounds", "participation", "ranks", "eval", "server", "fleet")
+NAMES = ("rounds", "participation", "ranks", "eval", "server", "client_metrics", "fleet")
 
 
 @dataclass
@@ -96,7 +99,7 @@ def read_run(path: str | Path) -> Run:
         names = [str(c) for c in f["fleet"].attrs["device_classes"]]
         version = int(attrs.get("format_version", 1))
         for name in NAMES:
-            if name not in f:  # the server table is new in format 4
+            if name not in f:  # the server table is new in format 4, client_metrics in 6
                 run.tables[name] = _frame(np.zeros(0, TABLES[name]), name)
                 continue
             ds = f[name]
@@ -112,8 +115,35 @@ def read_run(path: str | Path) -> Run:
                 for key in ("units", "descriptions"):
                     df.attrs[key] = dict(zip(ds.dtype.names, map(str, ds.attrs[key]), strict=True))
         run.tables["fleet"].attrs["device_classes"] = names
+        declared = declared_metrics(f["client_metrics"]) if "client_metrics" in f else {}
     run.tables["fleet"].insert(0, "client", np.arange(len(run.tables["fleet"])))
+    _widen(run.tables["participation"], run.tables["client_metrics"], declared)
     return run
+
+
+def _widen(part: pd.DataFrame, long: pd.DataFrame, declared: ClientMetrics) -> None:
+    """Add to `part` a float column per declared client metric, from the long
+    `client_metrics` rows, which belong to the `trained` rows (a client trains at most
+    once in a round, though an asynchronous round may list it more than once); NaN where
+    a client has no value. Each column gets its unit and description; `long.attrs` gets
+    them too, as `metric_units` and `metric_descriptions`."""
+    long.attrs["metric_units"] = {n: u for n, (u, _) in declared.items()}
+    long.attrs["metric_descriptions"] = {n: d for n, (_, d) in declared.items()}
+    if not declared:
+        return
+    trained = (part["status"] == "trained").to_numpy()
+    keys = pd.MultiIndex.from_arrays(
+        [part["round"].to_numpy()[trained], part["client"].to_numpy()[trained]]
+    )
+    wide = long.pivot_table(index=["round", "client"], columns="name", values="value",
+                            aggfunc="first", dropna=False)  # fmt: skip
+    for name, (unit, description) in declared.items():
+        column = np.full(len(part), np.nan)
+        if name in wide.columns:
+            column[trained] = wide[name].reindex(keys).to_numpy(dtype=np.float64)
+        part[name] = column
+        for key, text in (("units", unit), ("descriptions", description)):
+            part.attrs.setdefault(key, {})[name] = text
 
 
 def read_attrs(path: str | Path) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """Rank 0's record of a run: what goes into the result file, row by row, and the summary.
 
 The Recorder owns the file's root attributes, the per-round tables (`rounds`,
-`participation`, `ranks`, `eval`, `server`), the final state and status, and the
-end-of-run summary; ResultsWriter below it owns HDF5 (SWMR, flushing, free space).
+`participation`, `ranks`, `eval`, `server`, `client_metrics`) and each round's figures by name (what
+callbacks see), the final state and status, and the end-of-run summary; ResultsWriter
+below it owns HDF5 (SWMR, flushing, free space).
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from mpifl.results.metrics import metric_history, round_metrics
 from mpifl.results.schema import EVAL_DTYPE, ROUNDS_DTYPE, SERVER_DTYPE, Status
-from mpifl.results.writer import ResultsWriter
+from mpifl.results.writer import ClientMetrics, ResultsWriter
 
 
 class Scored(Protocol):
@@ -34,24 +36,42 @@ class Recorder:
         self.writer, self.class_names = writer, class_names
         self.by_class = np.zeros((len(class_names), len(Status)), dtype=np.int64)
         self._rounds: list[np.ndarray] = []
+        self.history: list[tuple[int, dict[str, float]]] = []  # figures kept on a resume
+        self.latest: dict[str, float] = {}  # figures of the last round recorded
+        self.stopped: tuple[int, str] | None = None  # (round, reason) of a callback's stop
 
     @classmethod
     def create(
-        cls, output: Path, attrs: dict[str, Any], fleet_rows: np.ndarray, class_names: list[str]
+        cls,
+        output: Path,
+        attrs: dict[str, Any],
+        fleet_rows: np.ndarray,
+        class_names: list[str],
+        client_metrics: ClientMetrics | None = None,
     ) -> Recorder:
-        """A new result file with the run's attributes and its fleet."""
-        return cls(ResultsWriter(output, True, attrs, fleet_rows, class_names), class_names)
+        """A new result file with the run's attributes, its fleet and the method's declared
+        per-client figures (name -> (unit, description))."""
+        writer = ResultsWriter(output, True, attrs, fleet_rows, class_names, client_metrics)
+        return cls(writer, class_names)
 
     @classmethod
-    def resume(cls, output: Path, next_round: int, class_names: list[str]) -> Recorder:
+    def resume(
+        cls,
+        output: Path,
+        next_round: int,
+        class_names: list[str],
+        client_metrics: ClientMetrics | None = None,
+    ) -> Recorder:
         """The result file of a run resumed before round `next_round` (from 0): rows of
-        later rounds dropped, the counts so far restored."""
-        writer, kept = ResultsWriter.reopen(output, next_round)
+        later rounds dropped, the counts so far restored (the declared per-client figures
+        are the file's; `client_metrics` for a file of a format without them)."""
+        writer, kept = ResultsWriter.reopen(output, next_round, client_metrics)
         self = cls(writer, class_names)
         part = kept["participation"]
         np.add.at(self.by_class, (part["device_class"], part["status"]), 1)
         if len(kept["rounds"]):
             self._rounds.append(kept["rounds"])
+        self.history = metric_history(kept)
         return self
 
     @property
@@ -74,10 +94,13 @@ class Recorder:
         evals: list[Scored],
         metrics: dict[str, float],
         wall_start: float,
+        client_metrics: np.ndarray | None = None,
     ) -> np.void:
         """Record round `round_` (from 0): its participation rows (every sampled client),
-        the ranks' telemetry, the evaluations and the server step's metrics; returns the
-        `rounds` row."""
+        the ranks' telemetry, the evaluations, the server step's metrics and the trained
+        clients' `client_metrics` rows (each client's in the method's order; sorted by
+        client here, so that the bytes do not depend on the ranks); returns the `rounds`
+        row."""
         participation = np.sort(participation, order="client")
         status = participation["status"]
         np.add.at(self.by_class, (participation["device_class"], status), 1)
@@ -111,17 +134,25 @@ class Recorder:
         self.writer.append("participation", participation)
         self.writer.append("eval", eval_rows)
         self.writer.append("server", server_rows)
+        if client_metrics is not None and len(client_metrics):
+            order = np.argsort(client_metrics["client"], kind="stable")
+            self.writer.append("client_metrics", client_metrics[order])
         row["wall_time"] = time.perf_counter() - wall_start
         self.writer.append("rounds", np.array([row]))
         rank_rows["io_time"][0] = self.writer.seconds
         self.writer.seconds = 0.0
         self.writer.append("ranks", rank_rows)
         self._rounds.append(np.array([row]))
+        self.latest = round_metrics(row, eval_rows, server_rows)
         return row
 
     def complete(self, final_state: dict[str, np.ndarray], wall: float) -> None:
-        """Record the final state and the status `complete`; close the file."""
-        self.writer.close("complete", final_state, end_time=time.time(), wall_seconds=wall)
+        """Record the final state and the status `complete` (with the round and reason of
+        a callback's stop, if one stopped the run); close the file."""
+        extra = {}
+        if self.stopped is not None:
+            extra = {"stopped_round": self.stopped[0], "stop_reason": self.stopped[1]}
+        self.writer.close("complete", final_state, end_time=time.time(), wall_seconds=wall, **extra)
 
     def interrupted(self, next_round: int) -> None:
         """Record the status `interrupted` before round `next_round` (from 0); close."""
@@ -142,6 +173,8 @@ class Recorder:
         lines = [
             f"mpifl run '{name}' complete: {len(rounds)} rounds, {n_ranks} ranks, {wall:.1f} s wall"
         ]
+        if self.stopped is not None:
+            lines.append(f"  stopped early   after round {self.stopped[0]}: {self.stopped[1]}")
         for label, key in (
             ("final accuracy ", "test_accuracy"),
             ("client accuracy", "client_accuracy"),

@@ -10,8 +10,10 @@ import numpy as np
 
 # 2: enum device_class, units, descriptions; 3: rounds from 1; 4: participation.family
 # renamed variant, and the server table; 5: participation's dispatch and arrival times,
-# the round that applies the update, its staleness and weight (asynchronous aggregation)
-FORMAT_VERSION = 5
+# the round that applies the update, its staleness and weight (asynchronous aggregation);
+# 6: the client_metrics table (a method's declared per-client figures, long format; its
+# units and descriptions in the dataset's attributes), read as empty from older files
+FORMAT_VERSION = 6
 
 
 class Status(IntEnum):
@@ -122,6 +124,16 @@ SERVER_DTYPE = np.dtype(
     ]
 )
 
+CLIENT_METRICS_DTYPE = np.dtype(
+    [
+        ("round", "i4"),
+        ("client", "i4"),
+        ("name", "S32"),  # a per-client figure the method declared (Method.client_metrics)
+        ("value", "f8"),
+    ]
+)
+CLIENT_METRIC_NAME_BYTES = CLIENT_METRICS_DTYPE["name"].itemsize
+
 # A client's device profile (fleet files, the fleet table; mpifl.fleet.profiles).
 PROFILE_DTYPE = np.dtype(
     [
@@ -208,6 +220,10 @@ eval.samples | samples | test samples; for clients/mean, clients averaged
 server.round | round | round number, from 1 (the first round)
 server.name | text | what the method's server step measured (per method: docs/methods.md)
 server.value | method-defined | the figure (units in docs/methods.md)
+client_metrics.round | round | round number, from 1 (the first round)
+client_metrics.client | id | client id (a client that trained in this round)
+client_metrics.name | text | a per-client figure the method declares (its client_metrics)
+client_metrics.value | method-defined | the figure (unit: the attribute metric_units)
 fleet.device_class | enum | device class (enum of the attribute device_classes)
 fleet.flops | FLOP/s | training speed
 fleet.memory | bytes | training memory budget
@@ -231,3 +247,23 @@ def _columns(text: str) -> dict[str, dict[str, tuple[str, str]]]:
 
 
 COLUMNS = _columns(_COLUMN_TABLE)
+
+
+def client_metrics_problem(declared: object) -> str | None:
+    """What is wrong with a method's `client_metrics` declaration (name -> (unit,
+    description)), or None: each name must be ASCII text of 1 to 32 bytes (the table's
+    `name` column) that is not a participation column (it becomes one in `read_run`)."""
+    if not isinstance(declared, dict):
+        return "its client_metrics must be a dict: name -> (unit, description)"
+    for name, about in declared.items():
+        if not (isinstance(name, str) and name.isascii() and name.isprintable()):
+            return f"its client_metrics name {name!r} must be printable ASCII text"
+        if not 1 <= len(name) <= CLIENT_METRIC_NAME_BYTES:
+            return f"its client_metrics name {name!r} must have 1 to 32 characters"
+        if name in PARTICIPATION_DTYPE.names:
+            return f"its client_metrics name {name!r} is a participation column"
+        if not (
+            isinstance(about, tuple) and len(about) == 2 and all(isinstance(a, str) for a in about)
+        ):
+            return f"its client_metrics[{name!r}] must be a (unit, description) pair of str"
+    return None

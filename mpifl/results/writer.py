@@ -21,6 +21,7 @@ import numpy as np
 from mpifl.errors import InputError
 from mpifl.files import SPACE_MARGIN, require_space
 from mpifl.results.schema import (
+    CLIENT_METRICS_DTYPE,
     COLUMNS,
     EVAL_DTYPE,
     PARTICIPATION_DTYPE,
@@ -28,6 +29,7 @@ from mpifl.results.schema import (
     ROUNDS_DTYPE,
     SERVER_DTYPE,
     STATUS_NAMES,
+    client_metrics_problem,
 )
 
 TABLES = {
@@ -36,8 +38,12 @@ TABLES = {
     "ranks": RANKS_DTYPE,
     "eval": EVAL_DTYPE,
     "server": SERVER_DTYPE,
+    "client_metrics": CLIENT_METRICS_DTYPE,
 }
 CHUNK_ROWS = 1024
+DECLARED = ("metrics", "metric_units", "metric_descriptions")  # client_metrics attributes
+
+ClientMetrics = dict[str, tuple[str, str]]  # name -> (unit, description)
 
 
 def _stored_dtype(dtype: np.dtype, class_names: list[str]) -> np.dtype:
@@ -59,6 +65,32 @@ def _describe(ds: h5py.Dataset, table: str) -> None:
     ds.attrs["descriptions"] = [columns[c][1] for c in ds.dtype.names]
 
 
+def _declare(ds: h5py.Dataset, declared: ClientMetrics) -> None:
+    """The method's per-client figures, stored with the `client_metrics` table as the
+    attributes `metrics`, `metric_units` and `metric_descriptions` (in declaration
+    order), so that they come back with the file, also after a resume."""
+    problem = client_metrics_problem(declared)
+    if problem is not None:
+        raise ValueError(f"the method's client_metrics: {problem}")
+    text = h5py.string_dtype()
+    for key, values in zip(
+        DECLARED,
+        (list(declared), [u for u, _ in declared.values()], [d for _, d in declared.values()]),
+        strict=True,
+    ):
+        ds.attrs[key] = np.array(values, dtype=text)
+
+
+def declared_metrics(ds: h5py.Dataset) -> ClientMetrics:
+    """What `_declare` stored with a `client_metrics` dataset."""
+    if DECLARED[0] not in ds.attrs:
+        return {}
+    names, units, descriptions = (
+        [v.decode() if isinstance(v, bytes) else str(v) for v in ds.attrs[key]] for key in DECLARED
+    )
+    return {n: (u, d) for n, u, d in zip(names, units, descriptions, strict=True)}
+
+
 def refuse_existing(path: Path, overwrite: bool) -> None:
     """Raise InputError if `path` exists and overwriting was not asked for."""
     if path.exists() and not overwrite:
@@ -78,7 +110,10 @@ class ResultsWriter:
         attrs: dict[str, Any],
         fleet_rows: np.ndarray,
         class_names: list[str],
+        client_metrics: ClientMetrics | None = None,
     ) -> None:
+        """`client_metrics`: the method's declared per-client figures, name -> (unit,
+        description), stored with the `client_metrics` table."""
         refuse_existing(path, overwrite)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.unlink(missing_ok=True)
@@ -105,29 +140,39 @@ class ResultsWriter:
                 chunks=(CHUNK_ROWS,),
             )  # fmt: skip
             _describe(ds, name)
+        _declare(self._file["client_metrics"], client_metrics or {})
         self._file.swmr_mode = True
         self._file.flush()
         os.replace(building, path)
 
     @classmethod
-    def reopen(cls, path: Path, next_round: int) -> tuple[ResultsWriter, dict[str, np.ndarray]]:
+    def reopen(
+        cls, path: Path, next_round: int, client_metrics: ClientMetrics | None = None
+    ) -> tuple[ResultsWriter, dict[str, np.ndarray]]:
         """Continue a run's file from a checkpoint. The file is rebuilt from what it holds
         (readable even after a SIGKILL, whose open-for-writing flag would refuse a plain
         reopen): rows of rounds after the first `next_round` are dropped, the new file
-        replaces the old atomically. Returns the writer and the kept tables."""
+        replaces the old atomically. The declared client metrics are the file's own
+        (`client_metrics` only for a file without the table). Returns the writer and the
+        kept tables."""
         require_space(path.parent, path.stat().st_size, "rebuilding the result file to resume")
         with h5py.File(path, "r", libver="latest", swmr=True) as old:
             attrs = dict(old.attrs)
             fleet, names = old["fleet"][:], list(old["fleet"].attrs["device_classes"])
+            if "client_metrics" in old:
+                client_metrics = declared_metrics(old["client_metrics"])
             kept = {}
-            for name in TABLES:
+            for name, dtype in TABLES.items():
+                if name not in old:  # a table newer than the file
+                    kept[name] = np.zeros(0, dtype)
+                    continue
                 rounds = old[name]["round"] if len(old[name]) else np.empty(0, np.int32)
                 kept[name] = old[name][: int(np.searchsorted(rounds, next_round, side="right"))]
         attrs["resumed_at_round"] = next_round + 1
         for key in ("end_time", "next_round", "error", "wall_seconds", "status"):
             attrs.pop(key, None)
         tmp = path.with_name(path.name + ".resume")
-        self = cls(tmp, True, attrs, fleet, [str(n) for n in names])
+        self = cls(tmp, True, attrs, fleet, [str(n) for n in names], client_metrics)
         for name, rows in kept.items():
             if len(rows):
                 self.append(name, rows)
