@@ -53,6 +53,25 @@ def ensure_installed() -> str | None:
     return None
 
 
+def remove_stale_mpich_segments() -> list[Path]:
+    """Delete MPICH shared-memory files in /dev/shm that no process has mapped.
+
+    A rank killed during MPI_Init leaves its segment behind (the suite kills ranks on
+    purpose). With enough of them, the first 2-rank step of a new cluster hangs in
+    MPI_Init (rank 0: "Message truncated" in the UCX address allgather, rank 1 spins),
+    seen with MPICH 5.0.2 and SLURM 22.05's pmi2."""
+    mapped = set()
+    for maps in Path("/proc").glob("[0-9]*/maps"):
+        with contextlib.suppress(OSError):
+            mapped.update(line.split()[-1] for line in maps.read_text().splitlines()
+                          if "/dev/shm/mpich_shm_" in line)  # fmt: skip
+    stale = [p for p in Path("/dev/shm").glob("mpich_shm_*") if str(p) not in mapped]
+    for p in stale:
+        with contextlib.suppress(OSError):
+            p.unlink()
+    return stale
+
+
 class Cluster:
     """slurmctld + slurmd with a config in `folder`; `env` has SLURM_CONF set."""
 
@@ -65,6 +84,7 @@ class Cluster:
         self.env = dict(os.environ, SLURM_CONF=str(self.conf))
 
     def start(self, timeout: float = 60) -> None:
+        remove_stale_mpich_segments()
         subprocess.run(["slurmctld", "-f", str(self.conf)], check=True, env=self.env)
         subprocess.run(
             ["slurmd", "-f", str(self.conf), "-N", "localhost"], check=True, env=self.env

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import mmap
 import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import h5py
 import pytest
 
 from tests.conftest import ROOT, SMALL_JOB
-from tests.slurm_cluster import Cluster, ensure_installed
+from tests.slurm_cluster import Cluster, ensure_installed, remove_stale_mpich_segments
 
 pytestmark = pytest.mark.mpi
 
@@ -85,3 +87,15 @@ def test_sweep_array_of_three(cluster, tmp_path):
             seeds.append(int(f.attrs["seed"]))
     assert seeds == [0, 1, 2]
     print(f"SLURM 3-task array: {time.monotonic() - start:.1f} s from submit to done")
+
+
+def test_stale_mpich_segments_are_removed_and_live_ones_kept():
+    """Stale segments made the first job of a new cluster hang in MPI_Init (CI, stop 29)."""
+    stale, live = Path("/dev/shm/mpich_shm_feed_7"), Path("/dev/shm/mpich_shm_beef_7")
+    for p in (stale, live):
+        p.write_bytes(b"\0" * 4096)
+    with live.open("r+b") as f, mmap.mmap(f.fileno(), 4096):
+        removed = remove_stale_mpich_segments()
+        assert stale in removed and not stale.exists()
+        assert live.exists()
+    live.unlink()
