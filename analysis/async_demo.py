@@ -19,12 +19,11 @@ both methods, in the budget's own unit. Then the mean and sample sd over the see
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from runs import run_setting
 
 from mpifl.results import Run, read_run
 
@@ -41,21 +40,6 @@ WINDOW = 0.25  # the share of a budget, at its end, over which accuracy is avera
 GRID = 200  # points of the window
 TIMES = (10.0, 20.0, 40.0, 60.0)  # virtual seconds, within every run's span
 MEGABYTES = (15.0, 30.0, 55.0)  # within every FedAvg run's total
-
-
-def run(label: str, job: str, sets: list[str], seed: int, ranks: int, out: Path) -> Path:
-    """Run one setting and seed (skipped if its complete result exists); the file."""
-    path = out / label / f"seed_{seed}.h5"
-    if path.exists() and read_run(path).attrs["status"] == "complete":
-        return path
-    sets = [*sets, f"run.seed={seed}"]
-    cmd = [str(Path(sys.executable).parent / "mpiexec"), "-n", str(ranks), sys.executable,
-           "-m", "mpifl", "run", job, "--output", str(path), "--overwrite"]  # fmt: skip
-    cmd += [a for s in sets for a in ("--set", s)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"{label} seed {seed} failed:\n{proc.stderr}")
-    return path
 
 
 def megabytes_by(run: Run, times: np.ndarray) -> np.ndarray:
@@ -132,7 +116,7 @@ def main() -> None:
                 for m, (job, sets) in METHODS.items()}  # fmt: skip
     for label, *sets in args.variant:
         settings[label] = (settings["fedbuff"][0], [*settings["fedbuff"][1], *sets])
-    paths = {label: [run(label, job, sets, s, args.ranks, args.out) for s in seeds]
+    paths = {label: [run_setting(label, job, sets, s, args.ranks, args.out) for s in seeds]
              for label, (job, sets) in settings.items()}  # fmt: skip
     for column, unit, budgets, title in (
         ("time", "s", TIMES, "Global test accuracy by virtual time"),

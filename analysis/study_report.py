@@ -59,7 +59,7 @@ def collect(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         experiment, setting, method = path.parts[-5:-2]
         seed = int(path.parent.name.removeprefix("seed_"))
         rounds, part = run.tables["rounds"], run.tables["participation"]
-        trained = part[part["status"] == "trained"]
+        trained = part[part["status"].isin(["trained", "partial"])]  # aggregated
         target = TARGETS.get(setting, 0.90)
         metric = CLIENT if experiment == "fedmrl" else GLOBAL  # personalised: no global model
         vtime, mb = to_target(rounds, metric, target)

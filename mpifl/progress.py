@@ -55,7 +55,7 @@ def round_line(row: np.void, rounds: int, elapsed: float, eta: float) -> str:
     """One round as a plain line (what a SLURM log shows): a timestamp, then the round
     (numbered from 1, as in the tables), its figures, the wall time since the start and
     the estimated time to the end."""
-    left_out = ", ".join(
+    others = ", ".join(
         f"{s.name.lower()} {row[s.name.lower()]}"
         for s in Status
         if s != Status.TRAINED and row[s.name.lower()]
@@ -63,7 +63,7 @@ def round_line(row: np.void, rounds: int, elapsed: float, eta: float) -> str:
     return (
         f"[{stamp()}] round {row['round']:>4}/{rounds}  {_accuracies(row)}  "
         f"loss {row['train_loss']:.4f}  trained {row['trained']}/{row['sampled']}"
-        + (f" ({left_out})" if left_out else "")
+        + (f" ({others})" if others else "")
         + f"  vtime {row['virtual_time']:.1f}s  elapsed {clock(elapsed)}  eta {clock(eta)}"
     )
 

@@ -34,6 +34,7 @@ class Purpose(IntEnum):
     PHASE = 8
     DISTILL = 9
     FINETUNE = 10
+    SELECT = 11
 
 
 def _mix(x: np.ndarray) -> np.ndarray:

@@ -29,7 +29,7 @@ from mpifl.kit.task import ClientTask
 from mpifl.kit.training import sample_cross_entropy
 from mpifl.models import ModelSpec
 from mpifl.models.mrl import MRLModel
-from mpifl.results.schema import PARTICIPATION_DTYPE
+from mpifl.results.schema import PARTICIPATION_DTYPE, Status
 
 TRAIN = TrainConfig(
     epochs=3, batch_size=4, lr=0.05, momentum=0.5, weight_decay=0.01, channels_last=False,
@@ -461,3 +461,46 @@ def test_a_mean_loss_is_refused():
         trainer.batched = batched
         with pytest.raises(ValueError, match="one loss per sample"):
             list(trainer.train_tasks([get_flat(model)], tasks(splits(1, (12,), 3), [0])))
+
+
+def partial_tasks(data, ks: list[int], steps: dict[int, int]) -> list[ClientTask]:
+    """`tasks`, client k partial with steps[k] local steps if it has an entry."""
+    out = tasks(data, ks)
+    for task in out:
+        task.row = np.zeros(1, PARTICIPATION_DTYPE)[0]
+        if task.client in steps:
+            task.row["status"], task.row["steps"] = Status.PARTIAL, steps[task.client]
+    return out
+
+
+@pytest.mark.parametrize("batched", [True, False], ids=["batched", "one-by-one"])
+def test_partial_and_proximal_clients_are_their_own_in_any_group(batched):
+    """A partial client trains its first steps, FedProx's pull included, the same bits in
+    any group; its model is sgd_epochs' with those steps, its loss their mean."""
+    spec = ModelSpec("mlp", (12,), 5, hidden=(16,))
+    torch.manual_seed(3)
+    model = build_model(spec)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1 if batched else 2)
+    try:
+        trainer = ClientTrainer(model, TRAIN, spec.input_shape, proximal=0.3)
+        assert trainer.batched == batched
+        data = splits(12, spec.input_shape, spec.n_classes, seed=7)
+        start = get_flat(model)
+        steps = {1: 1, 4: 5, 6: 2, 9: 7}  # some past their first epoch
+
+        def run(ks: list[int]) -> dict[int, tuple[torch.Tensor, float]]:
+            out = trainer.train_tasks([start] * len(ks), partial_tasks(data, ks, steps))
+            return {task.client: (w, result.loss) for task, w, result in out}
+
+        group = run(list(range(12)))
+        for k in range(12):
+            alone = run([k])[k]
+            assert torch.equal(group[k][0], alone[0]) and group[k][1] == alone[1], k
+            set_flat(model, start)
+            gen = torch.Generator().manual_seed(100 + k)
+            loss = sgd_epochs(model, *data[k], TRAIN, gen, steps=steps.get(k), mu=0.3)
+            assert torch.allclose(alone[0], get_flat(model), atol=1e-6), k
+            assert abs(alone[1] - loss) < 1e-5, k
+    finally:
+        torch.set_num_threads(threads)

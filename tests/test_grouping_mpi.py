@@ -12,6 +12,13 @@ from tests.conftest import assert_same_results, run_ok
 
 JOBS = {  # method -> (job, its --set overrides)
     "fedavg": ("quickstart", ()),
+    "fedprox": ("fedprox_digits", ()),
+    "fednova": ("fednova_digits", ()),
+    "scaffold": ("scaffold_digits", ()),
+    "fedavgm": ("quickstart", ("algorithm.name='fedavgm'",)),
+    "fedadagrad": ("quickstart", ("algorithm.name='fedadagrad'", "algorithm.server_lr=0.1")),
+    "fedadam": ("fedadam_digits", ()),
+    "fedyogi": ("quickstart", ("algorithm.name='fedyogi'", "algorithm.server_lr=0.03")),
     "fedbuff": ("fedbuff_digits", ("run.rounds=20",)),
     "fedasync": ("fedasync_digits", ("run.rounds=20",)),
     "fedmrl": ("fedmrl_digits", ()),

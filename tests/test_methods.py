@@ -31,6 +31,13 @@ from mpifl.results.schema import Status
 
 SERVER_METRICS = {
     "fedavg": set(),
+    "fedprox": set(),
+    "fednova": {"tau_eff"},
+    "scaffold": {"control_norm"},
+    "fedavgm": set(),
+    "fedadam": set(),
+    "fedyogi": set(),
+    "fedadagrad": set(),
     "fedbuff": {"stale_fraction"},
     "fedasync": {"stale_fraction", "mixing"},
     "submodel": {"covered_fraction"},
@@ -41,7 +48,9 @@ SERVER_METRICS = {
     "majority": set(),
     "centralized": {"train_loss"},
 }
-GLOBAL = {"fedavg", "fedbuff", "fedasync", "submodel", "reft", "koala", "centralized"}
+FEDOPT = {"fedavgm", "fedadam", "fedyogi", "fedadagrad"}
+GLOBAL = {"fedavg", "fedprox", "fednova", "scaffold", "fedbuff", "fedasync", "submodel",
+          "reft", "koala", "centralized"} | FEDOPT  # fmt: skip
 
 
 def tiny(method: str, tmp_path, **sets: object):
@@ -162,7 +171,7 @@ def test_engine_runs_in_process_and_records_server_metrics(method, tmp_path):
     code, text = run_in_process(tiny(method, tmp_path), tmp_path)
     assert code == 0 and "complete: 2 rounds, 1 ranks" in text
     run = read_run(tmp_path / f"{method}.h5")
-    assert run.attrs["status"] == "complete" and run.attrs["format_version"] == 6
+    assert run.attrs["status"] == "complete" and run.attrs["format_version"] == 7
     server = run.tables["server"]
     assert set(server["name"]) == SERVER_METRICS[method]
     assert list(server["round"].unique()) == [1, 2]

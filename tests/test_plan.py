@@ -11,7 +11,7 @@ from mpifl.fleet.availability import Always, Bernoulli, Diurnal, Intervals, Trac
 from mpifl.fleet.devices import CATALOGUE
 from mpifl.fleet.profiles import generate_fleet
 from mpifl.kit import Workload
-from mpifl.results.schema import Status
+from mpifl.results.schema import PARTICIPATION_DTYPE, Status
 from mpifl.streams import Purpose, uniform
 
 FLEET = generate_fleet(200, CATALOGUE, 0.3, seed=0)
@@ -35,9 +35,11 @@ def workload(footprint=100_000, flops_per_sample=1e6, nbytes=40_000):
     return of
 
 
-def plan(cohort=100, deadline=np.inf, availability=None, ranks=2, overcommit=1.0, t0=0.0, **work):
-    rnd = RoundConfig(cohort=cohort, deadline=deadline, overcommit=overcommit)
-    planner = Planner(0, FLEET, N_TRAIN, rnd, availability or Always(), ranks)
+def plan(cohort=100, deadline=np.inf, availability=None, ranks=2, overcommit=1.0, t0=0.0,
+         partial=False, epochs=1, batch_size=32, **work):  # fmt: skip
+    rnd = RoundConfig(cohort=cohort, deadline=deadline, overcommit=overcommit, partial_work=partial)
+    planner = Planner(0, FLEET, N_TRAIN, rnd, availability or Always(), ranks, epochs=epochs,
+                      batch_size=batch_size)  # fmt: skip
     return planner.plan(0, t0, workload(**work))
 
 
@@ -154,3 +156,53 @@ def test_diurnal_availability_follows_the_cycle():
     assert model.probability(ids[:1], peak_time + 43200.0)[0] == pytest.approx(0.0, abs=1e-9)
     over_day = np.mean([model.online(ids, 0, t).mean() for t in np.arange(0, 86400, 3600)])
     assert abs(over_day - 0.5) < 0.08
+
+
+def test_partial_work_trains_the_steps_that_fit_the_deadline():
+    work = dict(flops_per_sample=5e7, nbytes=4000, epochs=3, batch_size=6, deadline=2.0)
+    late = plan(**work).rows
+    cut = plan(partial=True, **work).rows
+    was_late = late["status"] == Status.LATE
+    partial = cut["status"] == Status.PARTIAL
+    assert was_late.sum() > 5 and partial.any() and not (cut["status"] == Status.LATE).all()
+    assert np.array_equal(partial | (cut["status"] == Status.LATE), was_late)
+    on_time = ~was_late
+    for column in ("status", "steps", "flops", "compute_time", "bytes_up", "arrival_time"):
+        assert np.array_equal(cut[column][on_time], late[column][on_time])  # unchanged
+    p, full = cut[partial], late[partial]
+    per_epoch = -(-p["samples"] // 6)
+    assert np.all(full["steps"] == 3 * per_epoch) and np.all(p["steps"] < full["steps"])
+    assert np.all(p["steps"] >= 1) and np.all(p["bytes_up"] == 4000)  # late: 0
+    assert np.all(p["compute_time"] + p["comm_time"] <= 2.0)
+    assert np.all(p["rank"] >= 0) and np.all(p["applied"] == 1)
+
+    def samples(steps, n):  # the samples the first `steps` steps take
+        done = steps // -(-n // 6)
+        return done * n + (steps - done * -(-n // 6)) * 6
+
+    speed = full["compute_time"] / (3 * p["samples"])  # seconds per sample
+    assert np.allclose(p["compute_time"], samples(p["steps"], p["samples"]) * speed)
+    one_more = samples(p["steps"] + 1, p["samples"]) * speed + p["comm_time"]
+    assert np.all(one_more > 2.0)  # the next step would not fit
+    assert np.allclose(p["flops"] / full["flops"], p["compute_time"] / full["compute_time"])
+    slow = plan(partial=True, **(work | {"nbytes": 40_000})).rows  # links take ~2 s
+    still_late = slow[slow["status"] == Status.LATE]
+    assert len(still_late) and np.all(still_late["steps"] == 3 * -(-still_late["samples"] // 6))
+    first = np.minimum(6, still_late["samples"]) / (3 * still_late["samples"])
+    assert np.all(still_late["compute_time"] * first + still_late["comm_time"] > 2.0)
+
+
+def test_a_deadline_met_exactly_still_takes_the_steps_that_fit():
+    """Rounding made compute(k) + comm exceed the deadline by a float's width: the client
+    was late though k - 1 steps (and maybe k) fit (found by review)."""
+    from mpifl.engine.plan import partial_work
+
+    rnd = RoundConfig(cohort=1, deadline=870.6658762446635, overcommit=1.0, partial_work=True)
+    planner = Planner(0, FLEET, np.array([71]), rnd, Always(), 1, epochs=3, batch_size=39)
+    rows = np.zeros(1, PARTICIPATION_DTYPE)
+    rows["samples"], rows["status"], rows["flops"] = 71, Status.TRAINED, 1e9
+    rows["compute_time"], rows["comm_time"] = 980.011157113702, 37.88644226541457
+    finish = rows["compute_time"] + rows["comm_time"]
+    partial_work(planner, rows, finish, np.array([10]), 0.0)
+    assert rows["status"][0] == Status.PARTIAL and rows["steps"][0] >= 4
+    assert finish[0] <= rnd.deadline

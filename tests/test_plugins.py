@@ -192,11 +192,11 @@ def test_plugin_methods_are_checked(plugin):
 
 def test_an_installed_method_is_found_by_its_entry_point(monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT))
-    entry = EntryPoint("fedavgm", "examples.fedavgm:FedAvgM", plugins.ENTRY_POINTS)
+    entry = EntryPoint("clippedfedavg", "examples.clipping:ClippedFedAvg", plugins.ENTRY_POINTS)
     monkeypatch.setattr(plugins, "entry_points", lambda group: [entry])
     plugin_method.cache_clear()
     try:
-        assert method_class("fedavgm").__name__ == "FedAvgM"
+        assert method_class("clippedfedavg").__name__ == "ClippedFedAvg"
     finally:
         plugin_method.cache_clear()
 
@@ -232,11 +232,14 @@ def test_the_examples_run_under_mpiexec(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     run = read_run(out)
-    assert run.attrs["algorithm"] == "examples.fedavgm:FedAvgM"
+    assert run.attrs["algorithm"] == "examples.clipping:ClippedFedAvg"
     part = run.tables["participation"]
     trained = part[part["status"] == "trained"]
     assert len(trained) > 0 and (trained["flops"] > 0).all()  # the plugin model is costed
-    assert set(run.tables["server"]["name"]) == {"velocity_norm"}
+    assert set(run.tables["server"]["name"]) == {"clipped_fraction"}
+    assert (run.tables["server"]["value"] > 0).any()  # the clip bites
+    scale = trained["clip_scale"]  # the plugin's client metric
+    assert ((scale > 0) & (scale <= 1)).all() and (scale < 1).any()
     headline = run.tables["eval"].query("group == 'global'")["accuracy"].to_numpy()
     assert headline[-1] > 0.4  # four activities: chance is about 0.25
     assert np.isfinite(run.tables["rounds"]["virtual_time"]).all()

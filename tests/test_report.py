@@ -73,7 +73,7 @@ def test_the_file_describes_itself(runs):
         assert h5py.check_enum_dtype(f["fleet"].dtype["device_class"]) == classes
         for key in ("mpifl_version", "torch_version", "mpi4py_version", "mpi_library"):
             assert f.attrs[key]
-        assert f.attrs["format_version"] == 6 and "git_commit" in f.attrs
+        assert f.attrs["format_version"] == 7 and "git_commit" in f.attrs
     run = read_run(paths[0])
     part = run.tables["participation"]
     assert list(part["device_class"].cat.categories) == ["mcu", "rpi", "phone", "jetson"]

@@ -77,3 +77,51 @@ def test_clip_norms_scales_each_client_alone():
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         for p, c in zip(params, clipped, strict=True):
             assert torch.equal(p.grad, c[k])
+
+
+def test_a_partial_client_with_fedprox_is_autograd_on_the_proximal_objective():
+    """sgd_epochs' first `steps` steps with mu: SGD on F(w) + mu/2 ||w - w_start||^2
+    written out for autograd, over the same batches."""
+    spec = ModelSpec("mlp", (6,), 3, hidden=(8,))
+    torch.manual_seed(2)
+    model = build_model(spec)
+    x, y = torch.randn(13, 6), torch.randint(0, 3, (13,))
+    start = get_flat(model)
+    train = TrainConfig(**{**TRAIN.__dict__, "weight_decay": 0.0})
+    loss = sgd_epochs(model, x, y, train, torch.Generator().manual_seed(1), steps=4, mu=0.5)
+    ours = get_flat(model)
+    set_flat(model, start)
+    anchor = [p.detach().clone() for p in model.parameters()]
+
+    def objective(out, labels):
+        pull = sum(((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchor, strict=True))
+        return torch.nn.functional.cross_entropy(out, labels) + 0.25 * pull
+
+    gen = torch.Generator().manual_seed(1)
+    order = torch.randperm(13, generator=gen)  # steps 1-3: epoch 1; step 4: epoch 2
+    batches = [order[lo : lo + 5] for lo in range(0, 13, 5)] + [
+        torch.randperm(13, generator=gen)[:5]
+    ]
+    opt = torch.optim.SGD(model.parameters(), lr=train.lr, momentum=train.momentum)
+    losses = []
+    for idx in batches:
+        opt.zero_grad()
+        objective(model(x[idx]), y[idx]).backward()
+        losses.append(torch.nn.functional.cross_entropy(model(x[idx]), y[idx]).item())
+        opt.step()
+    assert torch.allclose(ours, get_flat(model), atol=1e-6)
+    assert len(losses) == 4 and abs(loss - sum(losses) / 4) < 1e-6  # the data loss only
+
+
+def test_more_steps_than_the_epochs_hold_train_the_epochs():
+    """steps caps the work, it never adds epochs (train_group caps it the same way)."""
+    spec = ModelSpec("mlp", (6,), 3, hidden=(8,))
+    torch.manual_seed(5)
+    model = build_model(spec)
+    x, y = torch.randn(9, 6), torch.randint(0, 3, (9,))
+    start = get_flat(model)
+    full = sgd_epochs(model, x, y, TRAIN, torch.Generator().manual_seed(3))
+    trained = get_flat(model)
+    set_flat(model, start)
+    capped = sgd_epochs(model, x, y, TRAIN, torch.Generator().manual_seed(3), steps=100)
+    assert capped == full and torch.equal(get_flat(model), trained)

@@ -237,6 +237,10 @@ def _cross_checks(cfg: dict[str, Any]) -> None:
         raise ConfigError(
             "round.cohort", rnd["cohort"], f"must be <= fleet.clients ({fleet['clients']})"
         )
+    if rnd["partial_work"] and not math.isfinite(rnd["deadline"]):
+        raise ConfigError(
+            "round.partial_work", True, "needs a finite round.deadline (the time the steps fit in)"
+        )
     if data["name"] in FROM_PATH and not data["path"]:
         raise ConfigError("data.path", "", f"is required when data.name = '{data['name']}'")
     if data["name"] in FROM_PATH and not Path(data["path"]).exists():

@@ -187,6 +187,46 @@ SCHEMA: Section = {
         "overcommit": number(
             1.0, 1.0, 100.0, doc="sample cohort x overcommit, keep the first cohort"
         ),
+        "partial_work": Field(
+            "bool",
+            False,
+            doc="a client that would miss the deadline trains the local "
+            "steps that fit before it and sends that update (status partial)",
+        ),
+    },
+    "selection": {
+        "name": Field(
+            "str",
+            "uniform",
+            doc="which clients a synchronous round samples: uniform, "
+            "oort, power_of_choice, or a plugin 'package.module:Class'",
+        ),
+        "candidates": number(
+            2.0, 1.0, 1000.0, doc="power_of_choice: d = ceil(candidates x sampled) drawn"
+        ),
+        "exploration": number(0.9, 0.0, 1.0, doc="oort: initial share of explored clients"),
+        "exploration_decay": number(0.95, 0.0, 1.0, doc="oort: its factor per round"),
+        "exploration_min": number(0.2, 0.0, 1.0, doc="oort: its floor"),
+        "penalty": number(2.0, 0.0, 100.0, doc="oort: straggler penalty exponent alpha"),
+        "cutoff": number(
+            0.7, 0.0, 1.0, doc="oort: exploit clients above this share of the n-th best utility"
+        ),
+        "clip": number(0.98, 0.0, 1.0, doc="oort: statistical utility clipped at this quantile"),
+        "preferred_percentile": number(
+            10.0,
+            0.0,
+            100.0,
+            doc="oort: the preferred round duration's percentile of the "
+            "known durations (100: none)",
+        ),
+        "pacer_step": integer(20, 1, "oort: rounds per pacer window", 10**6),
+        "pacer_delta": number(5.0, 0.0, 100.0, doc="oort: percentile step of the pacer"),
+        "sample_window": number(
+            5.0,
+            1.0,
+            1000.0,
+            doc="oort: explore among the sample_window x k largest unexplored clients",
+        ),
     },
     "algorithm": {
         "name": Field("str", "fedavg"),

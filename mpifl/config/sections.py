@@ -177,6 +177,40 @@ class RoundConfig:
     deadline: float
     # sample cohort x overcommit, keep the first cohort
     overcommit: float
+    # a client that would miss the deadline trains the local steps that fit before it and
+    # sends that update (status partial)
+    partial_work: bool
+
+
+@dataclass(frozen=True)
+class SelectionConfig:
+    """[selection]"""
+
+    # which clients a synchronous round samples: uniform, oort, power_of_choice, or a plugin
+    # 'package.module:Class'
+    name: str
+    # power_of_choice: d = ceil(candidates x sampled) drawn
+    candidates: float
+    # oort: initial share of explored clients
+    exploration: float
+    # oort: its factor per round
+    exploration_decay: float
+    # oort: its floor
+    exploration_min: float
+    # oort: straggler penalty exponent alpha
+    penalty: float
+    # oort: exploit clients above this share of the n-th best utility
+    cutoff: float
+    # oort: statistical utility clipped at this quantile
+    clip: float
+    # oort: the preferred round duration's percentile of the known durations (100: none)
+    preferred_percentile: float
+    # oort: rounds per pacer window
+    pacer_step: int
+    # oort: percentile step of the pacer
+    pacer_delta: float
+    # oort: explore among the sample_window x k largest unexplored clients
+    sample_window: float
 
 
 @dataclass(frozen=True)
@@ -308,6 +342,7 @@ class Sections:
     model: ModelConfig
     train: TrainConfig
     round: RoundConfig
+    selection: SelectionConfig
     algorithm: AlgorithmConfig
     asynchronous: AsynchronousConfig
     emulation: EmulationConfig

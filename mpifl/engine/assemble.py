@@ -100,5 +100,7 @@ def assemble(cfg: Config, comm: Comm, output: Path) -> Assembly:
         pinned=cls.stateful,
         group_size=method.group_size,
         speedup=speedup,
+        epochs=cfg.train.epochs,
+        batch_size=cfg.train.batch_size,
     )
     return Assembly(threads, data, fleet, method, store, planner)

@@ -263,6 +263,11 @@ def build_schedule(cfg: Config, method: Method, planner: Planner) -> Schedule | 
         )  # fmt: skip
     if cfg.round.overcommit != 1.0:
         raise ConfigError("round.overcommit", cfg.round.overcommit, "must be 1 (asynchronous)")
+    if cfg.selection.name != "uniform":
+        raise ConfigError(
+            "selection.name", cfg.selection.name,
+            "must be 'uniform' for an asynchronous method (clients are dispatched as slots free)",
+        )  # fmt: skip
     work = method.workload(np.arange(len(planner.fleet)), 0)
     return Schedule(planner, work, cfg.asynchronous, method.buffer, method.staleness_weights,
                     cfg.run.rounds, cfg.emulation.slot)  # fmt: skip

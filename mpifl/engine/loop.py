@@ -21,6 +21,7 @@ from mpifl.engine.assemble import assemble
 from mpifl.engine.asynchronous import PendingUpdates, build_schedule
 from mpifl.engine.checkpoint import Checkpoint
 from mpifl.engine.emulation import ClientRunner
+from mpifl.engine.selection import Uniform, build_selector, checked_selection, replay
 from mpifl.engine.signals import INTERRUPTED, StopSignal
 from mpifl.engine.telemetry import RankTelemetry
 from mpifl.kit import Accumulators, EvalResult, Metrics, RoundPlan
@@ -51,6 +52,7 @@ class Engine:
             self.pending = PendingUpdates(sizes, bits, self.schedule)
         self.stop = StopSignal()
         self.clients = ClientRunner(cfg, self.method, self.data, comm, self.stop)
+        self.selector = build_selector(cfg, self.data.n_train)
         self.telemetry = RankTelemetry(comm.rank, self.store)
         self.callbacks = build_callbacks(cfg, output) if comm.rank == 0 else CallbackList([])
         self.watching = False  # whether the ranks agree on a callback's stop every round
@@ -120,6 +122,9 @@ class Engine:
             self.recorder = Recorder.resume(
                 self.output, ckpt.next_round, self.fleet.class_names, self.method.client_metrics
             )
+            if self.selector.uses_history:
+                replay(self.selector, self.recorder.kept_participation, ckpt.next_round,
+                       self.planner.sample_size)  # fmt: skip
 
     def run(self) -> int:
         """All rounds, then the final status and (rank 0) the summary. Returns the exit
@@ -213,7 +218,14 @@ class Engine:
         """Round t's plan (identical on every rank)."""
         if self.schedule is not None:
             return self.schedule.plan(t)
-        return self.planner.plan(t, self.virtual_time, self.method.workload)
+        n, ids = self.planner.sample_size, None
+        if self.selector.uses_history:  # rank 0 holds the history: it chooses for all
+            ids = self.comm.bcast_object(
+                checked_selection(self.selector, t, n) if self.comm.rank == 0 else None
+            )
+        elif not isinstance(self.selector, Uniform):  # (uniform: the planner's own draw)
+            ids = checked_selection(self.selector, t, n)
+        return self.planner.plan(t, self.virtual_time, self.method.workload, ids)
 
     def round(self, t: int) -> np.void | None:
         """Run round t; rank 0 returns its `rounds` row."""
@@ -238,6 +250,8 @@ class Engine:
         rank_rows = comm.gather_rows(rank_row)
         if self.recorder is None:
             return None
+        if self.selector.uses_history:
+            self.selector.observe(participation)
         return self.recorder.record_round(
             t, plan.duration, self.virtual_time, participation, rank_rows, evals, metrics,
             wall_start, client_metrics,

@@ -16,7 +16,7 @@ from mpifl.config.sections import RoundConfig
 from mpifl.fleet.availability import Availability
 from mpifl.fleet.profiles import Fleet
 from mpifl.kit.workload import RoundPlan, Workload, virtual_times
-from mpifl.results.schema import PARTICIPATION_DTYPE, Status
+from mpifl.results.schema import PARTICIPATION_DTYPE, Status, contributes
 from mpifl.streams import Purpose, generator
 
 WorkloadOf = Callable[[np.ndarray, int], Workload]  # a method's `workload`
@@ -38,7 +38,8 @@ class Planner:
     `group_size` > 1 forms batched groups of trained clients (the method trains each as
     one computation), the same for any rank count, and gives ranks whole groups (pinned:
     groups within each home rank; a client's batched result does not depend on its
-    group, which tests/test_batched.py checks)."""
+    group, which tests/test_batched.py checks). `epochs` and `batch_size` (train.*) give
+    a client's local SGD steps."""
 
     seed: int
     fleet: Fleet
@@ -50,33 +51,50 @@ class Planner:
     pinned: bool = False
     group_size: int = 1
     speedup: np.ndarray | None = None  # per client id, bf16 speed over fp32 (None: fp32)
+    epochs: int = 1
+    batch_size: int = 32
 
-    def plan(self, round_: int, t0: float, workload_of: WorkloadOf) -> RoundPlan:
+    @property
+    def sample_size(self) -> int:
+        """Clients sampled per round: ceil(cohort x overcommit), at most the fleet."""
+        return min(len(self.fleet), math.ceil(self.settings.cohort * self.settings.overcommit))
+
+    def plan(
+        self, round_: int, t0: float, workload_of: WorkloadOf, ids: np.ndarray | None = None
+    ) -> RoundPlan:
         """Round `round_`'s plan, starting at virtual time t0 (see `plan_round`)."""
-        return plan_round(self, round_, t0, workload_of)
+        return plan_round(self, round_, t0, workload_of, ids)
 
 
-def plan_round(planner: Planner, round_: int, t0: float, workload_of: WorkloadOf) -> RoundPlan:
+def plan_round(
+    planner: Planner, round_: int, t0: float, workload_of: WorkloadOf, ids: np.ndarray | None
+) -> RoundPlan:
     """Plan round `round_` starting at virtual time t0.
 
-    Sample ceil(cohort x overcommit) clients; leave out the offline, the infeasible
+    Sample ceil(cohort x overcommit) clients (uniformly, or the sorted `ids` a selection
+    strategy chose: engine.selection); leave out the offline, the infeasible
     (footprint over memory budget), those that go offline before they finish, and those
-    that would miss the deadline; with over-commitment keep the first `cohort` to finish.
+    that would miss the deadline (with round.partial_work, those that cannot fit one
+    local step before it: the others train the steps that fit, `partial_work`); with
+    over-commitment keep the first `cohort` to finish.
     Balance the rest over ranks (or, `pinned`, send client k to its home rank k mod R,
     for methods that keep client state); with `group_size` > 1, balance whole groups.
     """
-    fleet, rnd = planner.fleet, planner.settings
-    n_sample = min(len(fleet), math.ceil(rnd.cohort * rnd.overcommit))
-    ids = sample_cohort(planner.seed, round_, len(fleet), n_sample)
-    rows, finish = dispatch_rows(planner, ids, round_, workload_of(ids, round_), t0, round_)
+    rnd = planner.settings
+    if ids is None:
+        ids = sample_cohort(planner.seed, round_, len(planner.fleet), planner.sample_size)
+    work = workload_of(ids, round_)
+    rows, finish = dispatch_rows(planner, ids, round_, work, t0, round_)
+    if rnd.partial_work:
+        partial_work(planner, rows, finish, work.bytes_up, t0)
     status = rows["status"]  # a view: changes land in the rows
     status[(status == Status.TRAINED) & (finish > rnd.deadline)] = Status.LATE
-    ready = np.flatnonzero(status == Status.TRAINED)
+    ready = np.flatnonzero(contributes(status))
     if len(ready) > rnd.cohort:  # over-commitment: the first `cohort` to finish count
         order = ready[np.lexsort((ids[ready], finish[ready]))]
         status[order[rnd.cohort :]] = Status.SURPLUS
     rows["bytes_up"][(status == Status.LATE) | (status == Status.SURPLUS)] = 0  # never count
-    trained = status == Status.TRAINED
+    trained = contributes(status)
     rows["applied"] = np.where(trained, round_ + 1, 0)
     rows["staleness"] = np.where(trained, 0, -1)
     rows["update_weight"] = trained
@@ -102,6 +120,7 @@ def dispatch_rows(
     rows = np.zeros(len(ids), dtype=PARTICIPATION_DTYPE)
     rows["round"], rows["client"], rows["device_class"] = round_ + 1, ids, prof["device_class"]
     rows["samples"], rows["memory"] = planner.n_train[ids], prof["memory"]
+    rows["steps"] = -(-rows["samples"] // planner.batch_size) * planner.epochs
     rows["flops"], rows["footprint"] = work.train_flops, work.footprint
     rows["bytes_down"], rows["bytes_up"] = work.bytes_down, work.bytes_up
     rows["width"], rows["prune"], rows["variant"] = work.width, work.prune, work.variant
@@ -122,7 +141,7 @@ def dispatch_rows(
     status[~online] = Status.UNAVAILABLE
     rows["status"] = status
     idle = (status == Status.UNAVAILABLE) | (status == Status.INFEASIBLE)
-    rows["bytes_down"][idle] = 0
+    rows["bytes_down"][idle] = rows["steps"][idle] = 0
     rows["compute_time"][idle] = rows["comm_time"][idle] = 0.0  # they never start
     rows["bytes_up"][idle | (status == Status.DROPPED)] = 0
     rows["dispatch_time"] = t0
@@ -130,12 +149,55 @@ def dispatch_rows(
     return rows, finish
 
 
+def partial_work(
+    planner: Planner, rows: np.ndarray, finish: np.ndarray, bytes_up: np.ndarray, t0: float
+) -> None:
+    """Cut the work of the started clients that would finish after the deadline to the
+    local steps that fit before it (FedProx's partial work): compute time scales with
+    the samples the steps take (each epoch's last batch is short). A client that fits
+    at least one step and stays online until its new finish is `partial` (and uploads
+    its update), one that goes offline before is dropped; one that fits none stays as it
+    was (late, or dropped). `finish` and the rows are updated in place."""
+    deadline = planner.settings.deadline
+    status = rows["status"]
+    started = (status == Status.TRAINED) | (status == Status.DROPPED)
+    over = np.flatnonzero(started & (finish > deadline) & (rows["compute_time"] > 0)
+                          & (rows["samples"] > 0))  # fmt: skip
+    n = rows["samples"][over].astype(np.int64)
+    b, epochs = planner.batch_size, planner.epochs
+    per_epoch = -(-n // b)
+    compute, comm = rows["compute_time"][over], rows["comm_time"][over]
+    fit = np.maximum(deadline - comm, 0.0) / compute * (epochs * n)  # samples that fit
+    done = np.minimum(np.floor(fit / n), epochs - 1).astype(np.int64)  # whole epochs
+    steps = done * per_epoch + np.minimum(np.floor((fit - done * n) / b), per_epoch - 1)
+    steps = steps.astype(np.int64)
+
+    def share(k: np.ndarray) -> np.ndarray:  # of the full work that the first k steps take
+        whole = k // per_epoch
+        return (whole * n + (k - whole * per_epoch) * b) / (epochs * n)
+
+    ends = compute * share(steps) + comm
+    while np.any(rounded := (steps >= 1) & (ends > deadline)):  # by a float's width
+        steps[rounded] -= 1
+        ends = compute * share(steps) + comm
+    fraction = share(steps)
+    inside = steps >= 1
+    over, steps, fraction, ends = over[inside], steps[inside], fraction[inside], ends[inside]
+    stays = planner.availability.stays_online(rows["client"][over], t0, ends)
+    rows["steps"][over], rows["flops"][over] = steps, rows["flops"][over] * fraction
+    rows["compute_time"][over] = rows["compute_time"][over] * fraction
+    rows["arrival_time"][over] = t0 + ends
+    rows["bytes_up"][over] = np.where(stays, bytes_up[over], 0)
+    status[over] = np.where(stays, Status.PARTIAL, Status.DROPPED)
+    finish[over] = ends
+
+
 def place(planner: Planner, rows: np.ndarray) -> None:
     """Set the `rank` (and with batched groups the `group`) of the rows whose status is
     trained: balanced by FLOPs over the ranks, or (`pinned`) client k on its home rank
     k mod R; with `group_size` > 1, whole groups. The same for any rank count but the
     ranks themselves."""
-    trained = rows["status"] == Status.TRAINED
+    trained = contributes(rows["status"])
     if planner.pinned:  # groups, if any, of one home rank each
         rows["rank"] = np.where(trained, rows["client"] % planner.n_ranks, -1)
         if planner.group_size > 1:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -106,7 +107,9 @@ class ClientTrainer:
     that picks the predicting logits from the output (accuracy on the client's own test
     split), `accuracies`: client metrics that are other heads' accuracies on it (from
     the same forward pass), and `update_norm`: whether to report the client metric
-    `update_norm`, ||trained - start|| (summed in float64; one product for a group)."""
+    `update_norm`, ||trained - start|| (summed in float64; one product for a group), and
+    `proximal`: FedProx's mu, adding mu/2 ||w - start||^2 to each client's local loss.
+    A partial client (`ClientTask.steps`) trains only its first steps."""
 
     def __init__(
         self,
@@ -118,8 +121,10 @@ class ClientTrainer:
         head: Head | None = None,
         accuracies: dict[str, Head] | None = None,
         update_norm: bool = False,
+        proximal: float = 0.0,
     ) -> None:
         self.model, self.train, self.clip, self.loss = model, train, clip, loss
+        self.proximal = proximal
         self.accuracies, self.update_norm = dict(accuracies or {}), update_norm
         self.heads = [head, *self.accuracies.values()]
         self.group = GroupModel(model)
@@ -142,22 +147,29 @@ class ClientTrainer:
         return max(1, min(cfg.train.group, GROUP_NUMBERS // self.group.size))
 
     def train_tasks(
-        self, starts: Sequence[torch.Tensor], tasks: Sequence[ClientTask]
+        self,
+        starts: Sequence[torch.Tensor],
+        tasks: Sequence[ClientTask],
+        offsets: Sequence[torch.Tensor] | None = None,
     ) -> Iterator[tuple[ClientTask, torch.Tensor, ClientResult]]:
-        """Train the tasks' clients, client k from `starts[k]` (P,); yields, per task in
-        order, the task, its trained parameters (P,) and its result (mean batch loss;
-        accuracy of the trained model on the client's own test split, NaN if none)."""
+        """Train the tasks' clients, client k from `starts[k]` (P,), adding `offsets[k]`
+        (P,) to each of its gradients if given; yields, per task in order, the task, its
+        trained parameters (P,) and its result (mean batch loss; accuracy of the trained
+        model on the client's own test split, NaN if none)."""
         if not self.batched:
-            for task, start in zip(tasks, starts, strict=True):
-                trained, result = self._alone(task, start)
+            for k, (task, start) in enumerate(zip(tasks, starts, strict=True)):
+                offset = None if offsets is None else offsets[k]
+                trained, result = self._alone(task, start, offset)
                 yield task, trained, result
             return
         same = all(s is starts[0] for s in starts)
         start = starts[0] if same else torch.stack(list(starts))
         splits, gens = [t.train for t in tasks], [t.generator for t in tasks]
         trained, losses = train_group(
-            self.group, start, splits, self.train, gens, self.loss, self.clip
-        )
+            self.group, start, splits, self.train, gens, self.loss, self.clip,
+            [t.steps for t in tasks], self.proximal,
+            None if offsets is None else torch.stack(list(offsets)),
+        )  # fmt: skip
         tests = [t.test for t in tasks]
         _, correct = group_scores(self.group, trained, tests, self.heads, self.train.batch_size)
         norms = _norms(trained - start) if self.update_norm else None
@@ -167,7 +179,9 @@ class ClientTrainer:
             norm = None if norms is None else float(norms[k])
             yield task, trained[k], self._result(float(losses[k]), scores, norm)
 
-    def _alone(self, task: ClientTask, start: torch.Tensor) -> tuple[torch.Tensor, ClientResult]:
+    def _alone(
+        self, task: ClientTask, start: torch.Tensor, offset: torch.Tensor | None
+    ) -> tuple[torch.Tensor, ClientResult]:
         """One client through the module's own forward and autograd."""
         model = self.model
         set_flat(model, start)
@@ -176,7 +190,9 @@ class ClientTrainer:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(task.generator.initial_seed())
             kwargs = {} if self.loss is None else {"loss_fn": self._batch_loss}
-            loss = sgd_epochs(model, x, y, self.train, task.generator, clip=self.clip, **kwargs)
+            loss = sgd_epochs(model, x, y, self.train, task.generator, clip=self.clip,
+                              steps=task.steps, mu=self.proximal, offset=offset,
+                              **kwargs)  # fmt: skip
         scores = client_accuracies(model, task.test, self.heads)
         self._reset_buffers()  # the method evaluates with this module too
         trained = get_flat(model)
@@ -233,30 +249,40 @@ def train_group(
     generators: Sequence[torch.Generator],
     loss_fn: SampleLoss | None = None,
     clip: float | None = None,
+    steps: Sequence[int | None] | None = None,
+    mu: float = 0.0,
+    offsets: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Train G clients of a batched trainer for `train.epochs` epochs of minibatch SGD
     from `start` ((P,) for all, or (G, P)) under `loss_fn`'s per-sample losses (default
-    cross-entropy on the logits); returns their parameters (G, P) and mean batch losses
-    (G,). `clip` clips each client's gradient norm.
+    cross-entropy on the logits), client k only its first `steps[k]` steps if not None;
+    returns their parameters (G, P) and mean batch losses (G,). `clip` clips each
+    client's gradient norm; `mu` adds FedProx's proximal term mu/2 ||w - start||^2;
+    `offsets` (G, P) adds a constant to each client's every gradient (SCAFFOLD).
 
-    Clients are ordered by their number of steps, longest first, so that the clients
-    still training at any step are a prefix: a step computes only on them (no client
-    pads another's)."""
+    Step t of the computation is step t of each client still training, whatever its
+    epoch (a client's epochs follow one another); clients are ordered by their number
+    of steps, longest first, so that the clients still training at any step are a
+    prefix: a step computes only on them (no client pads another's)."""
     g, b = len(splits), train.batch_size
     n = torch.tensor([len(split[0]) for split in splits])
-    order = torch.argsort(-n, stable=True)
+    total = (n + b - 1) // b * train.epochs
+    if steps is not None and any(k is not None for k in steps):
+        total = torch.tensor([t if k is None else min(k, t)
+                              for k, t in zip(steps, total.tolist(), strict=True)])  # fmt: skip
+    order = torch.argsort(-total, stable=True)
     x, y, n = stack([splits[int(k)] for k in order])
-    generators = [generators[int(k)] for k in order]
+    total = total[order]
     w = start.expand(g, group.size) if start.dim() == 1 else start[order]
     layout = GroupLayout(group, g)
     params = layout.of(w)
     velocity = list(layout.zeros().values()) if train.momentum else []
-    steps_of = (n + b - 1) // b  # (G,), non-increasing
-    steps = int(steps_of[0])
-    training = [int((steps_of > s).sum()) for s in range(steps)]  # the prefix at step s
-    slots = torch.arange(steps * b)[None, :] < n[:, None]  # (G, steps * b): real samples
-    weight_of = slots.float().view(g, steps, b)
-    share_of = weight_of / weight_of.sum(2, keepdim=True).clamp_(min=1)  # of a batch's loss
+    anchor = list(layout.of(w).values()) if mu else []
+    shifts = [] if offsets is None else list(layout.of(offsets[order]).values())
+    index, share_of = batch_schedule(n, total, b, [generators[int(k)] for k in order])
+    longest_run = int(total[0]) if g else 0
+    done_by = np.cumsum(np.bincount(total.numpy(), minlength=longest_run + 1))
+    training = (g - done_by[:longest_run]).tolist()  # clients with more than s steps
     loss_sum = torch.zeros(g, dtype=torch.float64)
     longest = x.shape[1]
     x, y = x.reshape(g * longest, *x.shape[2:]), y.reshape(-1)  # row k * longest + i
@@ -264,22 +290,23 @@ def train_group(
     x, patched = step_inputs(group.model, x)
     pad = output_rows(group.model, b) - b  # the outputs' zero rows (hand_forward)
     share_of = nn.functional.pad(share_of, (0, pad))
-    prefixes: dict[int, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
-    for _ in range(train.epochs):
-        index = torch.zeros(g, steps * b, dtype=torch.long)
-        orders = [torch.randperm(int(k), generator=r) for k, r in zip(n, generators, strict=True)]
-        index[slots] = torch.cat(orders)
-        index = index.view(g, steps, b)
-        labels = y.index_select(0, (base + index.view(g, -1)).view(-1)).view(g, steps, b)
+    window = max(int((n.max() + b - 1) // b), 1)  # steps whose targets are made at once
+    prefixes: dict[int, list[list[torch.Tensor]]] = {}
+    for lo in range(0, len(training), window):
+        at = index[:, lo : lo + window]
+        labels = y.index_select(0, (base + at.reshape(g, -1)).view(-1)).view(at.shape)
         labels = nn.functional.pad(labels, (0, pad))
-        if loss_fn is None:  # (G, steps, B, classes): as many numbers as x's, or fewer
+        shares = share_of[:, lo : lo + window]
+        if loss_fn is None:  # (G, window, B, classes): as many numbers as x's, or fewer
             classes = list(group.model.children())[-1].out_features
-            target_of = loss_targets(labels, share_of, classes)
-        for s, m in enumerate(training):
+            target_of = loss_targets(labels, shares, classes)
+        for s, m in enumerate(training[lo : lo + window]):
             if m not in prefixes:  # the clients still training: a prefix
-                prefixes[m] = [v[:m] for v in params.values()], [v[:m] for v in velocity]
-            weights, buffers = prefixes[m]
-            picked = (base[:m] + index[:m, s]).view(-1)
+                prefixes[m] = [
+                    [v[:m] for v in vs] for vs in (params.values(), velocity, anchor, shifts)
+                ]
+            weights, buffers, anchors, offset = prefixes[m]
+            picked = (base[:m] + at[:m, s]).view(-1)
             xs = x.index_select(0, picked).view(m, b, *x.shape[1:])
             if loss_fn is None:
                 losses, grads = hand_step(group.model, weights, xs, patched, group_bmm,
@@ -287,14 +314,48 @@ def train_group(
             else:
                 losses, grads = hand_step(group.model, weights, xs, patched, group_bmm,
                                           loss_fn=loss_fn, y=labels[:m, s],
-                                          share=share_of[:m, s])  # fmt: skip
+                                          share=shares[:m, s])  # fmt: skip
             if clip is not None:
                 clip_norms(grads, clip)
             loss_sum[:m].add_(losses)
-            sgd_update(weights, grads, buffers, train.lr, train.momentum, train.weight_decay)
-    losses = (loss_sum / (steps_of * train.epochs)).float()
+            sgd_update(weights, grads, buffers, train.lr, train.momentum, train.weight_decay,
+                       mu, anchors, offset)  # fmt: skip
+    losses = (loss_sum / total.clamp(min=1)).float()
     back = torch.argsort(order)
     return layout.packed(params, back), losses[back]
+
+
+def batch_schedule(
+    n: torch.Tensor, total: torch.Tensor, b: int, generators: Sequence[torch.Generator]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each client's minibatches over its `total` steps, as sgd_epochs draws them: per
+    epoch a permutation of its n samples from its own generator, cut in batches of b
+    (the last one short). Returns sample indices (G, T, b), T the most steps, and each
+    slot's share of its batch's loss (G, T, b): 1 / batch length, 0 for padding."""
+    g, steps = len(n), int(total.max()) if len(n) else 0
+    index = torch.zeros(g, steps, b, dtype=torch.long)
+    share = torch.zeros(g, steps, b)
+    if not steps:
+        return index, share
+    per_epoch = (n + b - 1) // b
+    epochs = torch.where(total > 0, (total + per_epoch - 1) // per_epoch.clamp(min=1), 0)
+    drawn = torch.cat([torch.randperm(size, generator=gen)
+                       for size, count, gen in zip(n.tolist(), epochs.tolist(), generators,
+                                                   strict=True)
+                       for _ in range(count)])  # fmt: skip
+    block_owner = torch.repeat_interleave(torch.arange(g), epochs)  # a block: an epoch
+    block_epoch = torch.arange(len(block_owner)) - torch.repeat_interleave(
+        torch.cumsum(epochs, 0) - epochs, epochs
+    )
+    sizes = n[block_owner]
+    owner = torch.repeat_interleave(block_owner, sizes)
+    i = torch.arange(len(drawn)) - torch.repeat_interleave(torch.cumsum(sizes, 0) - sizes, sizes)
+    step = torch.repeat_interleave(block_epoch, sizes) * per_epoch[owner] + i // b
+    kept = step < total[owner]
+    owner, step, i = owner[kept], step[kept], i[kept]
+    index[owner, step, i % b] = drawn[kept]
+    share[owner, step, i % b] = 1.0 / torch.clamp(n[owner] - i // b * b, max=b).float()
+    return index, share
 
 
 class GroupLayout:

@@ -108,6 +108,11 @@ class Method(ABC):
         from (`start`, what client_start gave); returns its values of the method's
         `client_metrics` ({} if it declares none)."""
 
+    def client_offset(self, task: ClientTask) -> torch.Tensor | None:
+        """A constant (P,) the client adds to each of its local gradients (SCAFFOLD's
+        control-variate correction c - c_i), or None (the default: none)."""
+        return None
+
     def staleness_weights(self, staleness: np.ndarray) -> np.ndarray:
         """Asynchronous methods: the weight of an update per staleness (server steps)."""
         return np.ones(len(staleness))
@@ -116,13 +121,17 @@ class Method(ABC):
         self, tasks: Sequence[ClientTask], acc: Accumulators
     ) -> Iterator[ClientResult]:
         """What the engine calls with a planned group of clients of one variant (or one
-        client): the method's client step (`client_start`, the trainer of
-        `client_trainer`, `client_finish`). Yields one result per task, in order, having
+        client): the method's client step (`client_start`, `client_offset`, the trainer
+        of `client_trainer`, `client_finish`). Yields one result per task, in order, having
         staged that client's contributions in `acc` just before yielding it: the engine
         commits (or discards) them one client at a time."""
         trainer = self.client_trainer(tasks[0].variant)
         starts = [self.client_start(task) for task in tasks]
-        trained = trainer.train_tasks(starts, tasks)
+        offsets = [self.client_offset(task) for task in tasks]
+        shifted = any(o is not None for o in offsets)
+        if shifted and any(o is None for o in offsets):
+            raise MethodError(f"method {self.name!r}: client_offset gave None for some clients")
+        trained = trainer.train_tasks(starts, tasks, offsets if shifted else None)
         for start, (task, weights, result) in zip(starts, trained, strict=True):
             figures = self.client_finish(task, start, weights, acc)
             if not isinstance(figures, dict):

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from mpifl.data.federated import Split
+from mpifl.results.schema import Status
 
 Metrics = dict[str, float]  # name -> value (a server step's, or a client's client_metrics)
 
@@ -27,6 +28,12 @@ class ClientTask:
     def variant(self) -> int:
         """Which of the method's model variants the client trains (from its workload)."""
         return int(self.row["variant"])
+
+    @property
+    def steps(self) -> int | None:
+        """The local SGD steps a partial client trains (round.partial_work: those that fit
+        the deadline); None for all of its epochs."""
+        return int(self.row["steps"]) if self.row["status"] == Status.PARTIAL else None
 
     @property
     def update_weight(self) -> float:

@@ -78,18 +78,27 @@ def sgd_update(
     lr: float,
     momentum_factor: float = 0.0,
     weight_decay: float = 0.0,
+    mu: float = 0.0,
+    anchor: list[torch.Tensor] | None = None,
+    offset: list[torch.Tensor] | None = None,
 ) -> None:
     """torch.optim.SGD's step (weight decay, momentum without dampening), in place, on
     every tensor at once: the one SGD step of mpifl (clients, groups of clients, server
     distillation). `momentum` holds the buffers (zeros before the first step, which
-    gives torch's first step exactly); weight decay is added into `grads`. Element by
-    element, so a client's numbers do not depend on what else the tensors hold (a
+    gives torch's first step exactly); a constant `offset` (SCAFFOLD's correction c - c_i),
+    a proximal pull mu (w - anchor) (FedProx's mu/2 ||w - anchor||^2) and weight decay
+    are added into `grads`, in that order. Element
+    by element, so a client's numbers do not depend on what else the tensors hold (a
     group's other clients).
 
     torch has no public multi-tensor SGD without an optimizer object (whose per-call
     bookkeeping costs ~20% of a tiny model's step); `torch._foreach_*` are the kernels
     torch.optim.SGD(foreach=True) runs. tests/test_training.py checks them against
     torch.optim.SGD bit for bit, so a change of their behaviour fails there."""
+    if offset:
+        torch._foreach_add_(grads, offset)
+    if mu:
+        torch._foreach_add_(grads, torch._foreach_sub(weights, anchor), alpha=mu)
     if weight_decay:
         torch._foreach_add_(grads, weights, alpha=weight_decay)
     if momentum_factor:
@@ -118,29 +127,50 @@ def sgd_epochs(
     generator: torch.Generator,
     loss_fn: LossFn = cross_entropy,
     clip: float | None = None,
+    steps: int | None = None,
+    mu: float = 0.0,
+    offset: torch.Tensor | None = None,
 ) -> float:
     """Train `train.epochs` epochs of minibatch SGD through the module's own forward and
-    autograd (clipping the gradient norm to `clip` if given): a client alone, for models
-    the batched trainer does not compute (kit.batched.ClientTrainer), and fine-tuning.
-    Returns the mean batch loss."""
+    autograd (clipping the gradient norm to `clip` if given; the first `steps` steps only
+    if given; pulled towards the starting parameters with the proximal term
+    mu/2 ||w - w_start||^2 if mu > 0; adding the flat `offset` (P,) to every gradient if
+    given): a client alone, for models the batched trainer does not compute
+    (kit.batched.ClientTrainer), and fine-tuning. Returns the mean batch loss (of
+    `loss_fn`, without the proximal term)."""
     params = [p for p in model.parameters() if p.requires_grad]  # frozen ones stay
     momentum = [torch.zeros_like(p) for p in params] if train.momentum else []
+    anchor = [p.detach().clone() for p in params] if mu else []
+    offsets = [] if offset is None else [
+        part.view_as(p)
+        for part, p in zip(offset.split([p.numel() for p in model.parameters()]),
+                           model.parameters(), strict=True)
+        if p.requires_grad
+    ]  # fmt: skip
+    per_epoch = -(-len(x) // train.batch_size)
+    total_steps = (
+        per_epoch * train.epochs if steps is None else min(steps, per_epoch * train.epochs)
+    )
     model.train()
     total, batches = 0.0, 0
-    for _ in range(train.epochs):
+    for _ in range(-(-total_steps // per_epoch) if per_epoch else train.epochs):
         order = torch.randperm(len(x), generator=generator)
         for lo in range(0, len(x), train.batch_size):
+            if batches == total_steps:
+                break
             idx = order[lo : lo + train.batch_size]
             with precision(train):
                 loss = loss_fn(model(_layout(x[idx], train)), y[idx])
             grads = torch.autograd.grad(loss, params, allow_unused=True)
             used = [k for k, g in enumerate(grads) if g is not None]  # as torch.optim skips
-            steps = [grads[k].contiguous() for k in used]
+            used_grads = [grads[k].contiguous() for k in used]
             if clip is not None:
-                clip_norms([g.unsqueeze(0) for g in steps], clip)
+                clip_norms([g.unsqueeze(0) for g in used_grads], clip)
             buffers = [momentum[k] for k in used] if momentum else []
             weights = [params[k] for k in used]
-            sgd_update(weights, steps, buffers, train.lr, train.momentum, train.weight_decay)
+            sgd_update(weights, used_grads, buffers, train.lr, train.momentum, train.weight_decay,
+                       mu, [anchor[k] for k in used] if mu else None,
+                       [offsets[k] for k in used] if offsets else None)  # fmt: skip
             total += loss.item()
             batches += 1
     return total / max(batches, 1)

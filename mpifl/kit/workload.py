@@ -15,7 +15,7 @@ from mpifl.config import Config
 from mpifl.config.sections import TrainConfig
 from mpifl.fleet.profiles import Fleet
 from mpifl.models.cost import ModelCost
-from mpifl.results.schema import Status
+from mpifl.results.schema import contributes
 
 
 @dataclass
@@ -62,7 +62,7 @@ class RoundPlan:
     @property
     def total_samples(self) -> int:
         """Training samples of all scheduled clients (the aggregation weight scale)."""
-        mask = self.rows["status"] == Status.TRAINED
+        mask = contributes(self.rows["status"])
         return int(self.rows["samples"][mask].sum())
 
 

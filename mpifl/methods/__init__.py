@@ -16,10 +16,14 @@ from mpifl.methods.centralized import Centralized
 from mpifl.methods.fedavg import FedAvg
 from mpifl.methods.fedbuff import FedAsync, FedBuff
 from mpifl.methods.fedmrl import FedMRL
+from mpifl.methods.fednova import FedNova
+from mpifl.methods.fedopt import FedAdagrad, FedAdam, FedAvgM, FedYogi
+from mpifl.methods.fedprox import FedProx
 from mpifl.methods.koala import Koala
 from mpifl.methods.local_only import LocalOnly
 from mpifl.methods.majority import Majority
 from mpifl.methods.reft import REFT
+from mpifl.methods.scaffold import Scaffold
 from mpifl.methods.submodel import SubModel
 from mpifl.plugins import installed_method, is_plugin, load_plugin
 from mpifl.results.schema import client_metrics_problem
@@ -28,6 +32,13 @@ METHODS: dict[str, type[Method]] = {
     cls.name: cls
     for cls in (
         FedAvg,
+        FedProx,
+        FedNova,
+        Scaffold,
+        FedAvgM,
+        FedAdagrad,
+        FedAdam,
+        FedYogi,
         FedBuff,
         FedAsync,
         SubModel,

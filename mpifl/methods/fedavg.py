@@ -57,8 +57,14 @@ class FedAvg(Method):
         train = self.config.train
         self.model = prepare_model(self.model, train)
         self.work = WholeModel.of(measure_cost(ctx.spec), train)
-        self.trainer = ClientTrainer(self.model, train, ctx.spec.input_shape, update_norm=True)
+        self.trainer = ClientTrainer(self.model, train, ctx.spec.input_shape, update_norm=True,
+                                     proximal=self.proximal_mu())  # fmt: skip
         self.group_size = group_size(self.config, [self.trainer])
+
+    def proximal_mu(self) -> float:
+        """The weight mu of a proximal term mu/2 ||w - W||^2 in each client's local
+        objective (FedProx); none in FedAvg."""
+        return 0.0
 
     def workload(self, clients: np.ndarray, round_: int) -> Workload:
         return self.work.workload(self.ctx.data.n_train[clients])

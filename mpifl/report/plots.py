@@ -18,6 +18,7 @@ from mpifl.results.reader import Run  # noqa: E402
 COLOURS = {
     "trained": "#2a9d8f", "unavailable": "#adb5bd", "infeasible": "#e76f51", "late": "#f4a261",
     "rejected": "#6d597a", "dropped": "#8d99ae", "surplus": "#b5e48c", "oom": "#9d0208",
+    "partial": "#e9c46a",
 }  # fmt: skip
 
 

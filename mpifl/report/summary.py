@@ -32,7 +32,7 @@ def summarize(run: Run, target: float) -> dict[str, object]:
     acc = rounds["test_accuracy"].to_numpy()
     evaluated = ~np.isnan(acc)
     reached = np.flatnonzero(evaluated & (acc >= target))
-    trained = part[part["status"] == "trained"]
+    trained = part[part["status"].isin(["trained", "partial"])]  # aggregated
     row: dict[str, object] = {
         "run": run.name,
         "algorithm": run.config["algorithm"]["name"],

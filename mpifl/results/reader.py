@@ -48,7 +48,8 @@ class Run:
 
 
 FORMER_NAMES = {"variant": "family"}  # column -> its name before format 4
-ABSENT = {  # columns added in formats 4 and 5 -> their value in older files (not recorded)
+ABSENT = {  # columns added in formats 4, 5 and 7 -> their value in older files (not recorded)
+    "steps": -1,
     "group": -1,
     "dispatch_time": np.nan,
     "arrival_time": np.nan,
@@ -131,7 +132,7 @@ def _widen(part: pd.DataFrame, long: pd.DataFrame, declared: ClientMetrics) -> N
     long.attrs["metric_descriptions"] = {n: d for n, (_, d) in declared.items()}
     if not declared:
         return
-    trained = (part["status"] == "trained").to_numpy()
+    trained = part["status"].isin(["trained", "partial"]).to_numpy()
     keys = pd.MultiIndex.from_arrays(
         [part["round"].to_numpy()[trained], part["client"].to_numpy()[trained]]
     )

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from mpifl.results.metrics import metric_history, round_metrics
-from mpifl.results.schema import EVAL_DTYPE, ROUNDS_DTYPE, SERVER_DTYPE, Status
+from mpifl.results.schema import EVAL_DTYPE, ROUNDS_DTYPE, SERVER_DTYPE, Status, contributes
 from mpifl.results.writer import ClientMetrics, ResultsWriter
 
 
@@ -68,6 +68,7 @@ class Recorder:
         writer, kept = ResultsWriter.reopen(output, next_round, client_metrics)
         self = cls(writer, class_names)
         part = kept["participation"]
+        self.kept_participation = part  # what a resumed selector replays
         np.add.at(self.by_class, (part["device_class"], part["status"]), 1)
         if len(kept["rounds"]):
             self._rounds.append(kept["rounds"])
@@ -111,7 +112,7 @@ class Recorder:
             row[s.name.lower()] = int((status == s).sum())
         row["bytes_down"] = participation["bytes_down"].sum()
         row["bytes_up"] = participation["bytes_up"].sum()
-        ok = status == Status.TRAINED
+        ok = contributes(status)
         samples = participation["samples"][ok].astype(np.float64)
         losses = participation["loss"][ok].astype(np.float64)
         row["train_loss"] = (samples @ losses) / samples.sum() if ok.any() else math.nan

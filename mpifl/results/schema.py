@@ -12,8 +12,9 @@ import numpy as np
 # renamed variant, and the server table; 5: participation's dispatch and arrival times,
 # the round that applies the update, its staleness and weight (asynchronous aggregation);
 # 6: the client_metrics table (a method's declared per-client figures, long format; its
-# units and descriptions in the dataset's attributes), read as empty from older files
-FORMAT_VERSION = 6
+# units and descriptions in the dataset's attributes), read as empty from older files;
+# 7: the partial status (round.partial_work), participation.steps and rounds.partial
+FORMAT_VERSION = 7
 
 
 class Status(IntEnum):
@@ -27,6 +28,15 @@ class Status(IntEnum):
     DROPPED = 5  # went offline before it finished
     SURPLUS = 6  # over-commitment: finished after the first `cohort` clients
     OOM = 7  # measured memory growth exceeded its budget (memory = measured | both)
+    PARTIAL = 8  # round.partial_work: trained the local steps that fit the deadline, aggregated
+
+
+CONTRIBUTING = (Status.TRAINED, Status.PARTIAL)  # statuses whose update the server aggregates
+
+
+def contributes(status: np.ndarray) -> np.ndarray:
+    """Whether each status is one whose update the server aggregates (trained, partial)."""
+    return np.isin(status, CONTRIBUTING)
 
 
 STATUS_NAMES = {s.name.lower(): int(s) for s in Status}
@@ -39,6 +49,7 @@ PARTICIPATION_DTYPE = np.dtype(
         ("status", "u1"),
         ("device_class", "u1"),
         ("samples", "i4"),
+        ("steps", "i4"),  # local SGD steps of the planned work (fewer than all: partial)
         ("flops", "f8"),  # training FLOPs of this round's work
         ("footprint", "i8"),  # training memory footprint, bytes
         ("memory", "f8"),  # the device's memory budget, bytes
@@ -77,6 +88,7 @@ ROUNDS_DTYPE = np.dtype(
         ("dropped", "i4"),
         ("surplus", "i4"),
         ("oom", "i4"),
+        ("partial", "i4"),
         ("bytes_down", "i8"),
         ("bytes_up", "i8"),
         ("train_loss", "f8"),  # sample-weighted mean over trained clients
@@ -158,6 +170,7 @@ participation.rank | rank | rank that trained the client; -1 if not trained
 participation.status | enum | what happened to the sampled client (enum: trained, ...)
 participation.device_class | enum | device class (enum of fleet.attrs['device_classes'])
 participation.samples | samples | training samples of the client
+participation.steps | steps | local SGD steps of the planned work (partial: those that fit)
 participation.flops | FLOP | training FLOPs of this round's local work
 participation.footprint | bytes | training memory footprint
 participation.memory | bytes | the device's memory budget
@@ -191,6 +204,7 @@ rounds.rejected | clients | count of sampled clients with this status
 rounds.dropped | clients | count of sampled clients with this status
 rounds.surplus | clients | count of sampled clients with this status
 rounds.oom | clients | count of sampled clients with this status
+rounds.partial | clients | count of sampled clients with this status
 rounds.bytes_down | bytes | sum over the round's participation rows
 rounds.bytes_up | bytes | sum over the round's participation rows
 rounds.train_loss | nats | sample-weighted mean training loss of trained clients

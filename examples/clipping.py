@@ -1,16 +1,17 @@
-"""A method plugin: FedAvg with server momentum (FedAvgM; Hsu, Qi and Brown 2019).
+"""A method plugin: FedAvg with clipped client updates, the clipping of DP-FedAvg (McMahan,
+Ramage, Talwar and Zhang 2018) without its noise.
 
-Clients train the global model as in FedAvg. The server treats the sample-weighted
-average of the clients' models minus the global model as a pseudo-gradient step and
-applies it with momentum:
+Clients train the global model as in FedAvg. Each client's update is scaled down to L2
+norm at most S before the sample-weighted average, so that no single client can move
+the global model by more than S:
 
-    v <- beta * v + (sum_k n_k W_k / sum_k n_k - W)
-    W <- W + eta_s * v
+    c_k = min(1, S / ||W_k - W||)
+    W <- W + eta_s * sum_k n_k c_k (W_k - W) / sum_k n_k
 
     [algorithm]
-    name = "examples.fedavgm:FedAvgM"
+    name = "examples.clipping:ClippedFedAvg"
     server_lr = 1.0
-    server_momentum = 0.9
+    clip_norm = 1.0
 
 It imports only `mpifl.kit`, the seam between the engine and every method; the engine
 does sampling, scheduling, emulation, collectives, checkpoints and records.
@@ -25,21 +26,23 @@ import torch
 from mpifl import kit
 
 
-class FedAvgM(kit.Method):
-    """FedAvg whose server applies the averaged update with momentum."""
+class ClippedFedAvg(kit.Method):
+    """FedAvg whose server averages the clients' updates clipped to norm clip_norm."""
 
-    name = "fedavgm"
+    name = "clippedfedavg"
     fields = {
         "server_lr": kit.number(1.0, 0.0, low_open=True, doc="server learning rate eta_s"),
-        "server_momentum": kit.number(0.9, 0.0, 1.0, high_open=True, doc="server momentum beta"),
+        "clip_norm": kit.number(1.0, 0.0, low_open=True, doc="largest update norm S"),
     }
-    checkpointed = ("weights", "velocity")  # the server state a checkpoint saves
+    client_metrics = {
+        "clip_scale": ("factor", "c_k = min(1, S / ||W_k - W||), 1 if not clipped"),
+    }
+    checkpointed = ("weights",)  # the server state a checkpoint saves
 
     def __init__(self, ctx: kit.MethodContext) -> None:
         super().__init__(ctx)
         model = kit.seeded_model(ctx.spec, self.config.run.seed)  # the same on every rank
         self.weights = kit.get_flat(model)
-        self.velocity = torch.zeros_like(self.weights)
         self.model = kit.prepare_model(model, self.config.train)
         self.work = kit.WholeModel.of(kit.measure_cost(ctx.spec), self.config.train)
         # how a client trains: this model under cross-entropy, alone or in the planner's
@@ -54,8 +57,8 @@ class FedAvgM(kit.Method):
         return self.work.workload(self.ctx.data.n_train[clients])
 
     def accumulator_sizes(self) -> dict[str, int]:
-        """sum n_k W_k and sum n_k, summed exactly over all ranks."""
-        return {"model": self.weights.numel(), "weight": 1}
+        """sum n_k (W + c_k (W_k - W)), sum n_k and the clipped clients' sum n_k."""
+        return {"model": self.weights.numel(), "weight": 1, "clipped": 1}
 
     # The client step, written once: what a client trains, where it starts, and what it
     # sends (the engine trains the clients in between).
@@ -73,18 +76,22 @@ class FedAvgM(kit.Method):
         trained: torch.Tensor,
         acc: kit.Accumulators,
     ) -> kit.Metrics:
-        """Stage n_k W_k and n_k (kit.stage_average), summed exactly over all ranks."""
-        kit.stage_average(task, trained, acc)
-        return {}
+        """Clip the update; stage n_k times the clipped model and n_k into "weight"
+        (kit.stage_average), and n_k into "clipped" if the clip bit (else 0)."""
+        update = trained - start
+        norm = float(torch.linalg.vector_norm(update, dtype=torch.float64))
+        scale = min(1.0, self.config.algorithm.clip_norm / norm) if norm > 0 else 1.0
+        kit.stage_average(task, start + scale * update, acc)
+        acc.add("clipped", torch.tensor([float(scale < 1)]), len(task.train[0]))
+        return {"clip_scale": scale}
 
     def server_step(self, sums: dict[str, np.ndarray], plan: kit.RoundPlan) -> kit.Metrics:
-        alg = self.config.algorithm
-        if sums["weight"][0] <= 0:  # nobody trained: no step
+        samples = sums["weight"][0]
+        if samples <= 0:  # nobody trained: no step
             return {}
-        update = kit.average_update(self.weights, sums["model"], sums["weight"][0]) - self.weights
-        self.velocity = alg.server_momentum * self.velocity + update
-        self.weights = self.weights + alg.server_lr * self.velocity
-        return {"velocity_norm": float(self.velocity.norm())}
+        lr = self.config.algorithm.server_lr
+        self.weights = kit.average_update(self.weights, sums["model"], samples, lr)
+        return {"clipped_fraction": float(sums["clipped"][0] / samples)}
 
     def evaluate(self) -> list[kit.EvalResult]:
         """The global model on the global test set, and on every client's own test split."""

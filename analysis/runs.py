@@ -1,0 +1,41 @@
+"""Run one setting of an analysis script for one seed, resumably (the scripts' shared step)."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from mpifl.results import read_run
+
+
+def run_setting(
+    label: str, job: str, sets: Sequence[str], seed: int, ranks: int, out: Path
+) -> Path:
+    """`mpifl run JOB --set ... run.seed=SEED` into out/<label>/seed_<SEED>.h5 (under
+    `mpiexec -n ranks` if ranks > 1), skipped if that file holds a complete run; the
+    file. Exits naming the setting if the run fails."""
+    path = out / re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_") / f"seed_{seed}.h5"
+    if path.exists() and read_run(path).attrs["status"] == "complete":
+        return path
+    cmd = [sys.executable, "-m", "mpifl", "run", job, "--output", str(path), "--overwrite"]
+    if ranks > 1:
+        cmd = [str(Path(sys.executable).parent / "mpiexec"), "-n", str(ranks), *cmd]
+    cmd += [a for s in (*sets, f"run.seed={seed}") for a in ("--set", s)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{label} seed {seed} failed:\n{proc.stderr}")
+    return path
+
+
+def seeds_parser(description: str, out: str) -> argparse.ArgumentParser:
+    """The scripts' shared options: --seeds (0 1 2), --ranks (1), --out, --smoke."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--ranks", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=Path(out))
+    parser.add_argument("--smoke", action="store_true", help="a tiny run of every setting")
+    return parser

@@ -1,0 +1,20 @@
+"""FedProx (docs/algorithms.md section 10): FedAvg whose clients minimise
+F_k(w) + mu/2 ||w - W||^2, run with round.partial_work (a straggler sends the steps it did)."""
+
+from __future__ import annotations
+
+from mpifl.kit import number
+from mpifl.methods.fedavg import FedAvg
+
+
+class FedProx(FedAvg):
+    """FedAvg with the proximal term mu/2 ||w - W||^2 in every client's local objective."""
+
+    name = "fedprox"
+    fields = {
+        **FedAvg.fields,
+        "mu": number(0.01, 0.0, doc="weight of the proximal term mu/2 ||w - W||^2"),
+    }
+
+    def proximal_mu(self) -> float:
+        return self.config.algorithm.mu
