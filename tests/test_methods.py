@@ -28,6 +28,7 @@ from mpifl.methods import METHODS
 from mpifl.methods.fedavg import FedAvg
 from mpifl.results import read_run
 from mpifl.results.schema import Status
+from tests.conftest import in_process
 
 SERVER_METRICS = {
     "fedavg": set(),
@@ -160,10 +161,9 @@ def test_grouping_never_changes_a_result(method, tmp_path):
 
 
 def run_in_process(cfg, tmp_path) -> tuple[int, str]:
-    out = io.StringIO()
-    engine = Engine(cfg, Comm(), tmp_path / f"{cfg.run.name}.h5", stream=out)
-    engine.start()
-    return engine.run(), out.getvalue()
+    """Run `cfg` in-process into tmp_path/<run name>.h5: (exit code, what it printed)."""
+    engine, code = in_process(cfg, tmp_path / f"{cfg.run.name}.h5")
+    return code, engine.stream.getvalue()
 
 
 @pytest.mark.parametrize("method", ["koala", "reft"])
