@@ -21,7 +21,7 @@ from mpifl.engine.assemble import assemble
 from mpifl.engine.asynchronous import PendingUpdates, build_schedule
 from mpifl.engine.checkpoint import Checkpoint
 from mpifl.engine.emulation import ClientRunner
-from mpifl.engine.selection import Uniform, build_selector, checked_selection, replay
+from mpifl.engine.selection import build_selector, checked_selection, replay
 from mpifl.engine.signals import INTERRUPTED, StopSignal
 from mpifl.engine.telemetry import RankTelemetry
 from mpifl.kit import Accumulators, EvalResult, Metrics, RoundPlan
@@ -218,12 +218,12 @@ class Engine:
         """Round t's plan (identical on every rank)."""
         if self.schedule is not None:
             return self.schedule.plan(t)
-        n, ids = self.planner.sample_size, None
+        n = self.planner.sample_size
         if self.selector.uses_history:  # rank 0 holds the history: it chooses for all
             ids = self.comm.bcast_object(
                 checked_selection(self.selector, t, n) if self.comm.rank == 0 else None
             )
-        elif not isinstance(self.selector, Uniform):  # (uniform: the planner's own draw)
+        else:
             ids = checked_selection(self.selector, t, n)
         return self.planner.plan(t, self.virtual_time, self.method.workload, ids)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from functools import cached_property
 from typing import ClassVar
 
 import numpy as np
@@ -59,7 +60,13 @@ class Selector(ABC):
 
     def __init__(self, cfg: Config, n_train: np.ndarray) -> None:
         self.seed, self.settings, self.n_train = cfg.run.seed, cfg.selection, n_train
-        self.history = ClientHistory(len(n_train), cfg.round.deadline)
+        self.deadline = cfg.round.deadline
+
+    @cached_property
+    def history(self) -> ClientHistory:
+        """What the server knows of past rounds; built at first use (on rank 0, and
+        only by a strategy that reads it: a fleet's worth of arrays)."""
+        return ClientHistory(len(self.n_train), self.deadline)
 
     @abstractmethod
     def select(self, round_: int, n: int) -> np.ndarray:
