@@ -9,6 +9,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from mpifl.results import read_run
 
 
@@ -29,6 +31,19 @@ def run_setting(
     if proc.returncode != 0:
         raise SystemExit(f"{label} seed {seed} failed:\n{proc.stderr}")
     return path
+
+
+def mean_interval(values: Sequence[float]) -> str:
+    """Mean +- the half-width of its 95% t interval over the values (n)."""
+    from scipy.stats import t  # (scikit-learn's dependency)
+
+    done = np.asarray([v for v in values if np.isfinite(v)], dtype=np.float64)
+    if not len(done):
+        return "not reached"
+    if len(done) == 1:
+        return f"{done[0]:.4g} (1)"
+    half = t.ppf(0.975, len(done) - 1) * done.std(ddof=1) / np.sqrt(len(done))
+    return f"{done.mean():.4g} +- {half:.2g} ({len(done)})"
 
 
 def seeds_parser(description: str, out: str) -> argparse.ArgumentParser:

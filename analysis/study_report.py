@@ -37,15 +37,17 @@ def last_mean(rounds: pd.DataFrame, column: str) -> float:
     return float(values.tail(LAST).mean()) if len(values) else np.nan
 
 
-def to_target(rounds: pd.DataFrame, column: str, target: float) -> tuple[float, float]:
-    """(virtual seconds, MB down + up) until the mean of the last LAST evaluations of
-    `column` first reaches `target` (a single noisy spike does not count); NaN if never."""
+def to_target(rounds: pd.DataFrame, column: str, target: float) -> tuple[float, float, float]:
+    """(virtual seconds, MB down + up, J of client work) until the mean of the last LAST
+    evaluations of `column` first reaches `target` (a single noisy spike does not count);
+    NaN if never (J: also in files from before energy was recorded)."""
     smooth = rounds[column].rolling(LAST, min_periods=LAST).mean().to_numpy()
     hit = np.flatnonzero(smooth >= target)
     if not len(hit):
-        return np.nan, np.nan
-    traffic = (rounds["bytes_down"] + rounds["bytes_up"]).cumsum()
-    return float(rounds["virtual_time"].iloc[hit[0]]), float(traffic.iloc[hit[0]]) / 1e6
+        return np.nan, np.nan, np.nan
+    upto = rounds.iloc[: hit[0] + 1]
+    traffic = float((upto["bytes_down"] + upto["bytes_up"]).sum()) / 1e6
+    return float(upto["virtual_time"].iloc[-1]), traffic, float(upto["energy"].sum(skipna=False))
 
 
 def collect(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -62,7 +64,7 @@ def collect(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         trained = part[part["status"].isin(["trained", "partial"])]  # aggregated
         target = TARGETS.get(setting, 0.90)
         metric = CLIENT if experiment == "fedmrl" else GLOBAL  # personalised: no global model
-        vtime, mb = to_target(rounds, metric, target)
+        vtime, mb, joules = to_target(rounds, metric, target)
         key = {"experiment": experiment, "setting": setting, "method": method, "seed": seed}
         fleet = run.tables["fleet"]
         rows.append(key | {
@@ -76,6 +78,7 @@ def collect(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
             "MFLOP": trained["flops"].mean() / 1e6 if len(trained) else np.nan,
             "storage_kB": trained["bytes_up"].mean() / 1e3 if len(trained) else np.nan,
             "target_metric": metric, "vtime_to_target": vtime, "MB_to_target": mb,
+            "J_to_target": joules, "energy_recorded": bool(rounds["energy"].notna().all()),
             "wall_s": float(run.attrs.get("wall_seconds", np.nan)),
         })  # fmt: skip
         curves.append(rounds[["round", GLOBAL, CLIENT]].assign(**key))
@@ -137,6 +140,7 @@ COLUMNS: dict[str, tuple[str, Callable[[pd.DataFrame], str]]] = {
               f"{g['clients'].iloc[0]}"),
     "vtime": ("virtual s to target", lambda g: _reached(g, "vtime_to_target")),
     "MB": ("MB down+up to target", lambda g: _reached(g, "MB_to_target")),
+    "J": ("J of client work to target", lambda g: _reached(g, "J_to_target")),
     "wall": ("wall s / run (2 ranks)", lambda g: f"{g['wall_s'].mean():.0f}"),
 }  # fmt: skip
 
@@ -146,6 +150,8 @@ def _reached(g: pd.DataFrame, col: str) -> str:
         return "—"
     if g["target_metric"].iloc[0] == GLOBAL and g["global"].isna().all():
         return "n/a (no global model)"
+    if col == "J_to_target" and not g["energy_recorded"].all():
+        return "not recorded"
     hit = g[col].dropna()
     if not len(hit):
         return f"not reached (0/{len(g)})"
@@ -167,7 +173,7 @@ def table(df: pd.DataFrame, columns: list[str], order: list[str]) -> str:
     heads = []
     for c in columns:
         head = COLUMNS[c][0]
-        if c in ("vtime", "MB"):
+        if c in ("vtime", "MB", "J"):
             name = "global acc" if target == GLOBAL else "client-mean acc"
             head += f" ({name} ≥ {TARGETS.get(df['setting'].iloc[0], 0.9):g})"
         heads.append(head)
@@ -186,9 +192,9 @@ FEDMRL_ORDER = ["majority", "local", "fedmrl"]
 KOALA_ORDER = ["koala-pretrained", "koala-scratch", "fedavg-L-pretrained", "fedavg-small",
                "L", "small"]  # fmt: skip
 ALL_COLUMNS = ["global", "client", "pooled", "never", "trained", "infeasible", "kB_down",
-               "kB_up", "MFLOP", "storage_kB", "vtime", "MB", "wall"]  # fmt: skip
+               "kB_up", "MFLOP", "storage_kB", "vtime", "MB", "J", "wall"]  # fmt: skip
 PERSONAL_COLUMNS = ["client", "pooled", "never", "trained", "kB_down", "kB_up", "MFLOP", "vtime",
-                    "MB", "wall"]  # fmt: skip
+                    "MB", "J", "wall"]  # fmt: skip
 
 
 def _per_seed(df: pd.DataFrame, experiment: str, setting: str, method: str, col: str) -> pd.Series:

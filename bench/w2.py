@@ -2,7 +2,9 @@
 
 Prints: fleet build time, data set (client sizes) build time, planning time per round at
 10^4 / 10^5 / 10^6 clients (is it independent of fleet size?), peak RSS per rank and
-HDF5 bytes per round from a real 2-rank run of jobs/w2_fleet_scale.toml.
+HDF5 bytes per round from a real 2-rank run of jobs/w2_fleet_scale.toml, and what the
+batteries cost: the same run with `energy.batteries = false` (no battery tracked; the
+energy columns are still written), its peak RSS and seconds per round as ratios.
 
     python -m bench.w2 [--smoke]
 """
@@ -70,12 +72,28 @@ def main() -> None:
     path = mpifl_run(2, JOB, *run_sets)
     rounds, ranks = tables(path)
     per_rank = [ranks["peak_rss"][ranks["rank"] == r].max() / 2**20 for r in (0, 1)]
-    size = path.stat().st_size
-    per_round = np.median(timed(rounds["wall_time"]))
-    print(f"  2-rank run of {JOB}: {len(rounds)} rounds, {per_round:.2f} s/round")
+    print(f"  2-rank run of {JOB}: {np.median(timed(rounds['wall_time'])):.2f} s/round")
     print(f"    peak RSS per rank: {per_rank[0]:.0f} MiB, {per_rank[1]:.0f} MiB  (target < 1024)")
-    print(f"    HDF5 file {size / 2**20:.1f} MiB; per round (participation + rounds + ranks) "
-          f"{_bytes_per_round(path) / 2**10:.0f} KiB")  # fmt: skip
+    print(f"    HDF5 file {path.stat().st_size / 2**20:.1f} MiB; per round (participation + "
+          f"rounds + ranks) {_bytes_per_round(path) / 2**10:.0f} KiB")  # fmt: skip
+    _batteries_cost(run_sets if smoke else ("run.rounds=10",))
+
+
+def _batteries_cost(sets: tuple[str, ...]) -> None:
+    """The 2-rank run with batteries against `energy.batteries = false`, alternated
+    twice: peak RSS per rank and median s/round over both runs of each, as ratios."""
+    runs: dict[bool, list[tuple[np.ndarray, np.ndarray]]] = {True: [], False: []}
+    for on in (True, False, True, False):
+        path = mpifl_run(2, JOB, *sets, f"energy.batteries={str(on).lower()}")
+        rounds, ranks = tables(path)
+        peak = np.array([ranks["peak_rss"][ranks["rank"] == r].max() for r in (0, 1)])
+        runs[on].append((peak, timed(rounds["wall_time"])))
+    peak = {on: np.max([p for p, _ in runs[on]], axis=0) for on in runs}
+    median = {on: float(np.median(np.concatenate([t for _, t in runs[on]]))) for on in runs}
+    ratios = ", ".join(f"{a / b:.3f}" for a, b in zip(peak[True], peak[False], strict=True))
+    print(f"  batteries on / off (energy.batteries; 2 runs each, alternated): peak RSS per "
+          f"rank {ratios}; s/round {median[True]:.3f} / {median[False]:.3f} = "
+          f"{median[True] / median[False]:.3f}  (target <= 1.10)")  # fmt: skip
 
 
 def _bytes_per_round(path) -> float:

@@ -20,7 +20,7 @@ from mpifl.jobs import validate_job
 from mpifl.kit.staleness import staleness_weight
 from mpifl.results import read_run
 from mpifl.results.schema import Status
-from tests.conftest import ROOT, env, mpiexec, mpifl, set_args
+from tests.conftest import ROOT, assert_same_results, env, mpiexec, mpifl, set_args
 
 JOB = """
 [run]
@@ -196,7 +196,10 @@ def test_the_same_run_on_1_2_and_4_ranks(tmp_path, method, algorithm):
         proc = mpifl("run", job, "--output", str(out), *set_args("train.group=3"), ranks=ranks)
         assert proc.returncode == 0, proc.stderr
         states.append(final_state(out))
+        assert_same_results(tmp_path / "n0.h5", out)  # the batteries' charge and energy too
     assert states[0] == states[1] == states[2]
+    charge = read_run(out).tables["participation"]["charge"]
+    assert charge.notna().any() and charge.nunique() > 1
 
 
 def test_sigterm_then_resume_on_another_rank_count_is_byte_identical(tmp_path):

@@ -15,7 +15,7 @@ from tests.conftest import ROOT, env
 
 EXPECTED = {
     "w1": ["bare mpi4py + torch", "ratio to bare", "floor, one SGD step"],
-    "w2": ["planning", "peak RSS per rank", "HDF5 file"],
+    "w2": ["planning", "peak RSS per rank", "HDF5 file", "batteries on / off"],
     "w3": ["cache bound 1 GiB/rank", "bounded / in memory"],
     "w4": ["Allreduce fit", "prediction, 1000-client cohort"],
     "w5": ["one by one", "batched", "step bound", "arithmetic limit"],

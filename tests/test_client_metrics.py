@@ -48,7 +48,7 @@ def test_a_run_records_each_trained_clients_figures_with_their_units(method, tmp
     code, _ = run_in_process(tiny(method, tmp_path), tmp_path)
     assert code == 0
     run = read_run(tmp_path / f"{method}.h5")
-    assert run.attrs["format_version"] == 7
+    assert run.attrs["format_version"] == 8
     part, long = run.tables["participation"], run.tables["client_metrics"]
     names = list(DECLARED[method])
     trained = part["status"] == "trained"

@@ -37,7 +37,9 @@ def workload(footprint=100_000, flops_per_sample=1e6, nbytes=40_000):
 
 def plan(cohort=100, deadline=np.inf, availability=None, ranks=2, overcommit=1.0, t0=0.0,
          partial=False, epochs=1, batch_size=32, **work):  # fmt: skip
-    rnd = RoundConfig(cohort=cohort, deadline=deadline, overcommit=overcommit, partial_work=partial)
+    rnd = RoundConfig(
+        cohort=cohort, deadline=deadline, overcommit=overcommit, interval=0.0, partial_work=partial
+    )
     planner = Planner(0, FLEET, N_TRAIN, rnd, availability or Always(), ranks, epochs=epochs,
                       batch_size=batch_size)  # fmt: skip
     return planner.plan(0, t0, workload(**work))
@@ -197,7 +199,9 @@ def test_a_deadline_met_exactly_still_takes_the_steps_that_fit():
     was late though k - 1 steps (and maybe k) fit (found by review)."""
     from mpifl.engine.plan import partial_work
 
-    rnd = RoundConfig(cohort=1, deadline=870.6658762446635, overcommit=1.0, partial_work=True)
+    rnd = RoundConfig(
+        cohort=1, deadline=870.6658762446635, overcommit=1.0, interval=0.0, partial_work=True
+    )
     planner = Planner(0, FLEET, np.array([71]), rnd, Always(), 1, epochs=3, batch_size=39)
     rows = np.zeros(1, PARTICIPATION_DTYPE)
     rows["samples"], rows["status"], rows["flops"] = 71, Status.TRAINED, 1e9

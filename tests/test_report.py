@@ -42,12 +42,15 @@ def faster(runs):
     return out
 
 
+TABLE_NAMES = ("rounds", "participation", "ranks", "eval", "server", "client_metrics",
+               "energy", "fleet")  # fmt: skip
+
+
 def test_read_run(runs):
     _, paths = runs
     run = read_run(paths[0])
     assert run.name == "seed0" and run.attrs["status"] == "complete"
-    tables = {"rounds", "participation", "ranks", "eval", "server", "client_metrics", "fleet"}
-    assert set(run.tables) == tables
+    assert set(run.tables) == set(TABLE_NAMES)
     part = run.tables["participation"]
     trained = part["status"] == "trained"  # FedAvg's client metric: a column, NaN if none
     assert part["update_norm"].notna().equals(trained) and trained.any()
@@ -62,8 +65,7 @@ def test_read_run(runs):
 def test_the_file_describes_itself(runs):
     _, paths = runs
     with h5py.File(paths[0]) as f:
-        tables = ("rounds", "participation", "ranks", "eval", "server", "client_metrics", "fleet")
-        for table in tables:
+        for table in TABLE_NAMES:
             ds = f[table]
             assert list(ds.attrs["columns"]) == list(ds.dtype.names)
             assert len(ds.attrs["units"]) == len(ds.attrs["descriptions"]) == len(ds.dtype.names)
@@ -73,7 +75,7 @@ def test_the_file_describes_itself(runs):
         assert h5py.check_enum_dtype(f["fleet"].dtype["device_class"]) == classes
         for key in ("mpifl_version", "torch_version", "mpi4py_version", "mpi_library"):
             assert f.attrs[key]
-        assert f.attrs["format_version"] == 7 and "git_commit" in f.attrs
+        assert f.attrs["format_version"] == 8 and "git_commit" in f.attrs
     run = read_run(paths[0])
     part = run.tables["participation"]
     assert list(part["device_class"].cat.categories) == ["mcu", "rpi", "phone", "jetson"]

@@ -84,11 +84,11 @@ def test_oorts_exploration_decays_to_its_floor_and_ends_with_no_one_to_explore()
 
 def test_unknown_and_bad_plugin_selectors_are_refused(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="selection.name"):
-        build_selector(config(name="best"), N_TRAIN)
+        build_selector(config(name="best"), N_TRAIN, None)
     (tmp_path / "mysel.py").write_text("class NotOne:\n    pass\n")
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match="subclass"):
-        build_selector(config(name="mysel:NotOne"), N_TRAIN)
+        build_selector(config(name="mysel:NotOne"), N_TRAIN, None)
 
 
 def test_a_plugin_selector_chooses_the_clients(tmp_path, monkeypatch):

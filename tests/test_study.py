@@ -90,6 +90,7 @@ def test_study_report_writes_claims_tables_figures_and_the_readme_block(small_jo
     assert "global model on global test: acc, last 5" in report
     assert "client's model on own test: acc, client mean, last 5" in report
     assert "n/a (no global model)" in report  # majority has no global model to time
+    assert "J of client work to target" in report
     for figure in ("study_compare.png", "study_fedmrl.png", "study_koala.png"):
         assert (docs / "figures" / figure).stat().st_size > 10_000
     text = readme.read_text()

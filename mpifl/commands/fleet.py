@@ -70,7 +70,8 @@ def _q(values: np.ndarray, scale: float, unit: str) -> str:
 
 
 def describe(fleet: Fleet, name: str) -> str:
-    """Per-class counts and p10/p50/p90 of speed, memory and bandwidth."""
+    """Per-class counts and p10/p50/p90 of speed, memory, bandwidth, training power and
+    battery capacity (or "mains")."""
     p = fleet.profiles
     lines = [f"{name}: {len(p)} clients, {len(fleet.class_names)} device classes"]
     if fleet.intervals is not None:
@@ -84,6 +85,8 @@ def describe(fleet: Fleet, name: str) -> str:
             f"  {cls:>10} {len(mine):>8} clients  flops {_q(mine['flops'], 1e9, 'GFLOP/s')}  "
             f"memory {_q(mine['memory'], 2**20, 'MiB')}  up {_q(mine['uplink'], 1e6, 'Mbit/s')}  "
             f"down {_q(mine['downlink'], 1e6, 'Mbit/s')}  "
-            f"availability {mine['availability'].mean():.2f}"
+            f"availability {mine['availability'].mean():.2f}  "
+            f"train {_q(mine['train_power'], 1.0, 'W')}  battery "
+            + (_q(mine["battery"], 1e3, "kJ") if mine["battery"].any() else "mains")
         )
     return "\n".join(lines)

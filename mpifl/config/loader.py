@@ -262,6 +262,16 @@ def _cross_checks(cfg: dict[str, Any]) -> None:
         )
     if sum(c["weight"] for c in fleet["classes"].values()) <= 0:
         raise ConfigError("fleet.classes", "weights", "at least one class needs weight > 0")
+    for name, c in fleet["classes"].items():
+        if c["charge_min"] > c["charge_max"]:
+            raise ConfigError(f"fleet.classes.{name}.charge_min", c["charge_min"],
+                              f"must be <= charge_max ({c['charge_max']})")  # fmt: skip
+    energy = cfg["energy"]
+    if cfg["selection"]["name"] == "energy" and not energy["batteries"]:
+        raise ConfigError("selection.name", "energy", "needs energy.batteries = true")
+    if energy["resume"] < energy["threshold"]:
+        raise ConfigError("energy.resume", energy["resume"],
+                          f"must be >= energy.threshold ({energy['threshold']})")  # fmt: skip
     init = cfg["algorithm"].get("server_init")
     if init and not Path(init).is_file():
         raise ConfigError("algorithm.server_init", init, "file not found")

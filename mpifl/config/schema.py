@@ -14,7 +14,7 @@ from mpifl.config.fields import (
     number,
     positive_list,
 )
-from mpifl.fleet.devices import CATALOGUE
+from mpifl.fleet.devices import CATALOGUE, ENERGY_DEFAULTS
 from mpifl.fleet.profiles import MAX_CLASSES
 from mpifl.plugins import is_plugin
 from mpifl.results.metrics import is_metric_name
@@ -45,6 +45,30 @@ DEVICE_FIELDS = NamedTables(
             low_open=True,
             doc="training speed in bf16 relative to fp32 (train.precision = bf16): 1 = no "
             "gain (no bf16 arithmetic), 2 = native bf16 at twice the fp32 rate",
+        ),
+        **{
+            key: number(ENERGY_DEFAULTS[key], 0.0, 1e6, doc=f"median power {what}, W")
+            for key, what in (
+                ("train_power", "while training"),
+                ("idle_power", "while neither training nor transferring"),
+                ("tx_power", "while sending"),
+                ("rx_power", "while receiving"),
+            )
+        },
+        "battery": number(
+            ENERGY_DEFAULTS["battery"], 0.0, 1e12, doc="median battery capacity, J; 0 = mains"
+        ),
+        "solar": number(
+            ENERGY_DEFAULTS["solar"],
+            0.0,
+            1e6,
+            doc="median peak harvesting power, W (a half sine over the day); 0 = none",
+        ),  # fmt: skip
+        "charge_min": number(
+            ENERGY_DEFAULTS["charge_min"], 0.0, 1.0, doc="starting charge: uniform from this"
+        ),
+        "charge_max": number(
+            ENERGY_DEFAULTS["charge_max"], 0.0, 1.0, doc="... to this fraction of capacity"
         ),
     },
     presets=CATALOGUE,
@@ -187,6 +211,13 @@ SCHEMA: Section = {
         "overcommit": number(
             1.0, 1.0, 100.0, doc="sample cohort x overcommit, keep the first cohort"
         ),
+        "interval": number(
+            0.0,
+            0.0,
+            1e9,
+            doc="virtual s from a round's start to the next one's (a round that takes "
+            "longer delays it); 0 = the next starts when a round ends",
+        ),  # fmt: skip
         "partial_work": Field(
             "bool",
             False,
@@ -199,10 +230,10 @@ SCHEMA: Section = {
             "str",
             "uniform",
             doc="which clients a synchronous round samples: uniform, "
-            "oort, power_of_choice, or a plugin 'package.module:Class'",
+            "oort, power_of_choice, energy, or a plugin 'package.module:Class'",
         ),
         "candidates": number(
-            2.0, 1.0, 1000.0, doc="power_of_choice: d = ceil(candidates x sampled) drawn"
+            2.0, 1.0, 1000.0, doc="power_of_choice, energy: d = ceil(candidates x sampled) drawn"
         ),
         "exploration": number(0.9, 0.0, 1.0, doc="oort: initial share of explored clients"),
         "exploration_decay": number(0.95, 0.0, 1.0, doc="oort: its factor per round"),
@@ -226,6 +257,24 @@ SCHEMA: Section = {
             1.0,
             1000.0,
             doc="oort: explore among the sample_window x k largest unexplored clients",
+        ),
+    },
+    "energy": {
+        "batteries": Field(
+            "bool",
+            True,
+            doc="battery-powered devices (a class's battery > 0) drain, harvest and decline "
+            "when low; off: energy is still recorded, no battery is tracked",
+        ),
+        "threshold": number(
+            0.15,
+            0.0,
+            1.0,
+            high_open=True,
+            doc="a device declines (status low_battery) below this fraction of its capacity",
+        ),  # fmt: skip
+        "resume": number(
+            0.2, 0.0, 1.0, doc="... until its charge is back above this fraction (>= threshold)"
         ),
     },
     "algorithm": {

@@ -112,6 +112,22 @@ class DeviceClassConfig:
     # training speed in bf16 relative to fp32 (train.precision = bf16): 1 = no gain (no bf16
     # arithmetic), 2 = native bf16 at twice the fp32 rate
     bf16: float
+    # median power while training, W
+    train_power: float
+    # median power while neither training nor transferring, W
+    idle_power: float
+    # median power while sending, W
+    tx_power: float
+    # median power while receiving, W
+    rx_power: float
+    # median battery capacity, J; 0 = mains
+    battery: float
+    # median peak harvesting power, W (a half sine over the day); 0 = none
+    solar: float
+    # starting charge: uniform from this
+    charge_min: float
+    # ... to this fraction of capacity
+    charge_max: float
 
 
 @dataclass(frozen=True)
@@ -177,6 +193,9 @@ class RoundConfig:
     deadline: float
     # sample cohort x overcommit, keep the first cohort
     overcommit: float
+    # virtual s from a round's start to the next one's (a round that takes longer delays
+    # it); 0 = the next starts when a round ends
+    interval: float
     # a client that would miss the deadline trains the local steps that fit before it and
     # sends that update (status partial)
     partial_work: bool
@@ -186,10 +205,10 @@ class RoundConfig:
 class SelectionConfig:
     """[selection]"""
 
-    # which clients a synchronous round samples: uniform, oort, power_of_choice, or a plugin
-    # 'package.module:Class'
+    # which clients a synchronous round samples: uniform, oort, power_of_choice, energy, or
+    # a plugin 'package.module:Class'
     name: str
-    # power_of_choice: d = ceil(candidates x sampled) drawn
+    # power_of_choice, energy: d = ceil(candidates x sampled) drawn
     candidates: float
     # oort: initial share of explored clients
     exploration: float
@@ -211,6 +230,19 @@ class SelectionConfig:
     pacer_delta: float
     # oort: explore among the sample_window x k largest unexplored clients
     sample_window: float
+
+
+@dataclass(frozen=True)
+class EnergyConfig:
+    """[energy]"""
+
+    # battery-powered devices (a class's battery > 0) drain, harvest and decline when low;
+    # off: energy is still recorded, no battery is tracked
+    batteries: bool
+    # a device declines (status low_battery) below this fraction of its capacity
+    threshold: float
+    # ... until its charge is back above this fraction (>= threshold)
+    resume: float
 
 
 @dataclass(frozen=True)
@@ -343,6 +375,7 @@ class Sections:
     train: TrainConfig
     round: RoundConfig
     selection: SelectionConfig
+    energy: EnergyConfig
     algorithm: AlgorithmConfig
     asynchronous: AsynchronousConfig
     emulation: EmulationConfig

@@ -20,6 +20,7 @@ from mpifl.engine.throttle import limit_data_segment
 from mpifl.errors import ConfigError
 from mpifl.fleet import Fleet, build_fleet
 from mpifl.fleet.availability import build_availability
+from mpifl.fleet.energy import build_energy
 from mpifl.kit import Distiller, Evaluator, Method, MethodContext
 from mpifl.kit.state_store import ClientStateStore, state_root
 from mpifl.kit.workload import bf16_speedup
@@ -102,5 +103,6 @@ def assemble(cfg: Config, comm: Comm, output: Path) -> Assembly:
         speedup=speedup,
         epochs=cfg.train.epochs,
         batch_size=cfg.train.batch_size,
+        energy=build_energy(fleet, cfg.energy, cfg.emulation.diurnal_period, seed),
     )
     return Assembly(threads, data, fleet, method, store, planner)

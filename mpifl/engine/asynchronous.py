@@ -11,13 +11,14 @@ number of server steps between that model and the step that applies its update.
 
 The whole schedule is simulated before training, from the seed, the fleet and the
 workload: every rank derives the same one, whatever the rank count, and a resumed run
-derives it again. Round r of the engine is the interval during which model r is the
-server's: its rows are the clients dispatched with model r (trained from it in that
-round), and it ends with server step r, which applies the updates that arrived in it
-(trained from model r or an earlier one). Each rank holds, per future step, the exact
-fixed-point sums of the updates it trained for that step; they are summed over ranks at
-the step, and written to checkpoints already summed, so a resume is byte-identical.
-"""
+derives it again; batteries with it: a client pays for its work when it is dispatched,
+and the charge of every battery moves at every dispatch and server step. Round r of the
+engine is the interval during which model r is the server's: its rows are the clients
+dispatched with model r (trained from it in that round), and it ends with server step r,
+which applies the updates that arrived in it (trained from model r or an earlier one).
+Each rank holds, per future step, the exact fixed-point sums of the updates it trained
+for that step; they are summed over ranks at the step, and written to checkpoints
+already summed, so a resume is byte-identical."""
 
 from __future__ import annotations
 
@@ -70,6 +71,9 @@ class Schedule:
         self.planner, self.work, self.settings = planner, work, settings
         self.buffer, self.steps, self.poll = buffer, steps, poll
         self._draws = 0  # sampling draws so far: the stream key of the next one
+        self._clock = 0.0  # the batteries' virtual time
+        self._harvested = np.zeros(len(planner.fleet.class_names))  # since the last step
+        self.energy: list[np.ndarray] = []  # each step's `energy` table rows
         rows, self.step_time = self._simulate()
         rows = rows[np.lexsort((rows["client"], rows["round"]))]
         trained = rows["status"] == Status.TRAINED
@@ -90,9 +94,37 @@ class Schedule:
         )
         ids = np.sort(np.array([k for k in draw if int(k) not in busy][:m], dtype=np.int64))
         key, self._draws = self._draws, self._draws + 1
+        self._advance_to(t)
         rows, _ = dispatch_rows(self.planner, ids, version, self.work.take(ids), t, key)
         rows["rank"], rows["applied"], rows["staleness"] = -1, 0, -1
+        energy = self.planner.energy
+        if energy is not None:  # the work is paid up front
+            flat = energy.run_flat(rows)
+            energy.price(rows, flat)
+            if energy.batteries is not None:
+                energy.batteries.pay(self.planner.fleet.profiles[ids], rows, 0.0)
+                rows["charge"] = energy.batteries.charge_of(ids)
         return rows
+
+    def _advance_to(self, t: float) -> None:
+        """Move the batteries, if any, to virtual time t (idle and harvesting)."""
+        energy = self.planner.energy
+        if energy is not None and energy.batteries is not None and t > self._clock:
+            none = np.zeros(0, PARTICIPATION_DTYPE)
+            prof = self.planner.fleet.profiles[:0]
+            self._harvested += energy.batteries.advance(self._clock, t, prof, none)
+        self._clock = max(self._clock, t)
+
+    def _close_step(self, version: int, start: float, t: float, rows: list[np.ndarray]) -> None:
+        """Server step `version` at time t: the `energy` rows of its round, from `start`
+        (the step before) (`rows`: the dispatches with its model)."""
+        energy = self.planner.energy
+        if energy is None:
+            return
+        self._advance_to(t)
+        done = np.concatenate(rows) if rows else np.zeros(0, PARTICIPATION_DTYPE)
+        self.energy.append(energy.class_rows(version, start, t, done, self._harvested))
+        self._harvested = np.zeros_like(self._harvested)
 
     def _simulate(self) -> tuple[np.ndarray, np.ndarray]:
         """(rows of every dispatch with a model before the last step, step times).
@@ -105,6 +137,7 @@ class Schedule:
         started: set[int] = set()  # started with the current model version
         version, arrived, free, fruitless, order = 0, 0, self.settings.concurrency, 0, 0
         step_time: list[float] = []
+        first = 0  # batches[first:] are the dispatches with the current model
         t, refill = 0.0, True
         while len(step_time) < self.steps:
             if fruitless > MAX_FRUITLESS:
@@ -136,8 +169,10 @@ class Schedule:
                 row["applied"], row["staleness"] = version + 1, version + 1 - row["round"]
                 arrived += 1
                 if arrived == self.buffer:
+                    self._close_step(version, step_time[-1] if step_time else 0.0, t,
+                                     batches[first:])  # fmt: skip
                     step_time.append(t)
-                    version, arrived, stepped = version + 1, 0, True
+                    version, arrived, stepped, first = version + 1, 0, True, len(batches)
                     started = set()
             else:  # dropped: went offline before it finished
                 fruitless += 1
@@ -261,6 +296,8 @@ def build_schedule(cfg: Config, method: Method, planner: Planner) -> Schedule | 
             "round.deadline", cfg.round.deadline,
             "must be inf for an asynchronous method: a server step waits for its buffer",
         )  # fmt: skip
+    if cfg.round.interval:
+        raise ConfigError("round.interval", cfg.round.interval, "must be 0 (asynchronous)")
     if cfg.round.overcommit != 1.0:
         raise ConfigError("round.overcommit", cfg.round.overcommit, "must be 1 (asynchronous)")
     if cfg.selection.name != "uniform":

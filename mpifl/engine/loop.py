@@ -45,6 +45,7 @@ class Engine:
         parts = assemble(cfg, comm, output)
         self.threads, self.data, self.fleet = parts.threads, parts.data, parts.fleet
         self.method, self.store, self.planner = parts.method, parts.store, parts.planner
+        self.energy = self.planner.energy
         self.schedule = build_schedule(cfg, self.method, self.planner)
         self.pending = None
         if self.schedule is not None:  # asynchronous: sums held until their step
@@ -52,7 +53,7 @@ class Engine:
             self.pending = PendingUpdates(sizes, bits, self.schedule)
         self.stop = StopSignal()
         self.clients = ClientRunner(cfg, self.method, self.data, comm, self.stop)
-        self.selector = build_selector(cfg, self.data.n_train)
+        self.selector = build_selector(cfg, self.data.n_train, self.energy.batteries)
         self.telemetry = RankTelemetry(comm.rank, self.store)
         self.callbacks = build_callbacks(cfg, output) if comm.rank == 0 else CallbackList([])
         self.watching = False  # whether the ranks agree on a callback's stop every round
@@ -113,6 +114,8 @@ class Engine:
         self.virtual_time = ckpt.virtual_time
         self.run_id = ckpt.run_id
         self.method.load_state_dict(ckpt.method_state)
+        if self.schedule is None and self.energy.batteries is not None:
+            self.energy.batteries.load_state_dict(ckpt.method_state)
         if self.pending is not None:
             self.pending.restore(ckpt.method_state, self.comm.rank)
         if self.store is not None:
@@ -190,6 +193,8 @@ class Engine:
         state = self.method.state_dict()
         if self.pending is not None:  # the updates in flight, summed over ranks
             state.update(self.pending.export(self.comm, next_round))
+        elif self.energy.batteries is not None:  # (asynchronous: the schedule has them)
+            state.update(self.energy.batteries.state_dict())
         folder = checkpoint.save(
             self.comm, self.output, self.run_id, next_round, self.virtual_time, state, self.store
         )
@@ -235,7 +240,12 @@ class Engine:
         rows = plan.rows[plan.scheduled(comm.rank)]
         train_time, acc = self._train(t, plan, rows)
         metrics: Metrics = self.method.server_step(acc.reduce(comm), plan)
-        self.virtual_time += plan.duration
+        t0 = self.virtual_time
+        self.virtual_time = t0 + max(plan.duration, self.cfg.round.interval)
+        if self.schedule is None:
+            energy = self.energy.end_round(t, t0, self.virtual_time, plan.rows)
+        else:
+            energy = self.schedule.energy[t]
         evals = self._evaluate(t)
         trained_here = len(rows)
         if comm.rank == 0:  # rank 0 also reports the clients no rank trained
@@ -250,11 +260,13 @@ class Engine:
         rank_rows = comm.gather_rows(rank_row)
         if self.recorder is None:
             return None
+        if self.schedule is None and self.energy.batteries is not None:
+            participation["charge"] = self.energy.batteries.charge_of(participation["client"])
         if self.selector.uses_history:
             self.selector.observe(participation)
         return self.recorder.record_round(
-            t, plan.duration, self.virtual_time, participation, rank_rows, evals, metrics,
-            wall_start, client_metrics,
+            t, plan.duration, t0 + plan.duration, participation, rank_rows, evals, metrics,
+            wall_start, client_metrics, energy,
         )  # fmt: skip
 
     def _train(self, t: int, plan: RoundPlan, rows: np.ndarray) -> tuple[float, Accumulators]:

@@ -14,6 +14,7 @@ import numpy as np
 
 from mpifl.config.sections import RoundConfig
 from mpifl.fleet.availability import Availability
+from mpifl.fleet.energy import FleetEnergy
 from mpifl.fleet.profiles import Fleet
 from mpifl.kit.workload import RoundPlan, Workload, virtual_times
 from mpifl.results.schema import PARTICIPATION_DTYPE, Status, contributes
@@ -39,7 +40,8 @@ class Planner:
     one computation), the same for any rank count, and gives ranks whole groups (pinned:
     groups within each home rank; a client's batched result does not depend on its
     group, which tests/test_batched.py checks). `epochs` and `batch_size` (train.*) give
-    a client's local SGD steps."""
+    a client's local SGD steps. `energy` prices the work and holds the batteries, which
+    the engine moves at each round's end (so a plan reads, never changes, them)."""
 
     seed: int
     fleet: Fleet
@@ -53,6 +55,7 @@ class Planner:
     speedup: np.ndarray | None = None  # per client id, bf16 speed over fp32 (None: fp32)
     epochs: int = 1
     batch_size: int = 32
+    energy: FleetEnergy | None = None
 
     @property
     def sample_size(self) -> int:
@@ -71,14 +74,16 @@ def plan_round(
 ) -> RoundPlan:
     """Plan round `round_` starting at virtual time t0.
 
-    Sample ceil(cohort x overcommit) clients (uniformly, or the sorted `ids` a selection
-    strategy chose: engine.selection); leave out the offline, the infeasible
-    (footprint over memory budget), those that go offline before they finish, and those
-    that would miss the deadline (with round.partial_work, those that cannot fit one
-    local step before it: the others train the steps that fit, `partial_work`); with
-    over-commitment keep the first `cohort` to finish.
-    Balance the rest over ranks (or, `pinned`, send client k to its home rank k mod R,
-    for methods that keep client state); with `group_size` > 1, balance whole groups.
+    Sample ceil(cohort x overcommit) clients (uniformly, or the sorted `ids` a
+    selection strategy chose: engine.selection); leave out those with a low battery,
+    the offline, the infeasible (footprint over memory budget), those that go
+    offline before they finish, and those that would miss the deadline (with
+    round.partial_work, those that cannot fit one local step before it: the others
+    train the steps that fit, `partial_work`); with over-commitment keep the first
+    `cohort` to finish. A client whose battery cannot pay for its work runs flat
+    before it finishes (dropped); each row's energy is priced. Balance the rest over
+    ranks (or, `pinned`, send client k to its home rank k mod R, for methods that
+    keep client state); with `group_size` > 1, balance whole groups.
     """
     rnd = planner.settings
     if ids is None:
@@ -89,15 +94,21 @@ def plan_round(
         partial_work(planner, rows, finish, work.bytes_up, t0)
     status = rows["status"]  # a view: changes land in the rows
     status[(status == Status.TRAINED) & (finish > rnd.deadline)] = Status.LATE
+    rows["bytes_up"][status == Status.LATE] = 0  # never counts
+    flat = np.zeros(len(rows), dtype=bool)
+    if planner.energy is not None:  # a battery that cannot pay for the work runs flat
+        flat = planner.energy.run_flat(rows)
     ready = np.flatnonzero(contributes(status))
     if len(ready) > rnd.cohort:  # over-commitment: the first `cohort` to finish count
         order = ready[np.lexsort((ids[ready], finish[ready]))]
         status[order[rnd.cohort :]] = Status.SURPLUS
-    rows["bytes_up"][(status == Status.LATE) | (status == Status.SURPLUS)] = 0  # never count
+    rows["bytes_up"][status == Status.SURPLUS] = 0  # never counts
     trained = contributes(status)
     rows["applied"] = np.where(trained, round_ + 1, 0)
     rows["staleness"] = np.where(trained, 0, -1)
     rows["update_weight"] = trained
+    if planner.energy is not None:
+        planner.energy.price(rows, flat)
     place(planner, rows)
     waited = np.any((status == Status.LATE) | (status == Status.DROPPED))
     if waited and math.isfinite(rnd.deadline) and trained.sum() < rnd.cohort:
@@ -112,10 +123,11 @@ def dispatch_rows(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Participation rows of clients `ids` handed the model of round `round_` at virtual
     time t0 (`work` aligned with `ids`; `key` keys the availability draw), and each one's
-    compute + communication time. Status: unavailable (offline at t0), infeasible
-    (footprint over memory budget, if checked), dropped (offline before it finishes),
-    else trained. Nothing is sent to a client that never starts, and a dropped one sends
-    nothing back. Not yet set: `applied`, `staleness`, `update_weight`, `rank`."""
+    compute + communication time. Status: low_battery (its battery low), unavailable
+    (offline at t0), infeasible (footprint over memory budget, if checked), dropped
+    (offline before it finishes), else trained. Nothing is sent to a client that never
+    starts, and a dropped one sends nothing back. Not yet set: `applied`, `staleness`,
+    `update_weight`, `rank`, the energies."""
     prof = planner.fleet.profiles[ids]
     rows = np.zeros(len(ids), dtype=PARTICIPATION_DTYPE)
     rows["round"], rows["client"], rows["device_class"] = round_ + 1, ids, prof["device_class"]
@@ -139,8 +151,12 @@ def dispatch_rows(
     status[~stays] = Status.DROPPED
     status[~fits] = Status.INFEASIBLE
     status[~online] = Status.UNAVAILABLE
+    batteries = None if planner.energy is None else planner.energy.batteries
+    if batteries is not None:
+        status[batteries.declining(ids)] = Status.LOW_BATTERY
     rows["status"] = status
-    idle = (status == Status.UNAVAILABLE) | (status == Status.INFEASIBLE)
+    rows["charge"] = np.nan
+    idle = np.isin(status, (Status.UNAVAILABLE, Status.INFEASIBLE, Status.LOW_BATTERY))
     rows["bytes_down"][idle] = rows["steps"][idle] = 0
     rows["compute_time"][idle] = rows["comm_time"][idle] = 0.0  # they never start
     rows["bytes_up"][idle | (status == Status.DROPPED)] = 0

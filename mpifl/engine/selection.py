@@ -22,6 +22,7 @@ import numpy as np
 from mpifl.config import Config
 from mpifl.engine.plan import sample_cohort
 from mpifl.errors import ConfigError, MethodError
+from mpifl.fleet.energy import Batteries
 from mpifl.plugins import is_plugin, load_plugin
 from mpifl.results.schema import Status, contributes
 from mpifl.streams import Purpose, generator
@@ -54,13 +55,15 @@ class ClientHistory:
 
 class Selector(ABC):
     """A strategy for choosing a synchronous round's sampled clients. `uses_history`:
-    whether it reads the history (else every rank selects alone)."""
+    whether it reads the history (else every rank selects alone). `batteries`: the
+    fleet's charge now (every rank holds the same; None without batteries)."""
 
     uses_history: ClassVar[bool] = True
 
     def __init__(self, cfg: Config, n_train: np.ndarray) -> None:
         self.seed, self.settings, self.n_train = cfg.run.seed, cfg.selection, n_train
         self.deadline = cfg.round.deadline
+        self.batteries: Batteries | None = None
 
     @cached_property
     def history(self) -> ClientHistory:
@@ -104,6 +107,24 @@ class PowerOfChoice(Selector):
         drawn = self.rng(round_).choice(clients, size=d, replace=False, p=weights)
         loss = np.nan_to_num(self.history.loss[drawn], nan=np.inf)
         return np.sort(drawn[np.argsort(-loss, kind="stable")[:n]])
+
+
+class EnergyAware(Selector):
+    """Ours: d = ceil(candidates x n) candidates drawn uniformly without replacement;
+    the n with the most charge to spare are kept (charge above energy.threshold, as a
+    share of capacity; mains powered: a full battery's; declining: last; ties: in draw
+    order). Without battery-powered devices it is uniform sampling."""
+
+    uses_history = False
+
+    def select(self, round_: int, n: int) -> np.ndarray:
+        clients = len(self.n_train)
+        d = min(clients, max(n, math.ceil(self.settings.candidates * n)))
+        drawn = self.rng(round_).choice(clients, size=d, replace=False)
+        if self.batteries is None:
+            return np.sort(drawn[:n])
+        spare = self.batteries.spare(drawn)
+        return np.sort(drawn[np.argsort(-spare, kind="stable")[:n]])
 
 
 class Oort(Selector):
@@ -219,11 +240,19 @@ SELECTORS: dict[str, type[Selector]] = {
     "uniform": Uniform,
     "oort": Oort,
     "power_of_choice": PowerOfChoice,
+    "energy": EnergyAware,
 }
 
 
-def build_selector(cfg: Config, n_train: np.ndarray) -> Selector:
-    """The run's selection strategy: built in, or a plugin subclass of Selector."""
+def build_selector(cfg: Config, n_train: np.ndarray, batteries: Batteries | None) -> Selector:
+    """The run's selection strategy: built in, or a plugin subclass of Selector; it sees
+    the fleet's `batteries`."""
+    selector = _selector(cfg, n_train)
+    selector.batteries = batteries
+    return selector
+
+
+def _selector(cfg: Config, n_train: np.ndarray) -> Selector:
     name = cfg.selection.name
     if name in SELECTORS:
         return SELECTORS[name](cfg, n_train)

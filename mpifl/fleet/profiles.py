@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mpifl.fleet.devices import PROFILE_KEYS
+from mpifl.fleet.devices import ENERGY_KEYS, PROFILE_KEYS
 from mpifl.fleet.intervals import Intervals
 from mpifl.results.schema import PROFILE_DTYPE
 from mpifl.streams import Purpose, generator
@@ -50,7 +50,9 @@ class Fleet:
 def generate_fleet(
     n_clients: int, classes: dict[str, dict[str, float]], spread: float, seed: int
 ) -> Fleet:
-    """Draw N profiles: a class per client by mixture weight, lognormal spread inside a class."""
+    """Draw N profiles: a class per client by mixture weight, lognormal spread inside a
+    class (the energy keys too: powers, battery capacity, solar peak), a starting charge
+    uniform in the class's [charge_min, charge_max]."""
     rng = generator(seed, Purpose.FLEET)
     names = list(classes)
     weights = np.array([classes[n]["weight"] for n in names], dtype=np.float64)
@@ -63,4 +65,11 @@ def generate_fleet(
             prof[key] = medians
         else:
             prof[key] = medians * np.exp(spread * rng.standard_normal(n_clients))
+    for key in ENERGY_KEYS:  # drawn after the rest: a fleet's other values are unchanged
+        medians = np.array([classes[n][key] for n in names], dtype=np.float64)[cls]
+        prof[key] = medians * np.exp(spread * rng.standard_normal(n_clients))
+    low, high = (
+        np.array([classes[n][k] for n in names])[cls] for k in ("charge_min", "charge_max")
+    )
+    prof["start_charge"] = low + (high - low) * rng.random(n_clients)
     return Fleet(prof, names)

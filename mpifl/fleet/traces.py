@@ -1,11 +1,14 @@
 """Fleet files: device profiles and availability intervals as CSV or HDF5, and FedScale import.
 
 CSV: `NAME.csv` has one row per client (row i = client i) with the columns
-`device_class,flops,memory,uplink,downlink,latency,availability,trace_period`
-(device_class is a name); optional `NAME.intervals.csv` has `client,start,end` rows
-(seconds, [start, end) when the client is online). HDF5: dataset `profiles` (the same
-columns, device_class as an index into the attribute `device_classes`) and dataset
-`intervals` (client, start, end). docs/fleet.md documents both.
+`device_class,flops,memory,uplink,downlink,latency,availability,trace_period` and the
+energy columns `train_power,idle_power,tx_power,rx_power,battery,solar,start_charge`
+(device_class is a name; a file without the energy columns gets each class's catalogue
+values, a phone's for a class outside it, and full batteries); optional
+`NAME.intervals.csv` has `client,start,end` rows (seconds, [start, end) when the client
+is online). HDF5: dataset `profiles` (the same columns, device_class as an index into
+the attribute `device_classes`) and dataset `intervals` (client, start, end).
+docs/fleet.md documents both.
 """
 
 from __future__ import annotations
@@ -18,12 +21,14 @@ import numpy as np
 
 from mpifl import safe_pickle
 from mpifl.errors import InputError, describe
-from mpifl.fleet.devices import CATALOGUE, PROFILE_KEYS
+from mpifl.fleet.devices import CATALOGUE, ENERGY_DEFAULTS, ENERGY_KEYS, PROFILE_KEYS
 from mpifl.fleet.intervals import Intervals
 from mpifl.fleet.profiles import MAX_CLASSES, PROFILE_DTYPE, Fleet
 from mpifl.results.fleet_file import read_fleet_h5, write_fleet_h5
 
-COLUMNS = ("device_class", *PROFILE_KEYS, "trace_period")
+REQUIRED = ("device_class", *PROFILE_KEYS, "trace_period")
+ENERGY_FILE_COLUMNS = (*ENERGY_KEYS, "start_charge")
+COLUMNS = (*REQUIRED, *ENERGY_FILE_COLUMNS)
 INTERVAL_DTYPE = np.dtype([("client", "i8"), ("start", "f8"), ("end", "f8")])
 
 
@@ -95,8 +100,10 @@ def _load_h5(path: Path) -> Fleet:
     if len(names) > MAX_CLASSES or np.any(raw["device_class"] >= len(names)):
         raise ValueError(f"device_class must index the {len(names)} (<= 256) device_classes")
     profiles = np.zeros(len(raw), dtype=PROFILE_DTYPE)
-    for col in PROFILE_DTYPE.names:
+    for col in REQUIRED:
         profiles[col] = raw[col]
+    given = {c: raw[c] for c in ENERGY_FILE_COLUMNS if c in raw.dtype.names}
+    _energy_columns(profiles, names, given)
     intervals = None
     if rows is not None:
         intervals = intervals_from_rows(rows.astype(INTERVAL_DTYPE), len(raw))
@@ -106,17 +113,19 @@ def _load_h5(path: Path) -> Fleet:
 def _load_csv(path: Path) -> Fleet:
     with path.open(newline="") as fh:
         reader = csv.DictReader(fh)
-        missing = set(COLUMNS) - set(reader.fieldnames or [])
+        missing = set(REQUIRED) - set(reader.fieldnames or [])
         if missing:
-            raise ValueError(f"missing columns {sorted(missing)}; need {', '.join(COLUMNS)}")
+            raise ValueError(f"missing columns {sorted(missing)}; need {', '.join(REQUIRED)}")
         rows = list(reader)
+        given = [c for c in ENERGY_FILE_COLUMNS if c in (reader.fieldnames or [])]
     names = list(dict.fromkeys(r["device_class"] for r in rows))
     if len(names) > MAX_CLASSES:
         raise ValueError(f"{len(names)} device classes; at most {MAX_CLASSES} are supported")
     profiles = np.zeros(len(rows), dtype=PROFILE_DTYPE)
     profiles["device_class"] = [names.index(r["device_class"]) for r in rows]
-    for col in COLUMNS[1:]:
+    for col in REQUIRED[1:]:
         profiles[col] = [float(r[col]) for r in rows]
+    _energy_columns(profiles, names, {c: [float(r[c]) for r in rows] for c in given})
     intervals = None
     ipath = _intervals_path(path)
     if ipath.is_file():
@@ -126,6 +135,19 @@ def _load_csv(path: Path) -> Fleet:
             rows_iv["client"], rows_iv["start"], rows_iv["end"] = data[:, 0], data[:, 1], data[:, 2]
         intervals = intervals_from_rows(rows_iv, len(profiles))
     return Fleet(profiles, names, intervals)
+
+
+def _energy_columns(profiles: np.ndarray, names: list[str], given: dict[str, object]) -> None:
+    """Fill the energy columns: from `given` (a file's), else each device's class values
+    in the catalogue (a phone's for a class not in it), with a full battery."""
+    for col in ENERGY_FILE_COLUMNS:
+        if col in given:
+            profiles[col] = given[col]
+        elif col == "start_charge":
+            profiles[col] = 1.0
+        else:
+            values = [CATALOGUE.get(n, {}).get(col, ENERGY_DEFAULTS[col]) for n in names]
+            profiles[col] = np.array(values, dtype=np.float64)[profiles["device_class"]]
 
 
 def check_profiles(fleet: Fleet, where: str) -> None:
@@ -144,6 +166,11 @@ def check_profiles(fleet: Fleet, where: str) -> None:
         raise InputError(f"fleet error: {where}: availability must be in [0, 1]")
     if np.any(p["latency"] < 0) or np.any(p["trace_period"] < 0):
         raise InputError(f"fleet error: {where}: latency and trace_period must be >= 0")
+    for col in ENERGY_KEYS:
+        if np.any(p[col] < 0):
+            raise InputError(f"fleet error: {where}: column {col} must be >= 0 for every client")
+    if not np.all((p["start_charge"] >= 0) & (p["start_charge"] <= 1)):
+        raise InputError(f"fleet error: {where}: start_charge must be in [0, 1]")
     iv = fleet.intervals
     if iv is not None and not (np.all(np.isfinite(iv.starts)) and np.all(np.isfinite(iv.ends))):
         raise InputError(f"fleet error: {where}: availability intervals must be finite")
@@ -163,6 +190,8 @@ def import_fedscale(
     budget of the catalogue class nearest in log FLOP/s (the class is recorded).
     behaviour: {client_id: {"active": [t...], "inactive": [t...], "finish_time": t}}: the
     client is online in [active[i], inactive[i]), its trace repeating every finish_time.
+    FedScale's traces hold no energy figures: every device gets a phone's (ENERGY_DEFAULTS)
+    and a full battery.
     Client ids are sorted; client i of the fleet is the i-th id.
     """
     capacity = _unpickle(capacity_path)
@@ -190,6 +219,9 @@ def _fedscale_fleet(
     profiles["uplink"] = profiles["downlink"] = bandwidth
     profiles["latency"] = latency
     profiles["availability"] = 1.0
+    for col in ENERGY_KEYS:
+        profiles[col] = ENERGY_DEFAULTS[col]
+    profiles["start_charge"] = 1.0
     intervals = None
     if behaviour_path is not None:
         behaviour = _unpickle(behaviour_path)

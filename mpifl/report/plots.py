@@ -18,7 +18,7 @@ from mpifl.results.reader import Run  # noqa: E402
 COLOURS = {
     "trained": "#2a9d8f", "unavailable": "#adb5bd", "infeasible": "#e76f51", "late": "#f4a261",
     "rejected": "#6d597a", "dropped": "#8d99ae", "surplus": "#b5e48c", "oom": "#9d0208",
-    "partial": "#e9c46a",
+    "partial": "#e9c46a", "low_battery": "#264653",
 }  # fmt: skip
 
 
@@ -44,16 +44,16 @@ METRICS = (
 
 
 def accuracy(runs: list[Run], labels: list[str], path: Path) -> None:
-    """Accuracy against round, virtual time and cumulative bytes (down + up; log scale
-    when the settings' traffic differs by more than 20x), one row per metric the runs
-    have: the global model on the global test set, each client's model on its own test
-    split. Per setting the mean over its seeds, with a band from the lowest to the highest
-    seed."""
+    """Accuracy against round, virtual time, cumulative bytes (down + up) and cumulative
+    energy of the clients' work (the last two on a log scale when the settings differ by
+    more than 20x), one row per metric the runs have: the global model on the global test
+    set, each client's model on its own test split. Per setting the mean over its seeds,
+    with a band from the lowest to the highest seed."""
     groups = _settings(runs, labels)
     rows = [m for m in METRICS if any(g.tables["rounds"][m[0]].notna().any() for g in runs)]
-    fig, axes = plt.subplots(len(rows) or 1, 3, figsize=(15, 4.2 * max(len(rows), 1)),
+    fig, axes = plt.subplots(len(rows) or 1, 4, figsize=(20, 4.2 * max(len(rows), 1)),
                              sharey="row", squeeze=False)  # fmt: skip
-    totals = []
+    totals: dict[int, list[float]] = {2: [], 3: []}
     for i, (column, what) in enumerate(rows):
         for label, group in groups.items():
             tables = [g.tables["rounds"] for g in group]
@@ -67,25 +67,31 @@ def accuracy(runs: list[Run], labels: list[str], path: Path) -> None:
                 np.mean([t["virtual_time"].to_numpy()[:n] for t in tables], axis=0),
                 np.mean([((t["bytes_down"] + t["bytes_up"]).cumsum() / 1e6).to_numpy()[:n]
                          for t in tables], axis=0),
+                np.mean([t["energy"].cumsum().to_numpy()[:n] for t in tables], axis=0),
             )  # fmt: skip
-            totals.append(xs[2][-1])
+            for k in totals:
+                totals[k].append(xs[k][-1])
             seeds = f" ({len(group)} seeds)" if len(group) > 1 else ""
             for ax, x in zip(axes[i], xs, strict=True):
+                if np.isnan(x).all():  # energy: not recorded before format 8
+                    continue
                 line = ax.plot(x[ok], acc.mean(axis=0)[ok], marker=".", label=label + seeds)[0]
                 if len(group) > 1:
                     low, high = acc.min(axis=0)[ok], acc.max(axis=0)[ok]
                     ax.fill_between(x[ok], low, high, color=line.get_color(), alpha=0.2, lw=0)
         axes[i][0].set_ylabel(f"accuracy: {textwrap.fill(what, 32)}", fontsize=9)
         axes[i][0].legend(fontsize=8)
-    positive = [t for t in totals if t > 0]
-    names = ("round (1 = the first)", "virtual time (s)", "cumulative traffic, down + up (MB)")
+    names = ("round (1 = the first)", "virtual time (s)", "cumulative traffic, down + up (MB)",
+             "cumulative energy of client work: training + radio (J)")  # fmt: skip
     for row in axes:
         for ax, name in zip(row, names, strict=True):
             ax.set_xlabel(name)
             ax.grid(alpha=0.3)
-        if positive and max(positive) > 20 * min(positive):
-            row[2].set_xscale("log")
-            row[2].set_xlabel(names[2] + ", log scale")
+        for k, values in totals.items():
+            positive = [t for t in values if t > 0]
+            if positive and max(positive) > 20 * min(positive):
+                row[k].set_xscale("log")
+                row[k].set_xlabel(names[k] + ", log scale")
     _finish(fig, "Accuracy (mean over seeds, band: lowest to highest seed)", path)
 
 
@@ -163,6 +169,48 @@ def rank_time(runs: list[Run], labels: list[str], path: Path) -> None:
     _finish(fig, "Wall-time split per rank", path)
 
 
+def _class_energy(run: Run, name: str) -> pd.DataFrame:
+    """The `energy` rows of device class `name` with `days`: the round's end on the
+    virtual clock, in the run's days (emulation.diurnal_period); rounds not yet in the
+    `rounds` table (a run still writing) left out."""
+    rows = run.tables["energy"]
+    rows = rows[rows["device_class"] == name].merge(
+        run.tables["rounds"][["round", "virtual_time"]], on="round"
+    )
+    day = float(run.config.get("emulation", {}).get("diurnal_period", 86400.0))
+    return rows.assign(days=rows["virtual_time"] / day)
+
+
+def batteries(runs: list[Run], labels: list[str], path: Path) -> None:
+    """Per setting (the mean over its seeds), against virtual time in days (each run's
+    emulation.diurnal_period): each device
+    class's mean state of charge (solid, left axis) and its devices below the threshold
+    (dashed, right axis), from the `energy` table."""
+    groups = _settings(runs, labels)
+    fig, axes = _panels(len(groups))
+    for ax, (label, group) in zip(axes, groups.items(), strict=True):
+        twin = ax.twinx()
+        for name in group[0].class_names:
+            rows = [_class_energy(g, name) for g in group]
+            n = min(len(r) for r in rows)
+            charge = np.mean([r["charge"].to_numpy()[:n] for r in rows], axis=0)
+            if not n or np.isnan(charge).all():
+                continue
+            days = np.mean([r["days"].to_numpy()[:n] for r in rows], axis=0)
+            line = ax.plot(days, charge, label=f"{name}: mean charge")[0]
+            low = np.mean([r["low_battery"].to_numpy()[:n] for r in rows], axis=0)
+            twin.plot(days, low, ls="--", color=line.get_color(), label=f"{name}: below threshold")
+        ax.set_ylim(0, 1)
+        ax.set_title(textwrap.fill(label, 45), fontsize=9)
+        ax.set_xlabel("virtual time (days)")
+        ax.grid(alpha=0.3)
+        twin.set_ylabel("devices below the threshold (declining)")
+        lines = ax.get_lines() + twin.get_lines()
+        ax.legend(lines, [h.get_label() for h in lines], fontsize=7, loc="lower left")
+    axes[0].set_ylabel("mean state of charge of battery-powered devices (fraction)")
+    _finish(fig, "Batteries by device class (energy table)", path)
+
+
 def write_all(runs: list[Run], labels: list[str], folder: Path) -> list[Path]:
     """Every figure into `folder` (runs grouped by `labels`); returns the files written."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -172,6 +220,7 @@ def write_all(runs: list[Run], labels: list[str], folder: Path) -> list[Path]:
         ("eval_groups", eval_groups),
         ("participation", participation),
         ("ranks", rank_time),
+        ("batteries", batteries),
     ):
         path = folder / f"{name}.png"
         draw(runs, labels, path)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from mpifl.results.reader import Run
-from mpifl.results.schema import Status
+from mpifl.results.schema import WORK_ENERGY, Status
 
 STATUSES = [s.name.lower() for s in Status]
 
@@ -45,11 +45,11 @@ def summarize(run: Run, target: float) -> dict[str, object]:
         "last5_client_acc_mean": _last(rounds["client_accuracy"]),
         "final_client_acc_pooled": _final(rounds["client_accuracy_pooled"]),
         f"rounds_to_{target:g}": int(reached[0]) + 1 if len(reached) else math.nan,
-        f"vtime_to_{target:g}_s": float(rounds["virtual_time"].iloc[reached[0]])
-        if len(reached)
-        else math.nan,
+        **_to_target(rounds, reached, target),
         "MB_down": rounds["bytes_down"].sum() / 1e6,
         "MB_up": rounds["bytes_up"].sum() / 1e6,
+        "energy_J": rounds["energy"].sum(skipna=False),
+        "J_per_round": rounds["energy"].mean(skipna=False),
         "client_MFLOP": trained["flops"].mean() / 1e6 if len(trained) else math.nan,
         "client_footprint_kB": trained["footprint"].mean() / 1e3 if len(trained) else math.nan,
     }
@@ -57,6 +57,20 @@ def summarize(run: Run, target: float) -> dict[str, object]:
     row.update({s: int(counts.get(s, 0)) for s in STATUSES})
     row["wall_s"] = float(run.attrs.get("wall_seconds", rounds["wall_time"].sum()))
     return row
+
+
+def _to_target(rounds: pd.DataFrame, reached: np.ndarray, target: float) -> dict[str, float]:
+    """Virtual seconds, MB (down + up) and J of client work until the first round that
+    reached `target` (NaN if none did; J: NaN in files without energy)."""
+    if not len(reached):
+        return {f"vtime_to_{target:g}_s": math.nan, f"MB_to_{target:g}": math.nan,
+                f"J_to_{target:g}": math.nan}  # fmt: skip
+    upto = rounds.iloc[: reached[0] + 1]
+    return {
+        f"vtime_to_{target:g}_s": float(upto["virtual_time"].iloc[-1]),
+        f"MB_to_{target:g}": float((upto["bytes_down"] + upto["bytes_up"]).sum() / 1e6),
+        f"J_to_{target:g}": float(upto["energy"].sum(skipna=False)),
+    }
 
 
 ACCURACY_COLUMNS = ("final_global_test_acc", "best_global_test_acc", "last5_global_test_acc",
@@ -81,13 +95,16 @@ def by_setting(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def by_device_class(run: Run, label: str | None = None) -> pd.DataFrame:
-    """Client-rounds per device class and status (column `run`: `label` or the run's name)."""
+    """Client-rounds per device class and status, and the J of their work (column `run`:
+    `label` or the run's name)."""
     part = run.tables["participation"]
     sampled = [n for n in run.class_names if (part["device_class"] == n).any()]
     table = pd.crosstab(part["device_class"], part["status"], dropna=False).reindex(
         index=sampled, columns=STATUSES, fill_value=0
     )
     table.insert(0, "sampled", table.sum(axis=1))
+    work = part[list(WORK_ENERGY)].sum(axis=1, min_count=len(WORK_ENERGY))
+    table["energy_J"] = work.groupby(part["device_class"], observed=False).sum(min_count=1)
     table = table.rename_axis("class").reset_index()
     table.insert(0, "run", run.name if label is None else label)
     return table

@@ -24,7 +24,7 @@ from mpifl.results.schema import Status
 from mpifl.results.status import effective
 from mpifl.results.writer import TABLES, ClientMetrics, declared_metrics
 
-NAMES = ("rounds", "participation", "ranks", "eval", "server", "client_metrics", "fleet")
+NAMES = ("rounds", "participation", "ranks", "eval", "server", "client_metrics", "energy", "fleet")
 
 
 @dataclass
@@ -48,8 +48,13 @@ class Run:
 
 
 FORMER_NAMES = {"variant": "family"}  # column -> its name before format 4
-ABSENT = {  # columns added in formats 4, 5 and 7 -> their value in older files (not recorded)
+ABSENT = {  # columns added in formats 4, 5, 7 and 8 -> their value in older files (not recorded)
     "steps": -1,
+    "energy_train": np.nan,
+    "energy_down": np.nan,
+    "energy_up": np.nan,
+    "charge": np.nan,
+    "energy": np.nan,
     "group": -1,
     "dispatch_time": np.nan,
     "arrival_time": np.nan,
@@ -100,7 +105,7 @@ def read_run(path: str | Path) -> Run:
         names = [str(c) for c in f["fleet"].attrs["device_classes"]]
         version = int(attrs.get("format_version", 1))
         for name in NAMES:
-            if name not in f:  # the server table is new in format 4, client_metrics in 6
+            if name not in f:  # server: new in format 4, client_metrics 6, energy 8
                 run.tables[name] = _frame(np.zeros(0, TABLES[name]), name)
                 continue
             ds = f[name]

@@ -16,7 +16,14 @@ from typing import Any, Protocol
 import numpy as np
 
 from mpifl.results.metrics import metric_history, round_metrics
-from mpifl.results.schema import EVAL_DTYPE, ROUNDS_DTYPE, SERVER_DTYPE, Status, contributes
+from mpifl.results.schema import (
+    EVAL_DTYPE,
+    ROUNDS_DTYPE,
+    SERVER_DTYPE,
+    WORK_ENERGY,
+    Status,
+    contributes,
+)
 from mpifl.results.writer import ClientMetrics, ResultsWriter
 
 
@@ -35,6 +42,7 @@ class Recorder:
     def __init__(self, writer: ResultsWriter, class_names: list[str]) -> None:
         self.writer, self.class_names = writer, class_names
         self.by_class = np.zeros((len(class_names), len(Status)), dtype=np.int64)
+        self.energy_by_class = np.zeros(len(class_names))  # J of work (training + radio)
         self._rounds: list[np.ndarray] = []
         self.history: list[tuple[int, dict[str, float]]] = []  # figures kept on a resume
         self.latest: dict[str, float] = {}  # figures of the last round recorded
@@ -70,6 +78,9 @@ class Recorder:
         part = kept["participation"]
         self.kept_participation = part  # what a resumed selector replays
         np.add.at(self.by_class, (part["device_class"], part["status"]), 1)
+        energy = kept["energy"]
+        np.add.at(self.energy_by_class, energy["device_class"],
+                  energy["energy_train"] + energy["energy_radio"])  # fmt: skip
         if len(kept["rounds"]):
             self._rounds.append(kept["rounds"])
         self.history = metric_history(kept)
@@ -96,12 +107,13 @@ class Recorder:
         metrics: dict[str, float],
         wall_start: float,
         client_metrics: np.ndarray | None = None,
+        energy: np.ndarray | None = None,
     ) -> np.void:
         """Record round `round_` (from 0): its participation rows (every sampled client),
-        the ranks' telemetry, the evaluations, the server step's metrics and the trained
+        the ranks' telemetry, the evaluations, the server step's metrics, the trained
         clients' `client_metrics` rows (each client's in the method's order; sorted by
-        client here, so that the bytes do not depend on the ranks); returns the `rounds`
-        row."""
+        client here, so that the bytes do not depend on the ranks) and the round's
+        `energy` rows per device class; returns the `rounds` row."""
         participation = np.sort(participation, order="client")
         status = participation["status"]
         np.add.at(self.by_class, (participation["device_class"], status), 1)
@@ -112,6 +124,7 @@ class Recorder:
             row[s.name.lower()] = int((status == s).sum())
         row["bytes_down"] = participation["bytes_down"].sum()
         row["bytes_up"] = participation["bytes_up"].sum()
+        row["energy"] = sum(participation[k].sum() for k in WORK_ENERGY)
         ok = contributes(status)
         samples = participation["samples"][ok].astype(np.float64)
         losses = participation["loss"][ok].astype(np.float64)
@@ -135,6 +148,9 @@ class Recorder:
         self.writer.append("participation", participation)
         self.writer.append("eval", eval_rows)
         self.writer.append("server", server_rows)
+        if energy is not None:
+            self.writer.append("energy", energy)
+            self.energy_by_class += energy["energy_train"] + energy["energy_radio"]
         if client_metrics is not None and len(client_metrics):
             order = np.argsort(client_metrics["client"], kind="stable")
             self.writer.append("client_metrics", client_metrics[order])
@@ -193,17 +209,25 @@ class Recorder:
             " model, own test split, mean over clients)"
         )
         mb = lambda n: f"{n / 1e6:.2f} MB"  # noqa: E731
+        energy = rounds["energy"]
         lines += [
             f"  virtual time    {rounds['virtual_time'][-1]:.1f} s",
             f"  bytes down/up   {mb(rounds['bytes_down'].sum())} / {mb(rounds['bytes_up'].sum())}",
-            "  participation by device class:",
+            f"  energy          {np.nansum(energy):.4g} J of client work (training + radio), "
+            f"{np.nanmean(energy) if len(energy) else 0.0:.4g} J per round",
+            "  participation by device class (energy: J of client work):",
         ]
-        header = ["class", "sampled"] + [s.name.lower() for s in Status]
-        widths = [max(8, len(h) + 2) for h in header]
+        header = ["class", "sampled"] + [s.name.lower() for s in Status] + ["energy"]
+        widths = [max(8, len(h) + 2) for h in header[:-1]] + [12]
         lines.append("    " + "".join(h.rjust(w) for h, w in zip(header, widths, strict=True)))
-        totals = ("all", by_class.sum(axis=0))
-        for name_, counts in [*zip(self.class_names, by_class, strict=True), totals]:
-            cells = [name_, str(int(counts.sum()))] + [str(int(c)) for c in counts]
+        rows = [*zip(self.class_names, by_class, self.energy_by_class, strict=True)]
+        for name_, counts, joules in [
+            *rows,
+            ("all", by_class.sum(axis=0), self.energy_by_class.sum()),
+        ]:
+            cells = (
+                [name_, str(int(counts.sum()))] + [str(int(c)) for c in counts] + [f"{joules:.4g}"]
+            )
             lines.append("    " + "".join(c.rjust(w) for c, w in zip(cells, widths, strict=True)))
         lines.append(f"  results         {self.path}")
         return "\n".join(lines)

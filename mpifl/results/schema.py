@@ -13,8 +13,10 @@ import numpy as np
 # the round that applies the update, its staleness and weight (asynchronous aggregation);
 # 6: the client_metrics table (a method's declared per-client figures, long format; its
 # units and descriptions in the dataset's attributes), read as empty from older files;
-# 7: the partial status (round.partial_work), participation.steps and rounds.partial
-FORMAT_VERSION = 7
+# 7: the partial status (round.partial_work), participation.steps and rounds.partial;
+# 8: energy and batteries: the low_battery status, participation's energies and charge,
+# rounds.low_battery and rounds.energy, the energy table, the fleet's energy columns
+FORMAT_VERSION = 8
 
 
 class Status(IntEnum):
@@ -29,6 +31,7 @@ class Status(IntEnum):
     SURPLUS = 6  # over-commitment: finished after the first `cohort` clients
     OOM = 7  # measured memory growth exceeded its budget (memory = measured | both)
     PARTIAL = 8  # round.partial_work: trained the local steps that fit the deadline, aggregated
+    LOW_BATTERY = 9  # its battery was below energy.threshold (or not yet back to energy.resume)
 
 
 CONTRIBUTING = (Status.TRAINED, Status.PARTIAL)  # statuses whose update the server aggregates
@@ -40,6 +43,8 @@ def contributes(status: np.ndarray) -> np.ndarray:
 
 
 STATUS_NAMES = {s.name.lower(): int(s) for s in Status}
+
+WORK_ENERGY = ("energy_train", "energy_down", "energy_up")  # participation's J of work
 
 PARTICIPATION_DTYPE = np.dtype(
     [
@@ -70,6 +75,10 @@ PARTICIPATION_DTYPE = np.dtype(
         ("applied", "i4"),  # round whose server step aggregates the update (0: none)
         ("staleness", "i4"),  # applied - round: server steps it lagged (-1: not applied)
         ("update_weight", "f4"),  # staleness weight of the update (1 when not stale)
+        ("energy_train", "f8"),  # J spent training
+        ("energy_down", "f8"),  # J spent receiving the model
+        ("energy_up", "f8"),  # J spent sending the update
+        ("charge", "f8"),  # J in its battery after the round (NaN: mains powered)
     ]
 )
 
@@ -89,8 +98,10 @@ ROUNDS_DTYPE = np.dtype(
         ("surplus", "i4"),
         ("oom", "i4"),
         ("partial", "i4"),
+        ("low_battery", "i4"),
         ("bytes_down", "i8"),
         ("bytes_up", "i8"),
+        ("energy", "f8"),  # J the sampled clients spent on the round's work
         ("train_loss", "f8"),  # sample-weighted mean over trained clients
         ("test_loss", "f8"),  # global/server model on the global test set (NaN: none)
         ("test_accuracy", "f8"),
@@ -136,6 +147,20 @@ SERVER_DTYPE = np.dtype(
     ]
 )
 
+ENERGY_DTYPE = np.dtype(
+    [
+        ("round", "i4"),
+        ("device_class", "u1"),
+        ("energy_train", "f8"),  # J, the class's sampled clients
+        ("energy_radio", "f8"),  # J, down + up
+        ("energy_idle", "f8"),  # J, every device of the class, the rest of the round
+        ("harvested", "f8"),  # J, into batteries (what a full battery cannot take is lost)
+        ("charge", "f8"),  # mean state of charge of its battery-powered devices, fraction
+        ("low_battery", "i4"),  # its devices declining for a low battery at the round's end
+        ("flat", "i4"),  # its devices with an empty battery at the round's end
+    ]
+)
+
 CLIENT_METRICS_DTYPE = np.dtype(
     [
         ("round", "i4"),
@@ -157,6 +182,13 @@ PROFILE_DTYPE = np.dtype(
         ("latency", "f4"),  # s, one way
         ("availability", "f4"),  # probability of being online in a round
         ("trace_period", "f8"),  # s after which the client's interval trace repeats (0 = never)
+        ("train_power", "f4"),  # W while training
+        ("idle_power", "f4"),  # W while neither training nor transferring
+        ("tx_power", "f4"),  # W while sending
+        ("rx_power", "f4"),  # W while receiving
+        ("battery", "f4"),  # capacity, J (0 = mains powered)
+        ("solar", "f4"),  # peak harvesting power, W (0 = none)
+        ("start_charge", "f4"),  # state of charge at virtual time 0, fraction of capacity
     ]
 )
 
@@ -191,6 +223,10 @@ participation.arrival_time | s (virtual) | when its update reaches the server; N
 participation.applied | round | round whose server step aggregates the update; 0 if none does
 participation.staleness | rounds | applied - round: server steps its model lagged; -1 if not applied
 participation.update_weight | ratio | staleness weight of the update (1 if fresh; 0 if not applied)
+participation.energy_train | J | energy spent training: train_power x compute_time
+participation.energy_down | J | energy spent receiving: rx_power x 8 bytes_down / downlink
+participation.energy_up | J | energy spent sending: tx_power x 8 bytes_up / uplink
+participation.charge | J | charge left in its battery after the round; NaN if mains powered
 rounds.round | round | round number, from 1 (the first round)
 rounds.virtual_time | s (virtual) | virtual clock at the end of the round
 rounds.duration | s (virtual) | virtual length of the round
@@ -205,8 +241,10 @@ rounds.dropped | clients | count of sampled clients with this status
 rounds.surplus | clients | count of sampled clients with this status
 rounds.oom | clients | count of sampled clients with this status
 rounds.partial | clients | count of sampled clients with this status
+rounds.low_battery | clients | count of sampled clients with this status
 rounds.bytes_down | bytes | sum over the round's participation rows
 rounds.bytes_up | bytes | sum over the round's participation rows
+rounds.energy | J | training + radio energy, sum over the round's participation rows
 rounds.train_loss | nats | sample-weighted mean training loss of trained clients
 rounds.test_loss | nats | global (server) model on the global test set
 rounds.test_accuracy | fraction | global (server) model on the global test set
@@ -234,6 +272,15 @@ eval.samples | samples | test samples; for clients/mean, clients averaged
 server.round | round | round number, from 1 (the first round)
 server.name | text | what the method's server step measured (per method: docs/methods.md)
 server.value | method-defined | the figure (units in docs/methods.md)
+energy.round | round | round number, from 1 (the first round)
+energy.device_class | enum | device class (enum of fleet.attrs['device_classes'])
+energy.energy_train | J | the class's sampled clients: energy spent training
+energy.energy_radio | J | the class's sampled clients: energy spent receiving and sending
+energy.energy_idle | J | every device of the class: idle power over the rest of the round
+energy.harvested | J | harvested into the class's batteries (none beyond a full one)
+energy.charge | fraction | mean state of charge of the class's battery-powered devices (NaN: none)
+energy.low_battery | devices | the class's devices below the threshold at the round's end
+energy.flat | devices | the class's devices with an empty battery at the round's end
 client_metrics.round | round | round number, from 1 (the first round)
 client_metrics.client | id | client id (a client that trained in this round)
 client_metrics.name | text | a per-client figure the method declares (its client_metrics)
@@ -246,6 +293,13 @@ fleet.downlink | bit/s | download bandwidth
 fleet.latency | s | one-way latency
 fleet.availability | probability | probability of being online in a round
 fleet.trace_period | s | period of the availability trace (0 = none)
+fleet.train_power | W | power while training
+fleet.idle_power | W | power while neither training nor transferring
+fleet.tx_power | W | power while sending
+fleet.rx_power | W | power while receiving
+fleet.battery | J | battery capacity (0 = mains powered)
+fleet.solar | W | peak harvesting power (a half sine over the day; 0 = none)
+fleet.start_charge | fraction | state of charge at virtual time 0
 fleet.n_train | samples | training samples
 fleet.n_test | samples | samples of the client's own test split
 """

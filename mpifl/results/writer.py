@@ -23,6 +23,7 @@ from mpifl.files import SPACE_MARGIN, require_space
 from mpifl.results.schema import (
     CLIENT_METRICS_DTYPE,
     COLUMNS,
+    ENERGY_DTYPE,
     EVAL_DTYPE,
     PARTICIPATION_DTYPE,
     RANKS_DTYPE,
@@ -39,6 +40,7 @@ TABLES = {
     "eval": EVAL_DTYPE,
     "server": SERVER_DTYPE,
     "client_metrics": CLIENT_METRICS_DTYPE,
+    "energy": ENERGY_DTYPE,
 }
 CHUNK_ROWS = 1024
 DECLARED = ("metrics", "metric_units", "metric_descriptions")  # client_metrics attributes
