@@ -1,7 +1,7 @@
 """Run the method comparison study: three experiments, several seeds, locally with mpiexec
 (default) or as SLURM jobs.
 
-    python analysis/study.py [--ranks 2] [--seeds 0 1 2] [--only compare fedmrl koala]
+    python analysis/study.py [--ranks 2] [--seeds 0 1 2 3 4] [--only compare fedmrl koala]
     python analysis/study_report.py results/study     # tables, claims and figures
 
 Experiments (docs/methods.md, "Results", says what each one asks):
@@ -32,6 +32,12 @@ import tomli_w
 from mpifl.hpc.sweep import load_sweep, status, write_tasks
 
 ROOT = Path("results/study")
+# "Comparable accuracy" (a claim that a method keeps another's accuracy) holds when the
+# one-sided 95% bound of the paired per-seed difference lies above -COMPARABLE_MARGIN.
+# Fixed before running: 2 points is the gap the seed papers themselves call "similar" or
+# "comparable" (KOALA's and REFT's tables report 1-2 point differences so), and it is
+# twice the seed-to-seed sd of FedAvg's final accuracy on the compare jobs (~0.01).
+COMPARABLE_MARGIN = 0.02
 LARGE = {"algorithm.large_channels": [16, 32], "algorithm.large_fc": 64}  # KOALA's L
 L_AS_MODEL = {"model.width": 1.0, "model.channels": [16, 32], "model.fc": 64}  # L for FedAvg
 UNCONSTRAINED = {"fleet.classes.mcu.weight": 0.0, "fleet.classes.hub.weight": 0.0}
@@ -156,7 +162,7 @@ def run_local(path: Path, ranks: int) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--ranks", type=int, default=2)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     p.add_argument("--only", nargs="+", choices=("compare", "fedmrl", "koala"))
     p.add_argument("--slurm", action="store_true", help="submit each run as a SLURM job")
     p.add_argument("--time", default="01:00:00")

@@ -1,8 +1,12 @@
 """Tables, the claims table and figures of the comparison study (runs of analysis/study.py).
 
-    python analysis/study_report.py results/study [--docs docs] [--readme README.md]
+    python analysis/study_report.py [results/study] [--data docs/study] [--docs docs]
+        [--readme README.md]
 
-Writes docs/study.md (every table), docs/figures/study_*.png, and the block of README.md
+Summarises every finished run under results/study into a small JSON file under
+docs/study/ (its table figures and its per-round curves; committed, so that the report
+regenerates on a fresh clone without the HDF5 files: run without a results folder), then
+writes docs/study.md (every table), docs/figures/study_*.png, and the block of README.md
 between the study markers (claims and headline tables). Every accuracy is the mean over
 a run's last 5 evaluations, then mean ± sample standard deviation over seeds; each
 column holds one metric, named in its header.
@@ -11,6 +15,7 @@ column holds one metric, named in its header.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +27,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from stats import paired, seeds_needed, verdict  # noqa: E402
+from study import COMPARABLE_MARGIN  # noqa: E402
 
 from mpifl.results import read_run  # noqa: E402
 
@@ -50,41 +57,86 @@ def to_target(rounds: pd.DataFrame, column: str, target: float) -> tuple[float, 
     return float(upto["virtual_time"].iloc[-1]), traffic, float(upto["energy"].sum(skipna=False))
 
 
-def collect(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(one row per finished run, every run's rounds table) keyed by experiment, setting,
-    method and seed."""
-    rows, curves = [], []
-    for path in sorted(root.glob("*/*/*/seed_*/task_0.h5")):
-        run = read_run(path)
-        if run.attrs.get("status") != "complete":
+CURVE = ("round", GLOBAL, CLIENT, POOLED, "virtual_time", "energy")  # kept per round
+
+
+def summarize(path: Path, key: dict[str, object]) -> dict[str, object]:
+    """One finished run's summary: the figures of its row in the tables (`row`) and the
+    per-round figures its curves need (`curve`), rounded to what the report prints."""
+    run = read_run(path)
+    rounds, part = run.tables["rounds"], run.tables["participation"]
+    trained = part[part["status"].isin(["trained", "partial"])]  # aggregated
+    target = TARGETS.get(str(key["setting"]), 0.90)
+    metric = CLIENT if key["experiment"] == "fedmrl" else GLOBAL  # personalised: no global
+    vtime, mb, joules = to_target(rounds, metric, target)
+    fleet = run.tables["fleet"]
+    row = key | {
+        "never_trained": int(len(fleet) - trained["client"].nunique()),
+        "clients": int(len(fleet)), "train_median": float(fleet["n_train"].median()),
+        "test_median": float(fleet["n_test"].median()),
+        "global": last_mean(rounds, GLOBAL), "client": last_mean(rounds, CLIENT),
+        "pooled": last_mean(rounds, POOLED),
+        "trained": int(len(trained)), "infeasible": int((part["status"] == "infeasible").sum()),
+        "kB_down": rounds["bytes_down"].mean() / 1e3, "kB_up": rounds["bytes_up"].mean() / 1e3,
+        "MFLOP": trained["flops"].mean() / 1e6 if len(trained) else np.nan,
+        "storage_kB": trained["bytes_up"].mean() / 1e3 if len(trained) else np.nan,
+        "target_metric": metric, "vtime_to_target": vtime, "MB_to_target": mb,
+        "J_to_target": joules, "energy_recorded": bool(rounds["energy"].notna().all()),
+        "wall_s": float(run.attrs.get("wall_seconds", np.nan)),
+    }  # fmt: skip
+    curve = rounds.reindex(columns=list(CURVE))
+    return {
+        "row": {k: _rounded(v) if isinstance(v, float) else v for k, v in row.items()},
+        "curve": {c: [_rounded(float(v)) for v in curve[c]] for c in CURVE},
+    }
+
+
+def _rounded(value: float) -> float | None:
+    """A figure as the summaries keep it: 6 significant digits; None for NaN."""
+    return None if not np.isfinite(value) else float(f"{value:.6g}")
+
+
+def refresh(results: Path, data: Path) -> int:
+    """Write the summary of every finished run under `results` (and the pre-trained
+    models' accuracies) into `data`, as JSON beside the run's place in the tree; returns
+    how many runs it summarised. A summary already there is rewritten."""
+    done = 0
+    for path in sorted(results.glob("*/*/*/seed_*/task_0.h5")):
+        if read_run(path).attrs.get("status") != "complete":
             continue
         experiment, setting, method = path.parts[-5:-2]
         seed = int(path.parent.name.removeprefix("seed_"))
-        rounds, part = run.tables["rounds"], run.tables["participation"]
-        trained = part[part["status"].isin(["trained", "partial"])]  # aggregated
-        target = TARGETS.get(setting, 0.90)
-        metric = CLIENT if experiment == "fedmrl" else GLOBAL  # personalised: no global model
-        vtime, mb, joules = to_target(rounds, metric, target)
         key = {"experiment": experiment, "setting": setting, "method": method, "seed": seed}
-        fleet = run.tables["fleet"]
-        rows.append(key | {
-            "never_trained": int(len(fleet) - trained["client"].nunique()),
-            "clients": int(len(fleet)), "train_median": float(fleet["n_train"].median()),
-            "test_median": float(fleet["n_test"].median()),
-            "global": last_mean(rounds, GLOBAL), "client": last_mean(rounds, CLIENT),
-            "pooled": last_mean(rounds, POOLED),
-            "trained": int(len(trained)), "infeasible": int((part["status"] == "infeasible").sum()),
-            "kB_down": rounds["bytes_down"].mean() / 1e3, "kB_up": rounds["bytes_up"].mean() / 1e3,
-            "MFLOP": trained["flops"].mean() / 1e6 if len(trained) else np.nan,
-            "storage_kB": trained["bytes_up"].mean() / 1e3 if len(trained) else np.nan,
-            "target_metric": metric, "vtime_to_target": vtime, "MB_to_target": mb,
-            "J_to_target": joules, "energy_recorded": bool(rounds["energy"].notna().all()),
-            "wall_s": float(run.attrs.get("wall_seconds", np.nan)),
-        })  # fmt: skip
-        curves.append(rounds[["round", GLOBAL, CLIENT]].assign(**key))
+        out = data / experiment / setting / method / f"seed_{seed}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(summarize(path, key), allow_nan=False) + "\n")
+        done += 1
+    pretrained = pretrained_accuracy(results)
+    if pretrained:
+        (data / "koala").mkdir(parents=True, exist_ok=True)
+        (data / "koala" / "pretrained.json").write_text(json.dumps(pretrained) + "\n")
+    return done
+
+
+def collect(data: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[int, float]]:
+    """(one row per summarised run, every run's curve keyed by experiment, setting,
+    method and seed, each seed's pre-trained L accuracy) from the summaries in `data`."""
+    rows, curves = [], []
+    for path in sorted(data.glob("*/*/*/seed_*.json")):
+        summary = json.loads(path.read_text())
+        row = {k: np.nan if v is None else v for k, v in summary["row"].items()}
+        key = {k: row[k] for k in ("experiment", "setting", "method", "seed")}
+        rows.append(row)
+        curves.append(pd.DataFrame(summary["curve"], dtype=float).assign(**key))
     if not rows:
-        raise SystemExit(f"no finished runs under {root}")
-    return pd.DataFrame(rows), pd.concat(curves, ignore_index=True)
+        raise SystemExit(f"no study summaries under {data} (run with a results folder)")
+    found = data / "koala" / "pretrained.json"
+    pretrained = (
+        {int(k): v for k, v in json.loads(found.read_text()).items()} if found.exists() else {}
+    )
+    curve = pd.concat(curves, ignore_index=True)
+    curve["round"] = curve["round"].astype(int)
+    return pd.DataFrame(rows), curve, pretrained
 
 
 def pretrained_accuracy(root: Path) -> dict[int, float]:
@@ -206,24 +258,23 @@ def _cell(df: pd.DataFrame, experiment: str, setting: str, method: str, col: str
     return stat(_per_seed(df, experiment, setting, method, col))
 
 
-COMPARABLE = 0.02  # "comparable accuracy": at most 2 points lower
-
-
 def _paired(a: pd.Series, b: pd.Series, kind: str) -> str:
-    """Verdict for "a comparable to b" (kind "comparable": a is at most COMPARABLE lower)
-    or "a better than b" ("better"), on the seeds both have: the runs of one seed share
-    data, fleet and client sampling, so the per-seed differences d are paired. The interval
-    is the mean of d ± two standard errors (at least one point): the claim holds if the
-    whole interval supports it, does not hold if the whole interval contradicts it, and
-    otherwise cannot be told here."""
-    d = (a - b).dropna()
-    if len(d) < 2:
+    """Verdict for "a comparable to b" (kind "comparable": a at most COMPARABLE_MARGIN
+    lower) or "a better than b" ("better"), on the seeds both have: the runs of one seed
+    share data, fleet and client sampling, so the per-seed differences are paired
+    (analysis/stats.py: a 95% t interval; comparable: its one-sided test against the
+    margin). A row that cannot be told says how many seeds would decide it if the
+    differences kept their mean and spread."""
+    d = (a - b).dropna().to_numpy()
+    margin = COMPARABLE_MARGIN if kind == "comparable" else 0.0
+    found, interval = verdict(d, kind, margin), paired(d)
+    if interval is None:
         return f"cannot tell ({len(d)} paired seed{'s' if len(d) != 1 else ''})"
-    mean, noise = d.mean(), max(2 * d.std() / np.sqrt(len(d)), 0.01)
-    floor = -COMPARABLE if kind == "comparable" else 0.0
-    verdict = "holds" if mean - noise >= floor else (
-        "does not hold" if mean + noise < floor else "cannot tell")  # fmt: skip
-    return f"{verdict} ({mean:+.3f} ± {noise:.3f}, {len(d)} seeds)"
+    more = ""
+    if found == "cannot tell":
+        need = seeds_needed(d, kind, margin)
+        more = f"; ~{need} seeds would decide it" if need else "; on the bound"
+    return f"{found} ({interval}{more})"
 
 
 def _cheaper(
@@ -245,7 +296,16 @@ def _cheaper(
 
 def claims(df: pd.DataFrame, pretrained: dict[int, float]) -> str:
     """The claims table: paper claim, paper figure, ours, setting, verdict. Verdicts pair
-    the runs of one seed; the verdict cell gives the mean paired difference ± its noise."""
+    the runs of one seed; the verdict cell gives the mean paired difference and its 95%
+    interval."""
+    lines = ["| claim | paper's figure | ours (mean ± sd over seeds) | setting | verdict "
+             "(paired difference [95% interval]) |", "|---|---|---|---|---|"]  # fmt: skip
+    lines += ["| " + " | ".join(r) + " |" for r in claims_rows(df, pretrained)]
+    return "\n".join(lines)
+
+
+def claims_rows(df: pd.DataFrame, pretrained: dict[int, float]) -> list[tuple[str, ...]]:
+    """The claims table's rows (see `claims`)."""
     rows = []
     for data in ("mnist", "synthetic"):
         rows.append(_cheaper(
@@ -298,10 +358,7 @@ def claims(df: pd.DataFrame, pretrained: dict[int, float]) -> str:
             "up to +8.48 points over the best of 7 FL baselines (not local-only)",
             f"client-mean acc {stat(fm)} vs local-only {stat(lo)}", f"fedmrl / {setting}",
             _paired(fm, lo, "better")))  # fmt: skip
-    lines = ["| claim | paper's figure | ours (mean ± sd over seeds) | setting | verdict "
-             "(paired difference ± noise) |", "|---|---|---|---|---|"]  # fmt: skip
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
+    return rows
 
 
 def _fedmrl_key(setting: str) -> tuple[int, int]:
@@ -397,7 +454,74 @@ def figures(
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")
         written.append(_save(fig, folder / "study_koala.png"))
+    fedmrl_pairs = [
+        (f"FedMRL vs local-only, {setting}", "better", CLIENT, ("fedmrl", setting, "fedmrl"),
+         ("fedmrl", setting, "local"))
+        for setting in sorted(set(df[df.experiment == "fedmrl"]["setting"]), key=_fedmrl_key)
+    ]  # fmt: skip
+    paired_figure = paired_against_rounds(curves, [*PAIRS, *fedmrl_pairs],
+                                          folder / "study_paired.png")  # fmt: skip
+    if paired_figure is not None:
+        written.append(paired_figure)
     return written
+
+
+PAIRS = (  # (claim, kind, column, (experiment, setting, method) of a, ... of b): a - b
+    ("sub-models vs FedAvg, mnist", "comparable", GLOBAL,
+     ("compare", "mnist", "submodel-prefix"), ("compare", "mnist", "fedavg")),
+    ("REFT vs FedAvg, mnist", "comparable", GLOBAL,
+     ("compare", "mnist", "reft"), ("compare", "mnist", "fedavg")),
+    ("sub-models vs FedAvg, synthetic", "comparable", GLOBAL,
+     ("compare", "synthetic", "submodel-prefix"), ("compare", "synthetic", "fedavg")),
+    ("REFT vs FedAvg, synthetic", "comparable", GLOBAL,
+     ("compare", "synthetic", "reft"), ("compare", "synthetic", "fedavg")),
+    ("KOALA's L vs FedAvg on L (constrained)", "comparable", GLOBAL,
+     ("koala", "constrained", "koala-pretrained"), ("koala", "constrained", "fedavg-L-pretrained")),
+    ("KOALA's L vs FedAvg on the small model", "better", GLOBAL,
+     ("koala", "constrained", "koala-pretrained"), ("koala", "constrained", "fedavg-small")),
+)  # fmt: skip
+
+
+def paired_against_rounds(curves: pd.DataFrame, pairs: list[tuple], path: Path) -> Path | None:
+    """One panel per claim: the paired per-seed difference a - b of the mean of each
+    run's last LAST evaluations up to each round, its mean over seeds and 95% t interval
+    (analysis/stats.py) against rounds, with 0 and, for "comparable", -COMPARABLE_MARGIN:
+    where the verdict settles."""
+    found = []
+    for claim, kind, column, a, b in pairs:
+        sides = []
+        for experiment, setting, method in (a, b):
+            g = curves[(curves.experiment == experiment) & (curves.setting == setting)
+                       & (curves.method == method)]  # fmt: skip
+            wide = g.pivot_table(index="round", columns="seed", values=column)
+            sides.append(wide.rolling(LAST, min_periods=LAST).mean())
+        d = (sides[0] - sides[1]).dropna(how="all")
+        if len(d) and d.shape[1] >= 2:
+            found.append((claim, kind, d))
+    if not found:
+        return None
+    cols = min(3, len(found))
+    rows = -(-len(found) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.4 * rows), squeeze=False)
+    for ax, (claim, kind, d) in zip(axes.flat, found, strict=False):
+        intervals = [paired(d.loc[r].to_numpy()) for r in d.index]
+        keep = [i for i, p in enumerate(intervals) if p is not None]
+        x = d.index[keep]
+        ax.plot(x, [intervals[i].mean for i in keep], color="C0",
+                label=f"mean over seeds ({d.shape[1]})")  # fmt: skip
+        ax.fill_between(x, [intervals[i].low for i in keep], [intervals[i].high for i in keep],
+                        color="C0", alpha=0.2, lw=0, label="95% t interval")  # fmt: skip
+        ax.axhline(0, color="k", lw=0.8)
+        if kind == "comparable":
+            ax.axhline(-COMPARABLE_MARGIN, color="C3", ls="--", lw=1, label="-margin")
+        ax.set_title(f"{claim} ({kind})", fontsize=9)
+        ax.set_xlabel("round")
+        ax.set_ylabel(f"paired difference, last-{LAST} mean", fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(found) :]:
+        ax.set_visible(False)
+    return _save(fig, path)
 
 
 def report(df: pd.DataFrame, pretrained: dict[int, float]) -> tuple[str, str]:
@@ -415,11 +539,17 @@ def report(df: pd.DataFrame, pretrained: dict[int, float]) -> tuple[str, str]:
         "README)."
     )
     rule = (f"Verdicts pair the runs of one seed (same data, fleet and client sampling): the "
-            "mean paired difference ± two standard errors (at least one point). \"Comparable\" "
-            f"allows {COMPARABLE * 100:.0f} points less; a claim holds if the whole interval "
-            "supports it, does not hold if the whole interval contradicts it, and otherwise "
-            "cannot be told with these seeds.")  # fmt: skip
-    parts = [f"# Study results\n\n{head}\n", "## Claims\n", claims(df, pretrained), "", rule, ""]
+            "mean paired difference and its 95% t interval over seeds. \"Better\" holds if the "
+            "interval lies above 0 and does not hold if it lies below. \"Comparable\" allows "
+            f"{COMPARABLE_MARGIN * 100:.0f} points less (a margin fixed before running, in "
+            "analysis/study.py): it holds if the one-sided 95% bound lies above -margin, does "
+            "not hold if the whole interval lies below it. Anything else cannot be told with "
+            f"these seeds. {len(claims_rows(df, pretrained))} rows are tested.")  # fmt: skip
+    settle = ("Where each verdict settles: every claim's paired difference (mean over seeds, "
+              "95% interval) against rounds.\n\n![paired differences against rounds]"
+              "(figures/study_paired.png)\n")  # fmt: skip
+    parts = [f"# Study results\n\n{head}\n", "## Claims\n", claims(df, pretrained), "", rule,
+             "", settle]  # fmt: skip
     block = [head, "", claims(df, pretrained), "", rule, ""]
     for data in ("mnist", "synthetic"):
         sub = df[(df.experiment == "compare") & (df.setting == data)]
@@ -455,12 +585,16 @@ def report(df: pd.DataFrame, pretrained: dict[int, float]) -> tuple[str, str]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("root", type=Path)
+    p.add_argument("results", type=Path, nargs="?",
+                   help="the study's runs (results/study): summarise the finished ones into "
+                   "--data first; without it, report from the summaries alone")  # fmt: skip
+    p.add_argument("--data", type=Path, default=Path("docs/study"), help="run summaries")
     p.add_argument("--docs", type=Path, default=Path("docs"))
     p.add_argument("--readme", type=Path, default=Path("README.md"))
     args = p.parse_args()
-    df, curves = collect(args.root)
-    pretrained = pretrained_accuracy(args.root)
+    if args.results is not None:
+        print(f"summarised {refresh(args.results, args.data)} runs into {args.data}")
+    df, curves, pretrained = collect(args.data)
     full, block = report(df, pretrained)
     (args.docs / "study.md").write_text(full)
     print(full)

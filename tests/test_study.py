@@ -61,8 +61,8 @@ TREE = {  # cell folder -> which real run stands in for it
 @pytest.mark.mpi
 def test_study_report_writes_claims_tables_figures_and_the_readme_block(small_job, tmp_path):
     runs = {"global": tmp_path / "fedavg.h5", "personal": tmp_path / "local.h5"}
-    run_ok(small_job, runs["global"], "run.rounds=2")
-    run_ok(small_job, runs["personal"], "run.rounds=2", "algorithm.name='local'")
+    run_ok(small_job, runs["global"], "run.rounds=6")  # 5 evaluations: a paired curve
+    run_ok(small_job, runs["personal"], "run.rounds=6", "algorithm.name='local'")
     root = tmp_path / "study"
     for cell, kind in TREE.items():
         for seed in (0, 1):
@@ -77,13 +77,18 @@ def test_study_report_writes_claims_tables_figures_and_the_readme_block(small_jo
     readme.write_text(README)
     docs = tmp_path / "docs"
     docs.mkdir()
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "analysis" / "study_report.py"), str(root),
-         "--docs", str(docs), "--readme", str(readme)],
-        capture_output=True, text=True, cwd=tmp_path, timeout=120,
-    )  # fmt: skip
+    data = docs / "study"
+    command = [sys.executable, str(ROOT / "analysis" / "study_report.py"), "--data", str(data),
+               "--docs", str(docs), "--readme", str(readme)]  # fmt: skip
+    proc = subprocess.run([*command, str(root)], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=120)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     report = (docs / "study.md").read_text()
+    assert len(list(data.glob("*/*/*/seed_*.json"))) == 2 * len(TREE)
+    shutil.rmtree(root)  # a fresh clone has the summaries, not the runs: the same report
+    again = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert (docs / "study.md").read_text() == report
     for heading in ("## Claims", "mnist", "N10-100pct-2cls", "### constrained"):
         assert heading in report
     assert "| FedMRL (Yi et al. 2024)" in report and "0.550 ± 0.071 pre-trained" in report
@@ -91,7 +96,7 @@ def test_study_report_writes_claims_tables_figures_and_the_readme_block(small_jo
     assert "client's model on own test: acc, client mean, last 5" in report
     assert "n/a (no global model)" in report  # majority has no global model to time
     assert "J of client work to target" in report
-    for figure in ("study_compare.png", "study_fedmrl.png", "study_koala.png"):
+    for figure in ("study_compare.png", "study_fedmrl.png", "study_koala.png", "study_paired.png"):
         assert (docs / "figures" / figure).stat().st_size > 10_000
     text = readme.read_text()
     assert text.startswith("# title\n\nbefore\n\n<!-- study:begin -->\n")
