@@ -47,6 +47,10 @@ COMPARE = {
     "centralized": {"algorithm.name": "centralized", "train.epochs": 1},
     "fedavg": {"algorithm.name": "fedavg"},
     "fedavg-ft": {"algorithm.name": "fedavg", "algorithm.finetune_epochs": 2},
+    "fedprox": {"algorithm.name": "fedprox", "round.partial_work": True},  # mu 0.01 (ours)
+    "fednova": {"algorithm.name": "fednova"},
+    "scaffold": {"algorithm.name": "scaffold"},
+    "fedyogi": {"algorithm.name": "fedyogi"},  # server_lr 0.01, beta 0.9 / 0.99 (Reddi et al.)
     "submodel-prefix": {"algorithm.name": "submodel", "algorithm.selection": "prefix"},
     "submodel-rolling": {"algorithm.name": "submodel", "algorithm.selection": "rolling"},
     "submodel-magnitude": {"algorithm.name": "submodel", "algorithm.selection": "magnitude"},

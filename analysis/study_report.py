@@ -237,7 +237,8 @@ def table(df: pd.DataFrame, columns: list[str], order: list[str]) -> str:
     return "\n".join(lines)
 
 
-COMPARE_ORDER = ["majority", "local", "centralized", "fedavg", "fedavg-ft", "submodel-prefix",
+COMPARE_ORDER = ["majority", "local", "centralized", "fedavg", "fedavg-ft", "fedprox", "fednova",
+                 "scaffold", "fedyogi", "submodel-prefix",
                  "submodel-rolling", "submodel-magnitude", "reft", "koala-homo", "koala-hetero",
                  "fedmrl"]  # fmt: skip
 FEDMRL_ORDER = ["majority", "local", "fedmrl"]

@@ -5,6 +5,7 @@ the README block (a smoke run, so the report cannot rot)."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import shutil
 import subprocess
 import sys
@@ -34,7 +35,7 @@ def test_every_study_cell_is_a_valid_job(tmp_path, monkeypatch):
         keys = dict(cell.keys)
         if keys.pop(study.PRETRAINED, False):
             keys["algorithm.server_init"] = str(state)
-        cfg = load_job(cell.job, [f"{k}={v!r}" for k, v in keys.items()])
+        cfg = load_job(cell.job, [f"{k}={json.dumps(v)}" for k, v in keys.items()])  # TOML
         assert cfg.algorithm.name == keys.get("algorithm.name", cfg.algorithm.name)
     fedmrl = [c for c in cells if c.experiment == "fedmrl"]
     assert {c.method for c in fedmrl} == {"fedmrl", "local", "majority"}
