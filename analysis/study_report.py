@@ -6,7 +6,8 @@
 Summarises every finished run under results/study into a small JSON file under
 docs/study/ (its table figures and its per-round curves; committed, so that the report
 regenerates on a fresh clone without the HDF5 files: run without a results folder), then
-writes docs/study.md (every table), docs/figures/study_*.png, and the block of README.md
+writes docs/study/per_seed.csv (every run's figures, diverged runs flagged),
+docs/study.md (every table), docs/figures/study_*.png, and the block of README.md
 between the study markers (claims and headline tables). Every accuracy is the mean over
 a run's last 5 evaluations, then mean ± sample standard deviation over seeds; each
 column holds one metric, named in its header.
@@ -27,7 +28,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from stats import paired, seeds_needed, verdict  # noqa: E402
+from stats import diverged, paired, seeds_needed, verdict  # noqa: E402
 from study import COMPARABLE_MARGIN  # noqa: E402
 
 from mpifl.results import read_run  # noqa: E402
@@ -70,7 +71,12 @@ def summarize(path: Path, key: dict[str, object]) -> dict[str, object]:
     metric = CLIENT if key["experiment"] == "fedmrl" else GLOBAL  # personalised: no global
     vtime, mb, joules = to_target(rounds, metric, target)
     fleet = run.tables["fleet"]
+    data = run.config["data"]
+    classes = data["synthetic"]["classes"] if data["name"] == "synthetic" else 10
+    losses = rounds["train_loss"][rounds["trained"] + rounds["partial"] > 0].to_numpy()
+    scored = rounds[metric] if rounds[metric].notna().any() else rounds[CLIENT]
     row = key | {
+        "diverged": diverged(losses, scored.to_numpy(), chance=1.0 / classes),
         "never_trained": int(len(fleet) - trained["client"].nunique()),
         "clients": int(len(fleet)), "train_median": float(fleet["n_train"].median()),
         "test_median": float(fleet["n_test"].median()),
@@ -124,7 +130,9 @@ def collect(data: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[int, float]]:
     rows, curves = [], []
     for path in sorted(data.glob("*/*/*/seed_*.json")):
         summary = json.loads(path.read_text())
-        row = {k: np.nan if v is None else v for k, v in summary["row"].items()}
+        row = {"diverged": False} | {
+            k: np.nan if v is None else v for k, v in summary["row"].items()
+        }
         key = {k: row[k] for k in ("experiment", "setting", "method", "seed")}
         rows.append(row)
         curves.append(pd.DataFrame(summary["curve"], dtype=float).assign(**key))
@@ -525,8 +533,25 @@ def paired_against_rounds(curves: pd.DataFrame, pairs: list[tuple], path: Path) 
     return _save(fig, path)
 
 
+def apart(df: pd.DataFrame) -> str:
+    """The diverged runs, which no table, verdict or figure includes: a Markdown list."""
+    gone = df[df["diverged"]]
+    if not len(gone):
+        return "No run diverged (non-finite loss, or at chance after its first quarter).\n"
+    lines = [
+        f"{len(gone)} runs diverged (a non-finite training loss, or at chance after "
+        "their first quarter) and are left out of every table, verdict and figure:\n"
+    ]
+    lines += [f"- {r.experiment} / {r.setting} / {r.method}, seed {r.seed}: last-{LAST} "
+              f"accuracy {r.global_ if np.isfinite(r.global_) else r.client:.3f}"
+              for r in gone.rename(columns={"global": "global_"}).itertuples()]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
 def report(df: pd.DataFrame, pretrained: dict[int, float]) -> tuple[str, str]:
-    """(the full Markdown report, the README block)."""
+    """(the full Markdown report, the README block) of the runs that did not diverge
+    (`df` holds them all; `apart` lists the others)."""
+    everything, df = df, df[~df["diverged"]]
     seeds = sorted(set(df.seed))
     wall = df["wall_s"].sum() / 60
     head = (
@@ -550,7 +575,7 @@ def report(df: pd.DataFrame, pretrained: dict[int, float]) -> tuple[str, str]:
               "95% interval) against rounds.\n\n![paired differences against rounds]"
               "(figures/study_paired.png)\n")  # fmt: skip
     parts = [f"# Study results\n\n{head}\n", "## Claims\n", claims(df, pretrained), "", rule,
-             "", settle]  # fmt: skip
+             "", settle, "## Diverged runs\n", apart(everything)]  # fmt: skip
     block = [head, "", claims(df, pretrained), "", rule, ""]
     for data in ("mnist", "synthetic"):
         sub = df[(df.experiment == "compare") & (df.setting == data)]
@@ -596,10 +621,15 @@ def main() -> None:
     if args.results is not None:
         print(f"summarised {refresh(args.results, args.data)} runs into {args.data}")
     df, curves, pretrained = collect(args.data)
+    keys = ["experiment", "setting", "method", "seed"]
+    df.sort_values(keys).to_csv(args.data / "per_seed.csv", index=False, float_format="%.6g")
     full, block = report(df, pretrained)
     (args.docs / "study.md").write_text(full)
     print(full)
-    for path in figures(df, curves, pretrained, args.docs / "figures"):
+    gone = df[df["diverged"]][keys]
+    kept = curves.merge(gone, on=keys, how="left", indicator=True)
+    kept = kept[kept["_merge"] == "left_only"].drop(columns="_merge")
+    for path in figures(df[~df["diverged"]], kept, pretrained, args.docs / "figures"):
         print(f"wrote {path}")
     readme = args.readme.read_text()
     if BEGIN in readme and END in readme:

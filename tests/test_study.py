@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 
 from mpifl.jobs import load_job
@@ -90,6 +91,18 @@ def test_study_report_writes_claims_tables_figures_and_the_readme_block(small_jo
     again = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert again.returncode == 0, again.stderr
     assert (docs / "study.md").read_text() == report
+    assert len(pd.read_csv(data / "per_seed.csv")) == 2 * len(TREE)
+    assert "No run diverged" in report
+    summary = json.loads((data / "compare/mnist/fedavg/seed_0.json").read_text())
+    summary["row"] |= {"seed": 7, "diverged": True}  # a run that diverged: listed, left out
+    (data / "compare/mnist/fedavg/seed_7.json").write_text(json.dumps(summary))
+    third = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert third.returncode == 0, third.stderr
+    listed = (docs / "study.md").read_text()
+    assert "1 runs diverged" in listed and "compare / mnist / fedavg, seed 7" in listed
+    assert listed.replace(listed.split("## Diverged runs")[1].split("##")[0], "") == report.replace(
+        report.split("## Diverged runs")[1].split("##")[0], ""
+    )  # every table and verdict as before
     for heading in ("## Claims", "mnist", "N10-100pct-2cls", "### constrained"):
         assert heading in report
     assert "| FedMRL (Yi et al. 2024)" in report and "0.550 ± 0.071 pre-trained" in report
