@@ -476,18 +476,15 @@ def figures(
 
 
 PAIRS = (  # (claim, kind, column, (experiment, setting, method) of a, ... of b): a - b
-    ("sub-models vs FedAvg, mnist", "comparable", GLOBAL,
-     ("compare", "mnist", "submodel-prefix"), ("compare", "mnist", "fedavg")),
-    ("REFT vs FedAvg, mnist", "comparable", GLOBAL,
-     ("compare", "mnist", "reft"), ("compare", "mnist", "fedavg")),
-    ("sub-models vs FedAvg, synthetic", "comparable", GLOBAL,
-     ("compare", "synthetic", "submodel-prefix"), ("compare", "synthetic", "fedavg")),
-    ("REFT vs FedAvg, synthetic", "comparable", GLOBAL,
-     ("compare", "synthetic", "reft"), ("compare", "synthetic", "fedavg")),
-    ("KOALA's L vs FedAvg on L (constrained)", "comparable", GLOBAL,
-     ("koala", "constrained", "koala-pretrained"), ("koala", "constrained", "fedavg-L-pretrained")),
-    ("KOALA's L vs FedAvg on the small model", "better", GLOBAL,
-     ("koala", "constrained", "koala-pretrained"), ("koala", "constrained", "fedavg-small")),
+    *((f"{name} vs FedAvg, {data}", "comparable", GLOBAL, ("compare", data, method),
+       ("compare", data, "fedavg"))
+      for data in ("mnist", "synthetic")
+      for name, method in (("sub-models", "submodel-prefix"), ("REFT", "reft"))),
+    *((f"KOALA's L vs {against}", kind, GLOBAL, ("koala", "constrained", "koala-pretrained"),
+       ("koala", "constrained", method))
+      for against, kind, method in (("FedAvg on L (constrained)", "comparable",
+                                     "fedavg-L-pretrained"),
+                                    ("FedAvg on the small model", "better", "fedavg-small"))),
 )  # fmt: skip
 
 
