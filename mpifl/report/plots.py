@@ -183,13 +183,13 @@ def _class_energy(run: Run, name: str) -> pd.DataFrame:
 
 def batteries(runs: list[Run], labels: list[str], path: Path) -> None:
     """Per setting (the mean over its seeds), against virtual time in days (each run's
-    emulation.diurnal_period): each device
-    class's mean state of charge (solid, left axis) and its devices below the threshold
-    (dashed, right axis), from the `energy` table."""
+    emulation.diurnal_period): each device class's mean state of charge (solid, left
+    axis) and its devices below the threshold (dashed, right axis, the same scale in
+    every panel), from the `energy` table."""
     groups = _settings(runs, labels)
     fig, axes = _panels(len(groups))
-    for ax, (label, group) in zip(axes, groups.items(), strict=True):
-        twin = ax.twinx()
+    twins = [ax.twinx() for ax in axes]
+    for ax, twin, (label, group) in zip(axes, twins, groups.items(), strict=True):
         for name in group[0].class_names:
             rows = [_class_energy(g, name) for g in group]
             n = min(len(r) for r in rows)
@@ -207,6 +207,9 @@ def batteries(runs: list[Run], labels: list[str], path: Path) -> None:
         twin.set_ylabel("devices below the threshold (declining)")
         lines = ax.get_lines() + twin.get_lines()
         ax.legend(lines, [h.get_label() for h in lines], fontsize=7, loc="lower left")
+    top = max((line.get_ydata().max() for t in twins for line in t.get_lines()), default=0)
+    for twin in twins:
+        twin.set_ylim(0, max(1.0, 1.1 * top))
     axes[0].set_ylabel("mean state of charge of battery-powered devices (fraction)")
     _finish(fig, "Batteries by device class (energy table)", path)
 
