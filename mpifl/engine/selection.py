@@ -79,6 +79,11 @@ class Selector(ABC):
         """Learn from round's participation rows (after it)."""
         self.history.observe(rows)
 
+    def candidate_count(self, n: int) -> int:
+        """d = ceil(`candidates` x n), at least n, at most the fleet: how many clients a
+        power-of-d strategy draws to keep n."""
+        return min(len(self.n_train), max(n, math.ceil(self.settings.candidates * n)))
+
     def rng(self, round_: int) -> np.random.Generator:
         """The round's random stream for selection."""
         return generator(self.seed, Purpose.SELECT, round_)
@@ -100,8 +105,7 @@ class PowerOfChoice(Selector):
     (never trained: first; ties: in draw order)."""
 
     def select(self, round_: int, n: int) -> np.ndarray:
-        clients = len(self.n_train)
-        d = min(clients, max(n, math.ceil(self.settings.candidates * n)))
+        clients, d = len(self.n_train), self.candidate_count(n)
         size = np.maximum(self.n_train, 1)  # a client without data counts as one sample
         weights = size / size.sum()
         drawn = self.rng(round_).choice(clients, size=d, replace=False, p=weights)
@@ -118,9 +122,8 @@ class EnergyAware(Selector):
     uses_history = False
 
     def select(self, round_: int, n: int) -> np.ndarray:
-        clients = len(self.n_train)
-        d = min(clients, max(n, math.ceil(self.settings.candidates * n)))
-        drawn = self.rng(round_).choice(clients, size=d, replace=False)
+        drawn = self.rng(round_).choice(len(self.n_train), size=self.candidate_count(n),
+                                        replace=False)  # fmt: skip
         if self.batteries is None:
             return np.sort(drawn[:n])
         spare = self.batteries.spare(drawn)

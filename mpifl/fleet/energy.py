@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mpifl.fleet.profiles import Fleet
+from mpifl.fleet.profiles import Fleet, transfer_times
 from mpifl.results.schema import ENERGY_DTYPE, WORK_ENERGY, Status
 from mpifl.streams import Purpose, uniform
 
@@ -28,16 +28,9 @@ if TYPE_CHECKING:  # (the config schema imports the fleet's catalogue)
 STARTED = (Status.TRAINED, Status.PARTIAL, Status.LATE, Status.DROPPED)  # before surplus
 
 
-def transfer_times(prof: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(receive, send) seconds of each row's bytes over its device's links."""
-    down = 8.0 * rows["bytes_down"] / prof["downlink"].astype(np.float64)
-    up = 8.0 * rows["bytes_up"] / prof["uplink"].astype(np.float64)
-    return down, up
-
-
 def work_energy(prof: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, ...]:
     """(training, receiving, sending) J of each row's work; `prof` are its devices' profiles."""
-    down, up = transfer_times(prof, rows)
+    down, up = transfer_times(prof, rows["bytes_down"], rows["bytes_up"])
     return (
         prof["train_power"].astype(np.float64) * rows["compute_time"],
         prof["rx_power"].astype(np.float64) * down,
@@ -47,7 +40,7 @@ def work_energy(prof: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, ...]:
 
 def busy_time(prof: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """Seconds each row's device spends training or transferring (not idle)."""
-    down, up = transfer_times(prof, rows)
+    down, up = transfer_times(prof, rows["bytes_down"], rows["bytes_up"])
     return rows["compute_time"] + down + up
 
 

@@ -47,6 +47,15 @@ class Fleet:
         return self.profiles.nbytes
 
 
+def transfer_times(
+    profiles: np.ndarray, bytes_down: np.ndarray, bytes_up: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(receive, send) seconds of the bytes over each device's links (`profiles`)."""
+    down = 8.0 * bytes_down / profiles["downlink"].astype(np.float64)
+    up = 8.0 * bytes_up / profiles["uplink"].astype(np.float64)
+    return down, up
+
+
 def generate_fleet(
     n_clients: int, classes: dict[str, dict[str, float]], spread: float, seed: int
 ) -> Fleet:

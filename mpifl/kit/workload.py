@@ -13,7 +13,7 @@ import numpy as np
 
 from mpifl.config import Config
 from mpifl.config.sections import TrainConfig
-from mpifl.fleet.profiles import Fleet
+from mpifl.fleet.profiles import Fleet, transfer_times
 from mpifl.models.cost import ModelCost
 from mpifl.results.schema import contributes
 
@@ -124,9 +124,5 @@ def virtual_times(
     given); 2 x latency + bytes / bandwidth."""
     speed = profiles["flops"] if speedup is None else profiles["flops"] * speedup
     compute = train_flops / speed
-    comm = (
-        2 * profiles["latency"].astype(np.float64)
-        + 8.0 * bytes_down / profiles["downlink"]
-        + 8.0 * bytes_up / profiles["uplink"]
-    )
-    return compute, comm
+    down, up = transfer_times(profiles, bytes_down, bytes_up)
+    return compute, 2 * profiles["latency"].astype(np.float64) + down + up
