@@ -199,6 +199,8 @@ def test_fleet_files_carry_energy_and_old_files_get_class_values(tmp_path):
         ),  # fmt: skip
         (["fleet.classes.sensor.battery=-1"], "battery"),
         (["round.interval=-5"], "round.interval"),
+        # refused when the job is loaded (mpifl validate), not only when a run starts:
+        (["selection.name='energy'", "energy.batteries=false"], "selection.name"),
     ],
 )
 def test_bad_energy_settings_are_refused(sets, problem):
@@ -213,3 +215,23 @@ def test_the_energy_selection_table_smoke_run(tmp_path):
     proc = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "uniform" in proc.stdout and "energy" in proc.stdout and "+-" in proc.stdout
+
+
+def test_idle_energy_of_a_round_with_a_late_client_is_not_negative():
+    """A client working past the round's end (late) is idle for none of it, not for a
+    negative time (a defect found in review: energy_idle went below zero)."""
+    fleet = generate_fleet(2, {"board": {**CATALOGUE["rpi"], "weight": 1.0}}, 0.0, seed=0)
+    rnd = RoundConfig(cohort=2, deadline=60.0, overcommit=1.0, interval=0.0,
+                      partial_work=False)  # fmt: skip
+    energy = FleetEnergy(fleet, None)
+    planner = Planner(0, fleet, np.array([10, 10]), rnd, Always(), 1, energy=energy)
+
+    def work(ids, _):
+        w = Workload.idle(2)
+        w.train_flops = np.array([1e9, 1e13])[ids]  # the second takes ~2000 s: late
+        return w
+
+    plan = planner.plan(0, 0.0, work)
+    assert plan.rows["status"].tolist() == [Status.TRAINED, Status.LATE]
+    rows = energy.end_round(0, 0.0, plan.duration, plan.rows)
+    assert rows["energy_idle"][0] >= 0.0
