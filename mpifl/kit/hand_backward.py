@@ -25,12 +25,13 @@ from torch import nn
 from torch.nn.modules.utils import _pair
 
 from mpifl.kit.group_matmul import Bmm, aligned_rows
+from mpifl.models.cnn import GroupNorm
 from mpifl.models.mrl import MRLModel
 
 Grads = list[torch.Tensor]
 Pair = tuple[int, int]
 Backward = Callable[[torch.Tensor, bool], tuple[torch.Tensor | None, Grads]]
-SPATIAL = (nn.Conv2d, nn.GroupNorm, nn.ReLU, nn.MaxPool2d)
+SPATIAL = (nn.Conv2d, nn.GroupNorm, GroupNorm, nn.ReLU, nn.MaxPool2d)
 VECTOR = (nn.Linear, nn.LayerNorm, nn.ReLU)
 WEIGHTED = (nn.Conv2d, nn.Linear, nn.GroupNorm, nn.LayerNorm)  # affine norms (see supported)
 PATCHES_ONCE = 2**24  # numbers (64 MiB) of a group's first-layer patches; see step_inputs

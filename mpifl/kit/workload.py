@@ -36,9 +36,9 @@ class Workload:
 
     @classmethod
     def idle(cls, n: int) -> Workload:
-        """n clients with nothing to train, hold or send."""
-        zeros = np.zeros(n, dtype=np.int64)
-        return cls(zeros, np.zeros(n), zeros, zeros, np.ones(n, np.float32),
+        """n clients with nothing to train, hold or send (arrays of their own)."""
+        zeros = lambda: np.zeros(n, dtype=np.int64)  # noqa: E731
+        return cls(zeros(), np.zeros(n), zeros(), zeros(), np.ones(n, np.float32),
                    np.zeros(n, np.float32), np.zeros(n, np.int16))  # fmt: skip
 
 

@@ -29,6 +29,7 @@ from mpifl.kit.training import (
     get_flat,
     load_flat,
     loss_and_correct,
+    prepare_model,
     sample_cross_entropy,
 )
 from mpifl.kit.workload import RoundPlan, Workload, footprint
@@ -93,7 +94,10 @@ class FedMRL(Method):
         alg = self.config.algorithm
         if ctx.spec.arch == "cnn" and ctx.spec.width != 1.0:
             raise ConfigError("model.width", ctx.spec.width, "must be 1 for fedmrl")
-        self.variants = [MRLModel(ctx.spec, alg.global_fc, fc, alg.mrl_dims) for fc in alg.local_fc]
+        self.variants = [
+            prepare_model(MRLModel(ctx.spec, alg.global_fc, fc, alg.mrl_dims), self.config.train)
+            for fc in alg.local_fc
+        ]
         with seeded_init(self.config.run.seed, 1):
             model = MRLModel(ctx.spec, alg.global_fc, alg.local_fc[0], alg.mrl_dims)
         self.weights = flatten(model.global_parameters())

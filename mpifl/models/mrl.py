@@ -13,6 +13,7 @@ import math
 import torch
 from torch import nn
 
+from mpifl.models.cnn import conv_blocks
 from mpifl.models.spec import ModelSpec
 
 
@@ -21,21 +22,18 @@ def extractor(spec: ModelSpec, fc: int, out: int) -> nn.Sequential:
 
     The representation is the last Linear's output without a ReLU: with one, over half of
     the units died on small client data sets and the model learnt only class priors."""
-    layers: list[nn.Module] = []
     if spec.arch == "cnn":
-        c_in, h, w = spec.input_shape
-        for channels in spec.channels:
-            layers += [nn.Conv2d(c_in, channels, spec.kernel, padding=spec.kernel // 2)]
-            if spec.norm != "none":
-                groups = 1 if spec.norm == "layer" else math.gcd(spec.groups, channels)
-                layers.append(nn.GroupNorm(groups, channels))
-            layers += [nn.ReLU(), nn.MaxPool2d(2)]
-            c_in, h, w = channels, h // 2, w // 2
-        width = c_in * h * w
+        layers, width = conv_blocks(spec)
     else:
-        width = math.prod(spec.input_shape)
+        layers, width = [], math.prod(spec.input_shape)
     layers += [nn.Flatten(), nn.Linear(width, fc), nn.ReLU(), nn.Linear(fc, out)]
     return nn.Sequential(*layers)
+
+
+def standalone_model(spec: ModelSpec, fc: int, dim: int) -> nn.Sequential:
+    """FedMRL's personal extractor F_k alone (fc width `fc`, `dim` outputs), then a header:
+    what its paper's Standalone baseline trains."""
+    return nn.Sequential(*extractor(spec, fc, dim), nn.Linear(dim, spec.n_classes))
 
 
 class MRLModel(nn.Module):
