@@ -78,6 +78,9 @@ def parser() -> argparse.ArgumentParser:
     pre.add_argument("--output", required=True, help="state dict to write (.pt)")
     pre.add_argument("--epochs", type=int, default=30, help="epochs over the proxy set")
     pre.add_argument("--lr", type=float, default=0.01, help="SGD learning rate")
+    pre.add_argument("--samples", type=int, default=0,
+                     help="train on this many of the proxy set's samples (0 = all): a server "
+                     "with few labels, so that fine-tuning has room to show")  # fmt: skip
     pre.add_argument("--overwrite", action="store_true")
     return p
 
@@ -191,17 +194,20 @@ def pretrain_command(args: argparse.Namespace) -> int:
             f"pretrain error: {args.job} has algorithm.name = {cfg.algorithm.name!r}; "
             "pre-training is for KOALA's large model (algorithm.name = 'koala')"
         )
-    if not (args.epochs >= 1 and 0 < args.lr < float("inf")):
-        raise InputError("pretrain error: --epochs must be >= 1 and --lr a positive number")
+    if not (args.epochs >= 1 and 0 < args.lr < float("inf") and args.samples >= 0):
+        raise InputError(
+            "pretrain error: --epochs must be >= 1, --lr a positive number, --samples >= 0"
+        )
     output = Path(args.output)
     refuse_existing(output, args.overwrite)
     configure_threads(cfg.run.threads)
     data = build_dataset(cfg.data, cfg.fleet.clients, cfg.run.seed)
     spec = spec_from_config(cfg.model, data.input_shape, data.n_classes)
     output.parent.mkdir(parents=True, exist_ok=True)
-    info = pretrain_large(cfg, data, spec, args.epochs, args.lr, output)
+    info = pretrain_large(cfg, data, spec, args.epochs, args.lr, output, args.samples)
     print(
-        f"large model ({info['params']} parameters) pre-trained on the proxy set: "
+        f"large model ({info['params']} parameters) pre-trained on {info['samples']} samples "
+        "of the proxy set: "
         f"loss {info['loss']:.4f}, global test accuracy {info['test_accuracy']:.4f}; "
         f"saved {output}"
     )

@@ -9,7 +9,7 @@ import torch
 from mpifl.data import build_dataset
 from mpifl.data.arrays import load_npz
 from mpifl.data.digits import load_digits
-from mpifl.errors import InputError
+from mpifl.errors import ConfigError, InputError
 from mpifl.jobs import validate_job
 
 
@@ -34,6 +34,23 @@ def test_pooled_splits_are_disjoint_and_cover_roles():
     assert len(flat) == len(np.unique(flat)) == 1797
     assert abs(len(data.global_test_idx) - 0.2 * 1797) < 11
     assert abs(len(data.proxy_idx) - 0.1 * 1797) < 11
+
+
+def test_a_validation_set_replaces_the_test_set_which_is_used_nowhere():
+    """data.validation: the same test set is carved first and then left out entirely; a
+    held-out set of that fraction of the data takes its place; the proxy keeps its size."""
+    plain = build_dataset(_data_cfg(), 50, seed=0)
+    tuned = build_dataset(_data_cfg(validation=0.1), 50, seed=0)
+    test = set(plain.global_test_idx.tolist())
+    used = [tuned.global_test_idx, tuned.proxy_idx]
+    used += [r for k in range(tuned.n_clients) for r in (tuned.train.row(k), tuned.test.row(k))]
+    flat = np.concatenate(used)
+    assert len(flat) == len(np.unique(flat)) == 1797 - len(test)
+    assert not test & set(flat.tolist())
+    assert abs(len(tuned.global_test_idx) - 0.1 * 1797) < 11
+    assert abs(len(tuned.proxy_idx) - len(plain.proxy_idx)) < 11
+    with pytest.raises(ConfigError, match="data.validation"):
+        build_dataset(_data_cfg(name="synthetic", validation=0.1), 30, seed=0)
 
 
 def test_local_test_split_has_train_labels():

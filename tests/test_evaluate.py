@@ -51,3 +51,21 @@ def test_client_means_and_pooled_sums_are_exact_for_large_clients():
     assert (mean.group, mean.samples, mean.accuracy) == ("clients/mean", 2, 0.5)
     assert (pooled.group, pooled.samples, pooled.accuracy) == ("clients/pooled", 2010, 10 / 2010)
     assert pooled.loss > 1000 and np.isfinite(pooled.loss)
+
+
+def test_each_device_class_gets_its_clients_mean():
+    """In a fleet of several classes, `clients/mean/<class>` is the mean over that class's
+    clients with test samples (a client without any counts in none)."""
+    splits = {0: labelled(20), 1: labelled(0), 2: labelled(10), 3: labelled(5)}
+    data = SimpleNamespace(
+        n_test=np.array([len(splits[k][0]) for k in splits]), client_test=splits.__getitem__
+    )
+
+    def score(k: int, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
+        return 0.0, len(x) if k == 2 else 0  # client 2 scores perfectly
+
+    evaluator = Evaluator(Comm(), np.array([1, 0, 0, 1], np.uint8), ["mcu", "phone"])
+    groups = {r.group: (r.accuracy, r.samples) for r in evaluator.clients(data, score)}
+    assert groups["clients/mean/mcu"] == (1.0, 1) and groups["clients/mean/phone"] == (0.0, 2)
+    one_class = Evaluator(Comm(), np.zeros(4, np.uint8), ["phone"]).clients(data, score)
+    assert [r.group for r in one_class] == ["clients/mean", "clients/pooled"]

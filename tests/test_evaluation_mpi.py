@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from mpifl.data import build_dataset
+from mpifl.fleet import build_fleet
 from mpifl.jobs import load_job
 from tests.conftest import run_ok
 
@@ -34,11 +35,11 @@ def test_majority_baseline_scores_each_clients_majority_label(small_job, tmp_pat
     out = tmp_path / "majority.h5"
     run_ok(small_job, out, "algorithm.name='majority'", *LABEL_SKEW)
     table = eval_table(out)
-    assert table["groups"] == {"clients/mean", "clients/pooled"}
     assert np.isnan(table["rounds"]["test_accuracy"]).all()  # no global model
     cfg = load_job(small_job, ["algorithm.name='majority'", *LABEL_SKEW])
     data = build_dataset(cfg.data, cfg.fleet.clients, cfg.run.seed)
-    accuracies, correct, samples = [], 0, 0
+    fleet = build_fleet(cfg.fleet, data.n_clients, cfg.run.seed)
+    accuracies, correct, samples, by_class = [], 0, 0, {}
     for k in range(data.n_clients):
         _, y_test = data.client_test(k)
         if len(y_test):
@@ -46,6 +47,14 @@ def test_majority_baseline_scores_each_clients_majority_label(small_job, tmp_pat
             hits = int((y_test.numpy() == majority).sum())
             accuracies.append(hits / len(y_test))
             correct, samples = correct + hits, samples + len(y_test)
+            name = fleet.class_names[fleet.profiles["device_class"][k]]
+            by_class.setdefault(f"clients/mean/{name}", []).append(hits / len(y_test))
+    assert len(by_class) > 1  # the per-class means of a fleet of several classes
+    assert table["groups"] == {"clients/mean", "clients/pooled", *by_class}
+    for group, values in by_class.items():
+        row = last(table["rows"], group)
+        assert row["accuracy"] == pytest.approx(np.mean(values), abs=1e-9)
+        assert row["samples"] == len(values)
     mean, pooled = last(table["rows"], "clients/mean"), last(table["rows"], "clients/pooled")
     assert mean["accuracy"] == pytest.approx(np.mean(accuracies), abs=1e-9)
     assert mean["samples"] == len(accuracies)
@@ -81,7 +90,8 @@ def test_centralized_and_fine_tuned_fedavg(small_job, tmp_path):
     run_ok(small_job, plain, *LABEL_SKEW)
     run_ok(small_job, tuned, "algorithm.finetune_epochs=3", *LABEL_SKEW)
     c, p, t = eval_table(central), eval_table(plain), eval_table(tuned)
-    assert c["groups"] == p["groups"] == {"global", "clients/mean", "clients/pooled"}
+    per_class = {g for g in p["groups"] if g.startswith("clients/mean/")}
+    assert c["groups"] == p["groups"] == {"global", "clients/mean", "clients/pooled", *per_class}
     assert c["rounds"]["bytes_up"].sum() == 0
     assert c["rounds"]["test_accuracy"][-1] > p["rounds"]["test_accuracy"][-1]
     # fine-tuning changes only what clients use, not the global model

@@ -26,6 +26,7 @@ JOBS = {  # method -> (job, its --set overrides)
     "reft": ("reft_digits", ()),
     "submodel": ("submodel_digits", ()),
     "local": ("fedavg_hetero_digits", ("algorithm.name='local'",)),
+    "standalone": ("standalone_digits", ()),
     "majority": ("fedavg_hetero_digits", ("algorithm.name='majority'",)),
     "centralized": ("fedavg_hetero_digits", ("algorithm.name='centralized'",)),
 }

@@ -46,6 +46,7 @@ SERVER_METRICS = {
     "koala": {"reverse_kd_loss", "forward_kd_loss"},
     "fedmrl": set(),
     "local": set(),
+    "standalone": set(),
     "majority": set(),
     "centralized": {"train_loss"},
 }
@@ -68,6 +69,8 @@ def tiny(method: str, tmp_path, **sets: object):
     }
     if method == "fedmrl":
         raw["algorithm"].update(local_fc=[12, 8], global_fc=8, mrl_dims=[4, 8])
+    if method == "standalone":
+        raw["algorithm"].update(local_fc=[12, 8], dim=8)
     if method == "koala":
         raw["algorithm"].update(large_hidden=[32], server_epochs=1, forward_epochs=1)
     if method == "reft":
@@ -117,23 +120,27 @@ def test_client_and_server_steps(method, tmp_path):
     assert all(0.0 <= r.accuracy <= 1.0 for r in results)
 
 
-@pytest.mark.parametrize("method", ["fedavg", "submodel", "koala", "reft", "local", "fedmrl"])
+@pytest.mark.parametrize(
+    "method",
+    ["fedavg", "submodel", "koala", "reft", "local", "local-tiers", "standalone", "fedmrl"],
+)
 def test_grouping_never_changes_a_result(method, tmp_path):
     """train.group = 1 and 3: the same clients, their outcomes, the reduced sums and the
     clients' kept models, bit for bit."""
     results = {}
     for group in (1, 3):
         sets = {"train__momentum": 0.5, "train__group": group}
-        if method in ("submodel", "koala"):  # microcontrollers fit only the quarter width
-            sets["algorithm__" + ("tiers" if method == "submodel" else "small_widths")] = [1, 0.25]
+        if method in ("submodel", "koala", "local-tiers"):  # microcontrollers: quarter width
+            key = "small_widths" if method == "koala" else "tiers"
+            sets["algorithm__" + key] = [1, 0.25]
         if method == "fedmrl":  # a clip that bites: every step's gradient is clipped
             sets["algorithm__clip"] = 0.5
-        if method in ("submodel", "koala", "reft"):
+        if method in ("submodel", "koala", "reft", "local-tiers"):
             sets["model__hidden"] = [512]
             sets["fleet__classes"] = {"mcu": {"weight": 1.0}, "phone": {"weight": 1.0}}
         if method == "koala":
             sets["algorithm__mode"] = "heterogeneous"
-        cfg = tiny(method, tmp_path, round__cohort=8, **sets)
+        cfg = tiny(method.removesuffix("-tiers"), tmp_path, round__cohort=8, **sets)
         parts = assemble(cfg, Comm(), tmp_path / "out.h5")
         plan = parts.planner.plan(0, 0.0, parts.method.workload)
         rows = plan.rows[plan.scheduled(0)]
@@ -150,7 +157,7 @@ def test_grouping_never_changes_a_result(method, tmp_path):
     (one, one_sums), (three, three_sums) = results[1], results[3]
     assert np.all(one["group"] == -1)
     assert len(set(three["group"])) >= 3
-    variants = {"fedavg": 1, "local": 1, "reft": 4}.get(method, 2)
+    variants = {"fedavg": 1, "local": 1, "reft": 4}.get(method, 2)  # (local-tiers: 2)
     assert len(set(three["variant"])) == variants
     assert np.all(three["status"] == Status.TRAINED)
     for column in ("status", "loss", "accuracy"):
@@ -158,6 +165,48 @@ def test_grouping_never_changes_a_result(method, tmp_path):
     assert set(one_sums) == set(three_sums)
     for name in one_sums:  # the reduced sums, and each client's kept model (by id)
         assert one_sums[name].tobytes() == three_sums[name].tobytes(), name
+
+
+def test_local_only_with_tiers_trains_the_widest_model_a_client_holds(tmp_path):
+    """Microcontrollers that cannot hold the model train its quarter width instead of
+    being left untrained; nothing is sent (each array of the work its own)."""
+    sets = {
+        "model__hidden": [1024],
+        "fleet__spread": 0.0,
+        "fleet__classes": {"mcu": {"weight": 1.0}, "phone": {"weight": 1.0}},
+    }
+    statuses = {}
+    for tiers in ([1.0], [1.0, 0.25]):
+        cfg = tiny("local", tmp_path, round__cohort=12, algorithm__tiers=tiers, **sets)
+        parts = assemble(cfg, Comm(), tmp_path / "out.h5")
+        rows = parts.planner.plan(0, 0.0, parts.method.workload).rows
+        mcu = parts.fleet.profiles["device_class"][rows["client"]] == 0
+        assert mcu.any() and (~mcu).any()
+        assert not rows["bytes_down"].any() and not rows["bytes_up"].any()
+        statuses[len(tiers)] = rows["status"][mcu], rows["variant"]
+    assert np.all(statuses[1][0] == Status.INFEASIBLE)
+    assert np.all(statuses[2][0] == Status.TRAINED)
+    assert set(statuses[2][1]) == {0, 1}
+
+
+def test_koala_warm_start_distils_the_large_model_into_the_small_ones(tmp_path):
+    """algorithm.warm_start: before round 1 the small model agrees with L on the proxy set
+    more than it did as initialised."""
+    agree = {}
+    for warm in (False, True):
+        cfg = tiny("koala", tmp_path, algorithm__warm_start=warm, algorithm__forward_epochs=20,
+                   algorithm__forward_lr=0.5)  # fmt: skip
+        m = assemble(cfg, Comm(), tmp_path / "out.h5").method
+        large = m._logits(m.large).argmax(1)
+        small = m._logits(m.families[0].model, m.small[0]).argmax(1)
+        agree[warm] = float((large == small).float().mean())
+    assert agree[True] > agree[False] + 0.2, agree
+
+
+def test_reft_distils_on_proxy_samples_of_the_proxy_set(tmp_path):
+    m = assemble(tiny("reft", tmp_path, algorithm__proxy_samples=7), Comm(), tmp_path / "o.h5")
+    assert len(m.method.proxy_x) == 7
+    assert m.method.accumulator_sizes()["teacher"] == 7 * 10
 
 
 def run_in_process(cfg, tmp_path) -> tuple[int, str]:

@@ -131,6 +131,15 @@ SCHEMA: Section = {
         "alpha": number(0.5, 0.0, 1e6, low_open=True, doc="Dirichlet concentration"),
         "classes_per_client": integer(2, 1, "for shards and fedmrl partitions"),
         "test_fraction": number(0.2, 0.0, 1.0, True, True, "global test set, carved out first"),
+        "validation": number(
+            0.0,
+            0.0,
+            1.0,
+            high_open=True,
+            doc="tuning: this fraction of the data, carved "
+            "from the training pool, replaces the global test set (which is then used "
+            "nowhere); 0 = off; pooled data sets only",
+        ),  # fmt: skip
         "proxy_fraction": number(0.1, 0.0, 1.0, high_open=True, doc="server proxy set"),
         "local_test_fraction": number(0.2, 0.0, 1.0, high_open=True, doc="per-client test split"),
         "min_samples": integer(2, 1, "fewest training samples a client may hold", 10**6),
@@ -159,6 +168,12 @@ SCHEMA: Section = {
         "clients": integer(100, 0, "0 = as many as the data's natural partition", 10**9),
         "trace": Field("str", "", "must be a fleet file (.csv or .h5) from `mpifl fleet`"),
         "spread": number(0.3, 0.0, 3.0, doc="lognormal sigma of profiles inside a device class"),
+        "deal": choice(
+            "random",
+            ("random", "by_data"),
+            "random: client k gets device k; by_data: the devices dealt so that each class "
+            "holds about its share of the training data (mpifl/fleet/deal.py)",
+        ),  # fmt: skip
         "classes": DEVICE_FIELDS,
     },
     "model": {

@@ -81,6 +81,9 @@ class DataConfig:
     classes_per_client: int
     # global test set, carved out first
     test_fraction: float
+    # tuning: this fraction of the data, carved from the training pool, replaces the global
+    # test set (which is then used nowhere); 0 = off; pooled data sets only
+    validation: float
     # server proxy set
     proxy_fraction: float
     # per-client test split
@@ -139,6 +142,9 @@ class FleetConfig:
     trace: str
     # lognormal sigma of profiles inside a device class
     spread: float
+    # random: client k gets device k; by_data: the devices dealt so that each class holds
+    # about its share of the training data (mpifl/fleet/deal.py); one of random, by_data
+    deal: str
     classes: dict[str, DeviceClassConfig]
 
 

@@ -22,7 +22,9 @@ def partition_pool(
     """Global test and proxy sets first (stratified), then the partition, then local splits.
 
     With an official `test` set, it is the global test set and data.test_fraction is unused;
-    data.proxy_fraction is then a fraction of the training pool."""
+    data.proxy_fraction is then a fraction of the training pool. With data.validation > 0,
+    a stratified validation set of that fraction of the data is carved from the rest and
+    takes the test set's place (tuning never sees the test set)."""
     rng = generator(seed, Purpose.PARTITION)
     if test is None:
         labels = y.numpy()
@@ -34,6 +36,12 @@ def partition_pool(
         labels = y.numpy()
         rest, global_test = np.arange(n_pool), np.arange(n_pool, len(y))
         proxy_share = data.proxy_fraction
+    if data.validation:  # a held-out validation set stands in for the test set
+        before = len(rest)
+        share = min(data.validation * len(labels) / before, 1.0)
+        keep, held_out = stratified_split(labels[rest], share, rng)
+        rest, global_test = rest[keep], rest[held_out]
+        proxy_share = min(proxy_share * before / max(len(rest), 1), 1.0)  # the same size
     keep, proxy = stratified_split(labels[rest], proxy_share, rng)
     pool, proxy = rest[keep], rest[proxy]
     parts = partition(

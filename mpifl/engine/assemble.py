@@ -20,6 +20,7 @@ from mpifl.engine.throttle import limit_data_segment
 from mpifl.errors import ConfigError
 from mpifl.fleet import Fleet, build_fleet
 from mpifl.fleet.availability import build_availability
+from mpifl.fleet.deal import deal_by_data
 from mpifl.fleet.energy import build_energy
 from mpifl.kit import Distiller, Evaluator, Method, MethodContext
 from mpifl.kit.state_store import ClientStateStore, state_root
@@ -69,6 +70,8 @@ def assemble(cfg: Config, comm: Comm, output: Path) -> Assembly:
             "round.cohort", cfg.round.cohort, f"must be <= the {data.n_clients} clients"
         )
     fleet = build_fleet(cfg.fleet, data.n_clients, seed)
+    if cfg.fleet.deal == "by_data":
+        fleet = deal_by_data(fleet, data.n_train, seed)
     availability = build_availability(cfg.emulation, fleet, seed)
     if cfg.emulation.rlimit_data:
         limit_data_segment(cfg.emulation.rlimit_data)
@@ -88,7 +91,8 @@ def assemble(cfg: Config, comm: Comm, output: Path) -> Assembly:
     set_malloc_thresholds(*malloc_thresholds(cfg.emulation.memory, store is not None))
     speedup = bf16_speedup(cfg, fleet)
     distiller = Distiller(comm, cfg.aggregation.frac_bits)
-    ctx = MethodContext(cfg, data, fleet, spec, Evaluator(comm), distiller, store, speedup)
+    evaluator = Evaluator(comm, fleet.profiles["device_class"], fleet.class_names)
+    ctx = MethodContext(cfg, data, fleet, spec, evaluator, distiller, store, speedup)
     method = cls(ctx)
     planner = Planner(
         seed,

@@ -29,7 +29,10 @@ class Fleet:
         """A fleet of n clients where client k has device k mod len(self)."""
         if n == len(self):
             return self
-        devices = np.arange(n) % len(self)
+        return self.take(np.arange(n) % len(self))
+
+    def take(self, devices: np.ndarray) -> Fleet:
+        """A fleet where client k has device `devices[k]` (with its availability trace)."""
         intervals = None
         if self.intervals is not None:
             iv = self.intervals

@@ -58,7 +58,7 @@ from mpifl.models import (
     seeded_model,
 )
 from mpifl.models.cost import cost_of
-from mpifl.models.mrl import MRLModel
+from mpifl.models.mrl import MRLModel, standalone_model
 from mpifl.models.slicing import SELECTIONS, SliceMap, layout, select_units
 from mpifl.streams import Purpose, seeded_init, torch_generator
 
@@ -74,6 +74,7 @@ __all__ = [
     "Evaluator",
     "Field",
     "MRLModel",
+    "standalone_model",
     "Method",
     "MethodContext",
     "Metrics",

@@ -32,8 +32,11 @@ class Evaluator:
     the per-chunk (per-client) figures in index order, so every result is bitwise the same
     for any rank count, and a diverged model's loss (inf, nan) is reported, not rejected."""
 
-    def __init__(self, comm: Comm) -> None:
+    def __init__(
+        self, comm: Comm, device_class: np.ndarray | None = None, class_names: list[str] = ()
+    ) -> None:
         self.comm = comm
+        self.device_class, self.class_names = device_class, list(class_names)
 
     def _table(self, rows: dict[int, list[float]], n: int, width: int) -> np.ndarray:
         """(n, width) float64: row i from the one rank that computed it. Every other rank
@@ -61,8 +64,10 @@ class Evaluator:
         """Every client's own test split, scored by the model that client would use:
         `score(k, x, y)` returns (summed loss, correct). Client k is scored on rank
         k mod R (a stateful client's home rank). Returns `clients/mean` (the mean over
-        clients with test samples of their loss and accuracy; `samples` = clients) and
-        `clients/pooled` (all those test samples pooled, i.e. weighted by test size)."""
+        clients with test samples of their loss and accuracy; `samples` = clients),
+        `clients/pooled` (all those test samples pooled, i.e. weighted by test size) and,
+        in a fleet of several device classes, `clients/mean/<class>` (the mean over that
+        class's clients: what constrained devices get)."""
         tested = np.flatnonzero(data.n_test > 0)
         mine = {}
         for i in np.flatnonzero(tested % self.comm.size == self.comm.rank):
@@ -71,14 +76,22 @@ class Evaluator:
             mine[int(i)] = [loss, float(correct), float(len(x))]
         loss, correct, n = self._table(mine, len(tested), 3).T
         clients, samples = len(tested), round(n.sum())
-        per_client = (loss / np.maximum(n, 1)).sum(), (correct / np.maximum(n, 1)).sum()
-        return [
+        mean_loss, accuracy = loss / np.maximum(n, 1), correct / np.maximum(n, 1)
+        results = [
             EvalResult(
-                "clients/mean", per_client[0] / max(clients, 1), per_client[1] / max(clients, 1),
-                clients,
+                "clients/mean", mean_loss.sum() / max(clients, 1),
+                accuracy.sum() / max(clients, 1), clients,
             ),
             EvalResult(
                 "clients/pooled", loss.sum() / max(samples, 1),
                 round(correct.sum()) / max(samples, 1), samples,
             ),
         ]  # fmt: skip
+        classes = None if self.device_class is None else self.device_class[tested]
+        if classes is not None and len(np.unique(classes)) > 1:
+            for k in np.unique(classes):
+                of, name = classes == k, f"clients/mean/{self.class_names[k]}"
+                size = int(of.sum())
+                results.append(EvalResult(name, float(mean_loss[of].sum() / size),
+                                          float(accuracy[of].sum() / size), size))  # fmt: skip
+        return results

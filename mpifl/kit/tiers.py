@@ -30,26 +30,34 @@ class Tier:
     trainer: ClientTrainer  # how a client trains it
 
 
-def build_tiers(ctx: MethodContext, widths: list[float]) -> list[Tier]:
-    """Tiers from the widest to the narrowest (widths relative to the configured model)."""
+def build_tiers(ctx: MethodContext, widths: list[float], update_norm: bool = False) -> list[Tier]:
+    """Tiers from the widest to the narrowest (widths relative to the configured model);
+    `update_norm`: their trainers report the client metric update_norm."""
     tiers = []
     for width in sorted(set(widths), reverse=True):
         spec = ctx.spec.at_width(ctx.spec.width * width)
         model = build_model(spec)
         keep = layout(model).sizes
         model = prepare_model(model, ctx.config.train)
-        trainer = ClientTrainer(model, ctx.config.train, ctx.spec.input_shape)
+        trainer = ClientTrainer(
+            model, ctx.config.train, ctx.spec.input_shape, update_norm=update_norm
+        )
         tiers.append(Tier(width, model, measure_cost(spec), keep, trainer))
     return tiers
 
 
 def choose_tiers(
-    ctx: MethodContext, tiers: list[Tier], clients: np.ndarray, download: np.ndarray | None = None
+    ctx: MethodContext,
+    tiers: list[Tier],
+    clients: np.ndarray,
+    download: np.ndarray | None = None,
+    upload: bool = True,
 ) -> np.ndarray:
     """Per client, the index of the widest tier whose training footprint fits its memory
     and whose virtual round time fits the deadline; the narrowest tier if none does (the
     plan then records the client as infeasible or late). `download` (bool per client)
-    says whether the model is sent this round (default: yes)."""
+    says whether the model is sent this round (default: yes); without `upload` nothing is
+    sent back (local training)."""
     train = ctx.config.train
     prof = ctx.fleet.profiles[clients]
     n = ctx.data.n_train[clients]
@@ -60,7 +68,11 @@ def choose_tiers(
         t = tiers[i]
         nbytes = np.full(len(clients), t.cost.param_bytes)
         compute, comm = virtual_times(
-            prof, n * t.cost.train_flops_per_sample * train.epochs, nbytes * sends, nbytes, speedup
+            prof,
+            n * t.cost.train_flops_per_sample * train.epochs,
+            nbytes * sends,
+            nbytes * upload,
+            speedup,
         )
         fits = footprint(t.cost, train) <= prof["memory"]
         ok = fits & (compute + comm <= ctx.config.round.deadline)

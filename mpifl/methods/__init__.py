@@ -24,6 +24,7 @@ from mpifl.methods.local_only import LocalOnly
 from mpifl.methods.majority import Majority
 from mpifl.methods.reft import REFT
 from mpifl.methods.scaffold import Scaffold
+from mpifl.methods.standalone import Standalone
 from mpifl.methods.submodel import SubModel
 from mpifl.plugins import installed_method, is_plugin, load_plugin
 from mpifl.results.schema import client_metrics_problem
@@ -46,6 +47,7 @@ METHODS: dict[str, type[Method]] = {
         Koala,
         FedMRL,
         LocalOnly,
+        Standalone,
         Majority,
         Centralized,
     )  # fmt: skip

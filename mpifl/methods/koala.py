@@ -73,6 +73,12 @@ class Koala(Method):
         "server_lr": number(0.05, 0.0, low_open=True),
         "forward_epochs": integer(2, 1, "forward KD epochs per family per round"),
         "forward_lr": number(0.05, 0.0, low_open=True),
+        "warm_start": Field(
+            "bool",
+            False,
+            doc="before round 1, distil L (e.g. a pre-trained server_init) "
+            "into every small family by forward KD on the proxy set (ours)",
+        ),  # fmt: skip
         "server_batch": integer(32, 1),
     }
 
@@ -94,6 +100,8 @@ class Koala(Method):
         self.proxy_x, self.proxy_y = ctx.proxy
         if len(self.proxy_x) == 0:
             raise ConfigError("data.proxy_fraction", 0.0, "must be > 0: KOALA distils on it")
+        if alg.warm_start:
+            self._forward_kd(-1)
 
     def workload(self, clients: np.ndarray, round_: int) -> Workload:
         family = choose_tiers(self.ctx, self.families, clients)
@@ -151,19 +159,25 @@ class Koala(Method):
             self.large, self.proxy_x, teacher, alg.temperature, alg.server_epochs,
             alg.server_batch, alg.server_lr, gen, labels,
         )  # fmt: skip
-        # forward KD: large -> each small family; the results are next round's downloads
+        forward = self._forward_kd(plan.round)
+        return {"reverse_kd_loss": reverse, "forward_kd_loss": float(np.mean(forward))}
+
+    def _forward_kd(self, round_: int) -> list[float]:
+        """Forward KD, large -> each small family (the results are what clients download
+        next); each family's mean KD loss per proxy sample."""
+        alg, seed = self.config.algorithm, self.config.run.seed
         teacher = torch.softmax(self._logits(self.large) / alg.temperature, dim=1)
         forward = []
         for i, fam in enumerate(self.families):
             set_flat(fam.model, self.small[i])
-            gen = torch_generator(seed, Purpose.DISTILL, plan.round, 1 + i)
-            loss = distill(
+            gen = torch_generator(seed, Purpose.DISTILL, round_, 1 + i)
+            loss = self.ctx.distiller.distill(
                 fam.model, self.proxy_x, teacher, alg.temperature, alg.forward_epochs,
                 alg.server_batch, alg.forward_lr, gen,
             )  # fmt: skip
             forward.append(loss)
             self.small[i] = get_flat(fam.model)
-        return {"reverse_kd_loss": reverse, "forward_kd_loss": float(np.mean(forward))}
+        return forward
 
     def evaluate(self) -> list[EvalResult]:
         """The large model (headline) and every small family on the global test set; with
@@ -180,11 +194,17 @@ class Koala(Method):
 
 
 def pretrain_large(
-    cfg: object, data: object, spec: ModelSpec, epochs: int, lr: float, path: Path
-) -> dict:
-    """Train KOALA's large model on the proxy set with labels; save its state dict."""
+    cfg: object, data: object, spec: ModelSpec, epochs: int, lr: float, path: Path,
+    samples: int = 0,
+) -> dict:  # fmt: skip
+    """Train KOALA's large model on the proxy set with labels (`samples` of them drawn at
+    random, 0 = all); save its state dict."""
     model = seeded_model(large_spec(spec, cfg.algorithm), cfg.run.seed, 1)
     x, y = data.proxy()
+    if samples:
+        gen = torch_generator(cfg.run.seed, Purpose.DISTILL, -1, 98)
+        keep = torch.randperm(len(x), generator=gen)[:samples]
+        x, y = x[keep], y[keep]
     if len(x) == 0:
         raise ConfigError("data.proxy_fraction", 0.0, "must be > 0: pre-training uses it")
     train = replace(cfg.train, epochs=epochs, lr=lr)
@@ -193,4 +213,4 @@ def pretrain_large(
     _, correct = loss_and_correct(model, tx, ty)
     torch.save(model.state_dict(), path)
     return {"params": sum(p.numel() for p in model.parameters()), "loss": loss,
-            "test_accuracy": correct / max(len(tx), 1)}  # fmt: skip
+            "test_accuracy": correct / max(len(tx), 1), "samples": len(x)}  # fmt: skip

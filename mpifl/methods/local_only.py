@@ -1,36 +1,107 @@
 """Local-only training, a per-client baseline: every client trains its own model on its
 own data and never communicates. It is FedAvg's model, initial weights and local training
-without the aggregation: all clients start from the model FedAvg starts from, a client's
-model persists across rounds in the client-state store, and a client is scored on its own
-test split with its own model (the initial one if it has not trained yet)."""
+without the aggregation: a client's model persists across rounds in the client-state
+store, and a client is scored on its own test split with its own model (its initial one
+if it has not trained yet).
+
+With `tiers` other than [1], each client trains the widest of those widths of the
+configured model that fits its memory and the deadline (chosen once, for the run), so a
+device that cannot hold the configured model trains the largest one it can instead of
+being scored with an untrained model. Every tier starts from its own seeded weights."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
+from torch import nn
 
+from mpifl.kit import ConfigError, seeded_model, widths
 from mpifl.kit.accumulate import Accumulators
+from mpifl.kit.batched import ClientTrainer, group_size
 from mpifl.kit.evaluate import EvalResult
-from mpifl.kit.method import ClientTask, Metrics
-from mpifl.kit.training import loss_and_correct, set_flat
-from mpifl.kit.workload import RoundPlan, Workload
+from mpifl.kit.method import ClientTask, MethodContext, Metrics
+from mpifl.kit.tiers import build_tiers, choose_tiers
+from mpifl.kit.training import get_flat, loss_and_correct, set_flat
+from mpifl.kit.workload import RoundPlan, WholeModel, Workload
 from mpifl.methods.fedavg import FedAvg
+
+
+@dataclass
+class OwnModel:
+    """One model a client may hold: the module it trains in, its trainer, its work and
+    width (relative to the configured model)."""
+
+    model: nn.Module
+    trainer: ClientTrainer
+    work: WholeModel
+    width: float = 1.0
 
 
 class LocalOnly(FedAvg):
     """Each client alone: no aggregation, no server model, no traffic."""
 
     name = "local"
-    fields = {"server_init": FedAvg.fields["server_init"]}  # start every client from it
+    fields = {
+        "server_init": FedAvg.fields["server_init"],  # start every client from it
+        "tiers": widths(
+            [1.0], "width tiers: each client trains the widest that fits its memory and the "
+            "deadline ([1]: the configured model)",
+        ),
+    }  # fmt: skip
     stateful = True
 
+    def __init__(self, ctx: MethodContext) -> None:
+        super().__init__(ctx)
+        alg = self.config.algorithm
+        self.own: list[OwnModel] = [OwnModel(self.model, self.trainer, self.work)]
+        self.initial = [self.weights]
+        self.tier_of: np.ndarray | None = None
+        if alg.tiers != [1.0]:
+            if alg.server_init:
+                raise ConfigError("algorithm.server_init", alg.server_init,
+                                  "must be empty when algorithm.tiers is not [1]")  # fmt: skip
+            tiers = build_tiers(ctx, alg.tiers, update_norm=True)
+            self.own = [OwnModel(t.model, t.trainer, WholeModel.of(t.cost, self.config.train),
+                                 t.width) for t in tiers]  # fmt: skip
+            self.initial = [
+                self.weights if t.width == 1.0 else
+                get_flat(seeded_model(ctx.spec.at_width(ctx.spec.width * t.width),
+                                      self.config.run.seed))
+                for t in tiers
+            ]  # fmt: skip
+            self.tier_of = choose_tiers(ctx, tiers, ctx.all_clients, upload=False)
+        self.group_size = group_size(self.config, [own.trainer for own in self.own])
+
+    def variants_of(self, clients: np.ndarray) -> np.ndarray:
+        """The index of the model each of `clients` holds."""
+        if self.tier_of is None:
+            return np.zeros(len(clients), dtype=np.int64)
+        return self.tier_of[clients]
+
+    def initial_weights(self, client: int) -> torch.Tensor:
+        """A client's model before it trains."""
+        return self.initial[int(self.variants_of(np.array([client]))[0])]
+
     def workload(self, clients: np.ndarray, round_: int) -> Workload:
-        work = super().workload(clients, round_)
-        work.bytes_down[:] = work.bytes_up[:] = 0
+        """Each client trains its own model; nothing is sent."""
+        variant = self.variants_of(clients)
+        n = self.ctx.data.n_train[clients]
+        work = Workload.idle(len(clients))
+        for v, own in enumerate(self.own):
+            mine = variant == v
+            part = own.work.workload(n[mine])
+            work.footprint[mine], work.train_flops[mine] = part.footprint, part.train_flops
+            work.width[mine] = own.width
+        work.variant[:] = variant
         return work
 
     def accumulator_sizes(self) -> dict[str, int]:
         return {}
+
+    def client_trainer(self, variant: int) -> ClientTrainer:
+        return self.own[variant].trainer
 
     def client_start(self, task: ClientTask) -> torch.Tensor:
         return self._weights_of(task.client)
@@ -38,7 +109,7 @@ class LocalOnly(FedAvg):
     def _weights_of(self, client: int) -> torch.Tensor:
         """The client's own model (the initial one before it trains)."""
         state = self.ctx.state.get(client)
-        return self.weights if state is None else torch.from_numpy(state["weights"])
+        return self.initial_weights(client) if state is None else torch.from_numpy(state["weights"])
 
     def client_finish(
         self, task: ClientTask, start: torch.Tensor, trained: torch.Tensor, acc: Accumulators
@@ -57,7 +128,8 @@ class LocalOnly(FedAvg):
         """Each client's own test split, scored by its own model."""
 
         def score(client: int, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
-            set_flat(self.model, self._weights_of(client))
-            return loss_and_correct(self.model, x, y)
+            model = self.own[int(self.variants_of(np.array([client]))[0])].model
+            set_flat(model, self._weights_of(client))
+            return loss_and_correct(model, x, y)
 
         return self.ctx.evaluator.clients(self.ctx.data, score)

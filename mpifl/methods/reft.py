@@ -88,6 +88,12 @@ class REFT(Method):
         "server_epochs": integer(10, 1, "distillation epochs over the proxy set per round"),
         "server_lr": number(0.2, 0.0, low_open=True, doc="distillation SGD learning rate"),
         "server_batch": integer(32, 1),
+        "proxy_samples": integer(
+            0,
+            0,
+            "distil on this many of the proxy set's samples, drawn at random once "
+            "(0 = all): the sensitivity to the server's unlabelled data (ours)",
+        ),  # fmt: skip
     }
 
     def __init__(self, ctx: MethodContext) -> None:
@@ -100,6 +106,10 @@ class REFT(Method):
         self.tiers = build_tiers(ctx, [1 - p for p in self.ratios])  # widest first
         self.tier = self._tiers_for(ctx, alg.p_max, alg.p_step)
         self.proxy_x = ctx.proxy[0]
+        if alg.proxy_samples:
+            gen = torch_generator(self.config.run.seed, Purpose.DISTILL, -1, 97)
+            self.proxy_x = self.proxy_x[torch.randperm(len(self.proxy_x), generator=gen)]
+            self.proxy_x = self.proxy_x[: alg.proxy_samples]
         if len(self.proxy_x) == 0:
             raise ConfigError(
                 "data.proxy_fraction", 0.0, "must be > 0 for REFT (distillation data)"
