@@ -1,18 +1,21 @@
-"""Run the method comparison study: three experiments, several seeds, locally with mpiexec
+"""Run the method comparison study: three experiments, 5 seeds, locally with mpiexec
 (default) or as SLURM jobs.
 
     python analysis/study.py [--ranks 2] [--seeds 0 1 2 3 4] [--only compare fedmrl koala]
-    python analysis/study_report.py results/study     # tables, claims and figures
+                             [--settings N100-10pct-2cls ...]
+    python analysis/study_report.py results/study     # summaries, tables, claims, figures
 
-Experiments (docs/methods.md, "Results", says what each one asks):
+Experiments (docs/study.md says what each one asks and why each setting is what it is):
   compare  every method and the baselines on one heterogeneous fleet, on real MNIST
            (jobs/study_mnist.toml) and FedProx's Synthetic(1, 1) (jobs/study_synthetic.toml);
   fedmrl   FedMRL in its official code's setting (jobs/study_fedmrl.toml): N clients at
-           participation 10/100%, 50/20%, 100/10%, 2 and 4 classes per client, against the
-           per-client baselines on the same splits;
-  koala    KOALA fine-tuning a pre-trained large model L (jobs/study_koala.toml) against
-           FedAvg on L (same pre-trained weights) on the constrained fleet and on an
-           unconstrained one, FedAvg on the small model, and centralised training of each.
+           participation 10/100%, 50/20%, 100/10%, 2 and 4 classes per client, against its
+           paper's Standalone, FedAvg fine-tuned per client and the majority class;
+  koala    KOALA fine-tuning a large model L pre-trained on few labels
+           (jobs/study_koala.toml) against FedAvg on L (same pre-trained weights) on the
+           constrained fleet and on an unconstrained one, FedAvg on the small model, and
+           centralised training of each; every arm's client learning rate is first tuned
+           on a validation split (experiment "tune", seed 100).
 Each run is a one-task sweep in results/study/<experiment>/<setting>/<method>/seed_<S>/
 (its resolved job is kept there); finished runs are skipped, so an interrupted study picks
 up where it stopped. Seeds run in order (every run of seed 0 first), so a study cut short
@@ -22,6 +25,8 @@ still has every cell.
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -32,18 +37,23 @@ import tomli_w
 from mpifl.hpc.sweep import load_sweep, status, write_tasks
 
 ROOT = Path("results/study")
+DATA = Path("docs/study")  # the committed per-run summaries (analysis/study_report.py)
 # "Comparable accuracy" (a claim that a method keeps another's accuracy) holds when the
 # one-sided 95% bound of the paired per-seed difference lies above -COMPARABLE_MARGIN.
 # Fixed before running: 2 points is the gap the seed papers themselves call "similar" or
 # "comparable" (KOALA's and REFT's tables report 1-2 point differences so), and it is
 # twice the seed-to-seed sd of FedAvg's final accuracy on the compare jobs (~0.01).
 COMPARABLE_MARGIN = 0.02
-LARGE = {"algorithm.large_channels": [16, 32], "algorithm.large_fc": 64}  # KOALA's L
-L_AS_MODEL = {"model.width": 1.0, "model.channels": [16, 32], "model.fc": 64}  # L for FedAvg
+# KOALA's L, ~40x the small model (width 0.5 of the job's CNN): 97.5% less storage and
+# 98.0% fewer training FLOPs per sample, the paper's own ratios (97.2-97.6%, 98.4-98.6%).
+LARGE = {"algorithm.large_channels": [32, 64], "algorithm.large_fc": 80}
+L_AS_MODEL = {"model.width": 1.0, "model.channels": [32, 64], "model.fc": 80}  # L for FedAvg
+PRETRAIN_SAMPLES = 100  # L pre-trained on 100 labelled proxy images (~0.8): room to improve
 UNCONSTRAINED = {"fleet.classes.mcu.weight": 0.0, "fleet.classes.hub.weight": 0.0}
+TIERS = [1.0, 0.5, 0.25, 0.125]
 COMPARE = {
     "majority": {"algorithm.name": "majority"},
-    "local": {"algorithm.name": "local"},
+    "local": {"algorithm.name": "local", "algorithm.tiers": TIERS},  # the widest it holds
     "centralized": {"algorithm.name": "centralized", "train.epochs": 1},
     "fedavg": {"algorithm.name": "fedavg"},
     "fedavg-ft": {"algorithm.name": "fedavg", "algorithm.finetune_epochs": 2},
@@ -55,6 +65,9 @@ COMPARE = {
     "submodel-rolling": {"algorithm.name": "submodel", "algorithm.selection": "rolling"},
     "submodel-magnitude": {"algorithm.name": "submodel", "algorithm.selection": "magnitude"},
     "reft": {"algorithm.name": "reft", "algorithm.capability": "quantile"},
+    # REFT's sensitivity to the server's unlabelled data: distilling on 100 / 250 images
+    "reft-proxy100": {"algorithm.name": "reft", "algorithm.proxy_samples": 100},
+    "reft-proxy250": {"algorithm.name": "reft", "algorithm.proxy_samples": 250},
     "koala-homo": {"algorithm.name": "koala", "algorithm.mode": "homogeneous",
                    "model.width": 0.5} | LARGE,  # the small model: half the configured width
     "koala-hetero": {"algorithm.name": "koala", "algorithm.mode": "heterogeneous"} | LARGE,
@@ -65,8 +78,30 @@ FEDMRL_SETTINGS = {  # (clients, cohort): the official code's N / participation 
     "N50-20pct": (50, 10),
     "N100-10pct": (100, 10),
 }
-PERSONAL = {"fedmrl": {"algorithm.name": "fedmrl"}, "local": {"algorithm.name": "local"},
-            "majority": {"algorithm.name": "majority"}}  # fmt: skip
+PERSONAL = {  # FedMRL against its paper's Standalone and a global model fine-tuned per client
+    "fedmrl": {"algorithm.name": "fedmrl"},
+    "standalone": {"algorithm.name": "standalone"},
+    "fedavg-ft": {"algorithm.name": "fedavg", "algorithm.finetune_epochs": 2},
+    "majority": {"algorithm.name": "majority"},
+}
+# KOALA's arms: each gets the grid's best client learning rate on a validation split
+# (data.validation, never the test set) at the tuning seeds; KOALA's variants (LR_FROM)
+# take KOALA's, whose client training they share (for time: a KOALA run is the dearest).
+KOALA_JOB = "jobs/study_koala.toml"
+FEDAVG_L = {"algorithm.name": "fedavg", "pretrained": True} | L_AS_MODEL
+KOALA_ARMS = {  # arm -> (setting, keys)
+    "koala-pretrained": ("constrained", {"pretrained": True} | LARGE),
+    "koala-pretrained-warm": ("constrained", {"pretrained": True, "algorithm.warm_start": True}
+                              | LARGE),
+    "koala-scratch": ("constrained", dict(LARGE)),
+    "fedavg-L-pretrained": ("constrained", FEDAVG_L),
+    "fedavg-L-pretrained-unconstrained": ("unconstrained", FEDAVG_L | UNCONSTRAINED),
+    "fedavg-small": ("constrained", {"algorithm.name": "fedavg"}),
+}  # fmt: skip
+LR_FROM = {"koala-pretrained-warm": "koala-pretrained", "koala-scratch": "koala-pretrained"}
+LR_GRID = [0.01, 0.02, 0.05, 0.1]
+TUNE_SEEDS = [100]
+VALIDATION = 0.1  # of the data, carved from the training pool
 PRETRAINED = "pretrained"  # marks the cells that start from the seed's pre-trained L
 
 
@@ -103,34 +138,66 @@ def cells() -> list[Cell]:
             }
             out += [Cell("fedmrl", f"{name}-{classes}cls", m, "jobs/study_fedmrl.toml",
                          keys | setting) for m, keys in PERSONAL.items()]  # fmt: skip
-    koala = "jobs/study_koala.toml"
-    fedavg_l = {"algorithm.name": "fedavg", PRETRAINED: True} | L_AS_MODEL
+    for arm, (setting, keys) in KOALA_ARMS.items():  # once their learning rate is tuned
+        lr = tuned_lr(LR_FROM.get(arm, arm))
+        if lr is not None:
+            method = arm.removesuffix("-unconstrained")
+            out.append(Cell("koala", setting, method, KOALA_JOB, keys | {"train.lr": lr}))
     out += [
-        Cell("koala", "constrained", "koala-pretrained", koala, {PRETRAINED: True} | LARGE),
-        Cell("koala", "constrained", "koala-scratch", koala, dict(LARGE)),
-        Cell("koala", "constrained", "fedavg-L-pretrained", koala, fedavg_l),
-        Cell("koala", "constrained", "fedavg-small", koala, {"algorithm.name": "fedavg"}),
-        Cell("koala", "unconstrained", "fedavg-L-pretrained", koala, fedavg_l | UNCONSTRAINED),
-        Cell("koala", "centralized", "L", koala,
+        Cell("koala", "centralized", "L", KOALA_JOB,
              {"algorithm.name": "centralized", "train.epochs": 1} | L_AS_MODEL),
-        Cell("koala", "centralized", "small", koala,
+        Cell("koala", "centralized", "small", KOALA_JOB,
              {"algorithm.name": "centralized", "train.epochs": 1}),
     ]  # fmt: skip
     return out
 
 
-def pretrained_file(seed: int) -> Path:
-    return ROOT / "koala" / "pretrained" / f"large_seed_{seed}.pt"
+def tune_cells() -> list[Cell]:
+    """Every tuned KOALA arm at each learning rate of the grid, scored on a validation
+    split carved from the training pool (its global test set is never used)."""
+    return [
+        Cell("tune", arm, f"lr={lr:g}", KOALA_JOB,
+             keys | {"train.lr": lr, "data.validation": VALIDATION})
+        for arm, (_, keys) in KOALA_ARMS.items()
+        if arm not in LR_FROM
+        for lr in LR_GRID
+    ]  # fmt: skip
 
 
-def pretrain(seed: int) -> Path:
-    """Pre-train the seed's large model on its proxy set (once; its log kept beside it)."""
-    path = pretrained_file(seed)
+def tuned_lr(arm: str, data: Path = DATA) -> float | None:
+    """The grid's learning rate with the best validation accuracy (mean of the last
+    evaluations, averaged over the tuning seeds; a diverged run scores -inf; ties go to the
+    smaller rate), from the committed summaries; None until every tuning run is there."""
+    best: tuple[float, float] | None = None
+    for lr in LR_GRID:
+        scores = []
+        for seed in TUNE_SEEDS:
+            path = data / "tune" / arm / f"lr={lr:g}" / f"seed_{seed}.json"
+            if not path.exists():
+                return None
+            row = json.loads(path.read_text())["row"]
+            ok = row["global"] is not None and not row.get("diverged", False)
+            scores.append(row["global"] if ok else -math.inf)
+        if best is None or sum(scores) / len(scores) > best[0]:
+            best = (sum(scores) / len(scores), lr)
+    return None if best is None else best[1]
+
+
+def pretrained_file(seed: int, validation: bool) -> Path:
+    """The seed's pre-trained L (tuning runs: pre-trained on their validation-mode data)."""
+    return ROOT / ("tune" if validation else "koala") / "pretrained" / f"large_seed_{seed}.pt"
+
+
+def pretrain(seed: int, validation: bool = False) -> Path:
+    """Pre-train the seed's large model on PRETRAIN_SAMPLES of its proxy set (once; its
+    log kept beside it)."""
+    path = pretrained_file(seed, validation)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        sets = [f"{k}={v!r}" for k, v in (LARGE | {"run.seed": seed}).items()]
-        cmd = [sys.executable, "-m", "mpifl", "pretrain", "jobs/study_koala.toml",
-               "--output", str(path), *(a for s in sets for a in ("--set", s))]  # fmt: skip
+        keys = LARGE | {"run.seed": seed, "data.validation": VALIDATION if validation else 0.0}
+        sets = [a for k, v in keys.items() for a in ("--set", f"{k}={json.dumps(v)}")]
+        cmd = [sys.executable, "-m", "mpifl", "pretrain", KOALA_JOB, "--output", str(path),
+               "--samples", str(PRETRAIN_SAMPLES), *sets]  # fmt: skip
         log = subprocess.run(cmd, check=True, capture_output=True, text=True)
         path.with_suffix(".log").write_text(log.stdout + log.stderr)
     return path
@@ -140,7 +207,7 @@ def sweep_file(cell: Cell, seed: int) -> Path:
     """Write the one-task sweep file of (cell, seed)."""
     keys = dict(cell.keys)
     if keys.pop(PRETRAINED, False):
-        keys["algorithm.server_init"] = str(pretrain(seed))
+        keys["algorithm.server_init"] = str(pretrain(seed, bool(keys.get("data.validation"))))
     folder = cell.folder(seed)
     folder.mkdir(parents=True, exist_ok=True)
     spec = {"job": cell.job, "name": f"{cell.experiment}-{cell.setting}-{cell.method}",
@@ -168,23 +235,44 @@ def main() -> None:
     p.add_argument("--ranks", type=int, default=2)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     p.add_argument("--only", nargs="+", choices=("compare", "fedmrl", "koala"))
+    p.add_argument("--settings", nargs="+", help="only these settings (e.g. N100-10pct-2cls)")
     p.add_argument("--slurm", action="store_true", help="submit each run as a SLURM job")
     p.add_argument("--time", default="01:00:00")
     p.add_argument("--partition", default="")
     args = p.parse_args()
-    for seed in args.seeds:
-        for cell in cells():
-            if args.only and cell.experiment not in args.only:
-                continue
-            path = sweep_file(cell, seed)
-            if args.slurm:
-                cmd = [sys.executable, "-m", "mpifl", "sweep", "submit", str(path),
-                       "--ntasks-per-node", str(args.ranks), "--time", args.time]  # fmt: skip
-                if args.partition:
-                    cmd += ["--partition", args.partition]
-                subprocess.run(cmd, check=True)
-            else:
-                run_local(path, args.ranks)
+
+    def wanted(cell: Cell) -> bool:
+        experiment = "koala" if cell.experiment == "tune" else cell.experiment
+        return (not args.only or experiment in args.only) and (
+            not args.settings or cell.setting in args.settings
+        )
+
+    tuning = [(cell, seed) for seed in TUNE_SEEDS for cell in tune_cells() if wanted(cell)]
+    run_cells(tuning, args)
+    if tuning and not args.slurm:  # the tuned learning rates are read from the summaries
+        from study_report import refresh
+
+        refresh(ROOT, DATA)
+    run_cells([(cell, seed) for seed in args.seeds for cell in cells() if wanted(cell)], args)
+    if tuning and args.slurm:
+        print(
+            "KOALA's arms run once their tuning runs are summarised: when those jobs end, "
+            "run `python analysis/study_report.py results/study` and this command again"
+        )
+
+
+def run_cells(todo: list[tuple[Cell, int]], args: argparse.Namespace) -> None:
+    """Run (cell, seed) pairs in order here, or submit each as a SLURM job."""
+    for cell, seed in todo:
+        path = sweep_file(cell, seed)
+        if args.slurm:
+            cmd = [sys.executable, "-m", "mpifl", "sweep", "submit", str(path),
+                   "--ntasks-per-node", str(args.ranks), "--time", args.time]  # fmt: skip
+            if args.partition:
+                cmd += ["--partition", args.partition]
+            subprocess.run(cmd, check=True)
+        else:
+            run_local(path, args.ranks)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from stats import diverged, paired, seeds_needed, verdict  # noqa: E402
-from study import COMPARABLE_MARGIN  # noqa: E402
+from study import COMPARABLE_MARGIN, LR_GRID, PRETRAIN_SAMPLES, tuned_lr  # noqa: E402
 
 from mpifl.results import read_run  # noqa: E402
 
@@ -49,11 +49,12 @@ def to_target(rounds: pd.DataFrame, column: str, target: float) -> tuple[float, 
     """(virtual seconds, MB down + up, J of client work) until the mean of the last LAST
     evaluations of `column` first reaches `target` (a single noisy spike does not count);
     NaN if never (J: also in files from before energy was recorded)."""
-    smooth = rounds[column].rolling(LAST, min_periods=LAST).mean().to_numpy()
-    hit = np.flatnonzero(smooth >= target)
+    evaluated = rounds[column].dropna()  # (every run.eval_every rounds)
+    smooth = evaluated.rolling(LAST, min_periods=LAST).mean()
+    hit = smooth.index[smooth.to_numpy() >= target]
     if not len(hit):
         return np.nan, np.nan, np.nan
-    upto = rounds.iloc[: hit[0] + 1]
+    upto = rounds.loc[: hit[0]]
     traffic = float((upto["bytes_down"] + upto["bytes_up"]).sum()) / 1e6
     return float(upto["virtual_time"].iloc[-1]), traffic, float(upto["energy"].sum(skipna=False))
 
@@ -73,7 +74,9 @@ def summarize(path: Path, key: dict[str, object]) -> dict[str, object]:
     fleet = run.tables["fleet"]
     data = run.config["data"]
     classes = data["synthetic"]["classes"] if data["name"] == "synthetic" else 10
+    trains = (part["flops"] > 0).any()  # majority and centralized train no client
     losses = rounds["train_loss"][rounds["trained"] + rounds["partial"] > 0].to_numpy()
+    losses = losses if trains else losses[:0]
     scored = rounds[metric] if rounds[metric].notna().any() else rounds[CLIENT]
     row = key | {
         "diverged": diverged(losses, scored.to_numpy(), chance=1.0 / classes),
@@ -90,6 +93,10 @@ def summarize(path: Path, key: dict[str, object]) -> dict[str, object]:
         "J_to_target": joules, "energy_recorded": bool(rounds["energy"].notna().all()),
         "wall_s": float(run.attrs.get("wall_seconds", np.nan)),
     }  # fmt: skip
+    evals = run.tables["eval"]
+    mcu = evals[evals["group"] == "clients/mean/mcu"].set_index("round")["accuracy"]
+    row["client_mcu"] = float(mcu.tail(LAST).mean()) if len(mcu) else np.nan
+    row["auc"] = float(rounds[metric].mean()) if rounds[metric].notna().any() else np.nan
     curve = rounds.reindex(columns=list(CURVE))
     return {
         "row": {k: _rounded(v) if isinstance(v, float) else v for k, v in row.items()},
@@ -190,6 +197,9 @@ COLUMNS: dict[str, tuple[str, Callable[[pd.DataFrame], str]]] = {
                lambda g: str(stat(g["client"]))),
     "pooled": ("client's model on own test: acc, pooled samples, last 5",
                lambda g: str(stat(g["pooled"]))),
+    "client_mcu": ("microcontrollers' own model on own test: acc, client mean, last 5",
+                   lambda g: str(stat(g["client_mcu"]))),
+    "auc": ("area under the accuracy curve / rounds", lambda g: str(stat(g["auc"]))),
     "trained": ("trained client-rounds", _work("trained", ".0f")),
     "infeasible": ("infeasible client-rounds", _work("infeasible", ".0f")),
     "kB_down": ("kB down / round", lambda g: f"{g['kB_down'].mean():.1f}"),
@@ -233,9 +243,11 @@ def table(df: pd.DataFrame, columns: list[str], order: list[str]) -> str:
     heads = []
     for c in columns:
         head = COLUMNS[c][0]
+        name = "global acc" if target == GLOBAL else "client-mean acc"
         if c in ("vtime", "MB", "J"):
-            name = "global acc" if target == GLOBAL else "client-mean acc"
             head += f" ({name} ≥ {TARGETS.get(df['setting'].iloc[0], 0.9):g})"
+        if c == "auc":
+            head += f" ({name}, mean of every evaluation)"
         heads.append(head)
     lines = ["| method | seeds | " + " | ".join(heads) + " |", "|" + "---|" * (len(columns) + 2)]
     for method in [m for m in order if m in set(df["method"])]:
@@ -246,16 +258,17 @@ def table(df: pd.DataFrame, columns: list[str], order: list[str]) -> str:
 
 
 COMPARE_ORDER = ["majority", "local", "centralized", "fedavg", "fedavg-ft", "fedprox", "fednova",
-                 "scaffold", "fedyogi", "submodel-prefix",
-                 "submodel-rolling", "submodel-magnitude", "reft", "koala-homo", "koala-hetero",
-                 "fedmrl"]  # fmt: skip
-FEDMRL_ORDER = ["majority", "local", "fedmrl"]
-KOALA_ORDER = ["koala-pretrained", "koala-scratch", "fedavg-L-pretrained", "fedavg-small",
-               "L", "small"]  # fmt: skip
-ALL_COLUMNS = ["global", "client", "pooled", "never", "trained", "infeasible", "kB_down",
-               "kB_up", "MFLOP", "storage_kB", "vtime", "MB", "J", "wall"]  # fmt: skip
-PERSONAL_COLUMNS = ["client", "pooled", "never", "trained", "kB_down", "kB_up", "MFLOP", "vtime",
-                    "MB", "J", "wall"]  # fmt: skip
+                 "scaffold", "fedyogi", "submodel-prefix", "submodel-rolling",
+                 "submodel-magnitude", "reft", "reft-proxy250", "reft-proxy100", "koala-homo",
+                 "koala-hetero", "fedmrl"]  # fmt: skip
+FEDMRL_ORDER = ["majority", "standalone", "fedavg-ft", "fedmrl"]
+KOALA_ORDER = ["koala-pretrained", "koala-pretrained-warm", "koala-scratch",
+               "fedavg-L-pretrained", "fedavg-small", "L", "small"]  # fmt: skip
+ALL_COLUMNS = ["global", "auc", "client", "pooled", "client_mcu", "never", "trained",
+               "infeasible", "kB_down", "kB_up", "MFLOP", "storage_kB", "vtime", "MB", "J",
+               "wall"]  # fmt: skip
+PERSONAL_COLUMNS = ["client", "auc", "pooled", "global", "never", "trained", "kB_down", "kB_up",
+                    "MFLOP", "vtime", "MB", "J", "wall"]  # fmt: skip
 
 
 def _per_seed(df: pd.DataFrame, experiment: str, setting: str, method: str, col: str) -> pd.Series:
@@ -267,7 +280,38 @@ def _cell(df: pd.DataFrame, experiment: str, setting: str, method: str, col: str
     return stat(_per_seed(df, experiment, setting, method, col))
 
 
-def _paired(a: pd.Series, b: pd.Series, kind: str) -> str:
+def differences(curves: pd.DataFrame, a: tuple, b: tuple, column: str) -> pd.DataFrame:
+    """Rounds x seeds: the paired difference a - b of each run's mean over its last LAST
+    evaluations up to that round (a, b: (experiment, setting, method)); rows where no
+    seed has both are dropped."""
+    sides = []
+    for experiment, setting, method in (a, b):
+        g = curves[(curves.experiment == experiment) & (curves.setting == setting)
+                   & (curves.method == method)]  # fmt: skip
+        wide = g.pivot_table(index="round", columns="seed", values=column).dropna(how="all")
+        sides.append(wide.rolling(LAST, min_periods=LAST).mean())
+    return (sides[0] - sides[1]).dropna(how="all")
+
+
+def settled(d: pd.DataFrame, kind: str) -> str:
+    """Where the verdict read on the curves of `d` (rounds x seeds) stopped changing:
+    "settled from round R of N", or "not settled" if it last changed in the final fifth."""
+    margin = COMPARABLE_MARGIN if kind == "comparable" else 0.0
+    rounds = list(d.index)
+    if len(rounds) < 2:
+        return ""
+    found = [verdict(d.loc[r].to_numpy(), kind, margin) for r in rounds]
+    since = rounds[0]
+    for r, v in zip(rounds[1:], found[1:], strict=True):
+        if v != found[rounds.index(r) - 1]:
+            since = r
+    last = rounds[-1]
+    if since > rounds[0] + 0.8 * (last - rounds[0]):
+        return f"; not settled: changed at round {since} of {last}"
+    return f"; settled from round {since} of {last}"
+
+
+def _paired(a: pd.Series, b: pd.Series, kind: str, curve: pd.DataFrame | None = None) -> str:
     """Verdict for "a comparable to b" (kind "comparable": a at most COMPARABLE_MARGIN
     lower) or "a better than b" ("better"), on the seeds both have: the runs of one seed
     share data, fleet and client sampling, so the per-seed differences are paired
@@ -283,71 +327,126 @@ def _paired(a: pd.Series, b: pd.Series, kind: str) -> str:
     if found == "cannot tell":
         need = seeds_needed(d, kind, margin)
         more = f"; ~{need} seeds would decide it" if need else "; on the bound"
+    if curve is not None:
+        more += settled(curve, kind)
     return f"{found} ({interval}{more})"
 
 
 def _cheaper(
-    df: pd.DataFrame, data: str, method: str, cost: str, cost_name: str, claim: str, note: str
-) -> tuple[str, ...]:
+    df: pd.DataFrame, curves: pd.DataFrame, data: str, method: str, cost: str, cost_name: str,
+    claim: str, note: str,
+) -> tuple[str, ...]:  # fmt: skip
     """A claims row "`method` keeps FedAvg's global accuracy at a lower `cost`": holds only
     if the accuracy is comparable (paired over seeds) and the cost lower."""
     mine = _per_seed(df, "compare", data, method, "global")
     fedavg = _per_seed(df, "compare", data, "fedavg", "global")
     here = df[(df.setting == data) & (df.method == method)][cost].mean()
     base = df[(df.setting == data) & (df.method == "fedavg")][cost].mean()
-    verdict = _paired(mine, fedavg, "comparable")
+    curve = differences(curves, ("compare", data, method), ("compare", data, "fedavg"), GLOBAL)
+    verdict = _paired(mine, fedavg, "comparable", curve)
     if verdict.startswith("holds") and not here < base:
         verdict = "does not hold" + verdict.removeprefix("holds")
     ours = (f"global acc {stat(mine)} vs FedAvg {stat(fedavg)}; {cost_name} {here:.1f} vs "
             f"{base:.1f}")  # fmt: skip
+    mcu = _per_seed(df, "compare", data, method, "client_mcu")
+    if len(mcu):
+        ours += f"; microcontrollers' own accuracy {stat(mcu)}"
     return claim, "qualitative", ours, f"compare / {data}{note}", verdict
 
 
-def claims(df: pd.DataFrame, pretrained: dict[int, float]) -> str:
+def claims(df: pd.DataFrame, curves: pd.DataFrame, pretrained: dict[int, float]) -> str:
     """The claims table: paper claim, paper figure, ours, setting, verdict. Verdicts pair
-    the runs of one seed; the verdict cell gives the mean paired difference and its 95%
-    interval."""
+    the runs of one seed; the verdict cell gives the mean paired difference, its 95%
+    interval and the round from which the verdict no longer changes."""
     lines = ["| claim | paper's figure | ours (mean ± sd over seeds) | setting | verdict "
              "(paired difference [95% interval]) |", "|---|---|---|---|---|"]  # fmt: skip
-    lines += ["| " + " | ".join(r) + " |" for r in claims_rows(df, pretrained)]
+    lines += ["| " + " | ".join(r) + " |" for r in claims_rows(df, curves, pretrained)]
     return "\n".join(lines)
 
 
-def claims_rows(df: pd.DataFrame, pretrained: dict[int, float]) -> list[tuple[str, ...]]:
-    """The claims table's rows (see `claims`)."""
+def claims_rows(
+    df: pd.DataFrame, curves: pd.DataFrame, pretrained: dict[int, float]
+) -> list[tuple[str, ...]]:
+    """The claims table's rows (see `claims`); a claim whose runs are not there yet has
+    none."""
     rows = []
+    have = set(zip(df.experiment, df.setting, df.method, strict=True))
     for data in ("mnist", "synthetic"):
-        rows.append(_cheaper(
-            df, data, "submodel-prefix", "infeasible", "infeasible client-rounds",
-            "Sub-models (Zhang & Kim 2021): compressed local models let constrained devices "
-            "train without losing accuracy", ""))  # fmt: skip
-        rows.append(_cheaper(
-            df, data, "reft", "kB_down", "kB down/round",
-            "REFT (Desai et al. 2023): accuracy kept while download traffic drops",
-            ", capability = quantile, downloads every 5 rounds (ours)"))  # fmt: skip
-    koala = _per_seed(df, "koala", "constrained", "koala-pretrained", "global")
-    for fleet in ("constrained", "unconstrained"):
-        fl = _per_seed(df, "koala", fleet, "fedavg-L-pretrained", "global")
+        if ("compare", data, "fedavg") not in have:
+            continue
+        if ("compare", data, "submodel-prefix") in have:
+            rows.append(_cheaper(
+                df, curves, data, "submodel-prefix", "infeasible", "infeasible client-rounds",
+                "Sub-models (Zhang & Kim 2021): compressed local models let constrained "
+                "devices train without losing accuracy", ""))  # fmt: skip
+        if ("compare", data, "reft") in have:
+            rows.append(_cheaper(
+                df, curves, data, "reft", "kB_down", "kB down/round",
+                "REFT (Desai et al. 2023): accuracy kept while download traffic drops",
+                ", capability = quantile, downloads every 5 rounds (ours)"))  # fmt: skip
+    rows += _koala_rows(df, curves, pretrained, have)
+    for setting in sorted(set(df[df.experiment == "fedmrl"]["setting"]), key=_fedmrl_key):
+        fm = _per_seed(df, "fedmrl", setting, "fedmrl", "client")
+        for method, name, figure in (
+            ("standalone", "its paper's Standalone (each client's own model alone)",
+             "Standalone is one of the 7 baselines it beats (up to +8.48 points over the "
+             "best)"),
+            ("fedavg-ft", "a global model (FedAvg) fine-tuned per client for 2 epochs "
+             "(ours: the standard personalisation baseline)", "(not in the paper)"),
+        ):  # fmt: skip
+            if ("fedmrl", setting, method) not in have:
+                continue
+            other = _per_seed(df, "fedmrl", setting, method, "client")
+            curve = differences(curves, ("fedmrl", setting, "fedmrl"),
+                                ("fedmrl", setting, method), CLIENT)  # fmt: skip
+            rows.append((
+                f"FedMRL (Yi et al. 2024): more accurate personal models than {name}", figure,
+                f"client-mean acc {stat(fm)} vs {stat(other)}", f"fedmrl / {setting}",
+                _paired(fm, other, "better", curve)))  # fmt: skip
+    return rows
+
+
+def _koala_rows(
+    df: pd.DataFrame, curves: pd.DataFrame, pretrained: dict[int, float], have: set
+) -> list[tuple[str, ...]]:
+    """KOALA's claims: accuracy against FedAvg on L, the small model and the pre-trained
+    L, and the client storage and FLOPs it saves."""
+    if ("koala", "constrained", "koala-pretrained") not in have:
+        return []
+    rows = []
+    mine = ("koala", "constrained", "koala-pretrained")
+    koala = _per_seed(df, *mine, "global")
+    against = [
+        (
+            f"FedAvg on L on the {fleet} fleet",
+            "similar accuracy to FedAvg on the large model",
+            "similar (abstract)",
+            "comparable",
+            ("koala", fleet, "fedavg-L-pretrained"),
+        )
+        for fleet in ("constrained", "unconstrained")
+    ]
+    against.append(("FedAvg on the small model", "the fine-tuned L beats what the clients' "
+                    "small model reaches by itself", "(the method's purpose)", "better",
+                    ("koala", "constrained", "fedavg-small")))  # fmt: skip
+    for name, claim, figure, kind, other in against:
+        if other not in have:
+            continue
+        theirs = _per_seed(df, *other, "global")
+        curve = differences(curves, mine, other, GLOBAL)
+        rows.append((f"KOALA (Chen et al. 2024): {claim}", figure,
+                     f"L acc {stat(koala)} (constrained fleet) vs {name} {stat(theirs)}",
+                     f"koala / {other[1]}, L pre-trained on {PRETRAIN_SAMPLES} labels, "
+                     "each arm's tuned lr", _paired(koala, theirs, kind, curve)))  # fmt: skip
+    if pretrained:
+        pre = pd.Series(pretrained, dtype=float)
         rows.append((
-            "KOALA (Chen et al. 2024): similar accuracy to FedAvg on the large model",
-            "similar (abstract)", f"L acc {stat(koala)} (constrained fleet) vs FedAvg on L "
-            f"{stat(fl)}", f"koala / FedAvg on L on the {fleet} fleet",
-            _paired(koala, fl, "comparable")))  # fmt: skip
-    small = _per_seed(df, "koala", "constrained", "fedavg-small", "global")
-    rows.append((
-        "KOALA: the fine-tuned L beats what the clients' small model reaches by itself",
-        "(the method's purpose)", f"L acc {stat(koala)} vs FedAvg on the small model "
-        f"{stat(small)}", "koala / constrained", _paired(koala, small, "better")))  # fmt: skip
-    pre = pd.Series(pretrained, dtype=float)
-    rows.append((
-        "KOALA: fine-tuning through small client models improves the pre-trained L",
-        "(the method's purpose)", f"L acc {stat(koala)} after fine-tuning vs {stat(pre)} "
-        "pre-trained", "koala / constrained", _paired(koala, pre, "better")))  # fmt: skip
+            "KOALA: fine-tuning through small client models improves the pre-trained L",
+            "(the method's purpose)", f"L acc {stat(koala)} after fine-tuning vs {stat(pre)} "
+            "pre-trained", "koala / constrained", _paired(koala, pre, "better")))  # fmt: skip
     sel = df[(df.experiment == "koala") & (df.setting == "constrained")]
-    store = {
-        m: sel[sel.method == m]["storage_kB"].mean()
-        for m in ("koala-pretrained", "fedavg-L-pretrained")
-    }
+    store = {m: sel[sel.method == m]["storage_kB"].mean()
+             for m in ("koala-pretrained", "fedavg-L-pretrained")}  # fmt: skip
     flops = {m: sel[sel.method == m]["MFLOP"].mean() for m in store}
     cut_s = 1 - store["koala-pretrained"] / store["fedavg-L-pretrained"]
     cut_f = 1 - flops["koala-pretrained"] / flops["fedavg-L-pretrained"]
@@ -357,16 +456,8 @@ def claims_rows(df: pd.DataFrame, pretrained: dict[int, float]) -> list[tuple[st
         f"{100 * cut_s:.1f}% less storage, {100 * cut_f:.1f}% fewer FLOPs per trained client",
         "koala / constrained",
         "cannot tell" if np.isnan(cut_s) or np.isnan(cut_f)
-        else "holds by construction (it is the ratio of the model sizes chosen: L ~16x the "
-        "small model here)"))  # fmt: skip
-    for setting in sorted(set(df[df.experiment == "fedmrl"]["setting"]), key=_fedmrl_key):
-        fm = _per_seed(df, "fedmrl", setting, "fedmrl", "client")
-        lo = _per_seed(df, "fedmrl", setting, "local", "client")
-        rows.append((
-            "FedMRL (Yi et al. 2024): more accurate personal models than training alone",
-            "up to +8.48 points over the best of 7 FL baselines (not local-only)",
-            f"client-mean acc {stat(fm)} vs local-only {stat(lo)}", f"fedmrl / {setting}",
-            _paired(fm, lo, "better")))  # fmt: skip
+        else "holds by construction (the ratio of the model sizes: L ~40x the small model, "
+        "as the paper's pairs)"))  # fmt: skip
     return rows
 
 
@@ -383,8 +474,8 @@ def colour(k: int) -> tuple[float, ...]:
 def band(ax: plt.Axes, g: pd.DataFrame, column: str, label: str, k: int) -> None:
     """Mean over seeds against round (colour k, dashed for odd k, so overlapping lines stay
     visible), with the band from the lowest to the highest seed (min-max, not sd)."""
-    wide = g.pivot_table(index="round", columns="seed", values=column)
-    if wide.isna().all().all():
+    wide = g.pivot_table(index="round", columns="seed", values=column).dropna(how="all")
+    if wide.empty:
         return
     x = wide.index  # rounds are numbered from 1
     style = {"color": colour(k), "ls": "--" if k % 2 else "-", "lw": 1.4}
@@ -464,9 +555,10 @@ def figures(
         ax.legend(fontsize=7, loc="lower right")
         written.append(_save(fig, folder / "study_koala.png"))
     fedmrl_pairs = [
-        (f"FedMRL vs local-only, {setting}", "better", CLIENT, ("fedmrl", setting, "fedmrl"),
-         ("fedmrl", setting, "local"))
+        (f"FedMRL vs {name}, {setting}", "better", CLIENT, ("fedmrl", setting, "fedmrl"),
+         ("fedmrl", setting, method))
         for setting in sorted(set(df[df.experiment == "fedmrl"]["setting"]), key=_fedmrl_key)
+        for name, method in (("Standalone", "standalone"), ("FedAvg-ft", "fedavg-ft"))
     ]  # fmt: skip
     paired_figure = paired_against_rounds(curves, [*PAIRS, *fedmrl_pairs],
                                           folder / "study_paired.png")  # fmt: skip
@@ -495,13 +587,7 @@ def paired_against_rounds(curves: pd.DataFrame, pairs: list[tuple], path: Path) 
     where the verdict settles."""
     found = []
     for claim, kind, column, a, b in pairs:
-        sides = []
-        for experiment, setting, method in (a, b):
-            g = curves[(curves.experiment == experiment) & (curves.setting == setting)
-                       & (curves.method == method)]  # fmt: skip
-            wide = g.pivot_table(index="round", columns="seed", values=column)
-            sides.append(wide.rolling(LAST, min_periods=LAST).mean())
-        d = (sides[0] - sides[1]).dropna(how="all")
+        d = differences(curves, a, b, column)
         if len(d) and d.shape[1] >= 2:
             found.append((claim, kind, d))
     if not found:
@@ -545,15 +631,44 @@ def apart(df: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def report(df: pd.DataFrame, pretrained: dict[int, float]) -> tuple[str, str]:
+def tuning(df: pd.DataFrame) -> str:
+    """The learning-rate tuning of KOALA's arms: validation accuracy (mean of the last
+    evaluations; data.validation, never the test set) per rate, and the rate chosen."""
+    tune = df[df.experiment == "tune"]
+    if not len(tune):
+        return "No tuning run is summarised yet.\n"
+    lines = ["| arm | " + " | ".join(f"lr {lr:g}" for lr in LR_GRID) + " | chosen |",
+             "|---|" + "---|" * (len(LR_GRID) + 1)]  # fmt: skip
+    for arm in sorted(set(tune.setting)):
+        cells = [str(stat(tune[(tune.setting == arm) & (tune.method == f"lr={lr:g}")]["global"]))
+                 for lr in LR_GRID]  # fmt: skip
+        chosen = tuned_lr(arm)
+        lines.append(f"| {arm} | " + " | ".join(cells) + f" | {chosen if chosen else 'pending'} |")
+    return "\n".join(lines) + "\n"
+
+
+def progress(df: pd.DataFrame) -> str:
+    """Which cells have how many seeds: a study still running says so."""
+    done = df[df.experiment != "tune"].groupby(["experiment", "setting"])
+    lines = ["| experiment / setting | methods (seeds done) |", "|---|---|"]
+    for (experiment, setting), g in done:
+        counts = g.groupby("method")["seed"].nunique()
+        lines.append(f"| {experiment} / {setting} | "
+                     + ", ".join(f"{m} ({n})" for m, n in counts.items()) + " |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def report(df: pd.DataFrame, curves: pd.DataFrame, pretrained: dict[int, float]) -> tuple[str, str]:
     """(the full Markdown report, the README block) of the runs that did not diverge
     (`df` holds them all; `apart` lists the others)."""
     everything, df = df, df[~df["diverged"]]
+    tune, df = df[df.experiment == "tune"], df[df.experiment != "tune"]
     seeds = sorted(set(df.seed))
     wall = df["wall_s"].sum() / 60
     head = (
         f"Generated by `python analysis/study_report.py results/study` from {len(df)} runs "
-        f"(seeds {', '.join(map(str, seeds))}; {wall:.0f} min of run wall time on 2 ranks). "
+        f"(seeds {', '.join(map(str, seeds))}; {wall:.0f} min of run wall time on 2 ranks; "
+        f"and {len(tune)} tuning runs). "
         f"Accuracies: mean of each run's last {LAST} evaluations, then mean ± sample sd "
         "over seeds. Time and bytes to target: until the mean of the last 5 evaluations "
         "first reaches it. —: no client training (the client-rounds of majority and "
@@ -561,28 +676,28 @@ def report(df: pd.DataFrame, pretrained: dict[int, float]) -> tuple[str, str]:
         "client, including those that never trained, with the model it would use (see the "
         "README)."
     )
+    table_of_claims = claims(df, curves, pretrained)
     rule = (f"Verdicts pair the runs of one seed (same data, fleet and client sampling): the "
             "mean paired difference and its 95% t interval over seeds. \"Better\" holds if the "
             "interval lies above 0 and does not hold if it lies below. \"Comparable\" allows "
             f"{COMPARABLE_MARGIN * 100:.0f} points less (a margin fixed before running, in "
             "analysis/study.py): it holds if the one-sided 95% bound lies above -margin, does "
             "not hold if the whole interval lies below it. Anything else cannot be told with "
-            f"these seeds. {len(claims_rows(df, pretrained))} rows are tested.")  # fmt: skip
+            f"these seeds. {len(table_of_claims.splitlines()) - 2} rows are tested.")  # fmt: skip
     settle = ("Where each verdict settles: every claim's paired difference (mean over seeds, "
               "95% interval) against rounds.\n\n![paired differences against rounds]"
               "(figures/study_paired.png)\n")  # fmt: skip
-    parts = [f"# Study results\n\n{head}\n", "## Claims\n", claims(df, pretrained), "", rule,
-             "", settle, "## Diverged runs\n", apart(everything)]  # fmt: skip
-    block = [head, "", claims(df, pretrained), "", rule, ""]
+    parts = [f"# Study results\n\n{head}\n", "## Claims\n", table_of_claims, "", rule,
+             "", settle, "## Runs done\n", progress(df), "## Diverged runs\n",
+             apart(everything), "## Learning rates of KOALA's arms, tuned on a validation "
+             "split\n", tuning(tune)]  # fmt: skip
+    block = [head, "", table_of_claims, "", rule, "",
+             "Every table, curve, caveat and the runs still to do: docs/study.md.", ""]  # fmt: skip
     for data in ("mnist", "synthetic"):
         sub = df[(df.experiment == "compare") & (df.setting == data)]
         if len(sub):
             parts += [f"## Every method on one heterogeneous fleet: {data}\n", sizes(sub),
                       table(sub, ALL_COLUMNS, COMPARE_ORDER), ""]  # fmt: skip
-            block += [f"**{data}** (every column one metric; full table in docs/study.md). "
-                      + sizes(sub),
-                      table(sub, ["global", "client", "never", "infeasible", "kB_down", "kB_up",
-                                  "vtime"], COMPARE_ORDER), ""]  # fmt: skip
     fedmrl = df[df.experiment == "fedmrl"]
     if len(fedmrl):
         parts.append("## FedMRL in its official setting, against the per-client baselines\n")
@@ -620,12 +735,12 @@ def main() -> None:
     df, curves, pretrained = collect(args.data)
     keys = ["experiment", "setting", "method", "seed"]
     df.sort_values(keys).to_csv(args.data / "per_seed.csv", index=False, float_format="%.6g")
-    full, block = report(df, pretrained)
-    (args.docs / "study.md").write_text(full)
-    print(full)
     gone = df[df["diverged"]][keys]
     kept = curves.merge(gone, on=keys, how="left", indicator=True)
     kept = kept[kept["_merge"] == "left_only"].drop(columns="_merge")
+    full, block = report(df, kept, pretrained)
+    (args.docs / "study.md").write_text(full)
+    print(full)
     for path in figures(df[~df["diverged"]], kept, pretrained, args.docs / "figures"):
         print(f"wrote {path}")
     readme = args.readme.read_text()

@@ -32,14 +32,18 @@ def test_every_study_cell_is_a_valid_job(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     cells = study.cells()
     assert {c.experiment for c in cells} == {"compare", "fedmrl", "koala"}
-    for cell in cells:
+    assert not [c for c in cells if c.setting == "constrained"]  # until their lr is tuned
+    tune = study.tune_cells()
+    assert {c.setting for c in tune} == set(study.KOALA_ARMS) - set(study.LR_FROM)
+    assert all(c.keys["data.validation"] > 0 for c in tune)
+    for cell in cells + tune:
         keys = dict(cell.keys)
         if keys.pop(study.PRETRAINED, False):
             keys["algorithm.server_init"] = str(state)
         cfg = load_job(cell.job, [f"{k}={json.dumps(v)}" for k, v in keys.items()])  # TOML
         assert cfg.algorithm.name == keys.get("algorithm.name", cfg.algorithm.name)
     fedmrl = [c for c in cells if c.experiment == "fedmrl"]
-    assert {c.method for c in fedmrl} == {"fedmrl", "local", "majority"}
+    assert {c.method for c in fedmrl} == {"fedmrl", "standalone", "fedavg-ft", "majority"}
     assert {(c.keys["fleet.clients"], c.keys["round.cohort"]) for c in fedmrl} == {
         (10, 10),
         (50, 10),
@@ -52,8 +56,8 @@ TREE = {  # cell folder -> which real run stands in for it
     "compare/mnist/fedavg": "global", "compare/mnist/submodel-prefix": "global",
     "compare/mnist/reft": "global", "compare/mnist/majority": "personal",
     "compare/synthetic/fedavg": "global",
-    "fedmrl/N10-100pct-2cls/fedmrl": "personal", "fedmrl/N10-100pct-2cls/local": "personal",
-    "fedmrl/N10-100pct-2cls/majority": "personal",
+    "fedmrl/N10-100pct-2cls/fedmrl": "personal", "fedmrl/N10-100pct-2cls/standalone": "personal",
+    "fedmrl/N10-100pct-2cls/fedavg-ft": "global", "fedmrl/N10-100pct-2cls/majority": "personal",
     "koala/constrained/koala-pretrained": "global",
     "koala/constrained/fedavg-L-pretrained": "global",
     "koala/unconstrained/fedavg-L-pretrained": "global",
@@ -71,6 +75,10 @@ def test_study_report_writes_claims_tables_figures_and_the_readme_block(small_jo
             folder = root / cell / f"seed_{seed}"
             folder.mkdir(parents=True)
             shutil.copy(runs[kind], folder / "task_0.h5")
+    for lr in (0.01, 0.02, 0.05, 0.1):  # one arm's tuning runs (seed 100)
+        folder = root / "tune" / "koala-pretrained" / f"lr={lr:g}" / "seed_100"
+        folder.mkdir(parents=True)
+        shutil.copy(runs["global"], folder / "task_0.h5")
     logs = root / "koala" / "pretrained"
     logs.mkdir(parents=True)
     for seed, acc in ((0, 0.5), (1, 0.6)):
@@ -86,12 +94,12 @@ def test_study_report_writes_claims_tables_figures_and_the_readme_block(small_jo
                           timeout=120)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     report = (docs / "study.md").read_text()
-    assert len(list(data.glob("*/*/*/seed_*.json"))) == 2 * len(TREE)
+    assert len(list(data.glob("*/*/*/seed_*.json"))) == 2 * len(TREE) + 4
     shutil.rmtree(root)  # a fresh clone has the summaries, not the runs: the same report
     again = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert again.returncode == 0, again.stderr
     assert (docs / "study.md").read_text() == report
-    assert len(pd.read_csv(data / "per_seed.csv")) == 2 * len(TREE)
+    assert len(pd.read_csv(data / "per_seed.csv")) == 2 * len(TREE) + 4
     assert "No run diverged" in report
     summary = json.loads((data / "compare/mnist/fedavg/seed_0.json").read_text())
     summary["row"] |= {"seed": 7, "diverged": True}  # a run that diverged: listed, left out
@@ -110,6 +118,9 @@ def test_study_report_writes_claims_tables_figures_and_the_readme_block(small_jo
     assert "client's model on own test: acc, client mean, last 5" in report
     assert "n/a (no global model)" in report  # majority has no global model to time
     assert "J of client work to target" in report
+    assert "| koala-pretrained | " in report.split("tuned on a validation split")[1]  # chosen
+    assert "settled from round" in report or "not settled" in report
+    assert "| fedmrl / N10-100pct-2cls | fedavg-ft (2), fedmrl (2)" in report  # runs done
     for figure in ("study_compare.png", "study_fedmrl.png", "study_koala.png", "study_paired.png"):
         assert (docs / "figures" / figure).stat().st_size > 10_000
     text = readme.read_text()
