@@ -68,6 +68,8 @@ COMPARE = {
     # REFT's sensitivity to the server's unlabelled data: distilling on 100 / 250 images
     "reft-proxy100": {"algorithm.name": "reft", "algorithm.proxy_samples": 100},
     "reft-proxy250": {"algorithm.name": "reft", "algorithm.proxy_samples": 250},
+    # ... and to starting each distillation from the clients' models averaged into L (ours)
+    "reft-average": {"algorithm.name": "reft", "algorithm.server_start": "average"},
     "koala-homo": {"algorithm.name": "koala", "algorithm.mode": "homogeneous",
                    "model.width": 0.5} | LARGE,  # the small model: half the configured width
     "koala-hetero": {"algorithm.name": "koala", "algorithm.mode": "heterogeneous"} | LARGE,

@@ -259,7 +259,8 @@ def table(df: pd.DataFrame, columns: list[str], order: list[str]) -> str:
 
 COMPARE_ORDER = ["majority", "local", "centralized", "fedavg", "fedavg-ft", "fedprox", "fednova",
                  "scaffold", "fedyogi", "submodel-prefix", "submodel-rolling",
-                 "submodel-magnitude", "reft", "reft-proxy250", "reft-proxy100", "koala-homo",
+                 "submodel-magnitude", "reft", "reft-proxy250", "reft-proxy100", "reft-average",
+                 "koala-homo",
                  "koala-hetero", "fedmrl"]  # fmt: skip
 FEDMRL_ORDER = ["majority", "standalone", "fedavg-ft", "fedmrl"]
 KOALA_ORDER = ["koala-pretrained", "koala-pretrained-warm", "koala-scratch",

@@ -122,7 +122,17 @@ def test_client_and_server_steps(method, tmp_path):
 
 @pytest.mark.parametrize(
     "method",
-    ["fedavg", "submodel", "koala", "reft", "local", "local-tiers", "standalone", "fedmrl"],
+    [
+        "fedavg",
+        "submodel",
+        "koala",
+        "reft",
+        "reft-average",
+        "local",
+        "local-tiers",
+        "standalone",
+        "fedmrl",
+    ],  # fmt: skip
 )
 def test_grouping_never_changes_a_result(method, tmp_path):
     """train.group = 1 and 3: the same clients, their outcomes, the reduced sums and the
@@ -135,12 +145,14 @@ def test_grouping_never_changes_a_result(method, tmp_path):
             sets["algorithm__" + key] = [1, 0.25]
         if method == "fedmrl":  # a clip that bites: every step's gradient is clipped
             sets["algorithm__clip"] = 0.5
-        if method in ("submodel", "koala", "reft", "local-tiers"):
+        if method == "reft-average":
+            sets["algorithm__server_start"] = "average"
+        if method in ("submodel", "koala", "reft", "reft-average", "local-tiers"):
             sets["model__hidden"] = [512]
             sets["fleet__classes"] = {"mcu": {"weight": 1.0}, "phone": {"weight": 1.0}}
         if method == "koala":
             sets["algorithm__mode"] = "heterogeneous"
-        cfg = tiny(method.removesuffix("-tiers"), tmp_path, round__cohort=8, **sets)
+        cfg = tiny(method.split("-")[0], tmp_path, round__cohort=8, **sets)
         parts = assemble(cfg, Comm(), tmp_path / "out.h5")
         plan = parts.planner.plan(0, 0.0, parts.method.workload)
         rows = plan.rows[plan.scheduled(0)]
@@ -157,7 +169,7 @@ def test_grouping_never_changes_a_result(method, tmp_path):
     (one, one_sums), (three, three_sums) = results[1], results[3]
     assert np.all(one["group"] == -1)
     assert len(set(three["group"])) >= 3
-    variants = {"fedavg": 1, "local": 1, "reft": 4}.get(method, 2)  # (local-tiers: 2)
+    variants = {"fedavg": 1, "local": 1, "reft": 4, "reft-average": 4}.get(method, 2)
     assert len(set(three["variant"])) == variants
     assert np.all(three["status"] == Status.TRAINED)
     for column in ("status", "loss", "accuracy"):
@@ -207,6 +219,34 @@ def test_reft_distils_on_proxy_samples_of_the_proxy_set(tmp_path):
     m = assemble(tiny("reft", tmp_path, algorithm__proxy_samples=7), Comm(), tmp_path / "o.h5")
     assert len(m.method.proxy_x) == 7
     assert m.method.accumulator_sizes()["teacher"] == 7 * 10
+
+
+def test_reft_server_start_average_starts_distillation_from_the_clients_masked_average(
+    tmp_path,
+):
+    """server_start = average: before distilling (here at a negligible rate), the server
+    model is the sample-weighted average of the clients' pruned models at the coordinates
+    their units sit at, and its own weights elsewhere."""
+    cfg = tiny("reft", tmp_path, round__cohort=8, algorithm__server_start="average",
+               algorithm__server_lr=1e-9, algorithm__server_epochs=1, model__hidden=[512],
+               fleet__classes={"mcu": {"weight": 1.0}, "phone": {"weight": 1.0}})  # fmt: skip
+    parts = assemble(cfg, Comm(), tmp_path / "out.h5")
+    m = parts.method
+    plan = parts.planner.plan(0, 0.0, m.workload)
+    rows = plan.rows[plan.scheduled(0)]
+    acc = Accumulators(m.accumulator_sizes(), 40, 1 / plan.total_samples)
+    parts.store.begin()
+    ClientRunner(cfg, m, parts.data, Comm(), StopSignal()).run(0, rows, acc)
+    parts.store.commit()
+    num, den = np.zeros(m.weights.numel()), np.zeros(m.weights.numel())
+    for k in rows["client"]:
+        state, n = parts.store.get(int(k)), parts.data.n_train[k]
+        num[state["index"]] += n * state["weights"]
+        den[state["index"]] += n
+    assert len(np.unique(den)) > 2  # pruned clients cover some units only
+    expected = np.where(den > 0, num / np.maximum(den, 1), m.weights.numpy())
+    m.server_step(acc.reduce(Comm()), plan)
+    assert np.allclose(m.weights.numpy(), expected, atol=1e-5)
 
 
 def run_in_process(cfg, tmp_path) -> tuple[int, str]:

@@ -36,6 +36,7 @@ from mpifl.kit import (
     torch_generator,
 )
 from mpifl.kit.accumulate import Accumulators
+from mpifl.kit.aggregate import average_update
 from mpifl.kit.batched import ClientTrainer, group_size
 from mpifl.kit.evaluate import EvalResult
 from mpifl.kit.method import ClientTask, Method, MethodContext, Metrics
@@ -88,6 +89,13 @@ class REFT(Method):
         "server_epochs": integer(10, 1, "distillation epochs over the proxy set per round"),
         "server_lr": number(0.2, 0.0, low_open=True, doc="distillation SGD learning rate"),
         "server_batch": integer(32, 1),
+        "server_start": choice(
+            "previous",
+            ("previous", "average"),
+            doc="what the server model starts each round's distillation from: its own "
+            "previous weights, or the clients' pruned models averaged into it coordinate "
+            "by coordinate (each where some client covered it; ours)",
+        ),
         "proxy_samples": integer(
             0,
             0,
@@ -116,6 +124,8 @@ class REFT(Method):
             )
         self.has_state = np.zeros(ctx.data.n_clients, dtype=bool)
         self._pruned: dict[int, torch.Tensor] = {}  # tier -> pruned server model
+        self._maps: dict[int, SliceMap] = {}  # tier -> its units in the server model
+        self._index_of: dict[int, torch.Tensor] = {}  # client -> its units this round
         self._pruned_from: torch.Tensor | None = None  # ... of these weights
         self.group_size = group_size(self.config, [tier.trainer for tier in self.tiers])
 
@@ -146,20 +156,27 @@ class REFT(Method):
         tiers = self.tier[clients]
         return tier_workload(self.ctx, self.tiers, clients, tiers, download, prune=True)
 
+    def _averaging(self) -> bool:
+        return self.config.algorithm.server_start == "average"
+
     def accumulator_sizes(self) -> dict[str, int]:
-        return {"teacher": len(self.proxy_x) * self.ctx.data.n_classes, "weight": 1}
+        sizes = {"teacher": len(self.proxy_x) * self.ctx.data.n_classes, "weight": 1}
+        if self._averaging():
+            sizes["num"] = sizes["den"] = self.weights.numel()
+        return sizes
 
     def pruned(self, tier: int) -> torch.Tensor:
         """The server model structurally L1-pruned to tier `tier`, as a flat vector;
         computed once per tier for each server model (every new `weights` tensor), and
         shared: callers copy it, never change it."""
         if self._pruned_from is not self.weights:
-            self._pruned, self._pruned_from = {}, self.weights
+            self._pruned, self._maps, self._pruned_from = {}, {}, self.weights
         if tier not in self._pruned:
             set_flat(self.server, self.weights)
             keep = self.tiers[tier].keep
             units = select_units(self.layout, keep, "magnitude", 0, self.server)
-            self._pruned[tier] = SliceMap(self.server, units).extract(self.weights)
+            self._maps[tier] = SliceMap(self.server, units)
+            self._pruned[tier] = self._maps[tier].extract(self.weights)
         return self._pruned[tier]
 
     def client_trainer(self, variant: int) -> ClientTrainer:
@@ -169,22 +186,39 @@ class REFT(Method):
         """The client's model at the start of its round: its own pruned model, or the
         server model pruned to its level in a sync round or if it has none."""
         state = None if self._sync(task.round) else self.ctx.state.get(task.client)
-        return self.pruned(task.variant) if state is None else torch.from_numpy(state["weights"])
+        if state is None:
+            start = self.pruned(task.variant)
+            if self._averaging():  # where its units sit in the server model
+                self._index_of[task.client] = self._maps[task.variant].index
+            return start
+        if self._averaging():
+            self._index_of[task.client] = torch.from_numpy(state["index"])
+        return torch.from_numpy(state["weights"])
 
     def client_finish(
         self, task: ClientTask, start: torch.Tensor, trained: torch.Tensor, acc: Accumulators
     ) -> Metrics:
         """Keep the trained pruned model (if finite); stage n softmax(z_k / T) on the
-        proxy inputs and n."""
+        proxy inputs and n; with server_start = average, also n W_k and n at the server
+        model's coordinates the client's units sit at."""
+        n = len(task.train[0])
+        state = {"weights": trained.clone().numpy()}
+        if self._averaging():
+            index = self._index_of.pop(task.client)
+            state["index"] = index.numpy()
+            num, den = torch.zeros(self.weights.numel()), torch.zeros(self.weights.numel())
+            num[index], den[index] = trained, 1.0
+            acc.add("num", num, n)
+            acc.add("den", den, n)
         if torch.isfinite(trained).all():
-            self.ctx.state.put(task.client, {"weights": trained.clone().numpy()})
+            self.ctx.state.put(task.client, state)
         model = self.tiers[task.variant].model
         set_flat(model, trained)
         model.eval()
         with torch.no_grad():
             logits = model(self.proxy_x) / self.config.algorithm.temperature
-        acc.add("teacher", torch.softmax(logits, dim=1), len(task.train[0]))
-        acc.add("weight", torch.ones(1), len(task.train[0]))
+        acc.add("teacher", torch.softmax(logits, dim=1), n)
+        acc.add("weight", torch.ones(1), n)
         return {}
 
     def server_step(self, sums: dict[str, np.ndarray], plan: RoundPlan) -> Metrics:
@@ -196,6 +230,8 @@ class REFT(Method):
             return {}
         alg = self.config.algorithm
         teacher = torch.from_numpy(sums["teacher"] / total).float().view(len(self.proxy_x), -1)
+        if self._averaging():  # start from the clients' models where they cover the server's
+            self.weights = average_update(self.weights, sums["num"], sums["den"])
         set_flat(self.server, self.weights)
         loss = self.ctx.distiller.distill(
             self.server,
