@@ -30,6 +30,16 @@ CASES = {
     "too many conv blocks": (["--set", "model.channels=[8, 8, 8, 8]"], "model.channels"),
     "negative deadline": (["--set", "round.deadline=-1.0"], "round.deadline"),
     "momentum out of range": (["--set", "train.momentum=1.5"], "train.momentum"),
+    "unknown output placeholder": (["--set", "run.output='out/{foo}.h5'"], "run.output"),
+    "fault after the last round": (
+        ["--set", "faults.raise_on_rank=0", "--set", "faults.raise_at_round=50"],
+        "faults.raise_at_round",
+    ),
+    "fault rank without a round": (["--set", "faults.raise_on_rank=0"], "faults.raise_on_rank"),
+    "fault on a rank not there": (
+        ["--set", "faults.raise_on_rank=99", "--set", "faults.raise_at_round=1"],
+        "faults.raise_on_rank",
+    ),
 }
 
 
@@ -97,3 +107,16 @@ def test_help_names_every_command_and_shows_defaults():
         assert f"\n    {command} " in top.stdout, command
     submit = mpifl("submit", "--help").stdout
     assert "01:00:00)" in submit and "(default: 60)" in submit and "(default: srun)" in submit
+
+
+def test_resume_and_overwrite_together_are_refused(small_job, tmp_path):
+    proc = mpifl("run", str(small_job), "--resume", "--overwrite")
+    _assert_clean_failure(proc, "--resume continues the output and --overwrite replaces it",
+                          tmp_path / "out.h5")  # fmt: skip
+
+
+def test_a_second_run_is_told_the_flag_to_type(small_job, tmp_path):
+    """An existing output: the message names --output, the flag a user types."""
+    assert mpifl("run", str(small_job), "--set", "run.rounds=1").returncode == 0
+    proc = mpifl("run", str(small_job), "--set", "run.rounds=1")
+    assert proc.returncode == 2 and "choose another --output" in proc.stderr, proc.stderr

@@ -258,7 +258,7 @@ def run_in_process(cfg, tmp_path) -> tuple[int, str]:
 @pytest.mark.parametrize("method", ["koala", "reft"])
 def test_engine_runs_in_process_and_records_server_metrics(method, tmp_path):
     code, text = run_in_process(tiny(method, tmp_path), tmp_path)
-    assert code == 0 and "complete: 2 rounds, 1 ranks" in text
+    assert code == 0 and "complete: 2 rounds, 1 rank," in text
     run = read_run(tmp_path / f"{method}.h5")
     assert run.attrs["status"] == "complete" and run.attrs["format_version"] == 8
     server = run.tables["server"]

@@ -6,6 +6,7 @@ import copy
 import dataclasses
 import difflib
 import math
+import re
 import tomllib
 import typing
 from collections.abc import Callable
@@ -278,7 +279,18 @@ def _cross_checks(cfg: dict[str, Any]) -> None:
     if cfg["model"]["norm"] == "group":
         _check_groups(cfg["model"])
     run = cfg["run"]
+    unknown = set(re.findall(r"\{([^{}]*)\}", run["output"])) - {"name"}
+    if unknown:
+        raise ConfigError("run.output", run["output"], "may hold only the placeholder {name}")
     run["output"] = run["output"].replace("{name}", run["name"])
+    faults = cfg["faults"]
+    if (faults["raise_on_rank"] >= 0) != (faults["raise_at_round"] >= 1):
+        raise ConfigError("faults.raise_on_rank", faults["raise_on_rank"],
+                          "and faults.raise_at_round are set together (a rank and a round "
+                          "from 1), or neither: one alone never fires")  # fmt: skip
+    if faults["raise_at_round"] > run["rounds"]:
+        why = f"must be <= run.rounds ({run['rounds']}): it would never fire"
+        raise ConfigError("faults.raise_at_round", faults["raise_at_round"], why)
     _check_callbacks(cfg["callbacks"], run["name"])
 
 

@@ -60,6 +60,9 @@ class Assembly:
 
 def assemble(cfg: Config, comm: Comm, output: Path) -> Assembly:
     """Build every part of a run of `cfg` writing `output`; ConfigError on bad input."""
+    if cfg.faults.raise_on_rank >= comm.size:
+        raise ConfigError("faults.raise_on_rank", cfg.faults.raise_on_rank,
+                          f"must be < the {comm.size} ranks: it would never fire")  # fmt: skip
     threads = configure_threads(cfg.run.threads)
     seed = cfg.run.seed
     check_fits(cfg.fleet.clients)

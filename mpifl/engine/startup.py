@@ -35,6 +35,10 @@ class Start:
 
 def decide(output: Path, cfg: Config, resume: bool, overwrite: bool) -> Start:
     """The start of a run of `cfg` into `output`; InputError if it must not run."""
+    if resume and overwrite:
+        raise InputError(
+            "run error: --resume continues the output and --overwrite replaces it; pass one"
+        )
     if not resume:
         refuse_existing(output, overwrite)
         return Start("fresh")

@@ -58,7 +58,7 @@ class OutputLock:
             os.close(fd)
             raise InputError(
                 f"output error: {output} is in use by another mpifl run ({holder}); "
-                "wait for it to end or choose another run.output"
+                "wait for it to end or choose another --output (run.output)"
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)

@@ -188,7 +188,8 @@ class Recorder:
         """The end-of-run summary table."""
         rounds, by_class = self.rounds, self.by_class
         lines = [
-            f"mpifl run '{name}' complete: {len(rounds)} rounds, {n_ranks} ranks, {wall:.1f} s wall"
+            f"mpifl run '{name}' complete: {len(rounds)} rounds, {n_ranks} "
+            f"rank{'s' if n_ranks != 1 else ''}, {wall:.1f} s wall"
         ]
         if self.stopped is not None:
             lines.append(f"  stopped early   after round {self.stopped[0]}: {self.stopped[1]}")

@@ -98,7 +98,7 @@ def refuse_existing(path: Path, overwrite: bool) -> None:
     if path.exists() and not overwrite:
         raise InputError(
             f"output error: {path} already exists; pass --overwrite to replace it "
-            "or choose another run.output"
+            "or choose another --output (run.output)"
         )
 
 
