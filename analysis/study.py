@@ -29,12 +29,18 @@ import json
 import math
 import subprocess
 import sys
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 import tomli_w
 
+from mpifl.engine.startup import RESUMABLE_CHANGES
+from mpifl.errors import ConfigError
 from mpifl.hpc.sweep import load_sweep, status, write_tasks
+from mpifl.jobs import load_job, validate_job
+from mpifl.results import read_run
+from mpifl.results.reader import flat_config
 
 ROOT = Path("results/study")
 DATA = Path("docs/study")  # the committed per-run summaries (analysis/study_report.py)
@@ -220,12 +226,29 @@ def sweep_file(cell: Cell, seed: int) -> Path:
     return path
 
 
+def stale(output: Path, job: Path) -> str | None:
+    """Why a finished run is not its task's job as the study now defines it (the first
+    setting that differs; keys the run predates count at today's defaults), or None."""
+    try:
+        stored = validate_job(tomllib.loads(read_run(output).attrs["config"])).to_toml()
+    except ConfigError as exc:
+        return f"its job no longer loads: {exc}"
+    old = flat_config(tomllib.loads(stored), classes=True)
+    new = flat_config(tomllib.loads(load_job(job).to_toml()), classes=True)
+    same = {"run.output", *RESUMABLE_CHANGES}  # where it was written, how it was paced
+    differ = sorted(k for k in (set(old) | set(new)) - same if old.get(k) != new.get(k))
+    return f"{differ[0]} was {old.get(differ[0])!r}, now {new.get(differ[0])!r}" if differ else None
+
+
 def run_local(path: Path, ranks: int) -> None:
     sweep = load_sweep(path)
     write_tasks(sweep)
     for i, state in status(sweep):
         if state == "done":
-            continue
+            why = stale(sweep.task_output(i), sweep.task_job(i))
+            if why is None:
+                continue
+            print(f"{sweep.folder}: its run is stale ({why}); running it again", flush=True)
         print(f"{sweep.folder} ...", flush=True)
         cmd = ["mpiexec", "-n", str(ranks), sys.executable, "-m", "mpifl", "run",
                str(sweep.task_job(i)), "--overwrite"]  # fmt: skip

@@ -29,7 +29,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from stats import diverged, paired, seeds_needed, verdict  # noqa: E402
-from study import COMPARABLE_MARGIN, LR_GRID, PRETRAIN_SAMPLES, tuned_lr  # noqa: E402
+from study import COMPARABLE_MARGIN, LR_GRID, PRETRAIN_SAMPLES, stale, tuned_lr  # noqa: E402
 
 from mpifl.results import read_run  # noqa: E402
 
@@ -116,6 +116,10 @@ def refresh(results: Path, data: Path) -> int:
     done = 0
     for path in sorted(results.glob("*/*/*/seed_*/task_0.h5")):
         if read_run(path).attrs.get("status") != "complete":
+            continue
+        why = stale(path, path.with_suffix(".toml"))
+        if why is not None:  # a run of an older study design: never mixed in
+            print(f"left out {path}: stale ({why}); rerun analysis/study.py")
             continue
         experiment, setting, method = path.parts[-5:-2]
         seed = int(path.parent.name.removeprefix("seed_"))
@@ -392,8 +396,9 @@ def claims_rows(
             ("standalone", "its paper's Standalone (each client's own model alone)",
              "Standalone is one of the 7 baselines it beats (up to +8.48 points over the "
              "best)"),
-            ("fedavg-ft", "a global model (FedAvg) fine-tuned per client for 2 epochs "
-             "(ours: the standard personalisation baseline)", "(not in the paper)"),
+            ("fedavg-ft", "a global model (FedAvg on the job's CNN: 27k parameters, no "
+             "clip) fine-tuned per client for 2 epochs (ours: the standard "
+             "personalisation baseline)", "(not in the paper)"),
         ):  # fmt: skip
             if ("fedmrl", setting, method) not in have:
                 continue
@@ -521,11 +526,11 @@ def figures(
     if len(fedmrl):
         settings = sorted(set(fedmrl.setting), key=_fedmrl_key)
         fig, ax = plt.subplots(figsize=(10, 4.5))
-        width = 0.26
+        width = 0.8 / len(FEDMRL_ORDER)  # the methods' bars side by side, centred
         for k, method in enumerate(FEDMRL_ORDER):
             stats = [stat(fedmrl[(fedmrl.setting == s) & (fedmrl.method == method)]["client"])
                      for s in settings]  # fmt: skip
-            x = np.arange(len(settings)) + (k - 1) * width
+            x = np.arange(len(settings)) + (k - (len(FEDMRL_ORDER) - 1) / 2) * width
             ax.bar(x, [s.mean for s in stats], width, yerr=[s.sd for s in stats], capsize=3,
                    label=method, color=colour(k))  # fmt: skip
         ax.set_xticks(np.arange(len(settings)), settings, rotation=15)
@@ -632,7 +637,7 @@ def apart(df: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def tuning(df: pd.DataFrame) -> str:
+def tuning(df: pd.DataFrame, data: Path) -> str:
     """The learning-rate tuning of KOALA's arms: validation accuracy (mean of the last
     evaluations; data.validation, never the test set) per rate, and the rate chosen."""
     tune = df[df.experiment == "tune"]
@@ -643,7 +648,7 @@ def tuning(df: pd.DataFrame) -> str:
     for arm in sorted(set(tune.setting)):
         cells = [str(stat(tune[(tune.setting == arm) & (tune.method == f"lr={lr:g}")]["global"]))
                  for lr in LR_GRID]  # fmt: skip
-        chosen = tuned_lr(arm)
+        chosen = tuned_lr(arm, data)
         lines.append(f"| {arm} | " + " | ".join(cells) + f" | {chosen if chosen else 'pending'} |")
     return "\n".join(lines) + "\n"
 
@@ -659,7 +664,9 @@ def progress(df: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def report(df: pd.DataFrame, curves: pd.DataFrame, pretrained: dict[int, float]) -> tuple[str, str]:
+def report(
+    df: pd.DataFrame, curves: pd.DataFrame, pretrained: dict[int, float], data: Path
+) -> tuple[str, str]:
     """(the full Markdown report, the README block) of the runs that did not diverge
     (`df` holds them all; `apart` lists the others)."""
     everything, df = df, df[~df["diverged"]]
@@ -691,7 +698,7 @@ def report(df: pd.DataFrame, curves: pd.DataFrame, pretrained: dict[int, float])
     parts = [f"# Study results\n\n{head}\n", "## Claims\n", table_of_claims, "", rule,
              "", settle, "## Runs done\n", progress(df), "## Diverged runs\n",
              apart(everything), "## Learning rates of KOALA's arms, tuned on a validation "
-             "split\n", tuning(tune)]  # fmt: skip
+             "split\n", tuning(tune, data)]  # fmt: skip
     block = [head, "", table_of_claims, "", rule, "",
              "Every table, curve, caveat and the runs still to do: docs/study.md.", ""]  # fmt: skip
     for data in ("mnist", "synthetic"):
@@ -739,7 +746,7 @@ def main() -> None:
     gone = df[df["diverged"]][keys]
     kept = curves.merge(gone, on=keys, how="left", indicator=True)
     kept = kept[kept["_merge"] == "left_only"].drop(columns="_merge")
-    full, block = report(df, kept, pretrained)
+    full, block = report(df, kept, pretrained, args.data)
     (args.docs / "study.md").write_text(full)
     print(full)
     for path in figures(df[~df["diverged"]], kept, pretrained, args.docs / "figures"):

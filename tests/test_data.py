@@ -53,6 +53,19 @@ def test_a_validation_set_replaces_the_test_set_which_is_used_nowhere():
         build_dataset(_data_cfg(name="synthetic", validation=0.1), 30, seed=0)
 
 
+def test_a_test_seed_fixes_the_test_set_for_every_seed_and_tuning_never_sees_it():
+    """data.test_seed: one global test set for every run.seed (the clients' data still
+    differ); a tuning run at another seed validates on images outside it."""
+    a = build_dataset(_data_cfg(test_seed=0), 50, seed=1)
+    b = build_dataset(_data_cfg(test_seed=0), 50, seed=2)
+    assert np.array_equal(a.global_test_idx, b.global_test_idx)
+    assert not np.array_equal(a.train.row(0), b.train.row(0))
+    plain = [build_dataset(_data_cfg(), 50, seed=s).global_test_idx for s in (1, 2)]
+    assert not np.array_equal(*plain)  # without it, each seed draws its own
+    tuning = build_dataset(_data_cfg(test_seed=0, validation=0.1), 50, seed=100)
+    assert not set(tuning.global_test_idx.tolist()) & set(a.global_test_idx.tolist())
+
+
 def test_local_test_split_has_train_labels():
     data = build_dataset(_data_cfg(partition="shards", classes_per_client=2), 30, seed=1)
     for k in range(data.n_clients):

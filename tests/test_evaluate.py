@@ -67,5 +67,8 @@ def test_each_device_class_gets_its_clients_mean():
     evaluator = Evaluator(Comm(), np.array([1, 0, 0, 1], np.uint8), ["mcu", "phone"])
     groups = {r.group: (r.accuracy, r.samples) for r in evaluator.clients(data, score)}
     assert groups["clients/mean/mcu"] == (1.0, 1) and groups["clients/mean/phone"] == (0.0, 2)
+    long = ["microcontroller_esp32_s3", "microcontroller_esp32_c3"]  # too long for the field
+    named = Evaluator(Comm(), np.array([1, 0, 0, 1], np.uint8), long).clients(data, score)
+    assert {r.group for r in named[2:]} == {"clients/mean/#0", "clients/mean/#1"}
     one_class = Evaluator(Comm(), np.zeros(4, np.uint8), ["phone"]).clients(data, score)
     assert [r.group for r in one_class] == ["clients/mean", "clients/pooled"]

@@ -24,6 +24,7 @@ from mpifl.kit import (
     ClientTask,
     MethodContext,
 )
+from mpifl.kit.workload import virtual_times
 from mpifl.methods import METHODS
 from mpifl.methods.fedavg import FedAvg
 from mpifl.results import read_run
@@ -199,6 +200,24 @@ def test_local_only_with_tiers_trains_the_widest_model_a_client_holds(tmp_path):
     assert np.all(statuses[1][0] == Status.INFEASIBLE)
     assert np.all(statuses[2][0] == Status.TRAINED)
     assert set(statuses[2][1]) == {0, 1}
+
+
+def test_local_only_tiers_count_no_transfer_against_the_deadline(tmp_path):
+    """Each client holds the widest tier that fits its memory and whose training, with
+    nothing sent either way, fits the deadline (a download counted wrongly before)."""
+    cfg = tiny("local", tmp_path, round__deadline=0.1, model__hidden=[512],
+               algorithm__tiers=[1.0, 0.25])  # fmt: skip
+    m = assemble(cfg, Comm(), tmp_path / "out.h5").method
+    prof, n = m.ctx.fleet.profiles, m.ctx.data.n_train
+    nothing = np.zeros(len(n), dtype=np.int64)
+    expected = np.full(len(n), len(m.own) - 1)
+    for i in range(len(m.own) - 1, -1, -1):
+        work = m.own[i].work
+        compute, comm = virtual_times(prof, n * work.flops_per_sample, nothing, nothing, None)
+        fits = (work.footprint <= prof["memory"]) & (compute + comm <= cfg.round.deadline)
+        expected[fits] = i
+    assert np.array_equal(m.tier_of, expected)
+    assert len(set(expected)) == 2
 
 
 def test_koala_warm_start_distils_the_large_model_into_the_small_ones(tmp_path):

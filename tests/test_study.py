@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from mpifl.jobs import load_job
+from mpifl.results import read_run
 from tests.conftest import ROOT, run_ok
 
 
@@ -70,15 +71,22 @@ def test_study_report_writes_claims_tables_figures_and_the_readme_block(small_jo
     run_ok(small_job, runs["global"], "run.rounds=6")  # 5 evaluations: a paired curve
     run_ok(small_job, runs["personal"], "run.rounds=6", "algorithm.name='local'")
     root = tmp_path / "study"
+    jobs = {kind: read_run(path).attrs["config"] for kind, path in runs.items()}
     for cell, kind in TREE.items():
         for seed in (0, 1):
             folder = root / cell / f"seed_{seed}"
             folder.mkdir(parents=True)
             shutil.copy(runs[kind], folder / "task_0.h5")
+            (folder / "task_0.toml").write_text(jobs[kind])  # the task's job, as run
+    stale = root / "compare" / "mnist" / "fedavg" / "seed_2"  # a run of an older design
+    stale.mkdir()
+    shutil.copy(runs["global"], stale / "task_0.h5")
+    (stale / "task_0.toml").write_text(jobs["global"].replace("rounds = 6", "rounds = 100"))
     for lr in (0.01, 0.02, 0.05, 0.1):  # one arm's tuning runs (seed 100)
         folder = root / "tune" / "koala-pretrained" / f"lr={lr:g}" / "seed_100"
         folder.mkdir(parents=True)
         shutil.copy(runs["global"], folder / "task_0.h5")
+        (folder / "task_0.toml").write_text(jobs["global"])
     logs = root / "koala" / "pretrained"
     logs.mkdir(parents=True)
     for seed, acc in ((0, 0.5), (1, 0.6)):
@@ -93,6 +101,7 @@ def test_study_report_writes_claims_tables_figures_and_the_readme_block(small_jo
     proc = subprocess.run([*command, str(root)], capture_output=True, text=True, cwd=tmp_path,
                           timeout=120)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
+    assert "left out" in proc.stdout and "run.rounds was 6, now 100" in proc.stdout
     report = (docs / "study.md").read_text()
     assert len(list(data.glob("*/*/*/seed_*.json"))) == 2 * len(TREE) + 4
     shutil.rmtree(root)  # a fresh clone has the summaries, not the runs: the same report

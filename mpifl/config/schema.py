@@ -131,6 +131,12 @@ SCHEMA: Section = {
         "alpha": number(0.5, 0.0, 1e6, low_open=True, doc="Dirichlet concentration"),
         "classes_per_client": integer(2, 1, "for shards and fedmrl partitions"),
         "test_fraction": number(0.2, 0.0, 1.0, True, True, "global test set, carved out first"),
+        "test_seed": integer(
+            -1,
+            -1,
+            "seed of the global test split (-1 = run.seed): one test set for every "
+            "run.seed, so that tuning at other seeds never sees it; pooled data sets only",
+        ),  # fmt: skip
         "validation": number(
             0.0,
             0.0,

@@ -81,6 +81,9 @@ class DataConfig:
     classes_per_client: int
     # global test set, carved out first
     test_fraction: float
+    # seed of the global test split (-1 = run.seed): one test set for every run.seed, so
+    # that tuning at other seeds never sees it; pooled data sets only
+    test_seed: int
     # tuning: this fraction of the data, carved from the training pool, replaces the global
     # test set (which is then used nowhere); 0 = off; pooled data sets only
     validation: float

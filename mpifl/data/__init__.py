@@ -18,9 +18,10 @@ def build_dataset(data: DataConfig, n_clients: int, seed: int) -> FederatedData:
     """The federated data set that `data` (the config section) describes.
 
     n_clients = 0 asks for a natural partition's own client count."""
-    if data.validation and data.name in (*NATURAL, "synthetic", "w1"):
-        why = f"works with pooled data sets only (digits, mnist5k, arrays), not {data.name!r}"
-        raise ConfigError("data.validation", data.validation, why)
+    for key, off in (("validation", 0.0), ("test_seed", -1)):
+        if getattr(data, key) != off and data.name in (*NATURAL, "synthetic", "w1"):
+            why = f"works with pooled data sets only (digits, mnist5k, arrays), not {data.name!r}"
+            raise ConfigError(f"data.{key}", getattr(data, key), why)
     if data.name in NATURAL:
         return natural_count(_from_file(data, n_clients, seed), n_clients, data.name)
     if data.name == "python":

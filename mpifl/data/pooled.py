@@ -24,11 +24,13 @@ def partition_pool(
     With an official `test` set, it is the global test set and data.test_fraction is unused;
     data.proxy_fraction is then a fraction of the training pool. With data.validation > 0,
     a stratified validation set of that fraction of the data is carved from the rest and
-    takes the test set's place (tuning never sees the test set)."""
+    takes the test set's place (tuning never sees the test set). With data.test_seed >= 0
+    the global test set is drawn from that seed alone: the same for every run.seed."""
     rng = generator(seed, Purpose.PARTITION)
     if test is None:
         labels = y.numpy()
-        rest, global_test = stratified_split(labels, data.test_fraction, rng)
+        split = rng if data.test_seed < 0 else generator(data.test_seed, Purpose.PARTITION, -1, 1)
+        rest, global_test = stratified_split(labels, data.test_fraction, split)
         proxy_share = data.proxy_fraction / (1 - data.test_fraction)
     else:
         n_pool = len(y)

@@ -14,6 +14,7 @@ from mpifl.data.federated import FederatedData
 from mpifl.kit.training import loss_and_correct
 
 CHUNK = 256  # fixed chunk size: each chunk's numbers do not depend on the rank count
+GROUP_BYTES = 32  # the eval table's group field (mpifl/results/schema.py)
 ClientScore = Callable[[int, torch.Tensor, torch.Tensor], tuple[float, int]]
 
 
@@ -37,6 +38,12 @@ class Evaluator:
     ) -> None:
         self.comm = comm
         self.device_class, self.class_names = device_class, list(class_names)
+
+    def _class_group(self, k: int) -> str:
+        """`clients/mean/<class name>`, or `clients/mean/#<k>` if the name would not fit the
+        eval table's 32-byte group field whole (two long names must not collide)."""
+        name = f"clients/mean/{self.class_names[k]}"
+        return name if len(name.encode()) <= GROUP_BYTES else f"clients/mean/#{k}"
 
     def _table(self, rows: dict[int, list[float]], n: int, width: int) -> np.ndarray:
         """(n, width) float64: row i from the one rank that computed it. Every other rank
@@ -90,7 +97,7 @@ class Evaluator:
         classes = None if self.device_class is None else self.device_class[tested]
         if classes is not None and len(np.unique(classes)) > 1:
             for k in np.unique(classes):
-                of, name = classes == k, f"clients/mean/{self.class_names[k]}"
+                of, name = classes == k, self._class_group(int(k))
                 size = int(of.sum())
                 results.append(EvalResult(name, float(mean_loss[of].sum() / size),
                                           float(accuracy[of].sum() / size), size))  # fmt: skip

@@ -71,7 +71,8 @@ class LocalOnly(FedAvg):
                                       self.config.run.seed))
                 for t in tiers
             ]  # fmt: skip
-            self.tier_of = choose_tiers(ctx, tiers, ctx.all_clients, upload=False)
+            nothing = np.zeros(len(ctx.all_clients), dtype=bool)  # no download either
+            self.tier_of = choose_tiers(ctx, tiers, ctx.all_clients, nothing, upload=False)
         self.group_size = group_size(self.config, [own.trainer for own in self.own])
 
     def variants_of(self, clients: np.ndarray) -> np.ndarray:
