@@ -170,8 +170,14 @@ def test_stale_client_state_is_never_read_back(tmp_path, method):
     cmd = ["run", str(job), "--output", str(out), *set_args(*sets)]
     proc = launch(*cmd)
     wait_for_rounds(out, 3, proc)
+    assert read_status(out)[0] == "running"  # its lock is held
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
+    deadline = time.monotonic() + 20  # (the ranks die a moment after mpiexec)
+    while read_status(out)[0] == "running" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    status, error = read_status(out)  # the file still says running; nobody holds the lock
+    assert status == "killed" and "--resume" in error, (status, error)
     assert any((tmp_path / ".run.state").rglob("*.npz"))
     resumed = mpifl(*cmd, "--resume", ranks=2)
     assert resumed.returncode == 0, resumed.stderr

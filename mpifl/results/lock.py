@@ -18,10 +18,34 @@ from pathlib import Path
 
 from mpifl.errors import InputError
 
+HELD: set[Path] = set()  # lock files this process holds (never to be opened here again:
+# closing any descriptor of a file drops every POSIX lock the process holds on it)
+
 
 def lock_path(output: Path) -> Path:
     """The lock file of a result file."""
     return output.with_name(f".{output.name}.lock")
+
+
+def lock_held(output: Path) -> bool | None:
+    """Whether a live process holds the lock of a result file: True, False (a run whose
+    file says `running` was then killed), or None (no lock file to ask)."""
+    path = lock_path(output)
+    if path.resolve() in HELD:
+        return True
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return None
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    else:
+        fcntl.lockf(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
 
 
 class OutputLock:
@@ -62,11 +86,13 @@ class OutputLock:
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        HELD.add(path.resolve())
         return cls(path, fd, created, folders)
 
     def release(self, remove: bool = False) -> None:
         """Give the lock up; `remove` (a run that did not start) deletes the lock file and
         the folders if this run created them, so that it leaves nothing behind."""
+        HELD.discard(self.path.resolve())
         if remove and self._created:
             with contextlib.suppress(OSError):
                 self.path.unlink()

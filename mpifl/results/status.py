@@ -1,5 +1,6 @@
 """A run's status as a reader should see it: the file's `status` attribute, unless a rank
-left a failure note beside it that rank 0 could not record.
+left a failure note beside it that rank 0 could not record, or the run died without a
+word (no process holds its lock: `killed`).
 
 A rank that fails writes `RUN.h5.failed` (rank and traceback) before the job is aborted.
 Rank 0 also records the failure in the file when it can; when it cannot (it was busy in
@@ -16,6 +17,7 @@ from pathlib import Path
 import h5py
 
 from mpifl.files import write_text
+from mpifl.results.lock import lock_held
 
 
 def note_path(output: Path) -> Path:
@@ -34,12 +36,24 @@ def remove_failure_note(output: Path) -> None:
         note_path(output).unlink()
 
 
+KILLED = (
+    "no process holds the run's lock: it was killed (SIGKILL, out of memory, a lost node) "
+    "before it could record its end; --resume continues from its last checkpoint"
+)
+
+
 def effective(output: Path, status: str, error: str | None) -> tuple[str, str | None]:
-    """(status, error) after taking the failure note into account."""
+    """(status, error) after taking the failure note and the run's lock into account: a
+    file that says `running` is `failed` if a rank left a note, `killed` if no process
+    holds its lock any more."""
+    if status != "running":
+        return status, error
     note = note_path(output)
-    if status == "running" and note.is_file():
+    if note.is_file():
         with contextlib.suppress(OSError):
             return "failed", note.read_text(errors="replace")
+    if lock_held(output) is False:
+        return "killed", KILLED
     return status, error
 
 
