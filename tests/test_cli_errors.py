@@ -64,6 +64,12 @@ def test_malformed_toml(tmp_path):
     _assert_clean_failure(mpifl("run", str(job)), "not valid TOML", tmp_path / "out.h5")
 
 
+def test_an_empty_job_file_is_refused(tmp_path):
+    job = tmp_path / "job.toml"
+    job.write_text("# nothing yet\n")
+    _assert_clean_failure(mpifl("run", str(job)), "holds no settings", tmp_path / "out.h5")
+
+
 def test_missing_job_file(tmp_path):
     proc = mpifl("run", str(tmp_path / "nope.toml"))
     _assert_clean_failure(proc, "job file not found", tmp_path / "out.h5")

@@ -104,6 +104,11 @@ def load_config(
         raw = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"config error: {path} is not valid TOML: {exc}") from None
+    if not raw:
+        raise InputError(
+            f"config error: {path} holds no settings; a job names at least its [run] "
+            "(jobs/quickstart.toml is a starting point)"
+        )
     for item in overrides or []:
         apply_override(raw, item)
     return validate(raw, method_fields)
