@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -62,6 +65,18 @@ def test_malformed_toml(tmp_path):
     job = tmp_path / "job.toml"
     job.write_text("[run\nrounds = 3\n")
     _assert_clean_failure(mpifl("run", str(job)), "not valid TOML", tmp_path / "out.h5")
+
+
+@pytest.mark.parametrize("key", ["data.path", "fleet.trace"])
+def test_a_fifo_or_a_device_as_an_input_file_is_refused_not_waited_on(key, small_job, tmp_path):
+    fifo = tmp_path / "data.npz"
+    os.mkfifo(fifo)
+    for path in (fifo, Path("/dev/zero")):
+        sets = ["--set", f"{key}='{path}'"] + (
+            ["--set", "data.name='npz'"] if key == "data.path" else []
+        )
+        proc = mpifl("run", str(small_job), *sets, timeout=60)
+        _assert_clean_failure(proc, "regular file", tmp_path / "out.h5")
 
 
 def test_an_empty_job_file_is_refused(tmp_path):

@@ -33,6 +33,7 @@ def test_sweep_expands_and_validates(small_job, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "#SBATCH --array=0-3" in proc.stdout
     assert 'task_"${SLURM_ARRAY_TASK_ID}".toml' in proc.stdout
+    assert "task_%A_%a.log" in proc.stdout  # a resubmission keeps the earlier task logs
     assert not (tmp_path / "sw").exists()  # --dry-run prints and writes nothing
     tasks = load_sweep(sweep).tasks
     assert len(tasks) == 4

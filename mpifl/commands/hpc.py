@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         sweep.name,
         str(sweep.task_job(task)),
         str(sweep.task_output(task)),
-        str(sweep.folder / "task_%a.log"),
+        str(sweep.folder / "task_%A_%a.log"),  # a resubmission keeps the earlier logs
         _res(args),
         array=f"0-{len(sweep.tasks) - 1}" + (f"%{args.throttle}" if args.throttle else ""),
     )

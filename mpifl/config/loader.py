@@ -251,6 +251,10 @@ def _cross_checks(cfg: dict[str, Any]) -> None:
         raise ConfigError("data.path", "", f"is required when data.name = '{data['name']}'")
     if data["name"] in FROM_PATH and not Path(data["path"]).exists():
         raise ConfigError("data.path", data["path"], "no such file or folder")
+    if data["path"] and Path(data["path"]).exists():
+        where = Path(data["path"])
+        if not (where.is_file() or where.is_dir()):  # a FIFO or a device never ends
+            raise ConfigError("data.path", data["path"], "must be a regular file or folder")
     if data["name"] == "synthetic" and cfg["model"]["arch"] == "cnn":
         raise ConfigError(
             "model.arch", "cnn", "must be 'mlp' or a plugin for data.name = 'synthetic'"

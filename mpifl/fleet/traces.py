@@ -83,6 +83,8 @@ def save_fleet(fleet: Fleet, path: Path) -> None:
 def load_fleet(path: str | Path) -> Fleet:
     """Read a fleet file; any problem is an InputError naming the file."""
     path = Path(path)
+    if path.exists() and not path.is_file():  # a folder, a FIFO or a device
+        raise InputError(f"fleet error: {path} is not a regular file")
     if not path.is_file():
         raise InputError(f"fleet error: fleet file not found: {path}")
     try:
