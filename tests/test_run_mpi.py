@@ -153,3 +153,32 @@ def test_existing_output_is_kept_unless_overwrite(small_job, tmp_path):
     assert proc.returncode == 0
     with h5py.File(out) as f:
         assert f.attrs["seed"] == 7
+
+
+DRIFTY = '''
+import os
+
+from mpifl.methods.fedavg import FedAvg
+
+
+class Drifty(FedAvg):
+    """A server step that reads something each rank has its own of (its MPI rank, as
+    MPICH's launcher tells each process)."""
+
+    def server_step(self, sums, plan):
+        metrics = super().server_step(sums, plan)
+        self.weights = self.weights + 1e-6 * int(os.environ.get("PMI_RANK", "0"))
+        return metrics
+'''
+
+
+def test_ranks_whose_server_states_differ_fail_the_run_naming_the_contract(small_job, tmp_path):
+    (tmp_path / "drifty.py").write_text(DRIFTY)
+    out = tmp_path / "out.h5"
+    proc = mpifl("run", str(small_job), "--set", "algorithm.name='drifty:Drifty'", ranks=2,
+                 cwd=tmp_path, timeout=120)  # fmt: skip
+    assert proc.returncode != 0
+    assert "the ranks diverged in round 1" in proc.stderr and "'drifty:Drifty'" in proc.stderr
+    assert "same state on every rank" in proc.stderr
+    with h5py.File(out) as f:
+        assert f.attrs["status"] == "failed" and len(f["rounds"]) == 0

@@ -17,6 +17,7 @@ from mpifl.callbacks import CallbackList, RunInfo, build_callbacks
 from mpifl.comm import Comm
 from mpifl.config import Config
 from mpifl.engine import checkpoint
+from mpifl.engine.agreement import check_server_state
 from mpifl.engine.assemble import assemble
 from mpifl.engine.asynchronous import PendingUpdates, build_schedule
 from mpifl.engine.checkpoint import Checkpoint
@@ -240,6 +241,7 @@ class Engine:
         rows = plan.rows[plan.scheduled(comm.rank)]
         train_time, acc = self._train(t, plan, rows)
         metrics: Metrics = self.method.server_step(acc.reduce(comm), plan)
+        check_server_state(comm, self.method, self.cfg.algorithm.name, t)
         t0 = self.virtual_time
         self.virtual_time = t0 + max(plan.duration, self.cfg.round.interval)
         if self.schedule is None:
