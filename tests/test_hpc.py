@@ -8,6 +8,12 @@ from mpifl.hpc.sweep import load_sweep
 from tests.conftest import mpifl, run_ok
 
 
+def test_submit_dry_run_shows_the_script_even_over_an_existing_output(small_job, tmp_path):
+    (tmp_path / "out.h5").write_bytes(b"not a finished run")
+    proc = mpifl("submit", str(small_job), "--dry-run")
+    assert proc.returncode == 0 and "#SBATCH --requeue" in proc.stdout, proc.stderr
+
+
 def test_submit_dry_run_renders_the_allocation(small_job):
     proc = mpifl("submit", str(small_job), "--nodes", "4", "--ntasks-per-node", "8",
                  "--cpus-per-task", "2", "--time", "04:00:00", "--partition", "compute",
@@ -56,7 +62,10 @@ def test_submit_options_pass_through_and_template(small_job, tmp_path, monkeypat
                  "--constraint=intel&ib", "--mail-type=END,FAIL", "--mail-user=a@b.org",
                  "--signal=TERM@300", "--exclusive\n", "--reservation=r1"):  # fmt: skip
         assert "#SBATCH " + line in proc.stdout, line
-    for bad, words in ((["--sbatch", "time=5"], "sets --time itself"),
+    assert "CPU build" in proc.stderr  # --gres gpu:1 with a CPU torch: said, not refused
+    for bad, words in ((["--sbatch", "time=5"], "sets this itself (from --time)"),
+                       (["--sbatch", "no-requeue"], "--requeue always"),
+                       (["--sbatch", "requeue"], "sets this itself (always, so that"),
                        (["--sbatch", "x y"], "not an sbatch option"),
                        (["--mem", "4G;rm"], "--mem"),
                        (["--signal", "0"], "--signal 0")):  # fmt: skip

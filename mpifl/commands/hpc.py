@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -93,8 +95,20 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     stat.add_argument("sweep")
 
 
+def _installed_torch() -> str:
+    """The installed torch's version ("" if none), without importing it."""
+    try:
+        return importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        return ""
+
+
 def _res(args: argparse.Namespace) -> Resources:
     optional = {key: getattr(args, key) for key in OPTIONAL}
+    torch = _installed_torch()
+    if "gpu" in args.gres and torch.endswith("+cpu"):
+        print(f"mpifl: warning: --gres {args.gres} asks for GPUs, but this torch is a CPU "
+              f"build ({torch}): mpifl would not use them", file=sys.stderr)  # fmt: skip
     return Resources(
         args.nodes, args.ntasks_per_node, args.cpus_per_task, args.time,
         launcher=args.launcher, signal_lead=args.signal_lead,
@@ -157,10 +171,10 @@ def _submit_job(args: argparse.Namespace) -> int:
         str(output.with_suffix(".slurm-%j.log")),
         _res(args),
     )
-    if output.exists() and not _may_submit_over(output, args):
-        return 0
-    if args.dry_run:
+    if args.dry_run:  # shows the script whatever the output's state
         _emit(script, output.with_suffix(".sbatch"), True, "")
+        return 0
+    if output.exists() and not _may_submit_over(output, args):
         return 0
     require_sbatch()
     snapshot.parent.mkdir(parents=True, exist_ok=True)

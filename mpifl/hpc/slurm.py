@@ -20,10 +20,12 @@ TEMPLATE_ENV = "MPIFL_SLURM_TEMPLATE"
 LAUNCHERS = {"srun": "srun --mpi=pmi2", "mpiexec": "mpiexec"}
 OPTIONAL = ("partition", "account", "mem", "mem_per_cpu", "gres", "qos", "constraint",
             "mail_type", "mail_user")  # fmt: skip
-MANAGED = {"job-name": "the run's name", "nodes": "--nodes", "ntasks-per-node":
-           "--ntasks-per-node", "cpus-per-task": "--cpus-per-task", "time": "--time",
-           "output": "run.output", "signal": "--signal", "requeue": "(always set)",
-           "array": "the sweep"}  # fmt: skip
+MANAGED = {"job-name": "from the run's name", "nodes": "from --nodes",
+           "ntasks-per-node": "from --ntasks-per-node", "cpus-per-task": "from --cpus-per-task",
+           "time": "from --time", "output": "from run.output", "signal": "from --signal",
+           "requeue": "always, so that a preempted job is requeued and resumes",
+           "no-requeue": "--requeue always, so that a preempted job is requeued and resumes",
+           "array": "for the sweep"}  # fmt: skip
 
 
 @dataclass
@@ -101,8 +103,7 @@ def extra_lines(res: Resources, array: str) -> list[str]:
             raise InputError(f"submit error: --sbatch {shown(item)}: not an sbatch option name")
         if option in MANAGED:
             raise InputError(
-                f"submit error: --sbatch {shown(item)}: mpifl sets --{option} itself "
-                f"(from {MANAGED[option]})"
+                f"submit error: --sbatch {shown(item)}: mpifl sets this itself ({MANAGED[option]})"
             )
         value = sbatch_value(f"--sbatch {option}", value) if sep else ""
         lines.append(f"#SBATCH --{option}" + (f"={value}" if sep else ""))
