@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from typing import TextIO
@@ -31,24 +32,37 @@ def clock(seconds: float) -> str:
 
 
 def stamp(when: float | None = None) -> str:
-    """Local time as YYYY-MM-DD HH:MM:SS."""
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when))
+    """Local time as YYYY-MM-DD HH:MM:SS +ZZZZ (its offset from UTC)."""
+    return time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(when))
 
 
 def header(attrs: dict[str, object], rounds: int, first: int, output: str) -> str:
     """The lines a log starts with: what runs, where, on what, with which software."""
     a = {k: attrs.get(k, "?") for k in ("mpifl_version", "name", "algorithm", "n_ranks",
                                          "threads_per_rank", "hostname", "torch_version",
-                                         "mpi4py_version", "mpi_library")}  # fmt: skip
+                                         "mpi4py_version", "mpi_library", "seed",
+                                         "command")}  # fmt: skip
+    slurm = f"; SLURM job {os.environ['SLURM_JOB_ID']}" if os.environ.get("SLURM_JOB_ID") else ""
     start = f"{first + 1} (resumed)" if first else "1"
     commit = f", git {attrs['git_commit']}" if attrs.get("git_commit") else ""
     return "\n".join([
         f"[{stamp()}] mpifl {a['mpifl_version']}: run '{a['name']}' ({a['algorithm']}), "
         f"rounds {start} to {rounds}",
-        f"  ranks {a['n_ranks']} x {a['threads_per_rank']} torch threads on {a['hostname']}; "
-        f"output {output}",
+        f"  {_count(a['n_ranks'], 'rank')} x {_count(a['threads_per_rank'], 'torch thread')} "
+        f"on {a['hostname']}; output {output}",
+        f"  seed {a['seed']}; command mpifl {_arguments(str(a['command']))}{slurm}",
         f"  torch {a['torch_version']}, mpi4py {a['mpi4py_version']}, {a['mpi_library']}{commit}",
     ])  # fmt: skip
+
+
+def _count(n: object, what: str) -> str:
+    return f"{n} {what}" + ("" if n == 1 else "s")
+
+
+def _arguments(command: str) -> str:
+    """The job file and options of a recorded command line (its program path left out)."""
+    words = command.split(" ")
+    return " ".join(words[1:]) if words and words[0].endswith((".py", "mpifl")) else command
 
 
 def round_line(row: np.void, rounds: int, elapsed: float, eta: float) -> str:

@@ -137,7 +137,7 @@ def test_file_is_readable_while_the_run_goes_on(small_job, tmp_path):
     assert seen[1] == list(range(1, seen[0] + 1))
     assert proc.returncode == 0
     # output to a pipe is one plain line per round (what a SLURM log shows)
-    lines = [line for line in stdout.splitlines() if re.match(r"\[[-0-9 :]+\] round ", line)]
+    lines = [line for line in stdout.splitlines() if re.match(r"\[[-+0-9 :]+\] round ", line)]
     assert len(lines) == 40 and "round   40/40" in lines[-1] and "eta 0:00:00" in lines[-1]
     assert stdout.startswith("[") and "mpifl " in stdout.splitlines()[0]  # the header
 

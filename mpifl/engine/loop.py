@@ -27,7 +27,7 @@ from mpifl.engine.signals import INTERRUPTED, StopSignal
 from mpifl.engine.telemetry import RankTelemetry
 from mpifl.kit import Accumulators, EvalResult, Metrics, RoundPlan
 from mpifl.kit.state_store import state_root
-from mpifl.progress import Progress, header
+from mpifl.progress import Progress, header, stamp
 from mpifl.results.recorder import Recorder
 from mpifl.results.schema import FLEET_DTYPE, FORMAT_VERSION
 from mpifl.results.status import remove_failure_note
@@ -201,7 +201,7 @@ class Engine:
         )
         if self.comm.rank == 0:
             print(
-                f"checkpoint {folder} ({time.perf_counter() - start:.2f} s)",
+                f"[{stamp()}] checkpoint {folder} ({time.perf_counter() - start:.2f} s)",
                 file=self.stream,
                 flush=True,
             )
