@@ -34,6 +34,7 @@ from study import COMPARABLE_MARGIN, LR_GRID, PRETRAIN_SAMPLES, stale, tuned_lr 
 from mpifl.results import read_run  # noqa: E402
 
 LAST = 5  # evaluations averaged per run
+MIN_SEEDS = 5  # a verdict on fewer seeds is marked preliminary
 GLOBAL, CLIENT, POOLED = "test_accuracy", "client_accuracy", "client_accuracy_pooled"
 TARGETS = {"mnist": 0.90, "synthetic": 0.50, "constrained": 0.93, "unconstrained": 0.93}
 BEGIN, END = "<!-- study:begin -->", "<!-- study:end -->"
@@ -334,6 +335,8 @@ def _paired(a: pd.Series, b: pd.Series, kind: str, curve: pd.DataFrame | None = 
         more = f"; ~{need} seeds would decide it" if need else "; on the bound"
     if curve is not None:
         more += settled(curve, kind)
+    if interval.n < MIN_SEEDS:
+        found = f"preliminary, {interval.n} of {MIN_SEEDS} seeds: {found}"
     return f"{found} ({interval}{more})"
 
 
@@ -606,7 +609,7 @@ def paired_against_rounds(curves: pd.DataFrame, pairs: list[tuple], path: Path) 
         keep = [i for i, p in enumerate(intervals) if p is not None]
         x = d.index[keep]
         ax.plot(x, [intervals[i].mean for i in keep], color="C0",
-                label=f"mean over seeds ({d.shape[1]})")  # fmt: skip
+                label=f"mean over seeds ({int(d.iloc[-1].notna().sum())})")  # fmt: skip
         ax.fill_between(x, [intervals[i].low for i in keep], [intervals[i].high for i in keep],
                         color="C0", alpha=0.2, lw=0, label="95% t interval")  # fmt: skip
         ax.axhline(0, color="k", lw=0.8)
