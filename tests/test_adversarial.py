@@ -378,7 +378,7 @@ def test_paths_with_a_dollar_never_reach_a_batch_script(field):
         (["--nodes", "0"], "--nodes"),
         (["--account", "x\x01y"], "--account"),
         (["--time", "\u0661:00"], "--time"),
-        (["--set", "run.output='results/${SLURM_ARRAY_TASK_ID}.h5'"], "'$'"),
+        (["--set", "run.output='results/${SLURM_ARRAY_TASK_ID}.h5'"], "{SLURM_ARRAY_TASK_ID}"),
     ],
 )
 def test_submit_refuses_unsafe_or_malformed_options(small_job, args, text):

@@ -29,6 +29,7 @@ DECLARED = {  # method -> its figures and their units
     "fedbuff": {"update_norm": "L2 norm"},
     "fedasync": {"update_norm": "L2 norm"},
     "local": {"update_norm": "L2 norm"},
+    "standalone": {"update_norm": "L2 norm"},
     "fedmrl": {"global_accuracy": "fraction"},
 } | {  # FedAvg's relatives: the same clients
     name: {"update_norm": "L2 norm"}

@@ -290,7 +290,9 @@ def _cross_checks(cfg: dict[str, Any]) -> None:
     run = cfg["run"]
     unknown = set(re.findall(r"\{([^{}]*)\}", run["output"])) - {"name"}
     if unknown:
-        raise ConfigError("run.output", run["output"], "may hold only the placeholder {name}")
+        others = ", ".join(f"{{{u}}}" for u in sorted(unknown))
+        raise ConfigError("run.output", run["output"], f"may hold only the placeholder {{name}}, "
+                          f"not {others}")  # fmt: skip
     run["output"] = run["output"].replace("{name}", run["name"])
     faults = cfg["faults"]
     if (faults["raise_on_rank"] >= 0) != (faults["raise_at_round"] >= 1):
