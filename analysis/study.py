@@ -35,12 +35,11 @@ from pathlib import Path
 
 import tomli_w
 
-from mpifl.engine.startup import RESUMABLE_CHANGES
+from mpifl.engine.startup import config_change
 from mpifl.errors import ConfigError
 from mpifl.hpc.sweep import load_sweep, status, write_tasks
 from mpifl.jobs import load_job, validate_job
 from mpifl.results import read_run
-from mpifl.results.reader import flat_config
 
 ROOT = Path("results/study")
 DATA = Path("docs/study")  # the committed per-run summaries (analysis/study_report.py)
@@ -233,11 +232,7 @@ def stale(output: Path, job: Path) -> str | None:
         stored = validate_job(tomllib.loads(read_run(output).attrs["config"])).to_toml()
     except ConfigError as exc:
         return f"its job no longer loads: {exc}"
-    old = flat_config(tomllib.loads(stored), classes=True)
-    new = flat_config(tomllib.loads(load_job(job).to_toml()), classes=True)
-    same = {"run.output", *RESUMABLE_CHANGES}  # where it was written, how it was paced
-    differ = sorted(k for k in (set(old) | set(new)) - same if old.get(k) != new.get(k))
-    return f"{differ[0]} was {old.get(differ[0])!r}, now {new.get(differ[0])!r}" if differ else None
+    return config_change(stored, load_job(job).to_toml(), ignored=("run.output",))
 
 
 def run_local(path: Path, ranks: int) -> None:

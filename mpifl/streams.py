@@ -91,3 +91,11 @@ def seeded_init(seed: int, key: int = 0) -> Iterator[None]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(torch_init_seed(seed, key))
         yield
+
+
+def random_subset(size: int, n: int, seed: int, purpose: Purpose, key: int) -> torch.Tensor:
+    """The positions of `n` of `size` items (all of them if n >= size), drawn once from
+    the stream (seed, purpose, -1, key) in the order of its permutation."""
+    import torch
+
+    return torch.randperm(size, generator=torch_generator(seed, purpose, -1, key))[:n]

@@ -80,23 +80,27 @@ RESUMABLE_CHANGES = (
 )
 
 
+def config_change(started: str, now: str, ignored: tuple[str, ...] = ()) -> str | None:
+    """The first key (sorted) whose value differs between two configs (TOML text), as
+    "KEY was OLD, now NEW", leaving out RESUMABLE_CHANGES and `ignored`; None if none."""
+    old = flat_config(tomllib.loads(started), classes=True)
+    new = flat_config(tomllib.loads(now), classes=True)
+    skip = {*RESUMABLE_CHANGES, *ignored}
+    differ = sorted(k for k in (set(old) | set(new)) - skip if old.get(k) != new.get(k))
+    return f"{differ[0]} was {old.get(differ[0])!r}, now {new.get(differ[0])!r}" if differ else None
+
+
 def _same_config(output: Path, started: str, now: str) -> None:
     """InputError unless the job's config is the one the run started with, up to keys that
     cannot change its results (RESUMABLE_CHANGES: checkpoint spacing, the client-state
     cache, the throttling pace, the logs; a log turned on at a resume holds the rounds
     before it too)."""
-    old = flat_config(tomllib.loads(started), classes=True)
-    new = flat_config(tomllib.loads(now), classes=True)
-    for key in RESUMABLE_CHANGES:
-        old.pop(key, None)
-        new.pop(key, None)
-    if old == new:
+    change = config_change(started, now)
+    if change is None:
         return
-    key = next(k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k))
     raise InputError(
         f"resume error: the job's config differs from the one {output} started with: "
-        f"{key} was {old.get(key)!r}, now {new.get(key)!r} (only "
-        f"{', '.join(RESUMABLE_CHANGES)} may change on a resume)"
+        f"{change} (only {', '.join(RESUMABLE_CHANGES)} may change on a resume)"
     )
 
 

@@ -60,7 +60,7 @@ from mpifl.models import (
 from mpifl.models.cost import cost_of
 from mpifl.models.mrl import MRLModel, standalone_model
 from mpifl.models.slicing import SELECTIONS, SliceMap, layout, select_units
-from mpifl.streams import Purpose, seeded_init, torch_generator
+from mpifl.streams import Purpose, random_subset, seeded_init, torch_generator
 
 __all__ = [
     "SELECTIONS",
@@ -108,6 +108,7 @@ __all__ = [
     "number",
     "positive_list",
     "prepare_model",
+    "random_subset",
     "seeded_init",
     "seeded_model",
     "sample_cross_entropy",

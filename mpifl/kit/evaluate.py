@@ -94,9 +94,10 @@ class Evaluator:
                 round(correct.sum()) / max(samples, 1), samples,
             ),
         ]  # fmt: skip
-        classes = None if self.device_class is None else self.device_class[tested]
-        if classes is not None and len(np.unique(classes)) > 1:
-            for k in np.unique(classes):
+        classes = np.empty(0) if self.device_class is None else self.device_class[tested]
+        present = np.unique(classes)
+        if len(present) > 1:
+            for k in present:
                 of, name = classes == k, self._class_group(int(k))
                 size = int(of.sum())
                 results.append(EvalResult(name, float(mean_loss[of].sum() / size),

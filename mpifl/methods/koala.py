@@ -29,6 +29,7 @@ from mpifl.kit import (
     load_initial_state,
     number,
     positive_list,
+    random_subset,
     seeded_model,
     torch_generator,
     widths,
@@ -202,8 +203,7 @@ def pretrain_large(
     model = seeded_model(large_spec(spec, cfg.algorithm), cfg.run.seed, 1)
     x, y = data.proxy()
     if samples:
-        gen = torch_generator(cfg.run.seed, Purpose.DISTILL, -1, 98)
-        keep = torch.randperm(len(x), generator=gen)[:samples]
+        keep = random_subset(len(x), samples, cfg.run.seed, Purpose.DISTILL, 98)
         x, y = x[keep], y[keep]
     if len(x) == 0:
         raise ConfigError("data.proxy_fraction", 0.0, "must be > 0: pre-training uses it")

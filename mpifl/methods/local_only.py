@@ -81,9 +81,13 @@ class LocalOnly(FedAvg):
             return np.zeros(len(clients), dtype=np.int64)
         return self.tier_of[clients]
 
+    def own_of(self, client: int) -> int:
+        """The index of the model one client holds."""
+        return int(self.variants_of(np.array([client]))[0])
+
     def initial_weights(self, client: int) -> torch.Tensor:
         """A client's model before it trains."""
-        return self.initial[int(self.variants_of(np.array([client]))[0])]
+        return self.initial[self.own_of(client)]
 
     def workload(self, clients: np.ndarray, round_: int) -> Workload:
         """Each client trains its own model; nothing is sent."""
@@ -129,7 +133,7 @@ class LocalOnly(FedAvg):
         """Each client's own test split, scored by its own model."""
 
         def score(client: int, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
-            model = self.own[int(self.variants_of(np.array([client]))[0])].model
+            model = self.own[self.own_of(client)].model
             set_flat(model, self._weights_of(client))
             return loss_and_correct(model, x, y)
 

@@ -31,6 +31,7 @@ from mpifl.kit import (
     integer,
     layout,
     number,
+    random_subset,
     seeded_model,
     select_units,
     torch_generator,
@@ -115,9 +116,10 @@ class REFT(Method):
         self.tier = self._tiers_for(ctx, alg.p_max, alg.p_step)
         self.proxy_x = ctx.proxy[0]
         if alg.proxy_samples:
-            gen = torch_generator(self.config.run.seed, Purpose.DISTILL, -1, 97)
-            self.proxy_x = self.proxy_x[torch.randperm(len(self.proxy_x), generator=gen)]
-            self.proxy_x = self.proxy_x[: alg.proxy_samples]
+            seed, n = self.config.run.seed, len(self.proxy_x)
+            self.proxy_x = self.proxy_x[
+                random_subset(n, alg.proxy_samples, seed, Purpose.DISTILL, 97)
+            ]
         if len(self.proxy_x) == 0:
             raise ConfigError(
                 "data.proxy_fraction", 0.0, "must be > 0 for REFT (distillation data)"

@@ -55,7 +55,7 @@ class Standalone(LocalOnly):
 
     def initial_weights(self, client: int) -> torch.Tensor:
         """The client's model before it trains, seeded by its id."""
-        model = self.own[int(self.variants_of(np.array([client]))[0])].model
+        model = self.own[self.own_of(client)].model
         with seeded_init(self.config.run.seed, 1000 + client):
             for module in model.modules():
                 if hasattr(module, "reset_parameters"):
