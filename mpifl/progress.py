@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import shlex
 import sys
 import time
 from typing import TextIO
@@ -62,7 +63,14 @@ def _count(n: object, what: str) -> str:
 def _arguments(command: str) -> str:
     """The job file and options of a recorded command line (its program path left out)."""
     words = command.split(" ")
-    return " ".join(words[1:]) if words and words[0].endswith((".py", "mpifl")) else command
+    return command.split(" ", 1)[1] if words[0].endswith((".py", "mpifl")) else command
+
+
+def resume_command(argv: list[str]) -> str:
+    """The command that resumes a run started by `argv` (`mpifl run ...`): the same job,
+    options and output, `--overwrite` dropped, `--resume` added; quoted for a shell."""
+    args = [a for a in argv[1:] if a not in ("--overwrite", "--resume")]
+    return "mpifl " + shlex.join([*args, "--resume"])
 
 
 def round_line(row: np.void, rounds: int, elapsed: float, eta: float) -> str:

@@ -104,12 +104,24 @@ def test_sigterm_checkpoints_and_resumes(reference, tmp_path):
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 3, stderr
     assert "stopped by SIGTERM" in stderr
+    # the command to resume with is the one that ran (quoted), not a placeholder
+    assert f"resume (on any rank count) with: mpifl run {job} --output {out} --set" in stderr
+    assert stderr.rstrip().endswith("--set train.epochs=2 --resume"), stderr
     with h5py.File(out) as f:
         assert f.attrs["status"] == "interrupted"
-        assert f.attrs["next_round"] == len(f["rounds"]) + 1 < 9  # the round to resume with
+        next_round = int(f.attrs["next_round"])
+        assert next_round == len(f["rounds"]) + 1 < 9  # the round to resume with
     resumed = mpifl("run", str(job), "--output", str(out), "--resume", *set_args(*SETS), ranks=1)
     assert resumed.returncode == 0, resumed.stderr  # on another rank count, too
     assert final_state(out) == expected
+    # the header, the summary and the file name this part's rank count and command; the
+    # first part is kept in `parts`
+    assert "1 rank x 1 torch thread" in resumed.stdout and ", 1 rank, " in resumed.stdout
+    with h5py.File(out) as f:
+        assert f.attrs["n_ranks"] == 1 and "--resume" in f.attrs["command"]
+        parts = f.attrs["parts"].splitlines()
+    assert len(parts) == 1 and parts[0].startswith(f"rounds 1-{next_round - 1}: 2 ranks on ")
+    assert "--resume" not in parts[0] and str(out) in parts[0]
 
 
 def test_resume_starts_fresh_runs_and_refuses_a_changed_config(reference, tmp_path):

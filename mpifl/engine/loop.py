@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import socket
 import sys
@@ -27,7 +28,7 @@ from mpifl.engine.signals import INTERRUPTED, StopSignal
 from mpifl.engine.telemetry import RankTelemetry
 from mpifl.kit import Accumulators, EvalResult, Metrics, RoundPlan
 from mpifl.kit.state_store import state_root
-from mpifl.progress import Progress, header, stamp
+from mpifl.progress import Progress, header, resume_command, stamp
 from mpifl.results.recorder import Recorder
 from mpifl.results.schema import FLEET_DTYPE, FORMAT_VERSION
 from mpifl.results.status import remove_failure_note
@@ -88,18 +89,25 @@ class Engine:
         """The result file's root attributes at the start."""
         cfg = self.cfg
         return {
-            **software(self.comm),
             "format_version": FORMAT_VERSION,
             "name": cfg.run.name,
             "algorithm": cfg.algorithm.name,
             "config": cfg.to_toml(),
             "seed": cfg.run.seed,
-            "n_ranks": self.comm.size,
             "threads_per_rank": self.threads,
-            "hostname": socket.gethostname(),
-            "command": " ".join(sys.argv),
-            "start_time": time.time(),
+            **self._part_attrs(),
             "run_id": self.run_id,
+        }
+
+    def _part_attrs(self) -> dict[str, object]:
+        """The attributes of this part of a run (all of it, unless it resumes): software,
+        ranks, host, command line, start time."""
+        return {
+            **software(self.comm),
+            "n_ranks": self.comm.size,
+            "hostname": socket.gethostname(),
+            "command": shlex.join(sys.argv),
+            "start_time": time.time(),
         }
 
     def _fleet_rows(self) -> np.ndarray:
@@ -124,8 +132,9 @@ class Engine:
             self.store.import_from(ckpt.folder / "clients", lambda k: k % size == rank)
         if self.comm.rank == 0:
             self.recorder = Recorder.resume(
-                self.output, ckpt.next_round, self.fleet.class_names, self.method.client_metrics
-            )
+                self.output, ckpt.next_round, self._part_attrs(), self.fleet.class_names,
+                self.method.client_metrics,
+            )  # fmt: skip
             if self.selector.uses_history:
                 replay(self.selector, self.recorder.kept_participation, ckpt.next_round,
                        self.planner.sample_size)  # fmt: skip
@@ -213,8 +222,8 @@ class Engine:
             self.recorder.interrupted(next_round)
             self.callbacks.on_train_end("interrupted")
             print(
-                f"mpifl: stopped by SIGTERM; {next_round} rounds done and checkpointed; "
-                f"resume with `mpifl run JOB --resume` (output {self.output})",
+                f"mpifl: stopped by SIGTERM; {next_round} rounds done and checkpointed in "
+                f"{self.output}; resume (on any rank count) with: {resume_command(sys.argv)}",
                 file=sys.stderr,
                 flush=True,
             )

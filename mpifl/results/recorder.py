@@ -67,13 +67,15 @@ class Recorder:
         cls,
         output: Path,
         next_round: int,
+        part: dict[str, Any],
         class_names: list[str],
         client_metrics: ClientMetrics | None = None,
     ) -> Recorder:
-        """The result file of a run resumed before round `next_round` (from 0): rows of
-        later rounds dropped, the counts so far restored (the declared per-client figures
-        are the file's; `client_metrics` for a file of a format without them)."""
-        writer, kept = ResultsWriter.reopen(output, next_round, client_metrics)
+        """The result file of a run resumed before round `next_round` (from 0) by a part
+        with attributes `part` (see `ResultsWriter.reopen`): rows of later rounds dropped,
+        the counts so far restored (the declared per-client figures are the file's;
+        `client_metrics` for a file of a format without them)."""
+        writer, kept = ResultsWriter.reopen(output, next_round, part, client_metrics)
         self = cls(writer, class_names)
         part = kept["participation"]
         self.kept_participation = part  # what a resumed selector replays

@@ -93,6 +93,17 @@ def declared_metrics(ds: h5py.Dataset) -> ClientMetrics:
     return {n: (u, d) for n, u, d in zip(names, units, descriptions, strict=True)}
 
 
+def part_line(attrs: dict[str, Any], next_round: int) -> str:
+    """A line of the `parts` attribute: the rounds an earlier part of a resumed run ran
+    (from 1), its ranks, host, start (UTC) and command."""
+    first = int(attrs.get("resumed_at_round", 1))
+    start = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(attrs["start_time"])))
+    return (
+        f"rounds {first}-{next_round}: {attrs['n_ranks']} ranks on {attrs['hostname']}, "
+        f"started {start}: {attrs['command']}"
+    )
+
+
 def refuse_existing(path: Path, overwrite: bool) -> None:
     """Raise InputError if `path` exists and overwriting was not asked for."""
     if path.exists() and not overwrite:
@@ -149,12 +160,18 @@ class ResultsWriter:
 
     @classmethod
     def reopen(
-        cls, path: Path, next_round: int, client_metrics: ClientMetrics | None = None
+        cls,
+        path: Path,
+        next_round: int,
+        part: dict[str, Any],
+        client_metrics: ClientMetrics | None = None,
     ) -> tuple[ResultsWriter, dict[str, np.ndarray]]:
         """Continue a run's file from a checkpoint. The file is rebuilt from what it holds
         (readable even after a SIGKILL, whose open-for-writing flag would refuse a plain
         reopen): rows of rounds after the first `next_round` are dropped, the new file
-        replaces the old atomically. The declared client metrics are the file's own
+        replaces the old atomically. The resuming part's attributes `part` (ranks, host,
+        command, software) replace the earlier part's, which is added as a line to the
+        `parts` attribute. The declared client metrics are the file's own
         (`client_metrics` only for a file without the table). Returns the writer and the
         kept tables."""
         require_space(path.parent, path.stat().st_size, "rebuilding the result file to resume")
@@ -170,7 +187,8 @@ class ResultsWriter:
                     continue
                 rounds = old[name]["round"] if len(old[name]) else np.empty(0, np.int32)
                 kept[name] = old[name][: int(np.searchsorted(rounds, next_round, side="right"))]
-        attrs["resumed_at_round"] = next_round + 1
+        attrs["parts"] = str(attrs.get("parts", "")) + part_line(attrs, next_round) + "\n"
+        attrs.update(part, resumed_at_round=next_round + 1)
         for key in ("end_time", "next_round", "error", "wall_seconds", "status"):
             attrs.pop(key, None)
         tmp = path.with_name(path.name + ".resume")
