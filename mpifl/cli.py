@@ -18,6 +18,7 @@ from mpifl.commands import fleet as fleet_commands
 from mpifl.commands import hpc as hpc_commands
 from mpifl.commands import report as report_command
 from mpifl.errors import InputError
+from mpifl.progress import STYLES, stamp
 
 if TYPE_CHECKING:
     from mpifl.comm import Comm
@@ -68,6 +69,10 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--resume", action="store_true", help="continue from the last checkpoint of run.output"
     )
+    run.add_argument("--progress", choices=STYLES, default="auto",
+                     help="a bar redrawn in place, or a timestamped line per round; auto: a "
+                     "bar when rank 0's output reaches a terminal (through mpiexec too), "
+                     "lines in a log file")  # fmt: skip
     val = sub.add_parser("validate", help="check a job file and print the resolved config")
     _job_args(val)
     fleet_commands.add_parser(sub)
@@ -109,14 +114,15 @@ def validate_command(args: argparse.Namespace) -> int:
 def run_command(args: argparse.Namespace) -> int:
     """Run a job on every rank; input errors exit 2 on all ranks before anything is written."""
     from mpifl.comm import world
-    from mpifl.engine import checkpoint
     from mpifl.engine.failure import abort_job
-    from mpifl.engine.loop import Engine
-    from mpifl.engine.startup import decide
     from mpifl.results.lock import OutputLock
 
     comm = world()
     engine, lock, output, start = None, None, None, None
+    if comm.rank == 0:  # loading torch, data and model takes seconds: say something first
+        ranks = f"{comm.size} rank{'s' if comm.size != 1 else ''}"
+        print(f"[{stamp()}] mpifl: starting {args.job} on {ranks}: torch, data, fleet, model",
+              flush=True)  # fmt: skip
 
     def claim() -> None:  # the config, then (rank 0) the output: a busy one is refused at once
         nonlocal lock, output, start
@@ -124,11 +130,15 @@ def run_command(args: argparse.Namespace) -> int:
         output = Path(cfg.run.output)
         if comm.rank == 0:
             lock = OutputLock.acquire(output)
+            from mpifl.engine.startup import decide
+
             start = decide(output, cfg, args.resume, args.overwrite)
 
     def set_up() -> None:  # data, fleet, model, method: every other check
         nonlocal engine
-        engine = Engine(_load(args), comm, output)
+        from mpifl.engine.loop import Engine
+
+        engine = Engine(_load(args), comm, output, progress=args.progress)
 
     try:
         error = _agreed_error(comm, claim)
@@ -145,6 +155,8 @@ def run_command(args: argparse.Namespace) -> int:
             print(start.note, file=sys.stderr, flush=True)
         if start.mode == "complete":
             return 0
+        from mpifl.engine import checkpoint
+
         engine.start(checkpoint.read(Path(start.folder)) if start.mode == "resume" else None)
         return engine.run()
     except (Exception, KeyboardInterrupt) as exc:

@@ -1,4 +1,5 @@
-"""Rank 0's progress output: a bar on a terminal, one plain line per round in a log file."""
+"""Rank 0's progress output: a bar when a person watches (a terminal, also through
+mpiexec's pipes), one plain line per round in a log file."""
 
 from __future__ import annotations
 
@@ -14,6 +15,40 @@ import numpy as np
 from mpifl.results.schema import Status
 
 BAR = 24
+# processes that relay a rank's output (MPICH, Open MPI, SLURM): a rank's stdout is a pipe
+# to one of them, and a person watches if the first one not writing to a pipe writes to a
+# terminal
+LAUNCHERS = frozenset({"hydra_pmi_proxy", "mpiexec", "mpiexec.hydra", "mpirun", "orterun",
+                       "orted", "prterun", "prted", "srun", "slurmstepd"})  # fmt: skip
+STYLES = ("auto", "bar", "lines")
+
+
+def _parent(pid: int) -> tuple[int, str, str]:
+    """A process's parent: (pid, name, what its stdout is); OSError if not readable."""
+    with open(f"/proc/{pid}/stat") as f:
+        ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+    with open(f"/proc/{ppid}/comm") as f:
+        name = f.read().strip()
+    return ppid, name, os.readlink(f"/proc/{ppid}/fd/1")
+
+
+def watched(stream: TextIO) -> bool:
+    """Whether a person watches `stream`: it is a terminal, or it is a pipe through
+    launchers (mpiexec, its proxy) whose output ends on a terminal. A log file, `| tee`,
+    sbatch's output and anything unreadable in /proc count as not watched."""
+    if stream.isatty():
+        return True
+    try:
+        pid, out = os.getpid(), os.readlink(f"/proc/self/fd/{stream.fileno()}")
+        for _ in range(8):
+            if not out.startswith(("pipe:", "socket:")):
+                return out.startswith(("/dev/pts/", "/dev/tty"))
+            pid, name, out = _parent(pid)
+            if name not in LAUNCHERS:
+                return False
+    except (OSError, ValueError, AttributeError, IndexError):
+        return False
+    return False
 
 
 def _accuracies(row: np.void) -> str:
@@ -91,11 +126,14 @@ def round_line(row: np.void, rounds: int, elapsed: float, eta: float) -> str:
 
 
 class Progress:
-    """Reports each round; redraws a bar in place when the stream is a terminal."""
+    """Reports each round: redraws a bar in place (`style` "bar", or "auto" when a person
+    watches the stream), else prints a plain line per round ("lines")."""
 
-    def __init__(self, rounds: int, first: int = 0, stream: TextIO = sys.stdout) -> None:
+    def __init__(
+        self, rounds: int, first: int = 0, stream: TextIO = sys.stdout, style: str = "auto"
+    ) -> None:
         self.rounds, self.first, self.stream = rounds, first, stream
-        self.tty = stream.isatty()
+        self.tty = style == "bar" or (style == "auto" and watched(stream))
         self.start = time.monotonic()
         self.drawn = 0  # the last round reported
 

@@ -42,8 +42,16 @@ class RoundAbandoned(Exception):
 class Engine:
     """One rank's view of a run. Build on every rank, then `start` and `run`."""
 
-    def __init__(self, cfg: Config, comm: Comm, output: Path, stream: TextIO = sys.stdout) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        comm: Comm,
+        output: Path,
+        stream: TextIO = sys.stdout,
+        progress: str = "auto",
+    ) -> None:
         self.cfg, self.comm, self.output, self.stream = cfg, comm, output, stream
+        self.progress = progress  # progress.STYLES
         parts = assemble(cfg, comm, output)
         self.threads, self.data, self.fleet = parts.threads, parts.data, parts.fleet
         self.method, self.store, self.planner = parts.method, parts.store, parts.planner
@@ -153,7 +161,7 @@ class Engine:
             print(header(self.recorder.attrs, rounds, self.first_round, str(self.output)),
                   file=self.stream, flush=True)  # fmt: skip
             self.callbacks.on_train_begin(RunInfo(self.cfg, self.output, self.recorder.history))
-        progress = Progress(rounds, self.first_round, self.stream)
+        progress = Progress(rounds, self.first_round, self.stream, self.progress)
         every = self.cfg.checkpoint.every
         with self.stop:
             for t in range(self.first_round, rounds):
