@@ -8,6 +8,7 @@ report (tables and figures of result files), pretrain (KOALA's large model).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -189,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(f"mpifl: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `mpifl report ... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return run_command(args)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import shutil
 import subprocess
 import sys
@@ -126,6 +127,7 @@ def test_read_runs_adds_differing_config_keys(runs):
     _, paths = runs
     rounds = read_runs(paths, "rounds")
     assert set(rounds["run"]) == {"seed0", "seed1"}
+    assert rounds["file"].tolist() == [str(paths[0])] * 3 + [str(paths[1])] * 3
     assert {"run.seed", "run.name", "run.output"} <= set(rounds.columns)
     assert "train.lr" not in rounds.columns  # the same in both runs
     assert rounds.groupby("run.seed").size().tolist() == [3, 3]
@@ -188,10 +190,38 @@ def test_report_names_runs_by_the_keys_that_differ(runs, faster):
     table = pd.read_csv(io.StringIO(csv.stdout))
     assert table["run"].tolist() == ["train.lr=0.05", "train.lr=0.1"]
     assert table["seeds"].tolist() == [2, 1]
+    assert table["train.lr"].tolist() == [0.05, 0.1]  # a column per key that differs
     per_run = pd.read_csv(io.StringIO(mpifl("report", *map(str, paths), str(faster), "--csv",
                                             "--per-run").stdout))  # fmt: skip
-    assert per_run["run"].tolist() == ["train.lr=0.05", "train.lr=0.05", "train.lr=0.1"]
+    assert per_run["file"].tolist() == [str(paths[0]), str(paths[1]), str(faster)]
+    assert per_run["setting"].tolist() == ["train.lr=0.05", "train.lr=0.05", "train.lr=0.1"]
     assert per_run["seed"].tolist() == [0, 1, 0]
+    # text: runs named by their files below the folder they share
+    text = mpifl("report", *map(str, paths), str(faster), "--per-run").stdout
+    assert f"files under {paths[0].parent}/" in text and re.search(r"\n *seed1\.h5 ", text)
+
+
+def test_report_csv_counts_are_integers(runs):
+    _, paths = runs
+    csv = mpifl("report", str(paths[0]), "--csv", "--per-run", "--target", "0.01").stdout
+    header, values = csv.splitlines()[:2]
+    row = dict(zip(header.split(","), values.split(","), strict=True))
+    for count in ("seed", "rounds", "trained", "infeasible", "rounds_to_0.01"):
+        assert row[count].isdigit(), (count, row[count])
+
+
+def test_report_text_is_compact_and_fits_a_width(runs):
+    _, paths = runs
+    text = mpifl("report", str(paths[0])).stdout  # one seed: no empty _sd columns
+    assert "_sd " not in text and "best_global_test_acc" not in text
+    assert "last5_global_test_acc" in text and "mean over each setting's seeds" in text
+    wide = mpifl("report", str(paths[0]), "--wide").stdout
+    assert "best_global_test_acc" in wide and "client_MFLOP" in wide
+    from mpifl.report.summary import render  # (the command passes the terminal's width)
+
+    frame = pd.DataFrame({f"column_{i}": [0.123456, 1.5] for i in range(20)})
+    lines = render(frame, "text", 80).splitlines()
+    assert max(map(len, lines)) <= 80 and len(lines) > 3
 
 
 def test_report_figures(runs, tmp_path):

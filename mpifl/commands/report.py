@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import shutil
+import sys
 from pathlib import Path
 
 from mpifl.errors import InputError
@@ -17,9 +19,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     fmt.add_argument("--markdown", action="store_true", help="Markdown tables")
     p.add_argument("--plot", metavar="DIR", help="write PNG figures into DIR")
     p.add_argument("--target", type=float, default=0.9, help="accuracy for time-to-target")
-    p.add_argument(
-        "--per-run", action="store_true", help="one row per run instead of per setting (seeds)"
-    )
+    p.add_argument("--per-run", action="store_true",
+                   help="one row per file instead of per setting (its seeds)")  # fmt: skip
+    p.add_argument("--wide", action="store_true",
+                   help="every column in text and Markdown (CSV has all)")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,9 +30,16 @@ def run(args: argparse.Namespace) -> int:
     between them, seeds of one setting grouped: mean and sd); write figures with --plot."""
     import pandas as pd  # (imported here: not needed for `mpifl --help`)
 
-    from mpifl.report.labels import run_labels, run_seed
-    from mpifl.report.summary import by_device_class, by_setting, render, summarize
-    from mpifl.results.reader import read_run
+    from mpifl.report.labels import differing_keys, file_labels, legend, run_labels, run_seed
+    from mpifl.report.summary import (
+        STATUSES,
+        by_device_class,
+        by_setting,
+        compact,
+        render,
+        summarize,
+    )
+    from mpifl.results.reader import flat_config, read_run
 
     runs = []
     for path in args.runs:
@@ -39,21 +49,54 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"report error: {path}: not an mpifl result file ({exc})") from None
     fmt = "csv" if args.csv else "markdown" if args.markdown else "text"
     labels = run_labels(runs)
-    rows = pd.DataFrame(
-        [summarize(r, args.target) | {"label": label, "seed": run_seed(r)}
-         for r, label in zip(runs, labels, strict=True)]
-    )  # fmt: skip
-    if args.per_run:
-        summary = rows.drop(columns="run").rename(columns={"label": "run"})
+    notes = []
+    if fmt == "text":
+        labels, lines = legend(labels)
+        notes += ["settings:", *lines] if lines else []
+    folder, files = file_labels(args.runs)
+    if folder and args.per_run and fmt != "csv":
+        notes.append(f"files under {folder}/")
     else:
-        summary = by_setting(rows)
-    classes = pd.concat([by_device_class(r, label) for r, label in zip(runs, labels, strict=True)])
-    if not args.per_run:  # client-rounds per class: mean over a setting's seeds
-        classes = classes.groupby(["run", "class"], sort=False).mean().reset_index()
-    print(render(summary, fmt), end="")
-    if fmt != "csv":
-        print()
-        print(render(classes, fmt), end="")
+        files = list(args.runs)
+    rows = pd.DataFrame(
+        [{"file": f, "setting": label, "seed": run_seed(r)} | summarize(r, args.target)
+         for r, label, f in zip(runs, labels, files, strict=True)]
+    ).drop(columns="run")  # fmt: skip
+    if args.per_run:
+        summary = rows
+        classes = [by_device_class(r, f) for r, f in zip(runs, files, strict=True)]
+    else:
+        summary = by_setting(rows.drop(columns="file").rename(columns={"setting": "label"}))
+        classes = [by_device_class(r, label) for r, label in zip(runs, labels, strict=True)]
+    if fmt == "csv":  # a column per config key that tells settings apart
+        first = {label: flat_config(r.config) for r, label in zip(runs, labels, strict=True)}
+        names = summary["setting"] if args.per_run else summary["run"]
+        for key in differing_keys(runs):
+            summary.insert(len(summary.columns), key, [first[n].get(key) for n in names])
+        print(render(summary, fmt), end="")
+        return _plots(args, runs, labels)
+    table = pd.concat(classes)
+    if args.per_run:
+        table = table.rename(columns={"run": "file"})
+    else:  # client-rounds per class: mean over a setting's seeds
+        table = table.groupby(["run", "class"], sort=False).mean().reset_index()
+    if not args.wide:  # statuses no client-round had
+        table = table.drop(columns=[s for s in STATUSES if not table[s].any()])
+    width = shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+    mean = "" if args.per_run else " (mean over each setting's seeds"
+    if fmt == "text":
+        print(f"runs{mean and mean + '; _sd: sample sd)'}:")
+    print(render(summary if args.wide else compact(summary), fmt, width))
+    if fmt == "text":
+        print(f"client-rounds per device class and status{mean and mean + ')'}:")
+    print(render(table, fmt, width), end="")
+    if notes:
+        print("\n" + "\n".join(notes))
+    return _plots(args, runs, labels)
+
+
+def _plots(args: argparse.Namespace, runs: list, labels: list[str]) -> int:
+    """Write the figures (--plot DIR); 0."""
     if args.plot:
         from mpifl.report.plots import write_all
 

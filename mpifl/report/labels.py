@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from mpifl.results.reader import Run, flat_config
 
 BOOKKEEPING = ("run.name", "run.output", "run.seed", "run.threads")  # never tell settings apart
@@ -14,11 +16,35 @@ def run_labels(runs: list[Run]) -> list[str]:
     different seeds share a label. With nothing differing, every run gets the first run's
     name."""
     configs = [flat_config(r.config) for r in runs]
-    keys = sorted(set().union(*configs) - set(BOOKKEEPING))
-    differing = [k for k in keys if len({repr(c[k]) for c in configs if c.get(k) is not None}) > 1]
+    differing = differing_keys(runs)
     if not differing:
         return [runs[0].name] * len(runs)
     return [", ".join(f"{k}={c[k]}" for k in differing if c.get(k) is not None) for c in configs]
+
+
+def differing_keys(runs: list[Run]) -> list[str]:
+    """The config keys (sorted) that tell the runs' settings apart (see `run_labels`)."""
+    configs = [flat_config(r.config) for r in runs]
+    keys = sorted(set().union(*configs) - set(BOOKKEEPING))
+    return [k for k in keys if len({repr(c[k]) for c in configs if c.get(k) is not None}) > 1]
+
+
+def file_labels(paths: list[str]) -> tuple[str, list[str]]:
+    """The folder the files share ("" if none) and each file's path below it."""
+    folder = os.path.commonpath([os.path.dirname(p) or "." for p in paths]) if paths else ""
+    if folder in ("", "."):
+        return "", list(paths)
+    return folder, [os.path.relpath(p, folder) for p in paths]
+
+
+def legend(labels: list[str], longest: int = 32) -> tuple[list[str], list[str]]:
+    """Short names S1, S2, ... for labels longer than `longest` characters (each distinct
+    label once, in order), and the legend lines "S1  label"; labels as they are if all
+    are short."""
+    if max(map(len, labels), default=0) <= longest:
+        return labels, []
+    short = {label: f"S{i}" for i, label in enumerate(dict.fromkeys(labels), 1)}
+    return [short[label] for label in labels], [f"  {s}  {label}" for label, s in short.items()]
 
 
 def run_seed(run: Run) -> int:

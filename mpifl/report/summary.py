@@ -110,11 +110,40 @@ def by_device_class(run: Run, label: str | None = None) -> pd.DataFrame:
     return table
 
 
-def render(df: pd.DataFrame, fmt: str) -> str:
-    """A frame as an aligned text table, CSV or Markdown."""
+COUNTS = ("seeds", "seed", "rounds", *STATUSES)
+# the default text and Markdown columns (--wide: all); `rounds_to_<target>` too
+COMPACT = ("run", "file", "setting", "seeds", "seed", "status", "rounds",
+           "last5_global_test_acc", "final_global_test_acc", "last5_client_acc_mean",
+           "final_client_acc_mean", "MB_down", "MB_up", "energy_J", "trained",
+           "wall_s")  # fmt: skip
+
+
+def compact(df: pd.DataFrame) -> pd.DataFrame:
+    """The COMPACT columns of a summary (with their `_sd` and the rounds to target)."""
+    keep = [c for c in df.columns
+            if c.removesuffix("_sd") in COMPACT or c.startswith("rounds_to_")]  # fmt: skip
+    return df[keep]
+
+
+def typed(df: pd.DataFrame) -> pd.DataFrame:
+    """Counts (COUNTS, `rounds_to_*`) whose values are whole numbers as integers (NaN kept
+    as missing), so that a CSV holds 12, not 12.0; means of counts stay fractional."""
+    out = df.copy()
+    for col in out.columns:
+        counts = col in COUNTS or col.startswith("rounds_to_")
+        if counts and out[col].dtype.kind == "f":
+            values = out[col].dropna()
+            if (values == values.round()).all():
+                out[col] = out[col].astype("Int64")
+    return out
+
+
+def render(df: pd.DataFrame, fmt: str, width: int | None = None) -> str:
+    """A frame as an aligned text table (wrapped into blocks of columns at `width`
+    characters; columns with no value left out), CSV or Markdown."""
     if fmt == "csv":
-        return df.to_csv(index=False)
-    text = df.copy()
+        return typed(df).to_csv(index=False)
+    text = typed(df).dropna(axis=1, how="all")
     for col in text.columns:
         if text[col].dtype.kind == "f":
             text[col] = text[col].map(lambda v: "" if pd.isna(v) else f"{v:.4g}")
@@ -123,4 +152,4 @@ def render(df: pd.DataFrame, fmt: str) -> str:
         lines = ["| " + " | ".join(map(str, text.columns)) + " |", "|" + "---|" * len(text.columns)]
         lines += ["| " + " | ".join(map(str, r)) + " |" for r in text.itertuples(index=False)]
         return "\n".join(lines) + "\n"
-    return text.to_string(index=False) + "\n"
+    return text.to_string(index=False, line_width=width) + "\n"

@@ -177,17 +177,18 @@ def flat_config(config: dict[str, Any], prefix: str = "", classes: bool = False)
 def read_runs(
     paths: list[str | Path], table: str, config_keys: list[str] | None = None
 ) -> pd.DataFrame:
-    """One table of many runs, with columns `run` and the config keys (default: every key
-    whose value differs between the runs)."""
+    """One table of many runs, with columns `file` (the path as given), `run` (its name)
+    and the config keys (default: every key whose value differs between the runs)."""
     runs = [read_run(p) for p in paths]
     configs = [flat_config(r.config) for r in runs]
     if config_keys is None:
         keys = sorted(set().union(*configs))
         config_keys = [k for k in keys if len({repr(c.get(k)) for c in configs}) > 1]
     frames = []
-    for run, cfg in zip(runs, configs, strict=True):
+    for path, run, cfg in zip(paths, runs, configs, strict=True):
         df = run.tables[table].copy()
         df.insert(0, "run", run.name)
+        df.insert(0, "file", str(path))
         for key in config_keys:
             df[key] = cfg.get(key)
         frames.append(df)
