@@ -238,3 +238,21 @@ def test_report_bad_file(tmp_path):
     bad.write_bytes(b"not hdf5")
     proc = mpifl("report", str(bad))
     assert proc.returncode == 2 and "not an mpifl result file" in proc.stderr
+
+
+def test_figures_lay_out_without_warnings(runs, faster, tmp_path):
+    """Legends beside the panels and long labels keyed as S1, S2: matplotlib lays the
+    figures out ("Tight layout not applied" was a warning before)."""
+    import warnings
+
+    from mpifl.report.labels import legend
+    from mpifl.report.plots import write_all
+
+    _, paths = runs
+    files = [*paths, faster]
+    labels = ["algorithm.name=fedavg, train.lr=0.05, round.cohort=10, " * 5] * 2 + ["short"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        written = write_all([read_run(p) for p in files], labels, tmp_path)
+    assert len(written) == 5 and all(p.stat().st_size > 10_000 for p in written)
+    assert legend(labels, 40) == (["S1", "S1", "S2"], [f"  S1  {labels[0]}", "  S2  short"])

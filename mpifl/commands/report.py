@@ -48,10 +48,10 @@ def run(args: argparse.Namespace) -> int:
         except (OSError, KeyError) as exc:
             raise InputError(f"report error: {path}: not an mpifl result file ({exc})") from None
     fmt = "csv" if args.csv else "markdown" if args.markdown else "text"
-    labels = run_labels(runs)
+    labels = settings = run_labels(runs)
     notes = []
     if fmt == "text":
-        labels, lines = legend(labels)
+        labels, lines = legend(settings)
         notes += ["settings:", *lines] if lines else []
     folder, files = file_labels(args.runs)
     if folder and args.per_run and fmt != "csv":
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         for key in differing_keys(runs):
             summary.insert(len(summary.columns), key, [first[n].get(key) for n in names])
         print(render(summary, fmt), end="")
-        return _plots(args, runs, labels)
+        return _plots(args, runs, settings)
     table = pd.concat(classes)
     if args.per_run:
         table = table.rename(columns={"run": "file"})
@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     print(render(table, fmt, width), end="")
     if notes:
         print("\n" + "\n".join(notes))
-    return _plots(args, runs, labels)
+    return _plots(args, runs, settings)
 
 
 def _plots(args: argparse.Namespace, runs: list, labels: list[str]) -> int:
