@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
-import h5py
+import shutil
+import signal
+import subprocess
+import sys
+import time
 
-from mpifl.hpc.sweep import load_sweep
-from tests.conftest import mpifl, run_ok
+import h5py
+import pytest
+
+from mpifl.hpc.queue import parse
+from mpifl.hpc.sweep import _state, array_spec, load_sweep, unfinished
+from mpifl.results.lock import lock_path
+from mpifl.results.status import read_status
+from tests.conftest import ROOT, env, mpifl, run_ok
 
 
 def test_submit_dry_run_shows_the_script_even_over_an_existing_output(small_job, tmp_path):
@@ -29,6 +39,11 @@ def test_submit_dry_run_renders_the_allocation(small_job):
     assert "--set" not in script  # the snapshot holds the resolved config
     launcher = mpifl("submit", str(small_job), "--launcher", "mpiexec", "--nodes", "2", "--dry-run")
     assert "mpiexec -n 4 mpifl run" in launcher.stdout
+    for choice, line in (("pmix", "srun --mpi=pmix mpifl run"), ("default", "srun mpifl run")):
+        other = mpifl("submit", str(small_job), "--srun-mpi", choice, "--dry-run")
+        assert line in other.stdout, other.stderr
+    bad = mpifl("submit", str(small_job), "--srun-mpi", "pmi2 --x", "--dry-run")
+    assert bad.returncode == 2 and "--srun-mpi 'pmi2 --x'" in bad.stderr and not bad.stdout
 
 
 def test_sweep_expands_and_validates(small_job, tmp_path):
@@ -107,3 +122,88 @@ def test_sweep_throttle(small_job, tmp_path):
     sweep.write_text(f'job = "{small_job}"\nfolder = "{tmp_path / "sw"}"\nseeds = [0, 1, 2]\n')
     proc = mpifl("sweep", "submit", str(sweep), "--dry-run", "--throttle", "2")
     assert proc.returncode == 0 and "#SBATCH --array=0-2%2" in proc.stdout
+
+
+def test_sweep_submit_leaves_out_the_tasks_done(small_job, tmp_path):
+    sweep = tmp_path / "sweep.toml"
+    folder = tmp_path / "sw"
+    sweep.write_text(f'job = "{small_job}"\nfolder = "{folder}"\nseeds = [0, 1, 2, 3]\n')
+    run_ok(small_job, folder / "task_1.h5", "run.seed=1", ranks=1)
+    proc = mpifl("sweep", "submit", str(sweep), "--dry-run")
+    assert proc.returncode == 0 and "#SBATCH --array=0,2-3\n" in proc.stdout, proc.stderr
+    for i in (0, 2, 3):
+        run_ok(small_job, folder / f"task_{i}.h5", f"run.seed={i}", ranks=1)
+    none = mpifl("sweep", "submit", str(sweep), "--dry-run")
+    assert none.returncode == 0 and "nothing submitted" in none.stdout, none.stderr
+
+
+def test_array_spec_and_squeue_sacct_lines():
+    assert array_spec([0, 1, 2, 3, 7, 9, 10]) == "0-3,7,9-10" and array_spec([5]) == "5"
+    text = "41_3 RUNNING\n41_[5-7,9%2] PENDING\n42_0|CANCELLED by 0\n42_1|COMPLETED\n43 RUNNING\n"
+    assert parse(text) == {("41", 3): "RUNNING", ("41", 5): "PENDING", ("41", 6): "PENDING",
+                           ("41", 7): "PENDING", ("41", 9): "PENDING", ("42", 0): "CANCELLED",
+                           ("42", 1): "COMPLETED"}  # fmt: skip
+
+
+def test_a_task_state_tells_dead_from_live(small_job, tmp_path):
+    """The file's word, corrected by SLURM's: a file that says running whose task SLURM
+    no longer runs was killed; a task that left the queue without a file died before
+    writing; a live SLURM task is running even where its lock is not visible."""
+    missing = tmp_path / "none.h5"
+    assert _state(missing, False, None) == "not submitted"
+    assert _state(missing, True, None) == "queued"
+    assert _state(missing, True, "PENDING") == "queued"
+    assert _state(missing, True, "RUNNING") == "running"
+    assert _state(missing, True, "FAILED") == "died before writing (SLURM: FAILED)"
+    assert _state(missing, True, "ENDED") == "died before writing"
+    done = tmp_path / "done.h5"
+    run_ok(small_job, done, ranks=1)
+    assert _state(done, True, "ENDED") == "done"
+    stuck = tmp_path / "stuck.h5"  # a file that says running, whose lock nobody holds
+    shutil.copy(done, stuck)
+    with h5py.File(stuck, "a") as f:
+        f.attrs["status"] = "running"
+    assert _state(stuck, True, None) == "running"  # no lock file to ask
+    lock_path(stuck).touch()
+    assert _state(stuck, True, None) == "killed"
+    assert _state(stuck, True, "TIMEOUT") == "killed (SLURM: TIMEOUT)"
+    assert _state(stuck, True, "ENDED") == "killed"
+    assert _state(stuck, True, "RUNNING") == "running"
+    with h5py.File(stuck, "a") as f:
+        f.attrs["status"] = "interrupted"
+    assert _state(stuck, True, "PENDING") == "interrupted, requeued"
+    assert unfinished([(0, "done"), (1, "killed"), (2, "queued"), (3, "interrupted, requeued"),
+                       (4, "died before writing")]) == [1, 4]  # fmt: skip
+
+
+@pytest.mark.mpi
+def test_sweep_run_runs_what_is_left_here_and_stops_on_sigterm(small_job, tmp_path):
+    sweep, folder = tmp_path / "sweep.toml", tmp_path / "sw"
+    sweep.write_text(f'job = "{small_job}"\nfolder = "{folder}"\nseeds = [0, 1]\n'
+                     '[grid]\n"run.rounds" = [60]\n')  # fmt: skip
+    cmd = [sys.executable, "-m", "mpifl", "sweep", "run", str(sweep), "--ranks", "2"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with h5py.File(folder / "task_0.h5", "r", libver="latest", swmr=True) as f:
+                if len(f["rounds"]) >= 2:
+                    break
+        except (OSError, KeyError):
+            pass
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)  # what a user's Ctrl-C or a scheduler does
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 3 and "checkpointed: `mpifl sweep run` resumes it" in out, err
+    assert read_status(folder / "task_0.h5")[0] == "interrupted"
+    assert not (folder / "task_1.h5").exists()
+    again = mpifl("sweep", "run", str(sweep))  # on 1 rank: task 0 resumes, task 1 runs
+    assert again.returncode == 0 and "all 2 tasks done" in again.stdout, again.stderr
+    with h5py.File(folder / "task_0.h5") as f:
+        assert f.attrs["status"] == "complete" and "parts" in f.attrs
+    assert "resuming" in (folder / "task_0.local.log").read_text()
+    status = mpifl("sweep", "status", str(sweep))
+    assert "done 2" in status.stdout
+    nothing = mpifl("sweep", "run", str(sweep))
+    assert nothing.returncode == 0 and "nothing to run" in nothing.stdout

@@ -75,6 +75,9 @@ def test_sweep_array_of_three(cluster, tmp_path):
                  "--time", "00:10:00")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "3 tasks" in proc.stdout
+    live = mpifl(cluster, "sweep", "status", str(sweep))  # squeue: queued or running by now
+    states = [line.split()[2] for line in live.stdout.splitlines() if line.startswith("task")]
+    assert len(states) == 3 and set(states) <= {"queued", "running", "done"}, live.stdout
     cluster.wait(job_id(proc.stdout))
     status = mpifl(cluster, "sweep", "status", str(sweep))
     assert f"submitted as job {job_id(proc.stdout)}" in status.stdout
@@ -86,6 +89,17 @@ def test_sweep_array_of_three(cluster, tmp_path):
         with h5py.File(tmp_path / "s3" / f"task_{i}.h5") as f:
             seeds.append(int(f.attrs["seed"]))
     assert seeds == [0, 1, 2]
+    nothing = mpifl(cluster, "sweep", "submit", str(sweep), "--time", "00:10:00")
+    assert nothing.returncode == 0 and "nothing submitted" in nothing.stdout, nothing.stderr
+    (tmp_path / "s3" / "task_1.h5").unlink()  # resubmitting runs only what is left
+    again = mpifl(cluster, "sweep", "submit", str(sweep), "--ntasks-per-node", "2",
+                  "--time", "00:10:00")  # fmt: skip
+    assert again.returncode == 0 and "1 tasks (2 done, queued or running left out)" in again.stdout
+    assert "#SBATCH --array=1\n" in (tmp_path / "s3" / "s3.sbatch").read_text()
+    cluster.wait(job_id(again.stdout))
+    status = mpifl(cluster, "sweep", "status", str(sweep))
+    assert "done 3" in status.stdout and f"job {job_id(again.stdout)}" in status.stdout
+    assert status.stdout.count("submitted as job") == 2
     print(f"SLURM 3-task array: {time.monotonic() - start:.1f} s from submit to done")
 
 

@@ -1,4 +1,4 @@
-"""`mpifl submit` and `mpifl sweep submit | status`."""
+"""`mpifl submit` and `mpifl sweep submit | status | run`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 from mpifl.errors import InputError
 from mpifl.files import write_text
+from mpifl.hpc.local import run_locally
 from mpifl.hpc.slurm import (
     ARRAY_TASK,
     LAUNCHERS,
@@ -20,7 +21,16 @@ from mpifl.hpc.slurm import (
     require_sbatch,
     submit,
 )
-from mpifl.hpc.sweep import load_sweep, record_submission, status, submitted, write_tasks
+from mpifl.hpc.sweep import (
+    Sweep,
+    array_spec,
+    load_sweep,
+    record_submission,
+    status,
+    submissions,
+    unfinished,
+    write_tasks,
+)
 
 
 def _resources(p: argparse.ArgumentParser) -> None:
@@ -51,8 +61,11 @@ def _resources(p: argparse.ArgumentParser) -> None:
                    help=f"site batch-script template (default: ${TEMPLATE_ENV}, else "
                    "launch/slurm/job.sbatch.template)")  # fmt: skip
     p.add_argument(
-        "--launcher", choices=tuple(LAUNCHERS), default="srun", help="how ranks are started"
+        "--launcher", choices=LAUNCHERS, default="srun", help="how ranks are started"
     )
+    p.add_argument("--srun-mpi", default="pmi2", metavar="TYPE",
+                   help="srun --mpi=TYPE: pmi2 suits the mpich wheel; pmix or cray_shasta "
+                   "for an mpi4py built on the site's MPI; 'default': the site's own")  # fmt: skip
     p.add_argument(
         "--dry-run", action="store_true", help="print the batch script only (write nothing)"
     )
@@ -78,7 +91,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     _resources(sub_p)
     sweep = sub.add_parser("sweep", help="SLURM job arrays over a grid of configs and seeds")
     verbs = sweep.add_subparsers(dest="sweep_command", required=True)
-    run = verbs.add_parser("submit", help="write every task's job file and submit the array")
+    run = verbs.add_parser(
+        "submit", help="write every task's job file and submit the tasks not done, queued or "
+        "running as one array (a resubmission runs only what is left)"
+    )  # fmt: skip
     run.add_argument("sweep")
     run.add_argument(
         "--throttle",
@@ -89,10 +105,18 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     _resources(run)
     stat = verbs.add_parser(
-        "status", help="each task's state (done, running, failed, interrupted, queued, not "
-        "submitted) and grid values"
+        "status", help="each task's state (done, running, failed, interrupted, killed, queued, "
+        "died before writing, not submitted: from its file and, where SLURM is, squeue and "
+        "sacct) and grid values"
     )  # fmt: skip
     stat.add_argument("sweep")
+    local = verbs.add_parser(
+        "run", help="run the tasks not done here, one after another, without SLURM (each "
+        "resumes from its checkpoint; its output goes to <folder>/task_<i>.local.log)"
+    )  # fmt: skip
+    local.add_argument("sweep")
+    local.add_argument("--ranks", type=int, default=1,
+                       help="MPI ranks per task (mpiexec -n; 1 runs without mpiexec)")  # fmt: skip
 
 
 def _installed_torch() -> str:
@@ -111,7 +135,7 @@ def _res(args: argparse.Namespace) -> Resources:
               f"build ({torch}): mpifl would not use them", file=sys.stderr)  # fmt: skip
     return Resources(
         args.nodes, args.ntasks_per_node, args.cpus_per_task, args.time,
-        launcher=args.launcher, signal_lead=args.signal_lead,
+        launcher=args.launcher, srun_mpi=args.srun_mpi, signal_lead=args.signal_lead,
         sbatch_options=tuple(args.sbatch), template=args.template, **optional,
     )  # fmt: skip
 
@@ -122,18 +146,17 @@ def run(args: argparse.Namespace) -> int:
         return _submit_job(args)
     sweep = load_sweep(args.sweep)
     if args.sweep_command == "status":
-        states = status(sweep)
-        record = submitted(sweep)
-        if record:
-            print(f"submitted as job {record['job_id']} at {record['submitted']}")
-        for i, state in states:
-            values = " ".join(f"{k}={v}" for k, v in sweep.values[i].items())
-            print(f"task {i:>4}  {state:<13} {values}  {sweep.task_output(i)}")
-        counts = Counter(s for _, s in states)
-        print("  ".join(f"{k} {n}" for k, n in counts.items()))
-        return 0
+        return _sweep_status(sweep)
+    if args.sweep_command == "run":
+        return run_locally(sweep, args.ranks)
     if args.throttle < 0:
         raise InputError(f"submit error: --throttle {args.throttle}: must be >= 0")
+    tasks = unfinished(status(sweep))
+    left = len(sweep.tasks) - len(tasks)
+    if not tasks:
+        print(f"mpifl: every task of {sweep.name} is done, queued or running; nothing submitted "
+              "(`mpifl sweep status` shows them)")  # fmt: skip
+        return 0
     task = ARRAY_TASK
     script = render(
         sweep.name,
@@ -141,16 +164,29 @@ def run(args: argparse.Namespace) -> int:
         str(sweep.task_output(task)),
         str(sweep.folder / "task_%A_%a.log"),  # a resubmission keeps the earlier logs
         _res(args),
-        array=f"0-{len(sweep.tasks) - 1}" + (f"%{args.throttle}" if args.throttle else ""),
+        array=array_spec(tasks) + (f"%{args.throttle}" if args.throttle else ""),
     )
     if not args.dry_run:
         require_sbatch()
         write_tasks(sweep)
-    job_id = _emit(
-        script, sweep.folder / f"{sweep.name}.sbatch", args.dry_run, f"{len(sweep.tasks)} tasks"
-    )
+    what = f"{len(tasks)} tasks" + (f" ({left} done, queued or running left out)" if left else "")
+    job_id = _emit(script, sweep.folder / f"{sweep.name}.sbatch", args.dry_run, what)
     if job_id:
-        record_submission(sweep, job_id)
+        record_submission(sweep, job_id, tasks)
+    return 0
+
+
+def _sweep_status(sweep: Sweep) -> int:
+    """Print the submissions and each task's state and grid values; 0."""
+    states = status(sweep)
+    for record in submissions(sweep):
+        print(f"submitted as job {record['job_id']} at {record.get('submitted', '?')}: "
+              f"tasks {array_spec(record['tasks'])}")  # fmt: skip
+    for i, state in states:
+        values = " ".join(f"{k}={v}" for k, v in sweep.values[i].items())
+        print(f"task {i:>4}  {state:<13} {values}  {sweep.task_output(i)}")
+    counts = Counter(s for _, s in states)
+    print("  ".join(f"{k} {n}" for k, n in counts.items()))
     return 0
 
 

@@ -17,7 +17,7 @@ from mpifl.errors import InputError, describe, shown
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "launch" / "slurm" / "job.sbatch.template"
 TEMPLATE_ENV = "MPIFL_SLURM_TEMPLATE"
-LAUNCHERS = {"srun": "srun --mpi=pmi2", "mpiexec": "mpiexec"}
+LAUNCHERS = ("srun", "mpiexec")
 OPTIONAL = ("partition", "account", "mem", "mem_per_cpu", "gres", "qos", "constraint",
             "mail_type", "mail_user")  # fmt: skip
 MANAGED = {"job-name": "from the run's name", "nodes": "from --nodes",
@@ -40,6 +40,7 @@ class Resources:
     partition: str = ""
     account: str = ""
     launcher: str = "srun"
+    srun_mpi: str = "pmi2"  # srun --mpi=TYPE; "default": the site's MpiDefault
     signal_lead: int = 60
     mem: str = ""
     mem_per_cpu: str = ""
@@ -55,6 +56,7 @@ class Resources:
 ARRAY_TASK = "${SLURM_ARRAY_TASK_ID}"
 _SBATCH_VALUE = re.compile(r"[!#%&()*+,\-./0-9:=?@A-Z\[\]^_a-z|~]+")  # printable, no quotes
 _OPTION = re.compile(r"[a-z][a-z0-9-]*")
+_MPI_TYPE = re.compile(r"[a-z][a-z0-9_]*")
 _TIME = re.compile(r"([0-9]+-)?[0-9]+(:[0-9]{1,2}){0,2}")
 
 
@@ -136,9 +138,13 @@ def render(name: str, job: str, output: str, log: str, res: Resources, array: st
     for what, value in (("the job path", job), ("run.output", output)):
         if "$" in (value.replace(ARRAY_TASK, "") if array else value):
             raise InputError(f"submit error: {what} = {shown(value)}: must not contain '$'")
-    launcher = LAUNCHERS[res.launcher]
+    if not _MPI_TYPE.fullmatch(res.srun_mpi):
+        raise InputError(f"submit error: --srun-mpi {shown(res.srun_mpi)}: must be a plugin "
+                         "name such as pmi2, pmix or cray_shasta, or 'default'")  # fmt: skip
     if res.launcher == "mpiexec":
-        launcher += f" -n {res.nodes * res.ntasks_per_node}"
+        launcher = f"mpiexec -n {res.nodes * res.ntasks_per_node}"
+    else:
+        launcher = "srun" + ("" if res.srun_mpi == "default" else f" --mpi={res.srun_mpi}")
     for option, count in (("--nodes", res.nodes), ("--ntasks-per-node", res.ntasks_per_node),
                           ("--cpus-per-task", res.cpus_per_task),
                           ("--signal", res.signal_lead)):  # fmt: skip

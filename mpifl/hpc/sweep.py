@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mpifl.errors import InputError, shown
+from mpifl.files import write_text
+from mpifl.hpc.queue import LIVE, slurm_states
 from mpifl.results.status import read_status
 
 KEYS = {"job", "name", "folder", "seeds", "grid"}
@@ -121,33 +123,88 @@ def write_tasks(sweep: Sweep) -> None:
         sweep.task_job(i).write_text(text)
 
 
-def record_submission(sweep: Sweep, job_id: str) -> None:
-    """Note that the array was submitted (job id, time), for `sweep status`."""
-    record = {"job_id": job_id, "submitted": time.strftime("%Y-%m-%d %H:%M:%S")}
-    sweep.submission.write_text(json.dumps(record) + "\n")
+def record_submission(sweep: Sweep, job_id: str, tasks: list[int]) -> None:
+    """Add a submission of `tasks` as array job `job_id` (and when) to the sweep's record,
+    for `sweep status`."""
+    record = {"job_id": job_id, "submitted": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+              "tasks": tasks}  # fmt: skip
+    write_text(sweep.submission, json.dumps([*submissions(sweep), record]) + "\n",
+               "the submission record")  # fmt: skip
 
 
-def submitted(sweep: Sweep) -> dict[str, str] | None:
-    """The submission record, or None if the sweep was never submitted from here."""
+def submissions(sweep: Sweep) -> list[dict]:
+    """Every submission recorded from here, oldest first ([] if none); a record of an
+    older mpifl (one submission of every task) reads as such."""
     try:
-        return json.loads(sweep.submission.read_text())
+        record = json.loads(sweep.submission.read_text())
     except (OSError, ValueError):
-        return None
+        return []
+    if isinstance(record, dict):
+        record = [record | {"tasks": list(range(len(sweep.tasks)))}]
+    return [r for r in record if isinstance(r, dict) and {"job_id", "tasks"} <= set(r)]
+
+
+# a result file's state, or SLURM's word for a task that has no file yet
+DONE = "done"
+ENDED_SLURM = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL",
+               "PREEMPTED", "BOOT_FAIL", "DEADLINE"}  # fmt: skip
 
 
 def status(sweep: Sweep) -> list[tuple[int, str]]:
-    """(task, state): done / running / failed / interrupted, or without an output yet
-    queued (the array was submitted) / not submitted."""
+    """(task, state) from the task's result file and, where SLURM is here, what squeue
+    and sacct say of its last submission: done / running / failed / interrupted / killed
+    (the file says running but SLURM has no such task live, or no process holds its
+    lock), queued, died before writing (SLURM ran it, no file: the task's log says why),
+    not submitted."""
+    last: dict[int, str] = {}
+    for record in submissions(sweep):
+        for task in record["tasks"]:
+            last[task] = str(record["job_id"])
+    slurm = slurm_states(sorted(set(last.values()))) if last else None
     out = []
-    waiting = "queued" if submitted(sweep) else "not submitted"
     for i in range(len(sweep.tasks)):
-        path = sweep.task_output(i)
-        if not path.exists():
-            out.append((i, waiting))
-            continue
-        try:
-            state, _ = read_status(path)
-        except OSError:
-            state = "running"  # being created
-        out.append((i, "done" if state == "complete" else state))
+        queue = None if slurm is None or i not in last else slurm.get((last[i], i), "ENDED")
+        out.append((i, _state(sweep.task_output(i), i in last, queue)))
     return out
+
+
+def _state(path: Path, sent: bool, queue: str | None) -> str:
+    """One task's state (see `status`); `queue`: SLURM's state of its last submission,
+    "ENDED" if SLURM no longer lists it, None if SLURM cannot be asked."""
+    live = LIVE.get(queue or "")
+    if not path.exists():
+        if queue is None or live:
+            return live or ("queued" if sent else "not submitted")
+        ended = f" (SLURM: {queue})" if queue != "ENDED" else ""
+        return f"died before writing{ended}"
+    try:
+        state, _ = read_status(path)
+    except OSError:
+        state = "running"  # being created
+    if state == "complete":
+        return DONE
+    if live == "running" and state in ("running", "killed"):  # (a lock on another node
+        return "running"  # may not show from here: SLURM knows)
+    if live == "queued" and state in ("interrupted", "killed", "failed"):
+        return f"{state}, requeued"
+    if state in ("running", "killed") and queue is not None and not live:
+        return "killed" + (f" (SLURM: {queue})" if queue in ENDED_SLURM else "")
+    return state
+
+
+def unfinished(states: list[tuple[int, str]]) -> list[int]:
+    """The tasks a resubmission should run: neither done nor queued or running now."""
+    busy = ("queued", "running", "interrupted, requeued", "killed, requeued", "failed, requeued")
+    return [i for i, state in states if state != DONE and state not in busy]
+
+
+def array_spec(tasks: list[int]) -> str:
+    """Task numbers as an --array value: "0-3,7,9-10"."""
+    parts, i = [], 0
+    while i < len(tasks):
+        j = i
+        while j + 1 < len(tasks) and tasks[j + 1] == tasks[j] + 1:
+            j += 1
+        parts.append(str(tasks[i]) if i == j else f"{tasks[i]}-{tasks[j]}")
+        i = j + 1
+    return ",".join(parts)
