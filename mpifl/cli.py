@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from mpifl import __version__
 from mpifl.commands import fleet as fleet_commands
 from mpifl.commands import hpc as hpc_commands
+from mpifl.commands import new as new_command
 from mpifl.commands import report as report_command
 from mpifl.errors import InputError
 from mpifl.progress import STYLES, stamp
@@ -79,6 +80,7 @@ def parser() -> argparse.ArgumentParser:
     fleet_commands.add_parser(sub)
     hpc_commands.add_parsers(sub)
     report_command.add_parser(sub)
+    new_command.add_parser(sub)
     pre = sub.add_parser("pretrain", help="pre-train KOALA's large model on the proxy set")
     _job_args(pre)
     pre.add_argument("--output", required=True, help="state dict to write (.pt)")
@@ -185,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
             return hpc_commands.run(args)
         if args.command == "report":
             return report_command.run(args)
+        if args.command == "new":
+            return new_command.run(args)
         if args.command == "pretrain":
             return pretrain_command(args)
     except InputError as exc:

@@ -60,9 +60,7 @@ def _resources(p: argparse.ArgumentParser) -> None:
     p.add_argument("--template", default="",
                    help=f"site batch-script template (default: ${TEMPLATE_ENV}, else "
                    "launch/slurm/job.sbatch.template)")  # fmt: skip
-    p.add_argument(
-        "--launcher", choices=LAUNCHERS, default="srun", help="how ranks are started"
-    )
+    p.add_argument("--launcher", choices=LAUNCHERS, default="srun", help="how ranks are started")
     p.add_argument("--srun-mpi", default="pmi2", metavar="TYPE",
                    help="srun --mpi=TYPE: pmi2 suits the mpich wheel; pmix or cray_shasta "
                    "for an mpi4py built on the site's MPI; 'default': the site's own")  # fmt: skip
