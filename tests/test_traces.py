@@ -113,3 +113,13 @@ def test_fleet_commands(tmp_path, fedscale, small_job):
     assert show.returncode == 0 and "GFLOP/s" in show.stdout
     missing = mpifl("fleet", "show", str(tmp_path / "none.csv"))
     assert missing.returncode == 2 and "not found" in missing.stderr
+
+
+def test_fleet_show_numbers_have_no_exponents_and_fitting_units():
+    from mpifl.commands.fleet import BYTES, FLOPS, number, spread
+
+    assert [number(v) for v in (0.1256, 4.041, 28.51, 738.2, 1442.0, 0.0)] == [
+        "0.126", "4.04", "28.5", "738", "1442", "0"]  # fmt: skip
+    assert spread(np.array([1.26e8, 2.1e8, 2.86e8]), FLOPS).endswith("MFLOP/s")
+    assert spread(np.array([3.9e9, 4.3e9, 5.3e9]), BYTES).endswith("GiB")
+    assert "e+" not in spread(np.array([7.7e8, 1.07e9, 1.5e9]), BYTES)

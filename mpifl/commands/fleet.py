@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 import numpy as np
@@ -64,29 +65,58 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _q(values: np.ndarray, scale: float, unit: str) -> str:
-    lo, mid, hi = np.quantile(values, [0.1, 0.5, 0.9]) / scale
-    return f"{lo:.3g}/{mid:.3g}/{hi:.3g} {unit}"
+# unit ladders: (scale, unit), the one whose scale puts a class's median in [1, 1000)
+FLOPS = ((1e3, "kFLOP/s"), (1e6, "MFLOP/s"), (1e9, "GFLOP/s"), (1e12, "TFLOP/s"))
+BYTES = ((2**10, "KiB"), (2**20, "MiB"), (2**30, "GiB"), (2**40, "TiB"))
+BITS = ((1e3, "kbit/s"), (1e6, "Mbit/s"), (1e9, "Gbit/s"))
+WATTS = ((1e-3, "mW"), (1.0, "W"), (1e3, "kW"))
+JOULES = ((1.0, "J"), (1e3, "kJ"), (1e6, "MJ"))
+
+
+def number(value: float) -> str:
+    """Three significant digits, never an exponent: 0.126, 4.04, 28.5, 738, 1440."""
+    if value >= 100 or value == 0:
+        return f"{value:.0f}"
+    return f"{value:.{2 - math.floor(math.log10(abs(value)))}f}" if value >= 0.001 else "<0.001"
+
+
+def spread(values: np.ndarray, ladder: tuple[tuple[float, str], ...]) -> str:
+    """p10/p50/p90 of `values` in the ladder's unit that fits their median."""
+    quantiles = np.quantile(values, [0.1, 0.5, 0.9])
+    fits = [(scale, unit) for scale, unit in ladder if quantiles[1] >= scale]
+    scale, unit = fits[-1] if fits else ladder[0]
+    return "/".join(number(q / scale) for q in quantiles) + f" {unit}"
+
+
+def battery(capacity: np.ndarray) -> str:
+    """Battery capacities' spread, or "mains" for a class without batteries."""
+    return spread(capacity, JOULES) if capacity.any() else "mains"
 
 
 def describe(fleet: Fleet, name: str) -> str:
-    """Per-class counts and p10/p50/p90 of speed, memory, bandwidth, training power and
-    battery capacity (or "mains")."""
+    """A table of the device classes: clients, and p10/p50/p90 of training speed, memory,
+    bandwidth, training power and battery capacity (or "mains"), each in the unit that
+    suits the class; the share of rounds online."""
     p = fleet.profiles
-    lines = [f"{name}: {len(p)} clients, {len(fleet.class_names)} device classes"]
-    if fleet.intervals is not None:
-        lines.append(f"  availability trace: {len(fleet.intervals.starts)} online intervals")
-    lines.append("  (p10/p50/p90)")
+    header = ["class", "clients", "speed", "memory", "uplink", "downlink", "online",
+              "training power", "battery"]  # fmt: skip
+    rows = []
     for i, cls in enumerate(fleet.class_names):
         mine = p[p["device_class"] == i]
-        if len(mine) == 0:
-            continue
-        lines.append(
-            f"  {cls:>10} {len(mine):>8} clients  flops {_q(mine['flops'], 1e9, 'GFLOP/s')}  "
-            f"memory {_q(mine['memory'], 2**20, 'MiB')}  up {_q(mine['uplink'], 1e6, 'Mbit/s')}  "
-            f"down {_q(mine['downlink'], 1e6, 'Mbit/s')}  "
-            f"availability {mine['availability'].mean():.2f}  "
-            f"train {_q(mine['train_power'], 1.0, 'W')}  battery "
-            + (_q(mine["battery"], 1e3, "kJ") if mine["battery"].any() else "mains")
-        )
+        if len(mine):
+            rows.append([cls, str(len(mine)), spread(mine["flops"], FLOPS),
+                         spread(mine["memory"], BYTES), spread(mine["uplink"], BITS),
+                         spread(mine["downlink"], BITS), f"{mine['availability'].mean():.0%}",
+                         spread(mine["train_power"], WATTS),
+                         battery(mine["battery"])])  # fmt: skip
+    widths = [max(len(r[k]) for r in [header, *rows]) for k in range(len(header))]
+    lines = [f"{name}: {len(p)} clients, {len(fleet.class_names)} device classes "
+             "(figures: p10/p50/p90 over the class's devices)"]  # fmt: skip
+    if fleet.intervals is not None:
+        lines.append(f"  availability trace: {len(fleet.intervals.starts)} online intervals")
+    for r in [header, *rows]:
+        cells = [r[0].ljust(widths[0])] + [
+            c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True)
+        ]
+        lines.append("  " + "  ".join(cells).rstrip())
     return "\n".join(lines)
