@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mpifl import __version__
+from mpifl.commands import completion as completion_command
 from mpifl.commands import fleet as fleet_commands
 from mpifl.commands import hpc as hpc_commands
 from mpifl.commands import new as new_command
@@ -24,6 +25,14 @@ from mpifl.progress import STYLES, stamp
 
 if TYPE_CHECKING:
     from mpifl.comm import Comm
+
+
+RUN_EXAMPLES = """examples:
+  mpiexec -n 2 mpifl run jobs/quickstart.toml
+  mpiexec -n 4 mpifl run jobs/quickstart.toml --set train.lr=0.1 --output results/lr.h5
+  mpifl run jobs/quickstart.toml --output results/lr.h5 --resume   # after SIGTERM, any ranks
+  srun --mpi=pmi2 mpifl run job.toml                                 # inside an allocation
+"""
 
 
 def _job_args(p: argparse.ArgumentParser) -> None:
@@ -64,7 +73,8 @@ def parser() -> argparse.ArgumentParser:
     p = HelpParser(prog="mpifl", description=__doc__)
     p.add_argument("--version", action="version", version=f"mpifl {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    run = sub.add_parser("run", help="run a job (every rank runs this under mpiexec/srun)")
+    run = sub.add_parser("run", help="run a job (every rank runs this under mpiexec/srun)",
+                         epilog=RUN_EXAMPLES)  # fmt: skip
     _job_args(run)
     run.add_argument("--output", help="result file (overrides run.output)")
     run.add_argument("--overwrite", action="store_true", help="replace an existing result file")
@@ -75,13 +85,19 @@ def parser() -> argparse.ArgumentParser:
                      help="a bar redrawn in place, or a timestamped line per round; auto: a "
                      "bar when rank 0's output reaches a terminal (through mpiexec too), "
                      "lines in a log file")  # fmt: skip
-    val = sub.add_parser("validate", help="check a job file and print the resolved config")
+    val = sub.add_parser("validate", help="check a job file and print the resolved config",
+                         epilog="example:\n  mpifl validate jobs/quickstart.toml --set "
+                         "train.lr=0.1   # every key, defaults filled in")  # fmt: skip
     _job_args(val)
     fleet_commands.add_parser(sub)
     hpc_commands.add_parsers(sub)
     report_command.add_parser(sub)
     new_command.add_parser(sub)
-    pre = sub.add_parser("pretrain", help="pre-train KOALA's large model on the proxy set")
+    completion_command.add_parser(sub)
+    pre = sub.add_parser("pretrain", help="pre-train KOALA's large model on the proxy set",
+                         epilog="example:\n  mpifl pretrain jobs/study_koala.toml --output "
+                         "large.pt --samples 100\n  then: --set "
+                         "algorithm.server_init='large.pt'")  # fmt: skip
     _job_args(pre)
     pre.add_argument("--output", required=True, help="state dict to write (.pt)")
     pre.add_argument("--epochs", type=int, default=30, help="epochs over the proxy set")
@@ -180,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "validate":
         return validate_command(args)
+    if args.command == "completion":
+        print(completion_command.script(parser()), end="")
+        return 0
     try:
         if args.command == "fleet":
             return fleet_commands.run(args)

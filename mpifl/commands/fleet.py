@@ -11,10 +11,18 @@ import numpy as np
 from mpifl.fleet.profiles import Fleet
 from mpifl.fleet.traces import import_fedscale, load_fleet, save_fleet
 
+EXAMPLES = """examples:
+  mpifl fleet generate jobs/quickstart.toml --output fleet.csv   # edit it, then
+  mpifl run jobs/quickstart.toml --set fleet.trace='fleet.csv'
+  mpifl fleet show fleet.csv
+  mpifl fleet import --capacity device_info --behaviour client_behave_trace --output f.h5
+"""
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the `fleet` command and its subcommands."""
-    fleet = sub.add_parser("fleet", help="make, inspect and import fleet files")
+    fleet = sub.add_parser("fleet", help="make, inspect and import fleet files",
+                           epilog=EXAMPLES)  # fmt: skip
     verbs = fleet.add_subparsers(dest="fleet_command", required=True)
     gen = verbs.add_parser("generate", help="generate a fleet file from a job's [fleet]")
     gen.add_argument("job", help="job file (TOML); uses fleet.clients, classes, spread, seed")

@@ -69,10 +69,24 @@ def _resources(p: argparse.ArgumentParser) -> None:
     )
 
 
+SUBMIT_EXAMPLES = """examples:
+  mpifl submit jobs/quickstart.toml --partition cpu --ntasks-per-node 4 --time 02:00:00
+  mpifl submit job.toml --dry-run                      # show the batch script only
+  mpifl submit job.toml --resume                       # continue an interrupted run
+"""
+SWEEP_EXAMPLES = """examples:
+  mpifl sweep submit sweeps/lr.toml --partition cpu --throttle 8
+  mpifl sweep status sweeps/lr.toml
+  mpifl sweep submit sweeps/lr.toml        # again: only the tasks failed or killed
+  mpifl sweep run sweeps/lr.toml --ranks 2 # here, without SLURM, one after another
+"""
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Register `submit` and `sweep`."""
-    sub_p = sub.add_parser("submit", help="submit a job to SLURM (sbatch)")
-    sub_p.add_argument("job")
+    sub_p = sub.add_parser("submit", help="submit a job to SLURM (sbatch)",
+                           epilog=SUBMIT_EXAMPLES)  # fmt: skip
+    sub_p.add_argument("job", help="job file (TOML); a snapshot of it is what runs")
     sub_p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config key (repeatable)")  # fmt: skip
     again = sub_p.add_mutually_exclusive_group()
@@ -87,7 +101,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="run.output exists: delete it (and its checkpoints) now, run again",
     )
     _resources(sub_p)
-    sweep = sub.add_parser("sweep", help="SLURM job arrays over a grid of configs and seeds")
+    sweep = sub.add_parser("sweep", help="SLURM job arrays over a grid of configs and seeds",
+                           epilog=SWEEP_EXAMPLES)  # fmt: skip
     verbs = sweep.add_subparsers(dest="sweep_command", required=True)
     run = verbs.add_parser(
         "submit", help="write every task's job file and submit the tasks not done, queued or "

@@ -9,10 +9,17 @@ from pathlib import Path
 
 from mpifl.errors import InputError
 
+EXAMPLES = """examples:
+  mpifl report results/a.h5 results/b.h5           # a row per setting (seeds grouped)
+  mpifl report sweeps/lr/task_*.h5 --per-run --wide
+  mpifl report results/*.h5 --csv > table.csv      # every column, a column per key
+  mpifl report results/*.h5 --plot figures/ --target 0.9
+"""
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register `report`."""
-    p = sub.add_parser("report", help="tables and figures from result files")
+    p = sub.add_parser("report", help="tables and figures from result files", epilog=EXAMPLES)
     p.add_argument("runs", nargs="+", help="result files (.h5)")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--csv", action="store_true", help="CSV instead of a text table")
