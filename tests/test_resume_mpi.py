@@ -103,7 +103,7 @@ def test_sigterm_checkpoints_and_resumes(reference, tmp_path):
         p.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 3, stderr
-    assert "stopped by SIGTERM" in stderr
+    assert "stopped by SIGTERM" in stderr and "SIGTERM received: stopping once" in stderr
     # the command to resume with is the one that ran (quoted), not a placeholder
     assert f"resume (on any rank count) with: mpifl run {job} --output {out} --set" in stderr
     assert stderr.rstrip().endswith("--set train.epochs=2 --resume"), stderr

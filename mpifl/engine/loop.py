@@ -61,7 +61,7 @@ class Engine:
         if self.schedule is not None:  # asynchronous: sums held until their step
             sizes, bits = self.method.accumulator_sizes(), cfg.aggregation.frac_bits
             self.pending = PendingUpdates(sizes, bits, self.schedule)
-        self.stop = StopSignal()
+        self.stop = StopSignal(say=comm.rank == 0)
         self.clients = ClientRunner(cfg, self.method, self.data, comm, self.stop)
         self.selector = build_selector(cfg, self.data.n_train, self.energy.batteries)
         self.telemetry = RankTelemetry(comm.rank, self.store)

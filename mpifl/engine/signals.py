@@ -3,20 +3,29 @@ the current round with a checkpoint."""
 
 from __future__ import annotations
 
+import os
 import signal
 from types import FrameType
+
+from mpifl.progress import stamp
 
 INTERRUPTED = 3  # exit code: stopped by SIGTERM, checkpoint written, resumable
 
 
 class StopSignal:
-    """Context manager: while active, SIGTERM sets `requested` instead of killing."""
+    """Context manager: while active, SIGTERM sets `requested` instead of killing; with
+    `say`, the first one is acknowledged on stderr at once (rank 0), since stopping waits
+    for the client under way (minutes, for a large model)."""
 
-    def __init__(self) -> None:
+    def __init__(self, say: bool = False) -> None:
         self.requested = False
+        self.say = say
         self._previous: object = None
 
     def _handle(self, _signum: int, _frame: FrameType | None) -> None:
+        if self.say and not self.requested:  # os.write: safe inside a signal handler
+            os.write(2, f"[{stamp()}] mpifl: SIGTERM received: stopping once the client "
+                     "under way is done, then writing a checkpoint\n".encode())  # fmt: skip
         self.requested = True
 
     def __enter__(self) -> StopSignal:
