@@ -226,27 +226,33 @@ def sweep_file(cell: Cell, seed: int) -> Path:
 
 
 def stale(output: Path, job: Path) -> str | None:
-    """Why a finished run is not its task's job as the study now defines it (the first
-    setting that differs; keys the run predates count at today's defaults), or None."""
+    """Why a run (finished or not) is not its task's job as the study now defines it (the
+    first setting that differs; keys the run predates count at today's defaults; a file
+    that cannot be read), or None."""
     try:
         stored = validate_job(tomllib.loads(read_run(output).attrs["config"])).to_toml()
     except ConfigError as exc:
         return f"its job no longer loads: {exc}"
+    except (OSError, KeyError) as exc:
+        return f"it cannot be read ({exc})"
     return config_change(stored, load_job(job).to_toml(), ignored=("run.output",))
 
 
 def run_local(path: Path, ranks: int) -> None:
+    """Each task of the sweep that is not done as the study defines it: a run stopped on
+    the way (SIGTERM, a kill) resumes from its checkpoint, a stale one starts over."""
     sweep = load_sweep(path)
     write_tasks(sweep)
     for i, state in status(sweep):
-        if state == "done":
-            why = stale(sweep.task_output(i), sweep.task_job(i))
-            if why is None:
-                continue
+        output, job = sweep.task_output(i), sweep.task_job(i)
+        why = stale(output, job) if output.exists() else None
+        if state == "done" and why is None:
+            continue
+        if why is not None:
             print(f"{sweep.folder}: its run is stale ({why}); running it again", flush=True)
         print(f"{sweep.folder} ...", flush=True)
-        cmd = ["mpiexec", "-n", str(ranks), sys.executable, "-m", "mpifl", "run",
-               str(sweep.task_job(i)), "--overwrite"]  # fmt: skip
+        cmd = ["mpiexec", "-n", str(ranks), sys.executable, "-m", "mpifl", "run", str(job),
+               "--overwrite" if why is not None else "--resume"]  # fmt: skip
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
 
 
