@@ -153,6 +153,11 @@ class Progress:
         )
         print(text, end="\n" if done == self.rounds else "", file=self.stream, flush=True)
 
+    @property
+    def mid_line(self) -> bool:
+        """Whether a bar is drawn and its line not yet ended."""
+        return self.tty and 0 < self.drawn < self.rounds
+
     def end(self) -> None:
         """End a bar left short of the last round (a callback stopped the run)."""
         if self.tty and 0 < self.drawn < self.rounds:

@@ -24,9 +24,14 @@ def test_bash_completes_subcommands_and_options(tmp_path):
     assert proc.returncode == 0, proc.stderr
     script = tmp_path / "mpifl.bash"
     script.write_text(proc.stdout)
-    for words, expected in CASES.items():
+    (tmp_path / "my job.toml").write_text("")
+    cases = {words: expected.split() for words, expected in CASES.items()}
+    cases["run", "my"] = ["my job.toml"]  # a file name with a space: one word
+    for words, expected in cases.items():
         line = " ".join(f"'{w}'" for w in ("mpifl", *words))
-        code = (f"source {script}; COMP_WORDS=({line}); COMP_CWORD={len(words)}; _mpifl; "
-                'echo "${COMPREPLY[*]}"')  # fmt: skip
-        out = subprocess.run(["bash", "-c", code], capture_output=True, text=True, timeout=30)
-        assert out.stdout.strip() == expected and not out.stderr, (words, out)
+        code = (f"set -u; source {script}; COMP_WORDS=({line}); COMP_CWORD={len(words)}; "
+                '_mpifl; printf "%s|" "${COMPREPLY[@]}"')  # fmt: skip
+        out = subprocess.run(["bash", "-c", code], capture_output=True, text=True, timeout=30,
+                             cwd=tmp_path)  # fmt: skip
+        assert out.stdout == "".join(f"{w}|" for w in expected), (words, out)
+        assert not out.stderr, (words, out)

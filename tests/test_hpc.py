@@ -12,7 +12,7 @@ import h5py
 import pytest
 
 from mpifl.hpc.queue import parse
-from mpifl.hpc.sweep import _state, array_spec, load_sweep, unfinished
+from mpifl.hpc.sweep import _state, array_spec, load_sweep, status, unfinished, write_tasks
 from mpifl.results.lock import lock_path
 from mpifl.results.status import read_status
 from tests.conftest import ROOT, env, mpifl, run_ok
@@ -206,4 +206,34 @@ def test_sweep_run_runs_what_is_left_here_and_stops_on_sigterm(small_job, tmp_pa
     status = mpifl("sweep", "status", str(sweep))
     assert "done 2" in status.stdout
     nothing = mpifl("sweep", "run", str(sweep))
-    assert nothing.returncode == 0 and "nothing to run" in nothing.stdout
+    assert nothing.returncode == 0 and "no task of" in nothing.stdout
+
+
+def test_sweep_leaves_alone_the_files_that_need_a_person(small_job, tmp_path):
+    """A truncated file is unreadable at once (a SWMR reader would hang on it), a file of
+    another config is stale (the sweep file changed): status says so, submit and run
+    leave them out; a submission record mpifl did not write is refused, not overwritten."""
+    sweep_file, folder = tmp_path / "sweep.toml", tmp_path / "sw"
+    sweep_file.write_text(f'job = "{small_job}"\nfolder = "{folder}"\nseeds = [0, 1, 2]\n')
+    sweep = load_sweep(sweep_file)
+    write_tasks(sweep)
+    ran = mpifl("run", str(sweep.task_job(0)), ranks=1)
+    assert ran.returncode == 0, ran.stderr
+    whole = sweep.task_output(0).read_bytes()
+    sweep.task_output(1).write_bytes(whole[: len(whole) // 2])  # a partial copy
+    shutil.copy(sweep.task_output(0), sweep.task_output(2))  # seed 0's run as seed 2's
+    started = time.monotonic()
+    states = dict(status(sweep))
+    assert time.monotonic() - started < 30
+    assert states[0] == "done"
+    assert states[1].startswith("unreadable (truncated: ") and "bytes of the" in states[1]
+    assert states[2].startswith("stale: run.")
+    proc = mpifl("sweep", "submit", str(sweep_file), "--dry-run")
+    assert proc.returncode == 0 and "nothing submitted" in proc.stdout, proc.stderr
+    assert "task 1 left out, unreadable" in proc.stderr and "task 2 left out, stale" in proc.stderr
+    report = mpifl("report", str(sweep.task_output(1)))
+    assert report.returncode == 2 and "truncated" in report.stderr
+    sweep.submission.write_text("null\n")
+    bad = mpifl("sweep", "status", str(sweep_file))
+    assert bad.returncode == 2 and "not a submission record mpifl wrote" in bad.stderr
+    assert sweep.submission.read_text() == "null\n"

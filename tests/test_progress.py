@@ -55,6 +55,9 @@ def test_progress_draws_a_bar_or_lines_as_asked():
         for row in _rows(3):
             progress.update(row)
     assert bar.getvalue().count("\r[") == 3 and bar.getvalue().count("\n") == 1
+    midway = Progress(3, 0, io.StringIO(), "bar")  # a SIGTERM message starts a new line
+    midway.update(_rows(3)[0])
+    assert midway.mid_line and not Progress(3, 0, io.StringIO(), "lines").mid_line
     assert lines.getvalue().count("\n") == 3 and "\r" not in lines.getvalue()
     assert "round    2/3  acc 0.5000" in lines.getvalue()
 

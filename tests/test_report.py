@@ -256,3 +256,20 @@ def test_figures_lay_out_without_warnings(runs, faster, tmp_path):
         written = write_all([read_run(p) for p in files], labels, tmp_path)
     assert len(written) == 5 and all(p.stat().st_size > 10_000 for p in written)
     assert legend(labels, 40) == (["S1", "S1", "S2"], [f"  S1  {labels[0]}", "  S2  short"])
+
+
+def test_report_warns_of_what_a_mean_hides_and_refuses_bad_input(runs, tmp_path):
+    _, paths = runs
+    again = tmp_path / "again.h5"
+    shutil.copy(paths[0], again)
+    proc = mpifl("report", str(paths[0]), "seed1.h5", str(again), cwd=paths[0].parent)
+    assert proc.returncode == 0, proc.stderr  # (absolute and relative paths mixed)
+    assert f"{again} repeats seed 0 of {paths[0]}" in proc.stderr
+    for args, message in (
+        (["--target", "nan"], "--target nan: must be an accuracy in (0, 1]"),
+        (["--plot", str(paths[0])], "cannot write figures there"),
+    ):
+        bad = mpifl("report", str(paths[0]), *args)
+        assert bad.returncode == 2 and message in bad.stderr and not bad.stdout, bad.stderr
+    missing = mpifl("report", str(tmp_path / "none.h5"))
+    assert missing.returncode == 2 and "none.h5 does not exist" in missing.stderr

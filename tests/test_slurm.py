@@ -94,7 +94,7 @@ def test_sweep_array_of_three(cluster, tmp_path):
     (tmp_path / "s3" / "task_1.h5").unlink()  # resubmitting runs only what is left
     again = mpifl(cluster, "sweep", "submit", str(sweep), "--ntasks-per-node", "2",
                   "--time", "00:10:00")  # fmt: skip
-    assert again.returncode == 0 and "1 tasks (2 done, queued or running left out)" in again.stdout
+    assert again.returncode == 0 and "1 tasks (2 left out: see sweep status)" in again.stdout
     assert "#SBATCH --array=1\n" in (tmp_path / "s3" / "s3.sbatch").read_text()
     cluster.wait(job_id(again.stdout))
     status = mpifl(cluster, "sweep", "status", str(sweep))

@@ -118,8 +118,9 @@ def test_fleet_commands(tmp_path, fedscale, small_job):
 def test_fleet_show_numbers_have_no_exponents_and_fitting_units():
     from mpifl.commands.fleet import BYTES, FLOPS, number, spread
 
-    assert [number(v) for v in (0.1256, 4.041, 28.51, 738.2, 1442.0, 0.0)] == [
-        "0.126", "4.04", "28.5", "738", "1442", "0"]  # fmt: skip
+    assert [number(v) for v in (0.1256, 4.041, 28.51, 738.2, 1442.0, 0.0, 99.96)] == [
+        "0.126", "4.04", "28.5", "738", "1440", "0", "100"]  # fmt: skip
+    assert spread(np.array([0.9996 * 2**30] * 3), BYTES) == "1.00/1.00/1.00 GiB"  # rounded first
     assert spread(np.array([1.26e8, 2.1e8, 2.86e8]), FLOPS).endswith("MFLOP/s")
     assert spread(np.array([3.9e9, 4.3e9, 5.3e9]), BYTES).endswith("GiB")
     assert "e+" not in spread(np.array([7.7e8, 1.07e9, 1.5e9]), BYTES)

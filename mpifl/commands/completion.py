@@ -12,16 +12,16 @@ declare -gA _mpifl_options=({options})
 _mpifl() {{
     local cur="${{COMP_WORDS[COMP_CWORD]}}" path=mpifl word
     for word in "${{COMP_WORDS[@]:1:COMP_CWORD-1}}"; do
-        case " ${{_mpifl_verbs[$path]}} " in
+        case " ${{_mpifl_verbs[$path]-}} " in
             *" $word "*) path="$path $word" ;;
         esac
     done
     if [[ $cur == -* ]]; then
-        COMPREPLY=($(compgen -W "${{_mpifl_options[$path]}}" -- "$cur"))
-    elif [[ -n ${{_mpifl_verbs[$path]}} ]]; then
-        COMPREPLY=($(compgen -W "${{_mpifl_verbs[$path]}}" -- "$cur"))
+        mapfile -t COMPREPLY < <(compgen -W "${{_mpifl_options[$path]-}}" -- "$cur")
+    elif [[ -n ${{_mpifl_verbs[$path]-}} ]]; then
+        mapfile -t COMPREPLY < <(compgen -W "${{_mpifl_verbs[$path]-}}" -- "$cur")
     else
-        COMPREPLY=($(compgen -f -- "$cur"))
+        mapfile -t COMPREPLY < <(compgen -f -- "$cur")  # a name per line: spaces kept
     fi
 }}
 complete -o filenames -F _mpifl mpifl

@@ -73,25 +73,31 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-# unit ladders: (scale, unit), the one whose scale puts a class's median in [1, 1000)
-FLOPS = ((1e3, "kFLOP/s"), (1e6, "MFLOP/s"), (1e9, "GFLOP/s"), (1e12, "TFLOP/s"))
-BYTES = ((2**10, "KiB"), (2**20, "MiB"), (2**30, "GiB"), (2**40, "TiB"))
-BITS = ((1e3, "kbit/s"), (1e6, "Mbit/s"), (1e9, "Gbit/s"))
-WATTS = ((1e-3, "mW"), (1.0, "W"), (1e3, "kW"))
-JOULES = ((1.0, "J"), (1e3, "kJ"), (1e6, "MJ"))
+# unit ladders, (scale, unit), smallest first: each class shows its figures in the largest
+# unit in which its median is at least 1
+FLOPS = ((1.0, "FLOP/s"), (1e3, "kFLOP/s"), (1e6, "MFLOP/s"), (1e9, "GFLOP/s"),
+         (1e12, "TFLOP/s"))  # fmt: skip
+BYTES = ((1, "B"), (2**10, "KiB"), (2**20, "MiB"), (2**30, "GiB"), (2**40, "TiB"))
+BITS = ((1.0, "bit/s"), (1e3, "kbit/s"), (1e6, "Mbit/s"), (1e9, "Gbit/s"))
+WATTS = ((1e-6, "µW"), (1e-3, "mW"), (1.0, "W"), (1e3, "kW"))
+JOULES = ((1e-3, "mJ"), (1.0, "J"), (1e3, "kJ"), (1e6, "MJ"))
 
 
 def number(value: float) -> str:
-    """Three significant digits, never an exponent: 0.126, 4.04, 28.5, 738, 1440."""
+    """Three significant digits (rounded first), never an exponent below 10^6: 0.126,
+    4.04, 28.5, 738, 1440; "<0.001" below."""
+    value = float(f"{value:.3g}")
     if value >= 100 or value == 0:
         return f"{value:.0f}"
     return f"{value:.{2 - math.floor(math.log10(abs(value)))}f}" if value >= 0.001 else "<0.001"
 
 
 def spread(values: np.ndarray, ladder: tuple[tuple[float, str], ...]) -> str:
-    """p10/p50/p90 of `values` in the ladder's unit that fits their median."""
+    """p10/p50/p90 of `values` in the largest unit of the ladder in which their median
+    (as shown) is at least 1."""
     quantiles = np.quantile(values, [0.1, 0.5, 0.9])
-    fits = [(scale, unit) for scale, unit in ladder if quantiles[1] >= scale]
+    fits = [(scale, unit) for scale, unit in ladder if float(number(quantiles[1] / scale)
+                                                             .lstrip("<")) >= 1]  # fmt: skip
     scale, unit = fits[-1] if fits else ladder[0]
     return "/".join(number(q / scale) for q in quantiles) + f" {unit}"
 

@@ -24,6 +24,7 @@ from mpifl.hpc.slurm import (
 from mpifl.hpc.sweep import (
     Sweep,
     array_spec,
+    blocked,
     load_sweep,
     record_submission,
     status,
@@ -164,10 +165,13 @@ def run(args: argparse.Namespace) -> int:
         return run_locally(sweep, args.ranks)
     if args.throttle < 0:
         raise InputError(f"submit error: --throttle {args.throttle}: must be >= 0")
-    tasks = unfinished(status(sweep))
+    states = status(sweep)
+    tasks = unfinished(states)
+    for line in blocked(sweep, states):
+        print(line, file=sys.stderr)
     left = len(sweep.tasks) - len(tasks)
     if not tasks:
-        print(f"mpifl: every task of {sweep.name} is done, queued or running; nothing submitted "
+        print(f"mpifl: no task of {sweep.name} is left to submit; nothing submitted "
               "(`mpifl sweep status` shows them)")  # fmt: skip
         return 0
     task = ARRAY_TASK
@@ -182,7 +186,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.dry_run:
         require_sbatch()
         write_tasks(sweep)
-    what = f"{len(tasks)} tasks" + (f" ({left} done, queued or running left out)" if left else "")
+    what = f"{len(tasks)} tasks" + (
+        f" ({left} done, queued, running or blocked left out)" if left else ""
+    )
     job_id = _emit(script, sweep.folder / f"{sweep.name}.sbatch", args.dry_run, what)
     if job_id:
         record_submission(sweep, job_id, tasks)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import keyword
+import shlex
 from pathlib import Path
 
 from mpifl.errors import InputError
@@ -45,20 +46,23 @@ def run(args: argparse.Namespace) -> int:
 
     if args.new_command == "job":
         path = Path(args.path)
-        if path.suffix != ".toml":
-            raise InputError(f"new error: {path}: a job file's name ends in .toml")
+        if path.suffix != ".toml" or not args.path.isprintable():
+            raise InputError(f"new error: {args.path!r}: a job file's name is printable and "
+                             "ends in .toml")  # fmt: skip
         fields = method_class(args.method).fields
-        _write({path: job_text(path.stem, args.method, fields)})
-        print(f"wrote {path}; check it with: mpifl validate {path}")
+        _write({path: job_text(path.stem, args.method, fields, command=_command(path))})
+        print(f"wrote {path}; check it with: mpifl validate {_word(path)}")
         return 0
     name = args.name
     if not name.isidentifier() or keyword.iskeyword(name) or name != name.lower():
         raise InputError(f"new error: {name!r}: a method's module name must be a lowercase "
                          "Python identifier, e.g. mymethod")  # fmt: skip
     folder = Path(args.folder)
+    if not args.folder.isprintable():
+        raise InputError(f"new error: --folder {args.folder!r}: must be a printable path")
     if (folder / f"{name}.py").exists():
         raise InputError(f"new error: {folder / name}.py exists; nothing written")
-    if importlib.util.find_spec(name) is not None:  # the job would import that one instead
+    if _importable(name):  # the job would import that one instead
         raise InputError(f"new error: {name!r} is the name of an installed module; choose "
                          "another")  # fmt: skip
     cls = "".join(part.title() for part in name.split("_") if part) or name.title()
@@ -66,11 +70,30 @@ def run(args: argparse.Namespace) -> int:
     code = template.replace("TemplateMethod", cls).replace("templatemethod", name)
     fields = method_class("mpifl.templates.method:TemplateMethod").fields
     source = f"# {name}.py in the folder you run from; its class {cls}"
-    job = job_text(name, f"{name}:{cls}", fields, source)
+    job = job_text(name, f"{name}:{cls}", fields, source, _command(Path(f"{name}.toml")))
     _write({folder / f"{name}.py": code, folder / f"{name}.toml": job})
-    print(f"wrote {folder / name}.py and {folder / name}.toml; run from {folder}: "
-          f"mpiexec -n 2 mpifl run {name}.toml")  # fmt: skip
+    print(f"wrote {folder / name}.py and {folder / name}.toml; run them with: "
+          f"cd {_word(folder)} && {_command(Path(f'{name}.toml'))}")  # fmt: skip
     return 0
+
+
+def _word(path: Path) -> str:
+    """A path as one shell word (quoted; ./ before a leading dash)."""
+    text = str(path)
+    return shlex.quote(f"./{text}" if text.startswith("-") else text)
+
+
+def _command(job: Path) -> str:
+    """How to run a job file on 2 ranks, quoted for a shell."""
+    return f"mpiexec -n 2 mpifl run {_word(job)}"
+
+
+def _importable(name: str) -> bool:
+    """Whether Python already finds a module of this name (`__main__` counts)."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return True
 
 
 def _write(files: dict[Path, str]) -> None:
@@ -78,6 +101,13 @@ def _write(files: dict[Path, str]) -> None:
     existing = [str(p) for p in files if p.exists()]
     if existing:
         raise InputError(f"new error: {', '.join(existing)} exists; nothing written")
-    for path, text in files.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_text(path, text, "the new file")
+    written = []
+    try:
+        for path, text in files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_text(path, text, "the new file")
+            written.append(path)
+    except OSError as exc:
+        for path in written:  # all or nothing
+            path.unlink(missing_ok=True)
+        raise InputError(f"new error: cannot write {path}: {exc}") from None

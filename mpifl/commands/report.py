@@ -48,14 +48,25 @@ def run(args: argparse.Namespace) -> int:
     )
     from mpifl.results.reader import flat_config, read_run
 
+    if not 0 < args.target <= 1:
+        raise InputError(f"report error: --target {args.target}: must be an accuracy in (0, 1]")
     runs = []
     for path in args.runs:
+        if not Path(path).is_file():
+            what = "is a directory" if Path(path).is_dir() else "does not exist"
+            raise InputError(f"report error: {path} {what}")
         try:
             runs.append(read_run(path))
         except (OSError, KeyError) as exc:
             raise InputError(f"report error: {path}: not an mpifl result file ({exc})") from None
+    settings = run_labels(runs)
+    if not args.per_run:
+        for line in _grouping_warnings(args.runs, runs, settings):
+            print(f"mpifl: warning: {line}", file=sys.stderr)
+    figures = _plots(args, runs, settings)  # first: a reader that stops early (| head) must
+    # not cost the figures
     fmt = "csv" if args.csv else "markdown" if args.markdown else "text"
-    labels = settings = run_labels(runs)
+    labels = settings
     notes = []
     if fmt == "text":
         labels, lines = legend(settings)
@@ -81,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
         for key in differing_keys(runs):
             summary.insert(len(summary.columns), key, [first[n].get(key) for n in names])
         print(render(summary, fmt), end="")
-        return _plots(args, runs, settings)
+        _wrote(figures)
+        return 0
     table = pd.concat(classes)
     if args.per_run:
         table = table.rename(columns={"run": "file"})
@@ -99,14 +111,43 @@ def run(args: argparse.Namespace) -> int:
     print(render(table, fmt, width), end="")
     if notes:
         print("\n" + "\n".join(notes))
-    return _plots(args, runs, settings)
-
-
-def _plots(args: argparse.Namespace, runs: list, labels: list[str]) -> int:
-    """Write the figures (--plot DIR); 0."""
-    if args.plot:
-        from mpifl.report.plots import write_all
-
-        for path in write_all(runs, labels, Path(args.plot)):
-            print(f"wrote {path}")
+    _wrote(figures)
     return 0
+
+
+def _grouping_warnings(paths: list[str], runs: list, settings: list[str]) -> list[str]:
+    """What a mean over a setting's runs would hide: a seed counted twice, runs that did
+    not complete."""
+    from mpifl.report.labels import run_seed
+
+    lines, seen = [], {}
+    for path, run, label in zip(paths, runs, settings, strict=True):
+        first = seen.setdefault((label, run_seed(run)), path)
+        if first != path:
+            lines.append(f"{path} repeats seed {run_seed(run)} of {first} (setting {label}): "
+                         "the setting's mean counts that seed twice")  # fmt: skip
+    unfinished = [f"{p} ({r.attrs['status']})" for p, r in zip(paths, runs, strict=True)
+                  if r.attrs["status"] != "complete"]  # fmt: skip
+    if unfinished:
+        lines.append(f"{len(unfinished)} runs are not complete and are averaged with fewer "
+                     f"rounds: {', '.join(unfinished)} (--per-run shows each)")  # fmt: skip
+    return lines
+
+
+def _plots(args: argparse.Namespace, runs: list, labels: list[str]) -> list[Path]:
+    """Write the figures (--plot DIR) and return their paths; InputError if the folder
+    cannot take them."""
+    if not args.plot:
+        return []
+    from mpifl.report.plots import write_all
+
+    try:
+        return write_all(runs, labels, Path(args.plot))
+    except OSError as exc:
+        raise InputError(f"report error: --plot {args.plot}: cannot write figures there "
+                         f"({exc})") from None  # fmt: skip
+
+
+def _wrote(figures: list[Path]) -> None:
+    for path in figures:
+        print(f"wrote {path}")

@@ -61,7 +61,8 @@ class Engine:
         if self.schedule is not None:  # asynchronous: sums held until their step
             sizes, bits = self.method.accumulator_sizes(), cfg.aggregation.frac_bits
             self.pending = PendingUpdates(sizes, bits, self.schedule)
-        self.stop = StopSignal(say=comm.rank == 0)
+        self.bar: Progress | None = None  # rank 0's progress, once the rounds start
+        self.stop = StopSignal(self._bar_mid_line if comm.rank == 0 else None)
         self.clients = ClientRunner(cfg, self.method, self.data, comm, self.stop)
         self.selector = build_selector(cfg, self.data.n_train, self.energy.batteries)
         self.telemetry = RankTelemetry(comm.rank, self.store)
@@ -161,7 +162,7 @@ class Engine:
             print(header(self.recorder.attrs, rounds, self.first_round, str(self.output)),
                   file=self.stream, flush=True)  # fmt: skip
             self.callbacks.on_train_begin(RunInfo(self.cfg, self.output, self.recorder.history))
-        progress = Progress(rounds, self.first_round, self.stream, self.progress)
+        progress = self.bar = Progress(rounds, self.first_round, self.stream, self.progress)
         every = self.cfg.checkpoint.every
         with self.stop:
             for t in range(self.first_round, rounds):
@@ -179,6 +180,10 @@ class Engine:
             progress.end()
             self._finish(time.perf_counter() - start)
         return 0
+
+    def _bar_mid_line(self) -> bool:
+        """Whether a progress bar is drawn on the current line."""
+        return self.bar is not None and self.bar.mid_line
 
     def _stopped_after(self, t: int) -> bool:
         """Whether a callback stops the run after round t: rank 0 asks them, every rank

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Callable
 from types import FrameType
 
 from mpifl.progress import stamp
@@ -14,18 +15,20 @@ INTERRUPTED = 3  # exit code: stopped by SIGTERM, checkpoint written, resumable
 
 class StopSignal:
     """Context manager: while active, SIGTERM sets `requested` instead of killing; with
-    `say`, the first one is acknowledged on stderr at once (rank 0), since stopping waits
-    for the client under way (minutes, for a large model)."""
+    `say` (rank 0), the first one is acknowledged on stderr at once, since stopping waits
+    for the client under way (minutes, for a large model); `say()` tells whether a
+    progress bar holds the line (the message then starts on a new one)."""
 
-    def __init__(self, say: bool = False) -> None:
+    def __init__(self, say: Callable[[], bool] | None = None) -> None:
         self.requested = False
         self.say = say
         self._previous: object = None
 
     def _handle(self, _signum: int, _frame: FrameType | None) -> None:
-        if self.say and not self.requested:  # os.write: safe inside a signal handler
-            os.write(2, f"[{stamp()}] mpifl: SIGTERM received: stopping once the client "
-                     "under way is done, then writing a checkpoint\n".encode())  # fmt: skip
+        if self.say is not None and not self.requested:  # os.write: safe in a handler
+            text = (f"[{stamp()}] mpifl: SIGTERM received: stopping once the client under "
+                    "way is done, then writing a checkpoint\n")  # fmt: skip
+            os.write(2, (("\n" if self.say() else "") + text).encode())
         self.requested = True
 
     def __enter__(self) -> StopSignal:

@@ -12,8 +12,9 @@ from pathlib import Path
 from types import FrameType
 
 from mpifl.errors import InputError
-from mpifl.hpc.sweep import Sweep, status, unfinished, write_tasks
+from mpifl.hpc.sweep import Sweep, blocked, local_log, status, unfinished, write_tasks
 from mpifl.progress import clock, stamp
+from mpifl.results.status import read_status
 
 INTERRUPTED = 3  # mpifl run's exit code after SIGTERM with a checkpoint written
 
@@ -43,25 +44,29 @@ def run_locally(sweep: Sweep, ranks: int) -> int:
     task is done, 3 if stopped, 1 if a task failed (the others still run)."""
     if ranks < 1:
         raise InputError(f"sweep error: --ranks {ranks}: must be >= 1")
-    todo = unfinished(status(sweep))
+    states = status(sweep)
+    todo = unfinished(states)
+    for line in blocked(sweep, states):
+        print(line, file=sys.stderr)
     write_tasks(sweep)
     if not todo:
-        print(f"mpifl: every task of {sweep.name} is done, queued or running; nothing to run")
+        print(f"mpifl: no task of {sweep.name} is left to run here (`mpifl sweep status` "
+              "shows them)")  # fmt: skip
         return 0
     stop = _Stop()
     failed = []
     for n, i in enumerate(todo, 1):
         values = " ".join(f"{k}={v}" for k, v in sweep.values[i].items())
-        log = sweep.folder / f"task_{i}.local.log"
+        log = local_log(sweep, i)
         print(f"[{stamp()}] task {i} ({n} of {len(todo)}): {values}; log {log}", flush=True)
         start = time.monotonic()
         code = stop.run(task_command(sweep, i, ranks), log)
         took = clock(time.monotonic() - start)
+        if stop.requested:
+            print(f"  stopped after {took}: {_left(sweep.task_output(i))}", flush=True)
+            return INTERRUPTED
         if code == 0:
             print(f"  done in {took}", flush=True)
-        elif code == INTERRUPTED or stop.requested:
-            print(f"  stopped after {took}, checkpointed: `mpifl sweep run` resumes it")
-            return INTERRUPTED
         else:
             failed.append(i)
             print(f"  failed (exit {code}) after {took}; the log's end says why", flush=True)
@@ -70,6 +75,19 @@ def run_locally(sweep: Sweep, ranks: int) -> int:
         return 1
     print(f"mpifl: {sweep.name}: all {len(sweep.tasks)} tasks done")
     return 0
+
+
+def _left(output: Path) -> str:
+    """What a stopped task left, for the line that says it stopped."""
+    try:
+        state, _ = read_status(output)
+    except OSError:
+        return "it had written nothing: `mpifl sweep run` starts it over"
+    if state == "complete":
+        return "it had finished"
+    if state == "interrupted":
+        return "checkpointed: `mpifl sweep run` resumes it"
+    return f"its file says {state}: `mpifl sweep run` resumes it from its last checkpoint"
 
 
 class _Stop:

@@ -26,6 +26,8 @@ from pathlib import Path
 from mpifl.errors import InputError, shown
 from mpifl.files import write_text
 from mpifl.hpc.queue import LIVE, slurm_states
+from mpifl.results.lock import lock_held
+from mpifl.results.reader import read_attrs
 from mpifl.results.status import read_status
 
 KEYS = {"job", "name", "folder", "seeds", "grid"}
@@ -117,10 +119,15 @@ def _toml(value: object) -> str:
 
 
 def write_tasks(sweep: Sweep) -> None:
-    """Write every task's resolved job file into the sweep folder."""
-    sweep.folder.mkdir(parents=True, exist_ok=True)
-    for i, text in enumerate(sweep.tasks):
-        sweep.task_job(i).write_text(text)
+    """Write every task's resolved job file into the sweep folder; InputError if it
+    cannot be."""
+    try:
+        sweep.folder.mkdir(parents=True, exist_ok=True)
+        for i, text in enumerate(sweep.tasks):
+            write_text(sweep.task_job(i), text, f"task {i}'s job file")
+    except OSError as exc:
+        raise InputError(f"sweep error: cannot write the task files into {sweep.folder}: "
+                         f"{exc}") from None  # fmt: skip
 
 
 def record_submission(sweep: Sweep, job_id: str, tasks: list[int]) -> None:
@@ -134,20 +141,45 @@ def record_submission(sweep: Sweep, job_id: str, tasks: list[int]) -> None:
 
 def submissions(sweep: Sweep) -> list[dict]:
     """Every submission recorded from here, oldest first ([] if none); a record of an
-    older mpifl (one submission of every task) reads as such."""
+    older mpifl (one submission of every task) reads as such. InputError if the record
+    is not one mpifl wrote (it is never overwritten then)."""
     try:
-        record = json.loads(sweep.submission.read_text())
-    except (OSError, ValueError):
+        text = sweep.submission.read_text()
+    except FileNotFoundError:
         return []
+    except OSError as exc:
+        raise InputError(f"sweep error: {sweep.submission}: {exc}") from None
+    try:
+        record = json.loads(text)
+    except ValueError:
+        record = None
     if isinstance(record, dict):
         record = [record | {"tasks": list(range(len(sweep.tasks)))}]
-    return [r for r in record if isinstance(r, dict) and {"job_id", "tasks"} <= set(r)]
+    if not _well_formed(record, len(sweep.tasks)):
+        raise InputError(
+            f"sweep error: {sweep.submission} is not a submission record mpifl wrote (it lists "
+            "the array jobs submitted from this folder); move it away to start a new one"
+        )
+    return record
+
+
+def _well_formed(record: object, n_tasks: int) -> bool:
+    """A list of {"job_id": id, "tasks": [task numbers of this sweep], ...}."""
+    return isinstance(record, list) and all(
+        isinstance(r, dict)
+        and isinstance(r.get("job_id"), str | int)
+        and isinstance(r.get("tasks"), list)
+        and all(isinstance(t, int) and 0 <= t < n_tasks for t in r["tasks"])
+        for r in record
+    )
 
 
 # a result file's state, or SLURM's word for a task that has no file yet
 DONE = "done"
 ENDED_SLURM = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL",
                "PREEMPTED", "BOOT_FAIL", "DEADLINE"}  # fmt: skip
+# states a submission or `sweep run` leaves alone: the file needs a person
+BLOCKED = ("unreadable", "stale")
 
 
 def status(sweep: Sweep) -> list[tuple[int, str]]:
@@ -155,7 +187,9 @@ def status(sweep: Sweep) -> list[tuple[int, str]]:
     and sacct say of its last submission: done / running / failed / interrupted / killed
     (the file says running but SLURM has no such task live, or no process holds its
     lock), queued, died before writing (SLURM ran it, no file: the task's log says why),
-    not submitted."""
+    failed here (`sweep run` ran it, no file: its local log says why), not submitted;
+    unreadable (the file cannot be read) and stale (the file ran another config than the
+    task's now: the sweep file changed) need a person."""
     last: dict[int, str] = {}
     for record in submissions(sweep):
         for task in record["tasks"]:
@@ -164,8 +198,30 @@ def status(sweep: Sweep) -> list[tuple[int, str]]:
     out = []
     for i in range(len(sweep.tasks)):
         queue = None if slurm is None or i not in last else slurm.get((last[i], i), "ENDED")
-        out.append((i, _state(sweep.task_output(i), i in last, queue)))
+        state = _state(sweep.task_output(i), i in last, queue)
+        if state == "not submitted" and local_log(sweep, i).exists():
+            state = f"failed here (see {local_log(sweep, i)})"
+        elif not state.startswith(("unreadable", "not submitted", "queued", "died")):
+            state = _stale(sweep, i) or state
+        out.append((i, state))
     return out
+
+
+def local_log(sweep: Sweep, i: int) -> Path:
+    """Where `mpifl sweep run` logs task i."""
+    return sweep.folder / f"task_{i}.local.log"
+
+
+def _stale(sweep: Sweep, i: int) -> str | None:
+    """ "stale: KEY was OLD, now NEW" if task i's file ran another config than the task's."""
+    from mpifl.engine.startup import config_change
+
+    try:
+        stored = str(read_attrs(sweep.task_output(i))["config"])
+    except (OSError, KeyError):
+        return None  # (being created; _state said so)
+    change = config_change(stored, sweep.tasks[i])
+    return None if change is None else f"stale: {change}"
 
 
 def _state(path: Path, sent: bool, queue: str | None) -> str:
@@ -179,8 +235,10 @@ def _state(path: Path, sent: bool, queue: str | None) -> str:
         return f"died before writing{ended}"
     try:
         state, _ = read_status(path)
-    except OSError:
-        state = "running"  # being created
+    except OSError as exc:
+        if live == "running" or lock_held(path):
+            return "running"  # being created
+        return f"unreadable ({exc})"
     if state == "complete":
         return DONE
     if live == "running" and state in ("running", "killed"):  # (a lock on another node
@@ -193,9 +251,17 @@ def _state(path: Path, sent: bool, queue: str | None) -> str:
 
 
 def unfinished(states: list[tuple[int, str]]) -> list[int]:
-    """The tasks a resubmission should run: neither done nor queued or running now."""
+    """The tasks a resubmission should run: neither done nor queued or running now, nor
+    blocked (BLOCKED: their files need a person)."""
     busy = ("queued", "running", "interrupted, requeued", "killed, requeued", "failed, requeued")
-    return [i for i, state in states if state != DONE and state not in busy]
+    return [i for i, state in states
+            if state != DONE and state not in busy and not state.startswith(BLOCKED)]  # fmt: skip
+
+
+def blocked(sweep: Sweep, states: list[tuple[int, str]]) -> list[str]:
+    """A line for each task left out because its file needs a person."""
+    return [f"mpifl: task {i} left out, {state}: move {sweep.task_output(i)} away to run it again"
+            for i, state in states if state.startswith(BLOCKED)]  # fmt: skip
 
 
 def array_spec(tasks: list[int]) -> str:

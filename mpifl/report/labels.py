@@ -31,7 +31,10 @@ def differing_keys(runs: list[Run]) -> list[str]:
 
 def file_labels(paths: list[str]) -> tuple[str, list[str]]:
     """The folder the files share ("" if none) and each file's path below it."""
-    folder = os.path.commonpath([os.path.dirname(p) or "." for p in paths]) if paths else ""
+    try:
+        folder = os.path.commonpath([os.path.dirname(p) or "." for p in paths])
+    except ValueError:  # none, or absolute and relative paths mixed
+        return "", list(paths)
     if folder in ("", "."):
         return "", list(paths)
     return folder, [os.path.relpath(p, folder) for p in paths]

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import pandas as pd
 
+from mpifl.results.opening import open_result
 from mpifl.results.schema import Status
 from mpifl.results.status import effective
 from mpifl.results.writer import TABLES, ClientMetrics, declared_metrics
@@ -94,7 +94,7 @@ def _frame(rows: np.ndarray, table: str) -> pd.DataFrame:
 def read_run(path: str | Path) -> Run:
     """Read one result file (SWMR: works while the run is writing it)."""
     path = Path(path)
-    with h5py.File(path, "r", libver="latest", swmr=True) as f:
+    with open_result(path) as f:
         attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
         config = tomllib.loads(attrs["config"])
         status, error = effective(path, str(attrs.get("status")), attrs.get("error"))
@@ -155,7 +155,7 @@ def _widen(part: pd.DataFrame, long: pd.DataFrame, declared: ClientMetrics) -> N
 def read_attrs(path: str | Path) -> dict[str, Any]:
     """A result file's root attributes (SWMR: works while the run is writing it); OSError
     if it cannot be read as one."""
-    with h5py.File(path, "r", libver="latest", swmr=True) as f:
+    with open_result(path) as f:
         return dict(f.attrs)
 
 

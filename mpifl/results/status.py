@@ -14,10 +14,9 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-import h5py
-
 from mpifl.files import write_text
 from mpifl.results.lock import lock_held
+from mpifl.results.opening import open_result
 
 
 def note_path(output: Path) -> Path:
@@ -59,7 +58,7 @@ def effective(output: Path, status: str, error: str | None) -> tuple[str, str | 
 
 def read_status(output: Path) -> tuple[str, str | None]:
     """(status, error) of a result file; OSError if it cannot be read."""
-    with h5py.File(output, "r", libver="latest", swmr=True) as f:
+    with open_result(output) as f:
         status = str(f.attrs.get("status", "running"))
         error = f.attrs.get("error")
     return effective(output, status, None if error is None else str(error))

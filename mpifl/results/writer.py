@@ -20,6 +20,7 @@ import numpy as np
 
 from mpifl.errors import InputError
 from mpifl.files import SPACE_MARGIN, require_space
+from mpifl.results.opening import open_result
 from mpifl.results.schema import (
     CLIENT_METRICS_DTYPE,
     COLUMNS,
@@ -175,7 +176,7 @@ class ResultsWriter:
         (`client_metrics` only for a file without the table). Returns the writer and the
         kept tables."""
         require_space(path.parent, path.stat().st_size, "rebuilding the result file to resume")
-        with h5py.File(path, "r", libver="latest", swmr=True) as old:
+        with open_result(path) as old:
             attrs = dict(old.attrs)
             fleet, names = old["fleet"][:], list(old["fleet"].attrs["device_classes"])
             if "client_metrics" in old:

@@ -29,15 +29,17 @@ def _key(key: str, field: Field, value: object) -> list[str]:
     return [*_comment(field), tomli_w.dumps({key: value}).strip()]
 
 
-def job_text(name: str, method: str, fields: dict[str, Field], source: str = "") -> str:
+def job_text(
+    name: str, method: str, fields: dict[str, Field], source: str = "", command: str = ""
+) -> str:
     """A valid job named `name` running `method` (its own keys `fields`); `source`: a line
-    saying where the method comes from."""
+    saying where the method comes from; `command`: how to run it."""
     lines = [
-        f"# {name}: a job written by `mpifl new`. Every key is at its default; change what",
+        "# A job written by `mpifl new`. Every key is at its default; change what",
         "# your experiment needs. `mpifl validate` on this file prints every key, including",
         "# the sections not shown here (selection, energy, asynchronous, emulation,",
         "# aggregation, checkpoint, state, faults, callbacks; the README and docs/ explain",
-        f"# them). Run: mpiexec -n 2 mpifl run {name}.toml",
+        f"# them). Run: {command}",
     ]
     for section in SHOWN:
         lines += ["", f"[{section}]"]
