@@ -123,8 +123,14 @@ def test_methods_import_only_the_kit():
 
 
 def test_the_example_plugins_import_only_the_kit():
+    """...and the method template `mpifl new method` writes, itself written with the kit
+    alone (examples/clipping.py is that template, changed)."""
+    template = ROOT / "mpifl" / "templates" / "method.py"
+    own = {m for m in internal(template) if m not in ("mpifl", "mpifl.kit")}
+    assert not own, f"the method template imports {sorted(own)}"
     for path in (ROOT / "examples").glob("*.py"):
-        own = {m for m in internal(path) if m not in ("mpifl", "mpifl.kit")}
+        allowed = ("mpifl", "mpifl.kit", "mpifl.templates.method")
+        own = {m for m in internal(path) if m not in allowed}
         assert not own, f"{path.name} imports {sorted(own)}"
 
 

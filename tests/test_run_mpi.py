@@ -139,7 +139,9 @@ def test_file_is_readable_while_the_run_goes_on(small_job, tmp_path):
     # output to a pipe is one plain line per round (what a SLURM log shows)
     lines = [line for line in stdout.splitlines() if re.match(r"\[[-+0-9 :]+\] round ", line)]
     assert len(lines) == 40 and "round   40/40" in lines[-1] and "eta 0:00:00" in lines[-1]
-    assert stdout.startswith("[") and "mpifl " in stdout.splitlines()[0]  # the header
+    first, header = stdout.splitlines()[:2]  # rank 0 says it starts, then the header
+    assert first.startswith("[") and "mpifl: starting " in first and " on 2 ranks" in first
+    assert header.startswith("[") and "mpifl 0." in header and "rounds 1 to 40" in header
 
 
 def test_existing_output_is_kept_unless_overwrite(small_job, tmp_path):

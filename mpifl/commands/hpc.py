@@ -186,9 +186,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.dry_run:
         require_sbatch()
         write_tasks(sweep)
-    what = f"{len(tasks)} tasks" + (
-        f" ({left} done, queued, running or blocked left out)" if left else ""
-    )
+    what = f"{len(tasks)} tasks" + (f" ({left} left out: see sweep status)" if left else "")
     job_id = _emit(script, sweep.folder / f"{sweep.name}.sbatch", args.dry_run, what)
     if job_id:
         record_submission(sweep, job_id, tasks)
