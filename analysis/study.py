@@ -29,17 +29,15 @@ import json
 import math
 import subprocess
 import sys
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 import tomli_w
 
-from mpifl.engine.startup import config_change
-from mpifl.errors import ConfigError
-from mpifl.hpc.sweep import load_sweep, status, write_tasks
-from mpifl.jobs import load_job, validate_job
-from mpifl.results import read_run
+from mpifl.hpc.local import task_command
+from mpifl.hpc.sweep import BLOCKED, DONE, load_sweep, stale_change, status, write_tasks
+from mpifl.jobs import load_job
+from mpifl.results.reader import read_attrs
 
 ROOT = Path("results/study")
 DATA = Path("docs/study")  # the committed per-run summaries (analysis/study_report.py)
@@ -230,12 +228,10 @@ def stale(output: Path, job: Path) -> str | None:
     first setting that differs; keys the run predates count at today's defaults; a file
     that cannot be read), or None."""
     try:
-        stored = validate_job(tomllib.loads(read_run(output).attrs["config"])).to_toml()
-    except ConfigError as exc:
-        return f"its job no longer loads: {exc}"
+        stored = str(read_attrs(output)["config"])
     except (OSError, KeyError) as exc:
         return f"it cannot be read ({exc})"
-    return config_change(stored, load_job(job).to_toml(), ignored=("run.output",))
+    return stale_change(stored, load_job(job).to_toml(), ignored=("run.output",))
 
 
 def run_local(path: Path, ranks: int) -> None:
@@ -243,17 +239,15 @@ def run_local(path: Path, ranks: int) -> None:
     the way (SIGTERM, a kill) resumes from its checkpoint, a stale one starts over."""
     sweep = load_sweep(path)
     write_tasks(sweep)
-    for i, state in status(sweep):
-        output, job = sweep.task_output(i), sweep.task_job(i)
-        why = stale(output, job) if output.exists() else None
-        if state == "done" and why is None:
+    for i, state in status(sweep):  # (the study owns its files: a stale or unreadable one
+        if state == DONE:  # starts over, where `mpifl sweep run` would leave it alone)
             continue
-        if why is not None:
-            print(f"{sweep.folder}: its run is stale ({why}); running it again", flush=True)
+        over = state.startswith(BLOCKED)
+        if over:
+            print(f"{sweep.folder}: its run is {state}; running it again", flush=True)
         print(f"{sweep.folder} ...", flush=True)
-        cmd = ["mpiexec", "-n", str(ranks), sys.executable, "-m", "mpifl", "run", str(job),
-               "--overwrite" if why is not None else "--resume"]  # fmt: skip
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        again = "--overwrite" if over else "--resume"
+        subprocess.run(task_command(sweep, i, ranks, again), check=True, stdout=subprocess.DEVNULL)
 
 
 def main() -> None:

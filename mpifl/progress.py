@@ -97,8 +97,8 @@ def _count(n: object, what: str) -> str:
 
 def _arguments(command: str) -> str:
     """The job file and options of a recorded command line (its program path left out)."""
-    words = command.split(" ")
-    return command.split(" ", 1)[1] if words[0].endswith((".py", "mpifl")) else command
+    program, _, arguments = command.partition(" ")
+    return arguments if program.endswith((".py", "mpifl")) else command
 
 
 def resume_command(argv: list[str]) -> str:

@@ -200,8 +200,7 @@ def _sweep_status(sweep: Sweep) -> int:
         print(f"submitted as job {record['job_id']} at {record.get('submitted', '?')}: "
               f"tasks {array_spec(record['tasks'])}")  # fmt: skip
     for i, state in states:
-        values = " ".join(f"{k}={v}" for k, v in sweep.values[i].items())
-        print(f"task {i:>4}  {state:<13} {values}  {sweep.task_output(i)}")
+        print(f"task {i:>4}  {state:<13} {sweep.describe(i)}  {sweep.task_output(i)}")
     counts = Counter(s for _, s in states)
     print("  ".join(f"{k} {n}" for k, n in counts.items()))
     return 0

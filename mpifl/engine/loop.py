@@ -51,7 +51,7 @@ class Engine:
         progress: str = "auto",
     ) -> None:
         self.cfg, self.comm, self.output, self.stream = cfg, comm, output, stream
-        self.progress = progress  # progress.STYLES
+        self.progress_style = progress  # progress.STYLES
         parts = assemble(cfg, comm, output)
         self.threads, self.data, self.fleet = parts.threads, parts.data, parts.fleet
         self.method, self.store, self.planner = parts.method, parts.store, parts.planner
@@ -162,7 +162,7 @@ class Engine:
             print(header(self.recorder.attrs, rounds, self.first_round, str(self.output)),
                   file=self.stream, flush=True)  # fmt: skip
             self.callbacks.on_train_begin(RunInfo(self.cfg, self.output, self.recorder.history))
-        progress = self.bar = Progress(rounds, self.first_round, self.stream, self.progress)
+        progress = self.bar = Progress(rounds, self.first_round, self.stream, self.progress_style)
         every = self.cfg.checkpoint.every
         with self.stop:
             for t in range(self.first_round, rounds):

@@ -25,10 +25,11 @@ def mpiexec() -> str | None:
     return str(beside) if beside.exists() else shutil.which("mpiexec")
 
 
-def task_command(sweep: Sweep, i: int, ranks: int) -> list[str]:
-    """The command that runs (or resumes) task i on `ranks` ranks."""
+def task_command(sweep: Sweep, i: int, ranks: int, again: str = "--resume") -> list[str]:
+    """The command that runs task i on `ranks` ranks; `again`: --resume (continue it from
+    its checkpoint, or start it) or --overwrite (start it over)."""
     run = [sys.executable, "-m", "mpifl", "run", str(sweep.task_job(i)),
-           "--output", str(sweep.task_output(i)), "--resume", "--progress", "lines"]  # fmt: skip
+           "--output", str(sweep.task_output(i)), again, "--progress", "lines"]  # fmt: skip
     if ranks == 1:
         return run
     launcher = mpiexec()
@@ -56,9 +57,9 @@ def run_locally(sweep: Sweep, ranks: int) -> int:
     stop = _Stop()
     failed = []
     for n, i in enumerate(todo, 1):
-        values = " ".join(f"{k}={v}" for k, v in sweep.values[i].items())
         log = local_log(sweep, i)
-        print(f"[{stamp()}] task {i} ({n} of {len(todo)}): {values}; log {log}", flush=True)
+        print(f"[{stamp()}] task {i} ({n} of {len(todo)}): {sweep.describe(i)}; log {log}",
+              flush=True)  # fmt: skip
         start = time.monotonic()
         code = stop.run(task_command(sweep, i, ranks), log)
         took = clock(time.monotonic() - start)

@@ -28,7 +28,7 @@ from mpifl.files import write_text
 from mpifl.hpc.queue import LIVE, slurm_states
 from mpifl.results.lock import lock_held
 from mpifl.results.reader import read_attrs
-from mpifl.results.status import read_status
+from mpifl.results.status import effective
 
 KEYS = {"job", "name", "folder", "seeds", "grid"}
 
@@ -53,6 +53,10 @@ class Sweep:
 
     def task_output(self, i: int | str) -> Path:
         return self.folder / f"task_{i}.h5"
+
+    def describe(self, i: int) -> str:
+        """Task i's grid values and seed, as "key=value ..."."""
+        return " ".join(f"{k}={v}" for k, v in self.values[i].items())
 
 
 def load_sweep(path: str | Path) -> Sweep:
@@ -189,7 +193,7 @@ def status(sweep: Sweep) -> list[tuple[int, str]]:
     lock), queued, died before writing (SLURM ran it, no file: the task's log says why),
     failed here (`sweep run` ran it, no file: its local log says why), not submitted;
     unreadable (the file cannot be read) and stale (the file ran another config than the
-    task's now: the sweep file changed) need a person."""
+    task's now, its output path aside: the sweep file changed) need a person."""
     last: dict[int, str] = {}
     for record in submissions(sweep):
         for task in record["tasks"]:
@@ -198,11 +202,9 @@ def status(sweep: Sweep) -> list[tuple[int, str]]:
     out = []
     for i in range(len(sweep.tasks)):
         queue = None if slurm is None or i not in last else slurm.get((last[i], i), "ENDED")
-        state = _state(sweep.task_output(i), i in last, queue)
+        state = _state(sweep.task_output(i), i in last, queue, sweep.tasks[i])
         if state == "not submitted" and local_log(sweep, i).exists():
             state = f"failed here (see {local_log(sweep, i)})"
-        elif not state.startswith(("unreadable", "not submitted", "queued", "died")):
-            state = _stale(sweep, i) or state
         out.append((i, state))
     return out
 
@@ -212,21 +214,25 @@ def local_log(sweep: Sweep, i: int) -> Path:
     return sweep.folder / f"task_{i}.local.log"
 
 
-def _stale(sweep: Sweep, i: int) -> str | None:
-    """ "stale: KEY was OLD, now NEW" if task i's file ran another config than the task's."""
+def stale_change(stored: str, now: str, ignored: tuple[str, ...] = ()) -> str | None:
+    """How a run's stored config (TOML) differs from the config `now` (TOML): "KEY was
+    OLD, now NEW" for the first setting that differs (keys the run predates count at
+    today's defaults; `ignored` and the resumable keys left out), why the stored one no
+    longer loads, or None."""
     from mpifl.engine.startup import config_change
+    from mpifl.jobs import validate_job
 
     try:
-        stored = str(read_attrs(sweep.task_output(i))["config"])
-    except (OSError, KeyError):
-        return None  # (being created; _state said so)
-    change = config_change(stored, sweep.tasks[i])
-    return None if change is None else f"stale: {change}"
+        stored = validate_job(tomllib.loads(stored)).to_toml()
+    except (InputError, ValueError) as exc:
+        return f"its job no longer loads: {exc}"
+    return config_change(stored, now, ignored)
 
 
-def _state(path: Path, sent: bool, queue: str | None) -> str:
+def _state(path: Path, sent: bool, queue: str | None, task: str | None = None) -> str:
     """One task's state (see `status`); `queue`: SLURM's state of its last submission,
-    "ENDED" if SLURM no longer lists it, None if SLURM cannot be asked."""
+    "ENDED" if SLURM no longer lists it, None if SLURM cannot be asked; `task`: the task's
+    config (TOML), against which a readable file is stale."""
     live = LIVE.get(queue or "")
     if not path.exists():
         if queue is None or live:
@@ -234,11 +240,17 @@ def _state(path: Path, sent: bool, queue: str | None) -> str:
         ended = f" (SLURM: {queue})" if queue != "ENDED" else ""
         return f"died before writing{ended}"
     try:
-        state, _ = read_status(path)
+        attrs = read_attrs(path)  # read once: the status and the config
     except OSError as exc:
         if live == "running" or lock_held(path):
             return "running"  # being created
         return f"unreadable ({exc})"
+    state, _ = effective(path, str(attrs.get("status", "running")), None)
+    change = None if task is None or "config" not in attrs else (
+        stale_change(str(attrs["config"]), task, ignored=("run.output",))  # (a moved folder)
+    )  # fmt: skip
+    if change is not None:
+        return f"stale: {change}"
     if state == "complete":
         return DONE
     if live == "running" and state in ("running", "killed"):  # (a lock on another node
