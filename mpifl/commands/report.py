@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         render,
         summarize,
     )
-    from mpifl.results.reader import flat_config, read_run
+    from mpifl.results.reader import read_run
 
     if not 0 < args.target <= 1:
         raise InputError(f"report error: --target {args.target}: must be an accuracy in (0, 1]")
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         summary = by_setting(rows.drop(columns="file").rename(columns={"setting": "label"}))
         classes = [by_device_class(r, label) for r, label in zip(runs, labels, strict=True)]
     if fmt == "csv":  # a column per config key that tells settings apart
-        first = {label: flat_config(r.config) for r, label in zip(runs, labels, strict=True)}
+        first = {label: r.settings for r, label in zip(runs, labels, strict=True)}
         names = summary["setting"] if args.per_run else summary["run"]
         for key in differing_keys(runs):
             summary.insert(len(summary.columns), key, [first[n].get(key) for n in names])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from mpifl.results.reader import Run, flat_config
+from mpifl.results.reader import Run
 
 BOOKKEEPING = ("run.name", "run.output", "run.seed", "run.threads")  # never tell settings apart
 
@@ -15,16 +15,18 @@ def run_labels(runs: list[Run]) -> list[str]:
     only if two runs of such methods set them differently), so runs of one setting with
     different seeds share a label. With nothing differing, every run gets the first run's
     name."""
-    configs = [flat_config(r.config) for r in runs]
     differing = differing_keys(runs)
     if not differing:
         return [runs[0].name] * len(runs)
-    return [", ".join(f"{k}={c[k]}" for k in differing if c.get(k) is not None) for c in configs]
+    return [
+        ", ".join(f"{k}={r.settings[k]}" for k in differing if r.settings.get(k) is not None)
+        for r in runs
+    ]
 
 
 def differing_keys(runs: list[Run]) -> list[str]:
     """The config keys (sorted) that tell the runs' settings apart (see `run_labels`)."""
-    configs = [flat_config(r.config) for r in runs]
+    configs = [r.settings for r in runs]
     keys = sorted(set().union(*configs) - set(BOOKKEEPING))
     return [k for k in keys if len({repr(c[k]) for c in configs if c.get(k) is not None}) > 1]
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,11 @@ class Run:
     def name(self) -> str:
         """The run's name (`run.name`), or the file's stem."""
         return str(self.attrs.get("name", self.path.stem))
+
+    @cached_property
+    def settings(self) -> dict[str, Any]:
+        """The config as dotted keys (`flat_config`, device classes aside), read once."""
+        return flat_config(self.config)
 
     @property
     def class_names(self) -> list[str]:
@@ -180,7 +186,7 @@ def read_runs(
     """One table of many runs, with columns `file` (the path as given), `run` (its name)
     and the config keys (default: every key whose value differs between the runs)."""
     runs = [read_run(p) for p in paths]
-    configs = [flat_config(r.config) for r in runs]
+    configs = [r.settings for r in runs]
     if config_keys is None:
         keys = sorted(set().union(*configs))
         config_keys = [k for k in keys if len({repr(c.get(k)) for c in configs}) > 1]
