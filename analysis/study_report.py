@@ -408,9 +408,13 @@ def claims_rows(
             other = _per_seed(df, "fedmrl", setting, method, "client")
             curve = differences(curves, ("fedmrl", setting, "fedmrl"),
                                 ("fedmrl", setting, method), CLIENT)  # fmt: skip
+            cell = df[(df.experiment == "fedmrl") & (df.setting == setting)]
+            n_clients = _fedmrl_key(setting)[1]  # CIFAR-10: 50,000 less 10,000 to validate
             rows.append((
                 f"FedMRL (Yi et al. 2024): more accurate personal models than {name}", figure,
-                f"client-mean acc {stat(fm)} vs {stat(other)}", f"fedmrl / {setting}",
+                f"client-mean acc {stat(fm)} vs {stat(other)}",
+                f"fedmrl / {setting}: median {cell['train_median'].median():.0f} training "
+                f"samples per client (CIFAR-10 in the official code: ~{40_000 // n_clients})",
                 _paired(fm, other, "better", curve)))  # fmt: skip
     return rows
 
@@ -667,6 +671,53 @@ def progress(df: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+PROBES = "fedmrl_probes.csv"  # analysis/fedmrl_probe.py writes it beside the summaries
+SHARED = "FedMRL G, hidden layer"  # FedMRL's shared features against FedAvg's, paired
+FEDAVG_FEATURES = "FedAvg CNN, hidden layer"
+
+
+def probe_section(path: Path, fedmrl: pd.DataFrame) -> list[str]:
+    """docs/study.md's setting check of FedMRL: linear probes of its shared model's features
+    against FedAvg's (analysis/fedmrl_probe.py), per setting; says which seeds the probes
+    lack."""
+    head = ("### A setting check: the features FedMRL's shared model learns\n\n"
+            "FedMRL's personal model is its shared model G joined to the client's own "
+            "extractor F_k through the projector P_k. A linear probe (logistic regression on "
+            "standardised frozen features; `analysis/fedmrl_probe.py`) asks how well the "
+            "final G's features separate the digits, against the hidden layer of FedAvg's "
+            "final global model on the same clients and seeds: pooled, one 10-class probe "
+            "fitted on every client's training split and scored on every client's test split; "
+            "per client, each client's own probe on its own splits (clients with one class "
+            "left out), then the client mean.\n")  # fmt: skip
+    if not path.exists():
+        return [head, "No probe yet: run `python analysis/fedmrl_probe.py`.\n"]
+    probes = pd.read_csv(path)
+    lines = [head, "| setting | features | dims | seeds | pooled probe: acc on every "
+             "client's test | per-client probe: acc, client mean |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
+    notes = []
+    for setting in sorted(set(probes.setting), key=_fedmrl_key):
+        sel = probes[probes.setting == setting]
+        for features, g in sel.groupby("features", sort=False):
+            lines.append(f"| {setting} | {features} | {g['dims'].iloc[0]} | {len(g)} | "
+                         f"{stat(g['pooled_probe'])} | {stat(g['client_probe'])} |")  # fmt: skip
+        wide = sel.pivot(index="seed", columns="features", values="pooled_probe")
+        gap = paired((wide[FEDAVG_FEATURES] - wide[SHARED]).to_numpy())
+        as_is = sel[sel.features == FEDAVG_FEATURES].set_index("seed")["as_is"]
+        tuned = _per_seed(fedmrl, "fedmrl", setting, "fedavg-ft", "client")
+        notes.append(f"- {setting}: pooled probe, FedAvg's hidden layer minus G's: "
+                     f"{gap if gap else 'one seed'}. FedAvg's global model as it is (no "
+                     f"fine-tuning), client-mean acc on own test {stat(as_is)}, against "
+                     f"{stat(tuned[tuned.index.isin(as_is.index)])} fine-tuned (last "
+                     f"{LAST} evaluations).")  # fmt: skip
+        missing = sorted(set(_per_seed(fedmrl, "fedmrl", setting, "fedmrl", "client").index)
+                         & set(tuned.index) - set(sel.seed))  # fmt: skip
+        if missing:
+            notes.append(f"  Seeds {', '.join(map(str, missing))} are not probed yet: run "
+                         "`python analysis/fedmrl_probe.py`.")  # fmt: skip
+    return [*lines, "", *notes, ""]
+
+
 def report(
     df: pd.DataFrame, curves: pd.DataFrame, pretrained: dict[int, float], data: Path
 ) -> tuple[str, str]:
@@ -704,10 +755,10 @@ def report(
              "split\n", tuning(tune, data)]  # fmt: skip
     block = [head, "", table_of_claims, "", rule, "",
              "Every table, curve, caveat and the runs still to do: docs/study.md.", ""]  # fmt: skip
-    for data in ("mnist", "synthetic"):
-        sub = df[(df.experiment == "compare") & (df.setting == data)]
+    for dataset in ("mnist", "synthetic"):
+        sub = df[(df.experiment == "compare") & (df.setting == dataset)]
         if len(sub):
-            parts += [f"## Every method on one heterogeneous fleet: {data}\n", sizes(sub),
+            parts += [f"## Every method on one heterogeneous fleet: {dataset}\n", sizes(sub),
                       table(sub, ALL_COLUMNS, COMPARE_ORDER), ""]  # fmt: skip
     fedmrl = df[df.experiment == "fedmrl"]
     if len(fedmrl):
@@ -716,6 +767,7 @@ def report(
             cell = fedmrl[fedmrl.setting == setting]
             parts += [f"### {setting}\n", sizes(cell), table(cell, PERSONAL_COLUMNS, FEDMRL_ORDER),
                       ""]  # fmt: skip
+        parts += probe_section(data / PROBES, fedmrl)
     koala = df[df.experiment == "koala"]
     if len(koala):
         parts.append("## KOALA fine-tuning a pre-trained large model\n")

@@ -136,3 +136,36 @@ def test_study_report_writes_claims_tables_figures_and_the_readme_block(small_jo
     assert text.startswith("# title\n\nbefore\n\n<!-- study:begin -->\n")
     assert text.endswith("<!-- study:end -->\n\nafter\n") and "OLD BLOCK" not in text
     assert "| claim | paper's figure |" in text
+
+
+def test_fedmrl_probe_scores_both_shared_models_and_the_report_shows_them(tmp_path, monkeypatch):
+    job, sets = ROOT / "jobs" / "study_fedmrl.toml", ("run.rounds=2", "data.name='digits'")
+    root = tmp_path / "study"
+    fedavg = ("algorithm.name='fedavg'", "algorithm.finetune_epochs=1")
+    for method, keys in (("fedmrl", ()), ("fedavg-ft", fedavg)):
+        folder = root / "fedmrl" / "N10-100pct-2cls" / method / "seed_0"
+        folder.mkdir(parents=True)
+        run_ok(job, folder / "task_0.h5", *sets, *keys, ranks=0)
+        (folder / "task_0.toml").write_text(read_run(folder / "task_0.h5").attrs["config"])
+    out = tmp_path / "probes.csv"
+    script = ROOT / "analysis" / "fedmrl_probe.py"
+    command = [sys.executable, str(script), str(root), "--out", str(out)]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    probes = pd.read_csv(out)
+    assert list(probes["features"]) == [
+        "FedMRL G, representation", "FedMRL G, hidden layer", "FedAvg CNN, hidden layer"
+    ]  # fmt: skip
+    assert list(probes["dims"]) == [16, 48, 32]
+    assert probes[["pooled_probe", "client_probe"]].stack().between(0.3, 1).all()  # not chance
+    assert probes["as_is"].notna().sum() == 1
+    again = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert "probed" not in again.stdout and pd.read_csv(out).equals(probes)  # kept, not redone
+    monkeypatch.syspath_prepend(str(ROOT / "analysis"))  # (its sibling modules)
+    study_report = load_script("study_report")
+    fedmrl = pd.DataFrame([{"experiment": "fedmrl", "setting": "N10-100pct-2cls", "method": m,
+                            "seed": s, "client": 0.9} for m in ("fedmrl", "fedavg-ft")
+                           for s in (0, 1)])  # fmt: skip
+    section = "\n".join(study_report.probe_section(out, fedmrl))
+    assert "| N10-100pct-2cls | FedAvg CNN, hidden layer | 32 | 1 |" in section
+    assert "Seeds 1 are not probed yet" in section
