@@ -37,7 +37,7 @@ import tomli_w
 from mpifl.hpc.local import task_command
 from mpifl.hpc.sweep import BLOCKED, DONE, load_sweep, stale_change, status, write_tasks
 from mpifl.jobs import load_job
-from mpifl.results.reader import read_attrs
+from mpifl.results.opening import read_attrs
 
 ROOT = Path("results/study")
 DATA = Path("docs/study")  # the committed per-run summaries (analysis/study_report.py)

@@ -18,7 +18,8 @@ from mpifl.config import Config
 from mpifl.engine import checkpoint
 from mpifl.engine.assemble import torch_threads
 from mpifl.errors import InputError
-from mpifl.results.reader import flat_config, read_attrs
+from mpifl.results.flat import flat_config
+from mpifl.results.opening import read_attrs
 from mpifl.results.status import effective, note_path
 from mpifl.results.writer import refuse_existing
 

@@ -27,7 +27,7 @@ from mpifl.errors import InputError, shown
 from mpifl.files import write_text
 from mpifl.hpc.queue import LIVE, slurm_states
 from mpifl.results.lock import lock_held
-from mpifl.results.reader import read_attrs
+from mpifl.results.opening import read_attrs
 from mpifl.results.status import effective
 
 KEYS = {"job", "name", "folder", "seeds", "grid"}

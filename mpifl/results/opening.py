@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import struct
 from pathlib import Path
+from typing import Any
 
 import h5py
 
@@ -38,3 +39,10 @@ def open_result(path: str | Path) -> h5py.File:
     if end is not None and size < end and not lock_held(path):
         raise OSError(f"truncated: {size} bytes of the {end} its header records")
     return h5py.File(path, "r", libver="latest", swmr=True)
+
+
+def read_attrs(path: str | Path) -> dict[str, Any]:
+    """A result file's root attributes (SWMR: works while the run is writing it); OSError
+    if it cannot be read as one."""
+    with open_result(path) as f:
+        return dict(f.attrs)

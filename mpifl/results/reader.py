@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mpifl.results.flat import flat_config
 from mpifl.results.opening import open_result
 from mpifl.results.schema import Status
 from mpifl.results.status import effective
@@ -156,28 +157,6 @@ def _widen(part: pd.DataFrame, long: pd.DataFrame, declared: ClientMetrics) -> N
         part[name] = column
         for key, text in (("units", unit), ("descriptions", description)):
             part.attrs.setdefault(key, {})[name] = text
-
-
-def read_attrs(path: str | Path) -> dict[str, Any]:
-    """A result file's root attributes (SWMR: works while the run is writing it); OSError
-    if it cannot be read as one."""
-    with open_result(path) as f:
-        return dict(f.attrs)
-
-
-def flat_config(config: dict[str, Any], prefix: str = "", classes: bool = False) -> dict[str, Any]:
-    """Dotted keys to scalar values (lists become strings); device classes are skipped
-    unless `classes`."""
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        dotted = prefix + key
-        if dotted == "fleet.classes" and not classes:
-            continue
-        if isinstance(value, dict):
-            out.update(flat_config(value, dotted + ".", classes))
-        else:
-            out[dotted] = str(value) if isinstance(value, list) else value
-    return out
 
 
 def read_runs(
