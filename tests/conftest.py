@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -69,6 +70,34 @@ def mpifl(
     return subprocess.run(
         cmd, capture_output=True, text=True, timeout=timeout, env=env(), cwd=cwd or ROOT
     )
+
+
+CASES_RUNNER = """
+import contextlib, io, json, sys
+from mpifl.cli import main
+out = []
+for args in json.loads(sys.stdin.read()):
+    err, std = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(std):
+        try:
+            rc = main(args)
+        except SystemExit as exc:
+            rc = exc.code
+    out.append({"rc": rc, "stderr": err.getvalue(), "stdout": std.getvalue()})
+print(json.dumps(out))
+"""
+
+
+def mpifl_cases(cases: list[list[str]], cwd: Path = ROOT) -> list[dict]:
+    """`mpifl` with each argument list, one after another in one process (one torch
+    import for all: for inputs refused before a run starts); per case its exit code
+    ("rc"), "stderr" and "stdout"."""
+    proc = subprocess.run(
+        [sys.executable, "-c", CASES_RUNNER], input=json.dumps(cases),
+        capture_output=True, text=True, timeout=600, env=env(), cwd=cwd,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def set_args(*sets: str) -> list[str]:

@@ -10,7 +10,6 @@ import os
 import pickle
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import h5py
@@ -22,32 +21,7 @@ from mpifl.engine import checkpoint
 from mpifl.errors import ConfigError, InputError
 from mpifl.hpc.slurm import Resources, render
 from mpifl.jobs import load_job
-from tests.conftest import ROOT, SMALL_JOB, env, mpifl
-
-RUNNER = """
-import contextlib, io, json, sys
-from mpifl.cli import main
-out = []
-for args in json.loads(sys.stdin.read()):
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        try:
-            rc = main(args)
-        except SystemExit as exc:
-            rc = exc.code
-    out.append({"rc": rc, "stderr": err.getvalue()})
-print(json.dumps(out))
-"""
-
-
-def run_cases(cases: list[list[str]], cwd: Path) -> list[dict]:
-    """`mpifl` with each argument list, in one process (one torch import for all)."""
-    proc = subprocess.run(
-        [sys.executable, "-c", RUNNER], input=json.dumps(cases),
-        capture_output=True, text=True, timeout=600, env=env(), cwd=cwd,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+from tests.conftest import ROOT, SMALL_JOB, env, mpifl, mpifl_cases
 
 
 def files_under(folder: Path) -> set[str]:
@@ -236,7 +210,7 @@ def test_bad_run_inputs_exit_2_with_one_line_and_write_nothing(tmp_path):
     cases = bad_inputs(tmp_path)
     before = files_under(tmp_path)
     args = [["run", str(job), *[a for s in sets for a in ("--set", s)]] for sets, _ in cases]
-    results = run_cases(args, tmp_path)
+    results = mpifl_cases(args, tmp_path)
     for (_, expect), result in zip(cases, results, strict=True):
         one_line_exit_2(result, expect)
     assert files_under(tmp_path) == before
@@ -250,7 +224,7 @@ def test_output_on_a_read_only_file_system(tmp_path, small_job):
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mount)]).returncode:
         pytest.skip("cannot mount tmpfs here")
     try:
-        (result,) = run_cases(
+        (result,) = mpifl_cases(
             [["run", str(small_job), "--output", str(mount / "sub" / "x.h5")]], tmp_path
         )
         one_line_exit_2(result, "Read-only file system")

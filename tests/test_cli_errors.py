@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import mpifl
+from tests.conftest import mpifl, mpifl_cases
 
 CASES = {
     "unknown key": (["--set", "run.roundz=3"], "run.roundz"),
@@ -54,17 +54,34 @@ def _assert_clean_failure(proc, needle, out):
     assert not out.exists()
 
 
-@pytest.mark.parametrize("case", list(CASES))
-def test_bad_config(case, small_job, tmp_path):
-    args, needle = CASES[case]
-    proc = mpifl("run", str(small_job), *args)
-    _assert_clean_failure(proc, needle, tmp_path / "out.h5")
-
-
-def test_malformed_toml(tmp_path):
-    job = tmp_path / "job.toml"
-    job.write_text("[run\nrounds = 3\n")
-    _assert_clean_failure(mpifl("run", str(job)), "not valid TOML", tmp_path / "out.h5")
+def test_bad_config(small_job, tmp_path):
+    """Every case in one process (the refusals come before a run starts)."""
+    malformed, empty, data = (
+        tmp_path / "malformed.toml",
+        tmp_path / "empty.toml",
+        tmp_path / "d.npz",
+    )
+    malformed.write_text("[run\nrounds = 3\n")
+    empty.write_text("# nothing yet\n")
+    np.savez(data, x=np.zeros((50, 8, 8)), labels=np.zeros(50))
+    cases = {
+        name: (["run", str(small_job), *args], needle) for name, (args, needle) in CASES.items()
+    }
+    cases |= {
+        "malformed TOML": (["run", str(malformed)], "not valid TOML"),
+        "empty job file": (["run", str(empty)], "holds no settings"),
+        "malformed data file": (["run", str(small_job), "--set", "data.name='npz'", "--set",
+                                 f"data.path='{data}'"], "missing arrays"),
+        "resume and overwrite": (["run", str(small_job), "--resume", "--overwrite"],
+                                 "--resume continues the output and --overwrite replaces it"),
+    }  # fmt: skip
+    results = mpifl_cases([args for args, _ in cases.values()])
+    for (case, (_, needle)), result in zip(cases.items(), results, strict=True):
+        message = result["stderr"].strip()
+        assert result["rc"] == 2, (case, message)
+        assert message.startswith("mpifl: ") and needle in message, (case, message)
+        assert "\n" not in message, (case, message)
+    assert not (tmp_path / "out.h5").exists()
 
 
 @pytest.mark.parametrize("key", ["data.path", "fleet.trace"])
@@ -79,22 +96,9 @@ def test_a_fifo_or_a_device_as_an_input_file_is_refused_not_waited_on(key, small
         _assert_clean_failure(proc, "regular file", tmp_path / "out.h5")
 
 
-def test_an_empty_job_file_is_refused(tmp_path):
-    job = tmp_path / "job.toml"
-    job.write_text("# nothing yet\n")
-    _assert_clean_failure(mpifl("run", str(job)), "holds no settings", tmp_path / "out.h5")
-
-
 def test_missing_job_file(tmp_path):
     proc = mpifl("run", str(tmp_path / "nope.toml"))
     _assert_clean_failure(proc, "job file not found", tmp_path / "out.h5")
-
-
-def test_malformed_data_file(small_job, tmp_path):
-    bad = tmp_path / "d.npz"
-    np.savez(bad, x=np.zeros((50, 8, 8)), labels=np.zeros(50))
-    proc = mpifl("run", str(small_job), "--set", "data.name='npz'", "--set", f"data.path='{bad}'")
-    _assert_clean_failure(proc, "missing arrays", tmp_path / "out.h5")
 
 
 @pytest.mark.mpi
@@ -111,15 +115,14 @@ def test_validate_prints_resolved_config(small_job):
     assert bad.returncode == 2 and "run.rounds" in bad.stderr
 
 
-@pytest.mark.parametrize(
-    ("override", "hint"),
-    [("algorithm.name='fedavgg'", "did you mean 'fedavg'?"),
-     ("data.partition='dirichet'", "did you mean 'dirichlet'?"),
-     ("train.lrr=0.1", "did you mean 'lr'?")],
-)  # fmt: skip
-def test_a_typo_gets_a_did_you_mean(small_job, override, hint):
-    proc = mpifl("validate", str(small_job), "--set", override)
-    assert proc.returncode == 2 and hint in proc.stderr and proc.stderr.count("\n") == 1
+def test_a_typo_gets_a_did_you_mean(small_job):
+    typos = {"algorithm.name='fedavgg'": "did you mean 'fedavg'?",
+             "data.partition='dirichet'": "did you mean 'dirichlet'?",
+             "train.lrr=0.1": "did you mean 'lr'?"}  # fmt: skip
+    results = mpifl_cases([["validate", str(small_job), "--set", typo] for typo in typos])
+    for (typo, hint), result in zip(typos.items(), results, strict=True):
+        assert result["rc"] == 2 and hint in result["stderr"], (typo, result)
+        assert result["stderr"].count("\n") == 1, (typo, result)
 
 
 def test_help_names_every_command_and_shows_defaults():
@@ -128,12 +131,6 @@ def test_help_names_every_command_and_shows_defaults():
         assert f"\n    {command} " in top.stdout, command
     submit = mpifl("submit", "--help").stdout
     assert "01:00:00)" in submit and "(default: 60)" in submit and "(default: srun)" in submit
-
-
-def test_resume_and_overwrite_together_are_refused(small_job, tmp_path):
-    proc = mpifl("run", str(small_job), "--resume", "--overwrite")
-    _assert_clean_failure(proc, "--resume continues the output and --overwrite replaces it",
-                          tmp_path / "out.h5")  # fmt: skip
 
 
 def test_a_second_run_is_told_the_flag_to_type(small_job, tmp_path):
