@@ -122,6 +122,15 @@ def mpi_script(
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env())
 
 
+@pytest.fixture(scope="session")
+def quickstart_run(tmp_path_factory) -> tuple[Path, str]:
+    """The quick start as the README runs it (2 ranks): its result file (read only: copy
+    it to change it) and what it printed."""
+    path = tmp_path_factory.mktemp("quickstart") / "quickstart.h5"
+    proc = run_ok(ROOT / "jobs" / "quickstart.toml", path)
+    return path, proc.stdout
+
+
 @pytest.fixture
 def small_job(tmp_path: Path) -> Path:
     """A 3-round job on 20 digits clients writing to tmp_path/out.h5."""
