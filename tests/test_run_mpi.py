@@ -74,17 +74,6 @@ def test_one_and_two_ranks_agree(quickstart):
         assert ra[field].tobytes() == rb[field].tobytes(), field
 
 
-def test_four_ranks_agree_with_one(small_job, tmp_path):
-    for ranks, name in ((4, "n4.h5"), (0, "n1.h5")):
-        proc = mpifl("run", str(small_job), "--output", str(tmp_path / name), ranks=ranks)
-        assert proc.returncode == 0, proc.stderr
-    with h5py.File(tmp_path / "n4.h5") as a, h5py.File(tmp_path / "n1.h5") as b:
-        assert a["rounds"]["test_loss"].tobytes() == b["rounds"]["test_loss"].tobytes()
-        ranks = a["ranks"][:]
-        assert sorted(set(ranks["rank"])) == [0, 1, 2, 3] and len(ranks) == 4 * 3
-        assert np.all(ranks["peak_rss"] > 0) and np.all(ranks["wall_time"] > 0)
-
-
 @pytest.mark.parametrize("bad_rank", [1, 0])
 def test_a_failing_rank_aborts_the_job(small_job, tmp_path, bad_rank):
     out = tmp_path / "out.h5"
