@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -150,8 +151,10 @@ def test_read_a_file_being_written(runs, tmp_path):
                 if run.attrs["status"] == "running" and len(run.tables["rounds"]) >= 2:
                     seen = run
             except (OSError, KeyError):
-                time.sleep(0.05)
+                pass
+            time.sleep(0.05)
     finally:
+        proc.send_signal(signal.SIGTERM)  # seen: the rest of the run is not needed
         proc.wait(timeout=120)
     assert seen is not None
     n = len(seen.tables["rounds"])
