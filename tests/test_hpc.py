@@ -15,7 +15,7 @@ from mpifl.hpc.queue import parse
 from mpifl.hpc.sweep import _state, array_spec, load_sweep, status, unfinished, write_tasks
 from mpifl.results.lock import lock_path
 from mpifl.results.status import read_status
-from tests.conftest import ROOT, env, mpifl, run_ok
+from tests.conftest import ROOT, env, mpifl, mpifl_cases, run_ok
 
 
 def test_submit_dry_run_shows_the_script_even_over_an_existing_output(small_job, tmp_path):
@@ -25,11 +25,18 @@ def test_submit_dry_run_shows_the_script_even_over_an_existing_output(small_job,
 
 
 def test_submit_dry_run_renders_the_allocation(small_job):
-    proc = mpifl("submit", str(small_job), "--nodes", "4", "--ntasks-per-node", "8",
-                 "--cpus-per-task", "2", "--time", "04:00:00", "--partition", "compute",
-                 "--account", "lab", "--dry-run", "--set", "run.rounds=5")  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    script = proc.stdout
+    job = str(small_job)
+    proc, launcher, pmix, default, bad = mpifl_cases([
+        ["submit", job, "--nodes", "4", "--ntasks-per-node", "8", "--cpus-per-task", "2",
+         "--time", "04:00:00", "--partition", "compute", "--account", "lab", "--dry-run",
+         "--set", "run.rounds=5"],
+        ["submit", job, "--launcher", "mpiexec", "--nodes", "2", "--dry-run"],
+        ["submit", job, "--srun-mpi", "pmix", "--dry-run"],
+        ["submit", job, "--srun-mpi", "default", "--dry-run"],
+        ["submit", job, "--srun-mpi", "pmi2 --x", "--dry-run"],
+    ])  # fmt: skip
+    assert proc["rc"] == 0, proc["stderr"]
+    script = proc["stdout"]
     for line in ("#SBATCH --nodes=4", "#SBATCH --ntasks-per-node=8", "#SBATCH --cpus-per-task=2",
                  "#SBATCH --time=04:00:00", "#SBATCH --partition=compute",
                  "#SBATCH --account=lab", "#SBATCH --signal=TERM@60", "#SBATCH --requeue",
@@ -37,13 +44,10 @@ def test_submit_dry_run_renders_the_allocation(small_job):
                  f"job={small_job.parent / 'out.job.toml'}"):  # fmt: skip
         assert line in script, line
     assert "--set" not in script  # the snapshot holds the resolved config
-    launcher = mpifl("submit", str(small_job), "--launcher", "mpiexec", "--nodes", "2", "--dry-run")
-    assert "mpiexec -n 4 mpifl run" in launcher.stdout
-    for choice, line in (("pmix", "srun --mpi=pmix mpifl run"), ("default", "srun mpifl run")):
-        other = mpifl("submit", str(small_job), "--srun-mpi", choice, "--dry-run")
-        assert line in other.stdout, other.stderr
-    bad = mpifl("submit", str(small_job), "--srun-mpi", "pmi2 --x", "--dry-run")
-    assert bad.returncode == 2 and "--srun-mpi 'pmi2 --x'" in bad.stderr and not bad.stdout
+    assert "mpiexec -n 4 mpifl run" in launcher["stdout"]
+    for other, line in ((pmix, "srun --mpi=pmix mpifl run"), (default, "srun mpifl run")):
+        assert line in other["stdout"], other["stderr"]
+    assert bad["rc"] == 2 and "--srun-mpi 'pmi2 --x'" in bad["stderr"] and not bad["stdout"]
 
 
 def test_sweep_expands_and_validates(small_job, tmp_path):
@@ -68,30 +72,33 @@ def test_sweep_expands_and_validates(small_job, tmp_path):
 
 
 def test_submit_options_pass_through_and_template(small_job, tmp_path, monkeypatch):
-    proc = mpifl("submit", str(small_job), "--dry-run", "--mem", "4G", "--mem-per-cpu", "2G",
-                 "--gres", "gpu:1", "--qos", "high", "--constraint", "intel&ib",
-                 "--mail-type", "END,FAIL", "--mail-user", "a@b.org", "--signal", "300",
-                 "--sbatch", "exclusive", "--sbatch", "reservation=r1")  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    for line in ("--mem=4G", "--mem-per-cpu=2G", "--gres=gpu:1", "--qos=high",
-                 "--constraint=intel&ib", "--mail-type=END,FAIL", "--mail-user=a@b.org",
-                 "--signal=TERM@300", "--exclusive\n", "--reservation=r1"):  # fmt: skip
-        assert "#SBATCH " + line in proc.stdout, line
-    assert "CPU build" in proc.stderr  # --gres gpu:1 with a CPU torch: said, not refused
-    for bad, words in ((["--sbatch", "time=5"], "sets this itself (from --time)"),
-                       (["--sbatch", "no-requeue"], "--requeue always"),
-                       (["--sbatch", "requeue"], "sets this itself (always, so that"),
-                       (["--sbatch", "x y"], "not an sbatch option"),
-                       (["--mem", "4G;rm"], "--mem"),
-                       (["--signal", "0"], "--signal 0")):  # fmt: skip
-        refused = mpifl("submit", str(small_job), "--dry-run", *bad)
-        assert refused.returncode == 2 and words in refused.stderr, refused.stderr
+    submit = ["submit", str(small_job), "--dry-run"]
+    refusals = [(["--sbatch", "time=5"], "sets this itself (from --time)"),
+                (["--sbatch", "no-requeue"], "--requeue always"),
+                (["--sbatch", "requeue"], "sets this itself (always, so that"),
+                (["--sbatch", "x y"], "not an sbatch option"),
+                (["--mem", "4G;rm"], "--mem"),
+                (["--signal", "0"], "--signal 0")]  # fmt: skip
     site = tmp_path / "site.template"
     site.write_text("#!/bin/bash\n#SITE {name} {nodes} {ntasks_per_node} {cpus_per_task} "
                     "{time} {log} {signal_lead}\n{extra}\n{venv_bin} {workdir}\n"
                     "{launcher} mpifl run {job} --output {output} --resume\n")  # fmt: skip
-    own = mpifl("submit", str(small_job), "--dry-run", "--template", str(site))
-    assert own.returncode == 0 and own.stdout.startswith("#!/bin/bash\n#SITE small 1 2 1")
+    proc, own, *refused = mpifl_cases([
+        [*submit, "--mem", "4G", "--mem-per-cpu", "2G", "--gres", "gpu:1", "--qos", "high",
+         "--constraint", "intel&ib", "--mail-type", "END,FAIL", "--mail-user", "a@b.org",
+         "--signal", "300", "--sbatch", "exclusive", "--sbatch", "reservation=r1"],
+        [*submit, "--template", str(site)],
+        *([*submit, *bad] for bad, _ in refusals),
+    ])  # fmt: skip
+    assert proc["rc"] == 0, proc["stderr"]
+    for line in ("--mem=4G", "--mem-per-cpu=2G", "--gres=gpu:1", "--qos=high",
+                 "--constraint=intel&ib", "--mail-type=END,FAIL", "--mail-user=a@b.org",
+                 "--signal=TERM@300", "--exclusive\n", "--reservation=r1"):  # fmt: skip
+        assert "#SBATCH " + line in proc["stdout"], line
+    assert "CPU build" in proc["stderr"]  # --gres gpu:1 with a CPU torch: said, not refused
+    for (bad, words), result in zip(refusals, refused, strict=True):
+        assert result["rc"] == 2 and words in result["stderr"], (bad, result["stderr"])
+    assert own["rc"] == 0 and own["stdout"].startswith("#!/bin/bash\n#SITE small 1 2 1")
     monkeypatch.setenv("MPIFL_SLURM_TEMPLATE", str(site))
     assert mpifl("submit", str(small_job), "--dry-run").stdout.startswith("#!/bin/bash\n#SITE")
     site.write_text("#!/bin/bash\n{launcher} mpifl run {job}\n")
