@@ -343,51 +343,49 @@ def test_paths_with_a_dollar_never_reach_a_batch_script(field):
         render("name", args["job"], args["output"], "log.txt", Resources())
 
 
-@pytest.mark.parametrize(
-    ("args", "text"),
-    [
-        (["--account", "lab\ntouch /tmp/x"], "--account"),
-        (["--partition", "a b"], "--partition"),
-        (["--time", "4h"], "--time"),
-        (["--nodes", "0"], "--nodes"),
-        (["--account", "x\x01y"], "--account"),
-        (["--time", "\u0661:00"], "--time"),
-        (["--set", "run.output='results/${SLURM_ARRAY_TASK_ID}.h5'"], "{SLURM_ARRAY_TASK_ID}"),
-    ],
-)
-def test_submit_refuses_unsafe_or_malformed_options(small_job, args, text):
-    proc = mpifl("submit", str(small_job), "--dry-run", *args)
-    assert proc.returncode == 2 and text in proc.stderr, proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1
+UNSAFE_OPTIONS = [  # submit options refused, and the text their one-line message holds
+    (["--account", "lab\ntouch /tmp/x"], "--account"),
+    (["--partition", "a b"], "--partition"),
+    (["--time", "4h"], "--time"),
+    (["--nodes", "0"], "--nodes"),
+    (["--account", "x\x01y"], "--account"),
+    (["--time", "\u0661:00"], "--time"),
+    (["--set", "run.output='results/${SLURM_ARRAY_TASK_ID}.h5'"], "{SLURM_ARRAY_TASK_ID}"),
+    (["--set", 'run.name="a\\ntouch x"'], "run.name"),  # a newline in the job name
+]
 
 
-@pytest.mark.parametrize("value", ["run.name='x; touch M'", "run.name='$(touch M)'"])
-def test_set_values_never_reach_a_batch_script(small_job, value):
-    proc = mpifl("submit", str(small_job), "--dry-run", "--set", value)
-    assert proc.returncode == 0, proc.stderr  # they go into the job snapshot, not the script
-    assert "touch M" not in proc.stdout and "--set" not in proc.stdout
+def test_submit_refuses_unsafe_or_malformed_options(small_job):
+    results = mpifl_cases([["submit", str(small_job), "--dry-run", *a] for a, _ in UNSAFE_OPTIONS])
+    for (args, text), result in zip(UNSAFE_OPTIONS, results, strict=True):
+        assert result["rc"] == 2 and text in result["stderr"], (args, result["stderr"])
+        assert len(result["stderr"].strip().splitlines()) == 1, (args, result["stderr"])
 
 
-def test_newline_in_a_run_name_never_reaches_a_batch_script(small_job):
-    proc = mpifl("submit", str(small_job), "--dry-run", "--set", 'run.name="a\\ntouch x"')
-    assert proc.returncode == 2 and "run.name" in proc.stderr
-    safe = mpifl("submit", str(small_job), "--dry-run", "--set", "run.name='a b;c'")
-    assert safe.returncode == 0 and "#SBATCH --job-name=a_b_c\n" in safe.stdout
+def test_set_values_never_reach_a_batch_script(small_job):
+    values = ["run.name='x; touch M'", "run.name='$(touch M)'", "run.name='a b;c'"]
+    results = mpifl_cases([["submit", str(small_job), "--dry-run", "--set", v] for v in values])
+    for value, result in zip(values, results, strict=True):
+        assert result["rc"] == 0, (value, result["stderr"])  # into the job snapshot
+        assert "touch M" not in result["stdout"] and "--set" not in result["stdout"], value
+    assert "#SBATCH --job-name=a_b_c\n" in results[-1]["stdout"]
 
 
-@pytest.mark.parametrize(
-    ("content", "text"),
-    [
-        ("job = 5", "job = 5"),
-        ('job = "{job}"\nseeds = []', "seeds"),
-        ('job = "{job}"\nseeds = 5', "seeds"),
-        ('job = "{job}"\ngrid = 5', "[grid]"),
-        ('job = "{job}"\nfolder = "sw${{SLURM_ARRAY_TASK_ID}}"', "'$'"),
-    ],
-)
-def test_malformed_sweep_files(small_job, tmp_path, content, text):
-    sweep = tmp_path / "sweep.toml"
-    sweep.write_text(content.format(job=small_job))
-    proc = mpifl("sweep", "submit", str(sweep), "--dry-run")
-    assert proc.returncode == 2 and text in proc.stderr, proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1
+MALFORMED_SWEEPS = [  # sweep file -> the text its one-line message holds
+    ("job = 5", "job = 5"),
+    ('job = "{job}"\nseeds = []', "seeds"),
+    ('job = "{job}"\nseeds = 5', "seeds"),
+    ('job = "{job}"\ngrid = 5', "[grid]"),
+    ('job = "{job}"\nfolder = "sw${{SLURM_ARRAY_TASK_ID}}"', "'$'"),
+]
+
+
+def test_malformed_sweep_files(small_job, tmp_path):
+    cases = []
+    for i, (content, _) in enumerate(MALFORMED_SWEEPS):
+        sweep = tmp_path / f"sweep{i}.toml"
+        sweep.write_text(content.format(job=small_job))
+        cases.append(["sweep", "submit", str(sweep), "--dry-run"])
+    for (content, text), result in zip(MALFORMED_SWEEPS, mpifl_cases(cases), strict=True):
+        assert result["rc"] == 2 and text in result["stderr"], (content, result["stderr"])
+        assert len(result["stderr"].strip().splitlines()) == 1, (content, result["stderr"])
