@@ -76,14 +76,15 @@ def main() -> None:
     print(f"    peak RSS per rank: {per_rank[0]:.0f} MiB, {per_rank[1]:.0f} MiB  (target < 1024)")
     print(f"    HDF5 file {path.stat().st_size / 2**20:.1f} MiB; per round (participation + "
           f"rounds + ranks) {_bytes_per_round(path) / 2**10:.0f} KiB")  # fmt: skip
-    _batteries_cost(run_sets if smoke else ("run.rounds=10",))
+    _batteries_cost(run_sets if smoke else ("run.rounds=10",), 1 if smoke else 2)
 
 
-def _batteries_cost(sets: tuple[str, ...]) -> None:
+def _batteries_cost(sets: tuple[str, ...], repeats: int) -> None:
     """The 2-rank run with batteries against `energy.batteries = false`, alternated
-    twice: peak RSS per rank and median s/round over both runs of each, as ratios."""
+    `repeats` times: peak RSS per rank and median s/round over the runs of each, as
+    ratios."""
     runs: dict[bool, list[tuple[np.ndarray, np.ndarray]]] = {True: [], False: []}
-    for on in (True, False, True, False):
+    for on in (True, False) * repeats:
         path = mpifl_run(2, JOB, *sets, f"energy.batteries={str(on).lower()}")
         rounds, ranks = tables(path)
         peak = np.array([ranks["peak_rss"][ranks["rank"] == r].max() for r in (0, 1)])
@@ -91,7 +92,7 @@ def _batteries_cost(sets: tuple[str, ...]) -> None:
     peak = {on: np.max([p for p, _ in runs[on]], axis=0) for on in runs}
     median = {on: float(np.median(np.concatenate([t for _, t in runs[on]]))) for on in runs}
     ratios = ", ".join(f"{a / b:.3f}" for a, b in zip(peak[True], peak[False], strict=True))
-    print(f"  batteries on / off (energy.batteries; 2 runs each, alternated): peak RSS per "
+    print(f"  batteries on / off (energy.batteries; {repeats} runs each, alternated): peak RSS per "
           f"rank {ratios}; s/round {median[True]:.3f} / {median[False]:.3f} = "
           f"{median[True] / median[False]:.3f}  (target <= 1.10)")  # fmt: skip
 
