@@ -497,7 +497,8 @@ def band(ax: plt.Axes, g: pd.DataFrame, column: str, label: str, k: int) -> None
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:  # (a constrained layout keeps its own)
+        fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
@@ -607,26 +608,41 @@ def paired_against_rounds(curves: pd.DataFrame, pairs: list[tuple], path: Path) 
         return None
     cols = min(3, len(found))
     rows = -(-len(found) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.4 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.4 * rows + 0.4), squeeze=False,
+                             layout="constrained")  # fmt: skip
     for ax, (claim, kind, d) in zip(axes.flat, found, strict=False):
         intervals = [paired(d.loc[r].to_numpy()) for r in d.index]
         keep = [i for i, p in enumerate(intervals) if p is not None]
         x = d.index[keep]
-        ax.plot(x, [intervals[i].mean for i in keep], color="C0",
-                label=f"mean over seeds ({int(d.iloc[-1].notna().sum())})")  # fmt: skip
+        ax.plot(x, [intervals[i].mean for i in keep], color="C0", label="mean over seeds")
         ax.fill_between(x, [intervals[i].low for i in keep], [intervals[i].high for i in keep],
                         color="C0", alpha=0.2, lw=0, label="95% t interval")  # fmt: skip
         ax.axhline(0, color="k", lw=0.8)
         if kind == "comparable":
             ax.axhline(-COMPARABLE_MARGIN, color="C3", ls="--", lw=1, label="-margin")
-        ax.set_title(f"{claim} ({kind})", fontsize=9)
+        ax.set_ylim(*_late_range(x, [intervals[i] for i in keep], kind))
+        ax.set_title(f"{claim} ({kind}; {int(d.iloc[-1].notna().sum())} seeds)", fontsize=9)
         ax.set_xlabel("round")
         ax.set_ylabel(f"paired difference, last-{LAST} mean", fontsize=8)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(found) :]:
         ax.set_visible(False)
+    handles = {h.get_label(): h for ax in axes.flat for h in ax.get_legend_handles_labels()[0]}
+    fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncols=3, fontsize=8)
     return _save(fig, path)
+
+
+def _late_range(rounds: pd.Index, intervals: list, kind: str) -> tuple[float, float]:
+    """y limits that show the intervals after the first quarter of the rounds, and the
+    verdict's bound(s): where a verdict settles is read there (the early rounds, far from
+    it, may run off the axis)."""
+    late = [p for r, p in zip(rounds, intervals, strict=True)
+            if r >= rounds[0] + 0.25 * (rounds[-1] - rounds[0])]  # fmt: skip
+    bounds = [0.0, -COMPARABLE_MARGIN] if kind == "comparable" else [0.0]
+    low = min([p.low for p in late] + bounds)
+    high = max([p.high for p in late] + bounds)
+    pad = 0.1 * (high - low or 0.01)
+    return low - pad, high + pad
 
 
 def apart(df: pd.DataFrame) -> str:
@@ -747,7 +763,8 @@ def report(
             "not hold if the whole interval lies below it. Anything else cannot be told with "
             f"these seeds. {len(table_of_claims.splitlines()) - 2} rows are tested.")  # fmt: skip
     settle = ("Where each verdict settles: every claim's paired difference (mean over seeds, "
-              "95% interval) against rounds.\n\n![paired differences against rounds]"
+              "95% interval) against rounds; each panel's y axis spans its last three quarters "
+              "of rounds (earlier rounds may run off it).\n\n![paired differences against rounds]"
               "(figures/study_paired.png)\n")  # fmt: skip
     parts = [f"# Study results\n\n{head}\n", "## Claims\n", table_of_claims, "", rule,
              "", settle, "## Runs done\n", progress(df), "## Diverged runs\n",
