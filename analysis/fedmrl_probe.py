@@ -5,18 +5,15 @@ learns, against those of FedAvg's global model, on the same clients?
 
 For every seed of every FedMRL setting where both the `fedmrl` and the `fedavg-ft` run are
 complete, it reads the final global weights of each (FedMRL's G; FedAvg's CNN before
-fine-tuning), rebuilds the seed's client data from the run's job, and fits linear probes
-(standardised features, multinomial logistic regression) on frozen features of the
-clients' training splits, scored on their own test splits:
-  - pooled: one 10-class probe on every client's training data, scored on every
-    client's test data (how much the shared features separate the digits);
-  - per client: one probe per client on its own training data, scored on its own test
-    split, then the mean over clients (what a personal header on them could reach).
-Features: G's representation (d1 outputs) and G's hidden layer (global_fc, after its
-ReLU), FedAvg's hidden layer (fc, after its ReLU). It also scores FedAvg's global model as
-it is (no fine-tuning) on each client's test split (client mean). One CSV row per (setting,
-seed, features); seeds already in --out are kept (--all probes them again), so it can run
-after every sitting; docs/study.md shows the means (analysis/study_report.py).
+fine-tuning), rebuilds the seed's client data from the run's job, and fits a linear probe
+(standardised features, multinomial logistic regression) on frozen features of every
+client's training split, scored on every client's test split: how well the shared
+features separate the digits. Features: G's representation (d1 outputs) and G's hidden
+layer (global_fc, after its ReLU), FedAvg's hidden layer (fc, after its ReLU). It also
+scores FedAvg's final global model as it is (no fine-tuning) on each client's test split
+(client mean). One CSV row per (setting, seed, features); seeds already in --out are kept
+(--all probes them again), so it can run after every sitting; docs/study.md shows the
+means (analysis/study_report.py).
 """
 
 from __future__ import annotations
@@ -43,31 +40,23 @@ from mpifl.models.mrl import MRLModel
 from mpifl.models.spec import spec_from_config
 from mpifl.results import read_run
 
-FIELDS = ("setting", "seed", "features", "dims", "pooled_probe", "client_probe", "as_is")
+FIELDS = ("setting", "seed", "features", "dims", "pooled_probe", "as_is")
 Features = Callable[[torch.Tensor], torch.Tensor]
 
 
-def probe(train: np.ndarray, y: np.ndarray, test: np.ndarray, y_test: np.ndarray) -> float:
-    """Test accuracy of a linear probe fitted on (train, y); NaN if y has one class."""
-    if len(np.unique(y)) < 2 or not len(y_test):
-        return np.nan
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000))
-    return float(model.fit(train, y).score(test, y_test))
+def pooled_probe(data: FederatedData, features: Features) -> float:
+    """A linear probe's accuracy on every client's test split, fitted on every client's
+    training split."""
 
-
-def probes(data: FederatedData, features: Features) -> tuple[float, float]:
-    """(pooled probe accuracy, mean over clients of their own probes' accuracy)."""
-
-    def frozen(split: tuple[torch.Tensor, torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
+    def frozen(splits: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[np.ndarray, ...]:
         with torch.no_grad():
-            return features(split[0]).numpy(), split[1].numpy()
+            pairs = [(features(x).numpy(), y.numpy()) for x, y in splits]
+        return np.concatenate([f for f, _ in pairs]), np.concatenate([y for _, y in pairs])
 
-    train = [frozen(data.client_train(k)) for k in range(data.n_clients)]
-    test = [frozen(data.client_test(k)) for k in range(data.n_clients)]
-    pooled = probe(*map(np.concatenate, zip(*train, strict=True)),
-                   *map(np.concatenate, zip(*test, strict=True)))  # fmt: skip
-    own = [probe(*tr, *te) for tr, te in zip(train, test, strict=True)]
-    return pooled, float(np.nanmean(own))
+    train = frozen([data.client_train(k) for k in range(data.n_clients)])
+    test = frozen([data.client_test(k) for k in range(data.n_clients)])
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000))
+    return float(model.fit(*train).score(*test))
 
 
 def client_mean(data: FederatedData, model: nn.Module) -> float:
@@ -104,9 +93,8 @@ def rows(setting: Path, seed: int) -> list[dict[str, object]]:
         ("FedMRL G, hidden layer", mrl.global_ex[:-1], alg.global_fc),
         ("FedAvg CNN, hidden layer", cnn[:-1], cnn[-1].in_features),
     ):
-        pooled, own = probes(data, features)
         out.append({"setting": setting.name, "seed": seed, "features": name, "dims": dims,
-                    "pooled_probe": round(pooled, 4), "client_probe": round(own, 4),
+                    "pooled_probe": round(pooled_probe(data, features), 4),
                     "as_is": round(as_is, 4) if name.startswith("FedAvg") else ""})  # fmt: skip
     return out
 

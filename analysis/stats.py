@@ -1,6 +1,7 @@
 """The study's statistics: paired per-seed differences, their 95% t intervals, verdicts on
-"better" and "comparable" (two one-sided tests against a margin fixed before running),
-the seeds a still-undecided row would need, and runs that diverged.
+"better" and "comparable" (non-inferiority: one-sided against a margin fixed before
+running), equivalence within that margin (two one-sided tests), the seeds a
+still-undecided row would need, and runs that diverged.
 
 The runs of one seed share data, fleet and client sampling, so a claim compares methods
 through the per-seed differences d = a - b. With n seeds, mean(d) +- t(0.975, n-1) x
@@ -8,7 +9,9 @@ sd(d) / sqrt(n) is the 95% interval; "a better than b" holds if the interval lie
 0, fails if it lies below 0. "a comparable to b" (a at most `margin` lower) holds if the
 one-sided 95% bound mean(d) - t(0.95, n-1) x se lies above -margin (TOST's lower test;
 "comparable" here is one-sided: a may be better), fails if the whole 95% interval lies
-below -margin. Anything else cannot be told with these seeds.
+below -margin. Anything else cannot be told with these seeds. "a equivalent to b"
+(within +-margin) holds when both one-sided 95% tests do (TOST): the 90% t interval lies
+inside (-margin, +margin).
 """
 
 from __future__ import annotations
@@ -61,6 +64,17 @@ def verdict(d: np.ndarray, kind: str, margin: float = 0.0) -> str:
     if p.mean - one_sided > -margin:
         return "holds"
     return "does not hold" if p.high < -margin else "cannot tell"
+
+
+def equivalent(d: np.ndarray, margin: float) -> Paired | None:
+    """The 90% t interval of the differences d if it lies inside (-margin, +margin) (TOST
+    at 5%: equivalent within the margin), else None (also below 2 seeds)."""
+    p = paired(d)
+    if p is None:
+        return None
+    half = float(student_t.ppf(LEVEL, p.n - 1)) * p.sd / math.sqrt(p.n)
+    inside = -margin < p.mean - half and p.mean + half < margin
+    return Paired(p.mean, p.mean - half, p.mean + half, p.n, p.sd) if inside else None
 
 
 def seeds_needed(d: np.ndarray, kind: str, margin: float = 0.0, most: int = 1000) -> int | None:

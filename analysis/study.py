@@ -105,6 +105,7 @@ KOALA_ARMS = {  # arm -> (setting, keys)
 }  # fmt: skip
 LR_FROM = {"koala-pretrained-warm": "koala-pretrained", "koala-scratch": "koala-pretrained"}
 LR_GRID = [0.01, 0.02, 0.05, 0.1]
+SEEDS = [0, 1, 2, 3, 4]  # every cell's
 TUNE_SEEDS = [100]
 VALIDATION = 0.1  # of the data, carved from the training pool
 PRETRAINED = "pretrained"  # marks the cells that start from the seed's pre-trained L
@@ -253,7 +254,7 @@ def run_local(path: Path, ranks: int) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--ranks", type=int, default=2)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    p.add_argument("--seeds", type=int, nargs="+", default=SEEDS)
     p.add_argument("--only", nargs="+", choices=("compare", "fedmrl", "koala"))
     p.add_argument("--settings", nargs="+", help="only these settings (e.g. N100-10pct-2cls)")
     p.add_argument("--slurm", action="store_true", help="submit each run as a SLURM job")

@@ -11,7 +11,7 @@ from scipy import stats as scipy_stats
 from tests.conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "analysis"))
-from stats import diverged, paired, seeds_needed, verdict  # noqa: E402
+from stats import diverged, equivalent, paired, seeds_needed, verdict  # noqa: E402
 
 
 def test_the_interval_is_the_95_percent_t_interval():
@@ -54,3 +54,14 @@ def test_a_run_at_chance_or_with_an_infinite_loss_diverged():
     assert diverged(np.ones(8), acc, chance=0.1)
     assert not diverged(np.ones(8), np.linspace(0.2, 0.9, 8), chance=0.1)
     assert diverged(np.array([1.0, np.inf]), np.linspace(0.2, 0.9, 8), chance=0.1)
+
+
+def test_equivalence_is_the_90_percent_interval_inside_the_margin():
+    """Two one-sided 5% tests: the 90% t interval within (-margin, +margin)."""
+    d = np.array([0.004, -0.003, 0.001, 0.006, -0.002])
+    low, high = scipy_stats.t.interval(0.90, len(d) - 1, loc=d.mean(), scale=scipy_stats.sem(d))
+    found = equivalent(d, 0.02)
+    assert (found.low, found.high) == (pytest.approx(low), pytest.approx(high))
+    assert equivalent(d, 0.004) is None  # the interval reaches past a narrower margin
+    assert equivalent(d + 0.016, 0.02) is None  # close to the margin: not shown equivalent
+    assert equivalent(np.array([0.001]), 0.02) is None  # one seed
