@@ -96,7 +96,7 @@ def summarize(path: Path, key: dict[str, object]) -> dict[str, object]:
         and diverged(losses, scored.to_numpy(), chance=1.0 / classes),
         "never_trained": int(len(fleet) - trained["client"].nunique()),
         "clients": int(len(fleet)), "train_median": float(fleet["n_train"].median()),
-        "test_median": float(fleet["n_test"].median()),
+        "test_median": float(fleet["n_test"].median()), "test_total": int(fleet["n_test"].sum()),
         "global": last_mean(rounds, GLOBAL), "client": last_mean(rounds, CLIENT),
         "pooled": last_mean(rounds, POOLED),
         "trained": int(len(trained)), "infeasible": int((part["status"] == "infeasible").sum()),
@@ -248,10 +248,13 @@ def _reached(g: pd.DataFrame, col: str) -> str:
 
 
 def sizes(df: pd.DataFrame) -> str:
-    """One line: clients and their median training / test samples (over seeds)."""
+    """One line: clients, their median training / test samples and the test samples in
+    all (medians over seeds)."""
+    total = df["test_total"].median()
     return (
         f"{df['clients'].iloc[0]} clients; median {df['train_median'].median():.0f} "
-        f"training and {df['test_median'].median():.0f} test samples per client.\n"
+        f"training and {df['test_median'].median():.0f} test samples per client; {total:.0f} "
+        f"client test samples in all (one is {100 / total:.2f} points of their pooled accuracy).\n"
     )
 
 
