@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mpifl.results.schema import Status
-from tests.conftest import mpifl, run_ok, set_args
+from tests.conftest import mpifl, mpifl_cases, run_ok, set_args
 
 pytestmark = pytest.mark.mpi
 CLIENT_GROUPS = ("clients/mean", "clients/pooled")  # per-client evaluation (eval_clients)
@@ -144,15 +144,25 @@ def test_koala_large_model_learns_in_both_modes(small_job, tmp_path, mode):
 
 
 def test_koala_server_init_and_pretrain(small_job, tmp_path):
-    sets = set_args(*KOALA_SETS)
-    state = tmp_path / "large.pt"
-    proc = mpifl("pretrain", str(small_job), *sets, "--output", str(state), "--epochs", "20")
-    assert proc.returncode == 0, proc.stderr
-    assert "pre-trained on 179 samples of the proxy set" in proc.stdout and state.exists()
-    few = mpifl("pretrain", str(small_job), *sets, "--output", str(tmp_path / "few.pt"),
-                "--epochs", "20", "--samples", "30")  # fmt: skip
-    assert few.returncode == 0 and "pre-trained on 30 samples of the proxy set" in few.stdout
-    init = f"algorithm.server_init='{state}'"
+    state, job = tmp_path / "large.pt", str(small_job)
+    sets, init = set_args(*KOALA_SETS), f"algorithm.server_init='{state}'"
+    proc, few, diverged, fedavg, other = mpifl_cases([  # one process, in order: no mpiexec
+        ["pretrain", job, *sets, "--output", str(state), "--epochs", "20"],
+        ["pretrain", job, *sets, "--output", str(tmp_path / "few.pt"), "--epochs", "20",
+         "--samples", "30"],
+        ["pretrain", job, *sets, "--output", str(tmp_path / "d.pt"), "--epochs", "3", "--lr",
+         "50"],
+        ["pretrain", job, "--output", str(tmp_path / "f.pt")],
+        ["run", job, *sets, "--set", init, "--set", "algorithm.large_fc=32", "--output",
+         str(tmp_path / "bad.h5")],  # L of another shape than the state's
+    ])  # fmt: skip
+    assert proc["rc"] == 0, proc["stderr"]
+    assert "pre-trained on 179 samples of the proxy set" in proc["stdout"] and state.exists()
+    assert few["rc"] == 0 and "pre-trained on 30 samples of the proxy set" in few["stdout"]
+    assert diverged["rc"] == 0 and "did not converge" in diverged["stderr"]
+    assert fedavg["rc"] == 2 and "algorithm.name = 'koala'" in fedavg["stderr"]
+    assert other["rc"] == 2 and "algorithm.server_init" in other["stderr"]
+    assert "\n" not in other["stderr"].strip() and not (tmp_path / "bad.h5").exists()
     rounds, _, _ = _run(small_job, tmp_path, "init", *KOALA_SETS, init, "run.rounds=1")
     cold, _, _ = _run(small_job, tmp_path, "cold", *KOALA_SETS, "run.rounds=1")
     assert rounds["test_loss"][0] < cold["test_loss"][0]  # it starts from the pre-trained L
@@ -160,15 +170,6 @@ def test_koala_server_init_and_pretrain(small_job, tmp_path):
     warm, _, _ = _run(small_job, tmp_path, "fedavg_init", *fedavg_on_l, init)
     scratch, _, _ = _run(small_job, tmp_path, "fedavg_cold", *fedavg_on_l)
     assert warm["test_loss"][0] < scratch["test_loss"][0]  # FedAvg on L from the same state
-    other = mpifl("run", str(small_job), *sets, "--set", init, "--set", "algorithm.large_fc=32",
-                  "--output", str(tmp_path / "bad.h5"))  # fmt: skip
-    assert other.returncode == 2 and "algorithm.server_init" in other.stderr
-    assert "\n" not in other.stderr.strip() and not (tmp_path / "bad.h5").exists()
-    diverged = mpifl("pretrain", str(small_job), *sets, "--output", str(tmp_path / "d.pt"),
-                     "--epochs", "3", "--lr", "50")  # fmt: skip
-    assert diverged.returncode == 0 and "did not converge" in diverged.stderr
-    fedavg = mpifl("pretrain", str(small_job), "--output", str(tmp_path / "f.pt"))
-    assert fedavg.returncode == 2 and "algorithm.name = 'koala'" in fedavg.stderr
 
 
 MRL_SETS = [
