@@ -343,7 +343,8 @@ def _paired(a: pd.Series, b: pd.Series, kind: str, curve: pd.DataFrame | None = 
     margin = COMPARABLE_MARGIN if kind == "comparable" else 0.0
     found, interval = verdict(d, kind, margin), paired(d)
     if interval is None:
-        return f"cannot tell ({len(d)} paired seed{'s' if len(d) != 1 else ''})"
+        seeds = f"{len(d)} paired seed{'s' if len(d) != 1 else ''}"
+        return f"preliminary, {len(d)} of {MIN_SEEDS} seeds: cannot tell ({seeds})"
     more = ""
     same = equivalent(d, COMPARABLE_MARGIN) if kind == "better" else None
     if found == "cannot tell" and same is not None:
