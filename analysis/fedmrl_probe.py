@@ -34,11 +34,12 @@ from torch import nn
 from mpifl.data import build_dataset
 from mpifl.data.federated import FederatedData
 from mpifl.jobs import load_job
-from mpifl.kit.training import load_flat
+from mpifl.kit.training import load_flat, loss_and_correct
 from mpifl.models.build import build_model
 from mpifl.models.mrl import MRLModel
 from mpifl.models.spec import spec_from_config
 from mpifl.results import read_run
+from mpifl.results.opening import read_attrs
 
 FIELDS = ("setting", "seed", "features", "dims", "pooled_probe", "as_is")
 Features = Callable[[torch.Tensor], torch.Tensor]
@@ -62,7 +63,7 @@ def pooled_probe(data: FederatedData, features: Features) -> float:
 def client_mean(data: FederatedData, model: nn.Module) -> float:
     """The model's accuracy on each client's own test split, averaged over clients."""
     with torch.no_grad():
-        accs = [(model(x).argmax(1) == y).float().mean().item()
+        accs = [loss_and_correct(model, x, y)[1] / len(y)
                 for x, y in map(data.client_test, range(data.n_clients)) if len(y)]  # fmt: skip
     return float(np.mean(accs))
 
@@ -100,7 +101,7 @@ def rows(setting: Path, seed: int) -> list[dict[str, object]]:
 
 
 def complete(path: Path) -> bool:
-    return path.exists() and read_run(path).attrs.get("status") == "complete"
+    return path.exists() and read_attrs(path).get("status") == "complete"
 
 
 def main() -> None:

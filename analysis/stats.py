@@ -50,6 +50,11 @@ def paired(d: np.ndarray) -> Paired | None:
     return Paired(mean, mean - half, mean + half, len(d), sd)
 
 
+def one_sided_half(p: Paired) -> float:
+    """t(LEVEL, n-1) x se: the distance from the mean to its one-sided 95% bound."""
+    return float(student_t.ppf(LEVEL, p.n - 1)) * p.sd / math.sqrt(p.n)
+
+
 def verdict(d: np.ndarray, kind: str, margin: float = 0.0) -> str:
     """ "holds", "does not hold" or "cannot tell" for "a better than b" (kind "better")
     or "a at most `margin` below b" (kind "comparable"), from the differences d = a - b."""
@@ -60,8 +65,7 @@ def verdict(d: np.ndarray, kind: str, margin: float = 0.0) -> str:
         return "holds" if p.low > 0 else "does not hold" if p.high < 0 else "cannot tell"
     if kind != "comparable":
         raise ValueError(f"unknown claim kind {kind!r}")
-    one_sided = float(student_t.ppf(LEVEL, p.n - 1)) * p.sd / math.sqrt(p.n)
-    if p.mean - one_sided > -margin:
+    if p.mean - one_sided_half(p) > -margin:
         return "holds"
     return "does not hold" if p.high < -margin else "cannot tell"
 
@@ -72,7 +76,7 @@ def equivalent(d: np.ndarray, margin: float) -> Paired | None:
     p = paired(d)
     if p is None:
         return None
-    half = float(student_t.ppf(LEVEL, p.n - 1)) * p.sd / math.sqrt(p.n)
+    half = one_sided_half(p)
     inside = -margin < p.mean - half and p.mean + half < margin
     return Paired(p.mean, p.mean - half, p.mean + half, p.n, p.sd) if inside else None
 

@@ -415,6 +415,12 @@ def claims_rows(
     rows += _koala_rows(df, curves, pretrained, have)
     for setting in sorted(set(df[df.experiment == "fedmrl"]["setting"]), key=_fedmrl_key):
         fm = _per_seed(df, "fedmrl", setting, "fedmrl", "client")
+        cell = df[(df.experiment == "fedmrl") & (df.setting == setting)]
+        n_clients = _fedmrl_key(setting)[1]  # CIFAR-10: 50,000 less 10,000 to validate
+        where = (
+            f"fedmrl / {setting}: median {cell['train_median'].median():.0f} training samples "
+            f"per client (CIFAR-10 in the official code: ~{40_000 // n_clients})"
+        )
         for method, claim, figure in (
             ("standalone", "FedMRL (Yi et al. 2024): more accurate personal models than its "
              "paper's Standalone (each client's own model alone)",
@@ -430,14 +436,9 @@ def claims_rows(
             other = _per_seed(df, "fedmrl", setting, method, "client")
             curve = differences(curves, ("fedmrl", setting, "fedmrl"),
                                 ("fedmrl", setting, method), CLIENT)  # fmt: skip
-            cell = df[(df.experiment == "fedmrl") & (df.setting == setting)]
-            n_clients = _fedmrl_key(setting)[1]  # CIFAR-10: 50,000 less 10,000 to validate
-            rows.append((
-                claim, figure,
-                f"client-mean acc {stat(fm)} vs {stat(other)}",
-                f"fedmrl / {setting}: median {cell['train_median'].median():.0f} training "
-                f"samples per client (CIFAR-10 in the official code: ~{40_000 // n_clients})",
-                _paired(fm, other, "better", curve) + _area(df, setting, method)))  # fmt: skip
+            verdict_cell = _paired(fm, other, "better", curve) + _area(df, setting, method)
+            ours = f"client-mean acc {stat(fm)} vs {stat(other)}"
+            rows.append((claim, figure, ours, where, verdict_cell))
     return rows
 
 
@@ -776,14 +777,14 @@ def probe_section(path: Path, fedmrl: pd.DataFrame) -> list[str]:
         as_is = sel[sel.features == FEDAVG_FEATURES].set_index("seed")["as_is"]
         ours, tuned = (_per_seed(fedmrl, "fedmrl", setting, m, "client")
                        for m in ("fedmrl", "fedavg-ft"))  # fmt: skip
-        seeds = ours.index.isin(as_is.index)
-        loss = paired((ours - tuned)[seeds].dropna().to_numpy())
+        probed = as_is.index  # (the seeds where both runs are there)
+        loss = paired((ours - tuned).reindex(probed).dropna().to_numpy())
         notes.append(f"- {setting}: probe, FedAvg's hidden layer minus G's: "
                      f"{gap or 'one seed'}; client-mean accuracy, FedMRL minus FedAvg-ft: "
                      f"{loss or 'one seed'}. FedAvg's final global model as it is (no "
                      f"fine-tuning): client-mean acc on own test {stat(as_is)} (final round; "
                      f"fine-tuned, last {LAST} evaluations: "
-                     f"{stat(tuned[tuned.index.isin(as_is.index)])}).")  # fmt: skip
+                     f"{stat(tuned.reindex(probed))}).")  # fmt: skip
         missing = sorted(set(ours.index) & set(tuned.index) - set(sel.seed))
         if missing:
             notes.append(f"  Seeds {', '.join(map(str, missing))} are not probed yet: run "

@@ -163,9 +163,24 @@ def test_fedmrl_probe_scores_both_shared_models_and_the_report_shows_them(tmp_pa
     assert "probed" not in again.stdout and pd.read_csv(out).equals(probes)  # kept, not redone
     monkeypatch.syspath_prepend(str(ROOT / "analysis"))  # (its sibling modules)
     study_report = load_script("study_report")
-    fedmrl = pd.DataFrame([{"experiment": "fedmrl", "setting": "N10-100pct-2cls", "method": m,
-                            "seed": s, "client": 0.9} for m in ("fedmrl", "fedavg-ft")
-                           for s in (0, 1)])  # fmt: skip
+    fedmrl = pd.DataFrame(
+        [
+            {
+                "experiment": "fedmrl",
+                "setting": "N10-100pct-2cls",
+                "method": m,
+                "seed": s,
+                "client": 0.9,
+            }
+            for m, s in (
+                ("fedmrl", 0),
+                ("fedmrl", 1),
+                ("fedavg-ft", 0),
+                ("fedavg-ft", 1),
+                ("fedavg-ft", 2),
+            )
+        ]
+    )  # fmt: skip  (FedAvg-ft one seed ahead)
     section = "\n".join(study_report.probe_section(out, fedmrl))
     assert "| N10-100pct-2cls | FedAvg CNN, hidden layer | 32 | 1 |" in section
     assert "Seeds 1 are not probed yet" in section
