@@ -108,6 +108,7 @@ LR_GRID = [0.01, 0.02, 0.05, 0.1]
 SEEDS = [0, 1, 2, 3, 4]  # every cell's
 TUNE_SEEDS = [100]
 VALIDATION = 0.1  # of the data, carved from the training pool
+INTERRUPTED = 3  # mpifl's exit code for a run stopped by a signal (it resumes)
 PRETRAINED = "pretrained"  # marks the cells that start from the seed's pre-trained L
 
 
@@ -248,7 +249,11 @@ def run_local(path: Path, ranks: int) -> None:
             print(f"{sweep.folder}: its run is {state}; running it again", flush=True)
         print(f"{sweep.folder} ...", flush=True)
         again = "--overwrite" if over else "--resume"
-        subprocess.run(task_command(sweep, i, ranks, again), check=True, stdout=subprocess.DEVNULL)
+        code = subprocess.run(task_command(sweep, i, ranks, again), stdout=subprocess.DEVNULL)
+        if code.returncode == INTERRUPTED:
+            sys.exit(f"study: stopped in {sweep.folder}; the same command resumes it")
+        if code.returncode:
+            sys.exit(f"study: the run in {sweep.folder} failed (exit {code.returncode})")
 
 
 def main() -> None:

@@ -184,3 +184,28 @@ def test_fedmrl_probe_scores_both_shared_models_and_the_report_shows_them(tmp_pa
     section = "\n".join(study_report.probe_section(out, fedmrl))
     assert "| N10-100pct-2cls | FedAvg CNN, hidden layer | 32 | 1 |" in section
     assert "Seeds 1 are not probed yet" in section
+
+
+STOPPED = {3: "study: stopped in {}; the same command resumes it",
+           1: "study: the run in {} failed (exit 1)"}  # fmt: skip
+
+
+@pytest.mark.parametrize("code", sorted(STOPPED))
+def test_a_stopped_or_failed_run_ends_the_study_with_one_line(
+    small_job, tmp_path, monkeypatch, code
+):
+    """A run stopped by SIGTERM (exit 3) ended the study with a CalledProcessError trace."""
+    study = load_script("study")
+    monkeypatch.setattr(study, "ROOT", tmp_path / "study")
+    cell = study.Cell("fedmrl", "N10", "fedmrl", str(small_job), {"run.rounds": 2})
+    launched = []
+
+    def fake_run(cmd, **kwargs):
+        launched.append(cmd)
+        return subprocess.CompletedProcess(cmd, code)
+
+    monkeypatch.setattr(study.subprocess, "run", fake_run)
+    with pytest.raises(SystemExit) as stop:
+        study.run_local(study.sweep_file(cell, 0), ranks=2)
+    assert str(stop.value) == STOPPED[code].format(cell.folder(0))
+    assert len(launched) == 1 and "--resume" in launched[0]
