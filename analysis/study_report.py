@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -722,22 +723,38 @@ def progress(df: pd.DataFrame) -> str:
 
 def still_to_do(df: pd.DataFrame) -> str:
     """The study's cells (analysis/study.py) that lack some of their seeds, per experiment
-    and setting; KOALA's arms join once their learning rates are tuned."""
-    have = df.groupby(["experiment", "setting", "method"])["seed"].agg(set).to_dict()
+    and setting, with the wall time they need at the mean of the cell's finished runs;
+    KOALA's arms join once their learning rates are tuned."""
+    key = ["experiment", "setting", "method"]
+    have = df.groupby(key)["seed"].agg(set).to_dict()
+    wall = df.groupby(key)["wall_s"].mean().to_dict()
     todo: dict[tuple[str, str], dict[tuple[int, ...], list[str]]] = {}
+    seconds: dict[tuple[str, str], float] = {}
+    untimed: dict[tuple[str, str], int] = {}
     planned = [(c, SEEDS) for c in cells()] + [(c, TUNE_SEEDS) for c in tune_cells()]
     for cell, seeds in planned:
-        left = sorted(set(seeds) - have.get((cell.experiment, cell.setting, cell.method), set()))
+        at = (cell.experiment, cell.setting)
+        left = sorted(set(seeds) - have.get((*at, cell.method), set()))
         if left:
-            by_seeds = todo.setdefault((cell.experiment, cell.setting), {})
-            by_seeds.setdefault(tuple(left), []).append(cell.method)
+            todo.setdefault(at, {}).setdefault(tuple(left), []).append(cell.method)
+            timed = wall.get((*at, cell.method), math.nan)
+            if math.isfinite(timed):
+                seconds[at] = seconds.get(at, 0.0) + timed * len(left)
+            else:
+                untimed[at] = untimed.get(at, 0) + len(left)
     if not todo:
         return "None: every planned run is summarised.\n"
-    lines = ["| experiment / setting | methods (seeds still to run) |", "|---|---|"]
-    for (experiment, setting), by_seeds in todo.items():
+    lines = ["| experiment / setting | methods (seeds still to run) | wall time they need "
+             "(2 ranks, at the mean of the cell's finished runs) |", "|---|---|---|"]  # fmt: skip
+    for at, by_seeds in todo.items():
         runs = "; ".join(f"{', '.join(methods)} (seeds {', '.join(map(str, left))})"
                          for left, methods in by_seeds.items())  # fmt: skip
-        lines.append(f"| {experiment} / {setting} | {runs} |")
+        need = [f"{seconds[at] / 3600:.1f} h"] if at in seconds else []
+        need += [f"{untimed[at]} runs not timed yet"] if at in untimed else []
+        lines.append(f"| {' / '.join(at)} | {runs} | {' + '.join(need)} |")
+    lines.append(f"\nIn all: {sum(seconds.values()) / 3600:.1f} h for the runs whose cell has a "
+                 f"finished run, and {sum(untimed.values())} runs of cells with none "
+                 "(docs/study_design.md estimates them).")  # fmt: skip
     if not any(c.experiment == "koala" and c.setting != "centralized" for c in cells()):
         lines.append("\nKOALA's arms are planned once their tuning runs are summarised.")
     return "\n".join(lines) + "\n"

@@ -130,6 +130,10 @@ def test_study_report_writes_claims_tables_figures_and_the_readme_block(small_jo
     assert "| koala-pretrained | " in report.split("tuned on a validation split")[1]  # chosen
     assert "settled from round" in report or "not settled" in report
     assert "| fedmrl / N10-100pct-2cls | fedavg-ft (2), fedmrl (2)" in report  # runs done
+    per_seed = pd.read_csv(data / "per_seed.csv")
+    timed = per_seed[(per_seed.setting == "mnist")].groupby("method")["wall_s"].mean()
+    assert len(timed) == 4  # of compare/mnist's 19 methods: 3 seeds each to go, 15 untimed
+    assert f"| {timed.sum() * 3 / 3600:.1f} h + {15 * 5} runs not timed yet |" in report
     for figure in ("study_compare.png", "study_fedmrl.png", "study_koala.png", "study_paired.png"):
         assert (docs / "figures" / figure).stat().st_size > 10_000
     text = readme.read_text()
