@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import signal
@@ -25,8 +26,9 @@ SelectTypeParameters=CR_CPU
 MpiDefault=pmi2
 SlurmdParameters=config_overrides
 ReturnToService=2
-SlurmctldPort=16817
-SlurmdPort=16818
+SlurmctldPort={port}
+SlurmdPort={port1}
+FirstJobId={first_job}
 StateSaveLocation={d}/state
 SlurmdSpoolDir={d}/spool
 SlurmctldPidFile={d}/slurmctld.pid
@@ -46,15 +48,21 @@ def ensure_installed() -> str | None:
     if shutil.which("apt-get") is None or os.geteuid() != 0:
         return "SLURM is not installed and apt-get (as root) is not available to install it"
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", *PACKAGES]):
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
-        if proc.returncode != 0:
-            return f"could not install SLURM: {' '.join(cmd)}: {proc.stderr.strip()[-300:]}"
+    with open("/tmp/mpifl-tests-slurm-install.lock", "w") as lock:  # one pytest worker at a time
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if shutil.which("sbatch") and shutil.which("slurmctld"):
+            return None  # another worker installed it
+        for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", *PACKAGES]):
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+            if proc.returncode != 0:
+                return f"could not install SLURM: {' '.join(cmd)}: {proc.stderr.strip()[-300:]}"
     return None
 
 
-def remove_stale_mpich_segments() -> list[Path]:
-    """Delete MPICH shared-memory files in /dev/shm that no process has mapped.
+def remove_stale_mpich_segments(min_age: float = 60.0) -> list[Path]:
+    """Delete MPICH shared-memory files in /dev/shm that no process has mapped and that
+    are older than `min_age` s (a run starting now, e.g. another pytest worker's, maps its
+    segment only once its ranks attach).
 
     A rank killed during MPI_Init leaves its segment behind (the suite kills ranks on
     purpose). With enough of them, the first 2-rank step of a new cluster hangs in
@@ -65,11 +73,27 @@ def remove_stale_mpich_segments() -> list[Path]:
         with contextlib.suppress(OSError):
             mapped.update(line.split()[-1] for line in maps.read_text().splitlines()
                           if "/dev/shm/mpich_shm_" in line)  # fmt: skip
-    stale = [p for p in Path("/dev/shm").glob("mpich_shm_*") if str(p) not in mapped]
+    now = time.time()
+    stale = [p for p in Path("/dev/shm").glob("mpich_shm_*")
+             if str(p) not in mapped and now - _mtime(p, now) > min_age]  # fmt: skip
     for p in stale:
         with contextlib.suppress(OSError):
             p.unlink()
     return stale
+
+
+def _mtime(path: Path, default: float) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:  # gone meanwhile
+        return default
+
+
+def worker() -> int:
+    """This pytest-xdist worker's number (0 without xdist). Each worker's cluster has its
+    own ports and job ids: two clusters' jobs with the same id hang in MPI_Init (MPICH
+    names its shared memory after the PMI job and step)."""
+    return int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
 
 
 class Cluster:
@@ -80,7 +104,9 @@ class Cluster:
         for sub in ("state", "spool"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
         self.conf = folder / "slurm.conf"
-        self.conf.write_text(CONF.format(d=folder))
+        n = worker()
+        self.conf.write_text(CONF.format(d=folder, port=16817 + 2 * n, port1=16818 + 2 * n,
+                                         first_job=1 + 100_000 * n))  # fmt: skip
         self.env = dict(os.environ, SLURM_CONF=str(self.conf))
 
     def start(self, timeout: float = 60) -> None:

@@ -21,6 +21,7 @@ from mpifl.kit.staleness import staleness_weight
 from mpifl.results import read_run
 from mpifl.results.schema import Status
 from tests.conftest import ROOT, assert_same_results, env, mpiexec, mpifl, set_args
+from tests.test_resume_mpi import wait_for_rounds
 
 JOB = """
 [run]
@@ -213,14 +214,7 @@ def test_sigterm_then_resume_on_another_rank_count_is_byte_identical(tmp_path):
     cmd = [mpiexec(), "-n", "2", sys.executable, "-m", "mpifl", "run", job, "--output", str(out)]
     run = subprocess.Popen([*cmd, *sets], cwd=ROOT, env=env(), stderr=subprocess.PIPE,
                            text=True, start_new_session=True)  # fmt: skip
-    while True:  # until round 3 is recorded
-        assert run.poll() is None, run.communicate()
-        try:
-            with h5py.File(out, "r", libver="latest", swmr=True) as f:
-                if len(f["rounds"]) >= 3:
-                    break
-        except (OSError, KeyError):
-            pass
+    wait_for_rounds(out, 3, run)
     for p in psutil.Process(run.pid).children(recursive=True):
         if "mpifl" in " ".join(p.cmdline()):
             p.send_signal(signal.SIGTERM)

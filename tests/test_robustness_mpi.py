@@ -231,14 +231,14 @@ def test_overwrite_forgets_old_checkpoints_and_requeue_never_dead_ends(reference
 def test_sigterm_in_a_long_round_checkpoints_the_last_completed_round(tmp_path):
     job = tmp_path / "job.toml"
     job.write_text(SMALL_JOB.format(output=tmp_path / "unused.h5"))
-    sets = ["run.rounds=3", "round.cohort=20", "emulation.time_scale=30"]  # ~4 s rounds
+    sets = ["run.rounds=3", "round.cohort=20", "emulation.time_scale=60"]  # ~8 s rounds
     ref = tmp_path / "ref.h5"
     assert mpifl("run", str(job), "--output", str(ref), *set_args(*sets), ranks=2).returncode == 0
     out = tmp_path / "run.h5"
     cmd = ["run", str(job), "--output", str(out), *set_args(*sets, SLOW[0])]
     proc = launch(*cmd)
     wait_for_rounds(out, 1, proc)
-    time.sleep(0.5)  # well inside round 1
+    time.sleep(0.5)  # well inside round 2
     signal_ranks(proc, signal.SIGTERM)
     began = time.monotonic()
     _, stderr = proc.communicate(timeout=120)

@@ -221,3 +221,29 @@ def test_a_resume_with_other_torch_threads_is_refused(small_job, tmp_path):
     assert proc.returncode == 2 and "ran with 1 torch threads per rank" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert run("1", "--set", "run.rounds=1", "--resume").returncode == 0  # already complete
+
+
+def test_a_resumed_run_counts_the_wall_time_of_its_earlier_parts(tmp_path):
+    """wall_seconds (and the summary's wall) of a resumed run counted only its last part."""
+    from mpifl.engine import checkpoint
+    from mpifl.results import read_run
+    from tests.conftest import in_process
+    from tests.test_methods import tiny
+
+    cfg = tiny("fedavg", tmp_path, run__rounds=4)
+    out = tmp_path / "run.h5"
+    interrupted, code = in_process(cfg, out, abandon_at=2)
+    assert code == 3
+    with h5py.File(out, "r+") as f:  # the first part's two rounds took 1000 s each
+        rows = f["rounds"][()]
+        rows["wall_time"] = 1000.0
+        f["rounds"][...] = rows
+    resumed, code = in_process(cfg, out, resume=checkpoint.load(out, interrupted.run_id))
+    assert code == 0
+    run = read_run(out)
+    walls = run.tables["rounds"]["wall_time"].to_numpy()
+    this_part = run.attrs["wall_seconds"] - 2000.0
+    assert len(walls) == 4 and walls[2:].sum() <= this_part < 60
+    assert f"{run.attrs['wall_seconds']:.1f} s wall ({this_part:.1f} s in this part)" in (
+        resumed.stream.getvalue()
+    )

@@ -105,11 +105,17 @@ def test_sweep_array_of_three(cluster, tmp_path):
 
 def test_stale_mpich_segments_are_removed_and_live_ones_kept():
     """Stale segments made the first job of a new cluster hang in MPI_Init (CI, stop 29)."""
-    stale, live = Path("/dev/shm/mpich_shm_feed_7"), Path("/dev/shm/mpich_shm_beef_7")
-    for p in (stale, live):
+    pid = os.getpid()  # (names of this process's own: another worker may run this too)
+    stale, live, new = (
+        Path(f"/dev/shm/mpich_shm_{name}_{pid}") for name in ("feed", "beef", "cafe")
+    )
+    for p in (stale, live, new):
         p.write_bytes(b"\0" * 4096)
+    os.utime(stale, (0, 0))  # left by a run killed long ago
+    os.utime(live, (0, 0))
     with live.open("r+b") as f, mmap.mmap(f.fileno(), 4096):
         removed = remove_stale_mpich_segments()
         assert stale in removed and not stale.exists()
-        assert live.exists()
+        assert live.exists() and new.exists()  # new: another run's, not attached yet
     live.unlink()
+    new.unlink()

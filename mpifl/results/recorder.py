@@ -47,6 +47,7 @@ class Recorder:
         self.history: list[tuple[int, dict[str, float]]] = []  # figures kept on a resume
         self.latest: dict[str, float] = {}  # figures of the last round recorded
         self.stopped: tuple[int, str] | None = None  # (round, reason) of a callback's stop
+        self.earlier_wall = 0.0  # s: the wall time of the rounds earlier parts of a run ran
 
     @classmethod
     def create(
@@ -85,6 +86,7 @@ class Recorder:
                   energy["energy_train"] + energy["energy_radio"])  # fmt: skip
         if len(kept["rounds"]):
             self._rounds.append(kept["rounds"])
+            self.earlier_wall = float(kept["rounds"]["wall_time"].sum())
         self.history = metric_history(kept)
         return self
 
@@ -167,11 +169,15 @@ class Recorder:
 
     def complete(self, final_state: dict[str, np.ndarray], wall: float) -> None:
         """Record the final state and the status `complete` (with the round and reason of
-        a callback's stop, if one stopped the run); close the file."""
+        a callback's stop, if one stopped the run); close the file. `wall`: this part's
+        round loop (a resumed run's wall_seconds adds its earlier parts' rounds)."""
         extra = {}
         if self.stopped is not None:
             extra = {"stopped_round": self.stopped[0], "stop_reason": self.stopped[1]}
-        self.writer.close("complete", final_state, end_time=time.time(), wall_seconds=wall, **extra)
+        total = self.earlier_wall + wall
+        self.writer.close(
+            "complete", final_state, end_time=time.time(), wall_seconds=total, **extra
+        )
 
     def interrupted(self, next_round: int) -> None:
         """Record the status `interrupted` before round `next_round` (from 0); close."""
@@ -191,7 +197,8 @@ class Recorder:
         rounds, by_class = self.rounds, self.by_class
         lines = [
             f"mpifl run '{name}' complete: {len(rounds)} rounds, {n_ranks} "
-            f"rank{'s' if n_ranks != 1 else ''}, {wall:.1f} s wall"
+            f"rank{'s' if n_ranks != 1 else ''}, {self.earlier_wall + wall:.1f} s wall"
+            + (f" ({wall:.1f} s in this part)" if self.earlier_wall else "")
         ]
         if self.stopped is not None:
             lines.append(f"  stopped early   after round {self.stopped[0]}: {self.stopped[1]}")
