@@ -256,6 +256,12 @@ def run_local(path: Path, ranks: int) -> None:
             sys.exit(f"study: the run in {sweep.folder} failed (exit {code.returncode})")
 
 
+def refuse(problem: str) -> None:
+    """Bad input: one line, exit 2, nothing run."""
+    print(f"study: {problem}", file=sys.stderr)
+    sys.exit(2)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--ranks", type=int, default=2)
@@ -266,6 +272,12 @@ def main() -> None:
     p.add_argument("--time", default="01:00:00")
     p.add_argument("--partition", default="")
     args = p.parse_args()
+    settings = {c.setting for c in cells() + tune_cells()} | {s for s, _ in KOALA_ARMS.values()}
+    unknown = sorted(set(args.settings or ()) - settings)
+    if unknown:
+        refuse(f"no setting {', '.join(unknown)} (there are: {', '.join(sorted(settings))})")
+    if args.ranks < 1:
+        refuse(f"--ranks {args.ranks}: a run needs at least 1 rank")
 
     def wanted(cell: Cell) -> bool:
         experiment = "koala" if cell.experiment == "tune" else cell.experiment

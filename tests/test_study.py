@@ -213,3 +213,23 @@ def test_a_stopped_or_failed_run_ends_the_study_with_one_line(
         study.run_local(study.sweep_file(cell, 0), ranks=2)
     assert str(stop.value) == STOPPED[code].format(cell.folder(0))
     assert len(launched) == 1 and "--resume" in launched[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--settings", "N10-100pct-3cls", "N50-20pct-2cls"],
+         "study: no setting N10-100pct-3cls (there are: N10-100pct-2cls, "),
+        (["--ranks", "0"], "study: --ranks 0: a run needs at least 1 rank"),
+    ],
+)  # fmt: skip
+def test_bad_input_is_refused_in_one_line(tmp_path, monkeypatch, capsys, args, says):
+    """An unknown setting ran nothing and exited 0."""
+    study = load_script("study")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["study.py", *args])
+    with pytest.raises(SystemExit) as stop:
+        study.main()
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1 and err.startswith(says), err
+    assert not any(tmp_path.iterdir())  # nothing written
