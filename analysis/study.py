@@ -251,15 +251,16 @@ def run_local(path: Path, ranks: int) -> None:
         again = "--overwrite" if over else "--resume"
         code = subprocess.run(task_command(sweep, i, ranks, again), stdout=subprocess.DEVNULL)
         if code.returncode == INTERRUPTED:
-            sys.exit(f"study: stopped in {sweep.folder}; the same command resumes it")
+            stop(f"stopped in {sweep.folder}; the same command resumes it", INTERRUPTED)
         if code.returncode:
-            sys.exit(f"study: the run in {sweep.folder} failed (exit {code.returncode})")
+            stop(f"the run in {sweep.folder} failed (exit {code.returncode})", 1)
 
 
-def refuse(problem: str) -> None:
-    """Bad input: one line, exit 2, nothing run."""
-    print(f"study: {problem}", file=sys.stderr)
-    sys.exit(2)
+def stop(why: str, code: int) -> None:
+    """End the study with one line on stderr and `code` (2: bad input, nothing run; 3: a
+    run stopped by a signal, resumable; 1: a run failed)."""
+    print(f"study: {why}", file=sys.stderr)
+    sys.exit(code)
 
 
 def main() -> None:
@@ -275,9 +276,9 @@ def main() -> None:
     settings = {c.setting for c in cells() + tune_cells()} | {s for s, _ in KOALA_ARMS.values()}
     unknown = sorted(set(args.settings or ()) - settings)
     if unknown:
-        refuse(f"no setting {', '.join(unknown)} (there are: {', '.join(sorted(settings))})")
+        stop(f"no setting {', '.join(unknown)} (there are: {', '.join(sorted(settings))})", 2)
     if args.ranks < 1:
-        refuse(f"--ranks {args.ranks}: a run needs at least 1 rank")
+        stop(f"--ranks {args.ranks}: a run needs at least 1 rank", 2)
 
     def wanted(cell: Cell) -> bool:
         experiment = "koala" if cell.experiment == "tune" else cell.experiment

@@ -19,6 +19,7 @@ import argparse
 import json
 import math
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,7 +164,7 @@ def collect(data: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[int, float]]:
         rows.append(row)
         curves.append(pd.DataFrame(summary["curve"], dtype=float).assign(**key))
     if not rows:
-        raise SystemExit(f"no study summaries under {data} (run with a results folder)")
+        refuse(f"no study summaries under {data} (run with a results folder)")
     found = data / "koala" / "pretrained.json"
     pretrained = (
         {int(k): v for k, v in json.loads(found.read_text()).items()} if found.exists() else {}
@@ -885,6 +886,12 @@ def report(
     return "\n".join(parts) + "\n", "\n".join(block)
 
 
+def refuse(problem: str) -> None:
+    """Bad input: one line on stderr, exit 2, nothing written."""
+    print(f"study_report: {problem}", file=sys.stderr)
+    sys.exit(2)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("results", type=Path, nargs="?",
@@ -894,6 +901,12 @@ def main() -> None:
     p.add_argument("--docs", type=Path, default=Path("docs"))
     p.add_argument("--readme", type=Path, default=Path("README.md"))
     args = p.parse_args()
+    for bad, problem in ((args.results is not None and not args.results.is_dir(),
+                          f"{args.results} is not a folder of study runs"),
+                         (not args.readme.is_file(), f"no README at {args.readme} (--readme)"),
+                         (not args.docs.is_dir(), f"no folder {args.docs} (--docs)")):  # fmt: skip
+        if bad:
+            refuse(problem)
     if args.results is not None:
         print(f"summarised {refresh(args.results, args.data)} runs into {args.data}")
     df, curves, pretrained = collect(args.data)

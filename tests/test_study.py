@@ -190,13 +190,13 @@ def test_fedmrl_probe_scores_both_shared_models_and_the_report_shows_them(tmp_pa
     assert "Seeds 1 are not probed yet" in section
 
 
-STOPPED = {3: "study: stopped in {}; the same command resumes it",
-           1: "study: the run in {} failed (exit 1)"}  # fmt: skip
+STOPPED = {3: "study: stopped in {}; the same command resumes it\n",
+           1: "study: the run in {} failed (exit 1)\n"}  # fmt: skip
 
 
 @pytest.mark.parametrize("code", sorted(STOPPED))
 def test_a_stopped_or_failed_run_ends_the_study_with_one_line(
-    small_job, tmp_path, monkeypatch, code
+    small_job, tmp_path, monkeypatch, capsys, code
 ):
     """A run stopped by SIGTERM (exit 3) ended the study with a CalledProcessError trace."""
     study = load_script("study")
@@ -211,7 +211,8 @@ def test_a_stopped_or_failed_run_ends_the_study_with_one_line(
     monkeypatch.setattr(study.subprocess, "run", fake_run)
     with pytest.raises(SystemExit) as stop:
         study.run_local(study.sweep_file(cell, 0), ranks=2)
-    assert str(stop.value) == STOPPED[code].format(cell.folder(0))
+    assert stop.value.code == code  # 3: resumable, as mpifl's own
+    assert capsys.readouterr().err == STOPPED[code].format(cell.folder(0))
     assert len(launched) == 1 and "--resume" in launched[0]
 
 
@@ -233,3 +234,27 @@ def test_bad_input_is_refused_in_one_line(tmp_path, monkeypatch, capsys, args, s
     err = capsys.readouterr().err
     assert stop.value.code == 2 and err.count("\n") == 1 and err.startswith(says), err
     assert not any(tmp_path.iterdir())  # nothing written
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["missing"], "study_report: missing is not a folder of study runs"),
+        (["--readme", "NOPE.md"], "study_report: no README at NOPE.md (--readme)"),
+        (["--docs", "nodocs"], "study_report: no folder nodocs (--docs)"),
+        ([], "study_report: no study summaries under docs/study (run with a results folder)"),
+    ],
+)
+def test_the_report_refuses_bad_input_in_one_line(tmp_path, monkeypatch, capsys, args, says):
+    """A results folder that does not exist ended with a Python message and exit 1."""
+    monkeypatch.syspath_prepend(str(ROOT / "analysis"))  # (its sibling modules)
+    report = load_script("study_report")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "README.md").write_text(README)
+    monkeypatch.setattr(sys, "argv", ["study_report.py", *args])
+    with pytest.raises(SystemExit) as stop:
+        report.main()
+    assert stop.value.code == 2 and capsys.readouterr().err == says + "\n"
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["README.md", "docs"]
+    assert (tmp_path / "README.md").read_text() == README
