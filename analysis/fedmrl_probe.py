@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -110,14 +111,20 @@ def main() -> None:
     p.add_argument("--out", default="docs/study/fedmrl_probes.csv")
     p.add_argument("--all", action="store_true", help="probe again the seeds already in --out")
     args = p.parse_args()
+    runs, out = Path(args.results, "fedmrl"), Path(args.out)
+    problems = {f"no FedMRL study runs in {runs}": not runs.is_dir(),
+                f"no folder {out.parent} for --out": not out.parent.is_dir()}  # fmt: skip
+    for problem, bad in problems.items():
+        if bad:
+            print(f"fedmrl_probe: {problem}", file=sys.stderr)
+            sys.exit(2)
     torch.set_num_threads(1)
-    out = Path(args.out)
     found = []
     if out.exists() and not args.all:
         with open(out, newline="") as f:
             found = list(csv.DictReader(f))
     done = {(r["setting"], int(r["seed"])) for r in found}
-    for setting in sorted(Path(args.results, "fedmrl").iterdir()):
+    for setting in sorted(runs.iterdir()):
         for seed_dir in sorted((setting / "fedmrl").glob("seed_*")):
             seed = int(seed_dir.name.removeprefix("seed_"))
             both = [setting / m / seed_dir.name / "task_0.h5" for m in ("fedmrl", "fedavg-ft")]

@@ -258,3 +258,23 @@ def test_the_report_refuses_bad_input_in_one_line(tmp_path, monkeypatch, capsys,
     assert stop.value.code == 2 and capsys.readouterr().err == says + "\n"
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["README.md", "docs"]
     assert (tmp_path / "README.md").read_text() == README
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["missing"], "fedmrl_probe: no FedMRL study runs in missing/fedmrl"),
+        (["--out", "no/probes.csv"], "fedmrl_probe: no folder no for --out"),
+    ],
+)
+def test_the_probe_refuses_bad_input_in_one_line(tmp_path, monkeypatch, capsys, args, says):
+    """A results folder that does not exist ended with a FileNotFoundError trace."""
+    monkeypatch.syspath_prepend(str(ROOT / "analysis"))
+    probe = load_script("fedmrl_probe")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "results" / "study" / "fedmrl").mkdir(parents=True)
+    monkeypatch.setattr(sys, "argv", ["fedmrl_probe.py", *args])
+    with pytest.raises(SystemExit) as stop:
+        probe.main()
+    assert stop.value.code == 2 and capsys.readouterr().err == says + "\n"
+    assert [p.name for p in tmp_path.rglob("*.csv")] == []
