@@ -19,12 +19,16 @@ both methods, in the budget's own unit. Then the mean and sample sd over the see
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from runs import run_setting
 
+from mpifl.arguments import at_least, output_folder
+from mpifl.errors import InputError
+from mpifl.jobs import load_job
 from mpifl.results import Run, read_run
 
 METHODS = {  # method -> (job, --set values)
@@ -102,9 +106,9 @@ def table(title: str, unit: str, budgets: tuple[float, ...], rows: dict[str, np.
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--ranks", type=int, default=2)
-    p.add_argument("--out", type=Path, default=Path("results/async_demo"))
+    p.add_argument("--seeds", type=at_least(0), nargs="+", default=[0, 1, 2])
+    p.add_argument("--ranks", type=at_least(1), default=2)
+    p.add_argument("--out", type=output_folder, default=Path("results/async_demo"))
     p.add_argument("--smoke", action="store_true", help="3 rounds of a small fleet, 1 seed")
     p.add_argument(
         "--variant", nargs="+", action="append", default=[], metavar=("LABEL", "KEY=VALUE"),
@@ -115,7 +119,14 @@ def main() -> None:
     settings = {m: (job, [*sets, *(SMOKE[m] if args.smoke else ())])
                 for m, (job, sets) in METHODS.items()}  # fmt: skip
     for label, *sets in args.variant:
+        if label in settings:
+            p.error(f"--variant {label}: a row of that name is there already")
         settings[label] = (settings["fedbuff"][0], [*settings["fedbuff"][1], *sets])
+        try:  # (every variant's settings checked before anything runs)
+            load_job(settings[label][0], settings[label][1])
+        except InputError as exc:  # (ConfigError included)
+            print(f"async_demo: --variant {label}: {exc}", file=sys.stderr)
+            sys.exit(2)
     paths = {label: [run_setting(label, job, sets, s, args.ranks, args.out) for s in seeds]
              for label, (job, sets) in settings.items()}  # fmt: skip
     for column, unit, budgets, title in (

@@ -112,8 +112,13 @@ def main() -> None:
     p.add_argument("--all", action="store_true", help="probe again the seeds already in --out")
     args = p.parse_args()
     runs, out = Path(args.results, "fedmrl"), Path(args.out)
+    header = ",".join(FIELDS)
+    foreign = out.is_file() and out.read_text(errors="replace").splitlines()[:1] != [header]
     problems = {f"no FedMRL study runs in {runs}": not runs.is_dir(),
-                f"no folder {out.parent} for --out": not out.parent.is_dir()}  # fmt: skip
+                f"no folder {out.parent} for --out": not out.parent.is_dir(),
+                f"--out {out} is a folder": out.is_dir(),
+                f"--out {out} is not a probe table (its first line is not {header}): it is "
+                "never overwritten": foreign}  # fmt: skip
     for problem, bad in problems.items():
         if bad:
             print(f"fedmrl_probe: {problem}", file=sys.stderr)

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mpifl.results import read_run
+from mpifl.arguments import at_least, output_folder
+from mpifl.results.opening import read_attrs
 
 
 def run_setting(
@@ -21,8 +22,15 @@ def run_setting(
     `mpiexec -n ranks` if ranks > 1), skipped if that file holds a complete run; the
     file. Exits naming the setting if the run fails."""
     path = out / re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_") / f"seed_{seed}.h5"
-    if path.exists() and read_run(path).attrs["status"] == "complete":
-        return path
+    if path.exists():
+        try:
+            status = read_attrs(path).get("status")
+        except OSError as exc:  # not a run of ours: never overwritten
+            print(f"{path} is not a result file ({exc}): move it or choose another --out",
+                  file=sys.stderr)  # fmt: skip
+            sys.exit(2)
+        if status == "complete":
+            return path
     cmd = [sys.executable, "-m", "mpifl", "run", job, "--output", str(path), "--overwrite"]
     if ranks > 1:
         cmd = [str(Path(sys.executable).parent / "mpiexec"), "-n", str(ranks), *cmd]
@@ -49,8 +57,8 @@ def mean_interval(values: Sequence[float]) -> str:
 def seeds_parser(description: str, out: str) -> argparse.ArgumentParser:
     """The scripts' shared options: --seeds (0 1 2), --ranks (1), --out, --smoke."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--ranks", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=Path(out))
+    parser.add_argument("--seeds", type=at_least(0), nargs="+", default=[0, 1, 2])
+    parser.add_argument("--ranks", type=at_least(1), default=1)
+    parser.add_argument("--out", type=output_folder, default=Path(out))
     parser.add_argument("--smoke", action="store_true", help="a tiny run of every setting")
     return parser

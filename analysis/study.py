@@ -34,7 +34,10 @@ from pathlib import Path
 
 import tomli_w
 
+from mpifl.arguments import at_least
+from mpifl.errors import InputError
 from mpifl.hpc.local import task_command
+from mpifl.hpc.slurm import check_time
 from mpifl.hpc.sweep import BLOCKED, DONE, load_sweep, stale_change, status, write_tasks
 from mpifl.jobs import load_job
 from mpifl.results.opening import read_attrs
@@ -256,6 +259,16 @@ def run_local(path: Path, ranks: int) -> None:
             stop(f"the run in {sweep.folder} failed (exit {code.returncode})", 1)
 
 
+def slurm_time(text: str) -> str:
+    """A SLURM time limit, for --time (argparse refuses another)."""
+    try:
+        return check_time(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(
+            str(exc).split(": ", 1)[-1].removeprefix("--time ")
+        ) from None
+
+
 def stop(why: str, code: int) -> None:
     """End the study with one line on stderr and `code` (2: bad input, nothing run; 3: a
     run stopped by a signal, resumable; 1: a run failed)."""
@@ -265,20 +278,18 @@ def stop(why: str, code: int) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--ranks", type=int, default=2)
-    p.add_argument("--seeds", type=int, nargs="+", default=SEEDS)
+    p.add_argument("--ranks", type=at_least(1), default=2)
+    p.add_argument("--seeds", type=at_least(0), nargs="+", default=SEEDS)
     p.add_argument("--only", nargs="+", choices=("compare", "fedmrl", "koala"))
     p.add_argument("--settings", nargs="+", help="only these settings (e.g. N100-10pct-2cls)")
     p.add_argument("--slurm", action="store_true", help="submit each run as a SLURM job")
-    p.add_argument("--time", default="01:00:00")
+    p.add_argument("--time", type=slurm_time, default="01:00:00")
     p.add_argument("--partition", default="")
     args = p.parse_args()
     settings = {c.setting for c in cells() + tune_cells()} | {s for s, _ in KOALA_ARMS.values()}
     unknown = sorted(set(args.settings or ()) - settings)
     if unknown:
         stop(f"no setting {', '.join(unknown)} (there are: {', '.join(sorted(settings))})", 2)
-    if args.ranks < 1:
-        stop(f"--ranks {args.ranks}: a run needs at least 1 rank", 2)
 
     def wanted(cell: Cell) -> bool:
         experiment = "koala" if cell.experiment == "tune" else cell.experiment
@@ -309,7 +320,9 @@ def run_cells(todo: list[tuple[Cell, int]], args: argparse.Namespace) -> None:
                    "--ntasks-per-node", str(args.ranks), "--time", args.time]  # fmt: skip
             if args.partition:
                 cmd += ["--partition", args.partition]
-            subprocess.run(cmd, check=True)
+            submitted = subprocess.run(cmd)  # (mpifl says why it refused)
+            if submitted.returncode:
+                stop(f"submitting {path} failed (exit {submitted.returncode})", 1)
         else:
             run_local(path, args.ranks)
 

@@ -44,6 +44,7 @@ from study import (  # noqa: E402
 )
 
 from mpifl.results import read_run  # noqa: E402
+from mpifl.results.opening import read_attrs  # noqa: E402
 
 LAST = 5  # evaluations averaged per run
 MIN_SEEDS = 5  # a verdict on fewer seeds is marked preliminary
@@ -131,7 +132,12 @@ def refresh(results: Path, data: Path) -> int:
     how many runs it summarised. A summary already there is rewritten."""
     done = 0
     for path in sorted(results.glob("*/*/*/seed_*/task_0.h5")):
-        if read_run(path).attrs.get("status") != "complete":
+        try:
+            status = read_attrs(path).get("status")
+        except OSError as exc:
+            print(f"left out {path}: it cannot be read ({exc})")
+            continue
+        if status != "complete":
             continue
         why = stale(path, path.with_suffix(".toml"))
         if why is not None:  # a run of an older study design: never mixed in
@@ -901,10 +907,14 @@ def main() -> None:
     p.add_argument("--docs", type=Path, default=Path("docs"))
     p.add_argument("--readme", type=Path, default=Path("README.md"))
     args = p.parse_args()
-    for bad, problem in ((args.results is not None and not args.results.is_dir(),
-                          f"{args.results} is not a folder of study runs"),
-                         (not args.readme.is_file(), f"no README at {args.readme} (--readme)"),
-                         (not args.docs.is_dir(), f"no folder {args.docs} (--docs)")):  # fmt: skip
+    figures = args.docs / "figures"
+    problems = {f"{args.results} is not a folder of study runs":
+                args.results is not None and not args.results.is_dir(),
+                f"no README at {args.readme} (--readme)": not args.readme.is_file(),
+                f"no folder {args.docs} (--docs)": not args.docs.is_dir(),
+                f"{figures} is a file, not the figures' folder":
+                figures.exists() and not figures.is_dir()}  # fmt: skip
+    for problem, bad in problems.items():
         if bad:
             refuse(problem)
     if args.results is not None:

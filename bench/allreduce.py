@@ -5,6 +5,7 @@ mpiexec -n 2 python bench/allreduce.py
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 
@@ -16,6 +17,7 @@ SIZES = (1, 1_000, 100_000, 1_000_000, 2_156_491)
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
     comm = world()
     medians = {}
     for n in SIZES:

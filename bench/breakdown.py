@@ -15,10 +15,12 @@ import pstats
 import tempfile
 from pathlib import Path
 
+from mpifl.arguments import at_least, existing_file
 from mpifl.comm import Comm
 from mpifl.engine.assemble import assemble
 from mpifl.engine.emulation import ClientRunner
 from mpifl.engine.signals import StopSignal
+from mpifl.errors import InputError
 from mpifl.jobs import load_job
 from mpifl.kit import Accumulators
 
@@ -62,17 +64,27 @@ def breakdown(job: str, sets: list[str], group: int) -> tuple[int, dict[str, flo
     return len(rows), out
 
 
+def groups(text: str) -> list[int]:
+    """--groups: comma-separated group sizes, each at least 1."""
+    return [at_least(1)(part) for part in text.split(",")]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("job")
+    p.add_argument("job", type=existing_file)
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--groups", default="1,256", help="train.group values, comma-separated")
+    p.add_argument("--groups", type=groups, default="1,256",
+                   help="train.group values, comma-separated")  # fmt: skip
     p.add_argument("--smoke", action="store_true", help="a round of 8 clients")
     args = p.parse_args()
     sets = [*args.sets, "round.cohort=8", "fleet.clients=100"] if args.smoke else args.sets
+    try:
+        load_job(args.job, sets)  # (refused here, before any run)
+    except InputError as exc:
+        p.error(str(exc))
     print(f"per-client time in ms, one rank, {args.job} {' '.join(args.sets)}")
-    for group in args.groups.split(","):
-        n, parts = breakdown(args.job, sets, int(group))
+    for group in args.groups:
+        n, parts = breakdown(args.job, sets, group)
         split = ", ".join(f"{part} {value:.3f}" for part, value in parts.items())
         print(f"  train.group = {group}: {n} clients; {split}")
 

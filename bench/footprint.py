@@ -9,6 +9,7 @@ that freed memory leaves RSS). Prints analytic bytes, measured bytes and the err
 
 from __future__ import annotations
 
+import argparse
 import gc
 
 import torch
@@ -42,6 +43,7 @@ def measured(spec: ModelSpec, momentum: bool) -> int:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
     torch.set_num_threads(1)
     set_malloc_thresholds(*malloc_thresholds("measured", keeps_states=False))
     for spec in MODELS.values():  # warm-up: first-use allocations of torch's kernels

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import ROOT, mpiexec
+from mpifl.arguments import at_least, existing_folder
 from mpifl.results import read_run
 
 SMOKE = ("quickstart",)
@@ -45,17 +46,21 @@ def train_seconds(root: Path, ranks: int, job: str, sets: list[str]) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--baseline", type=Path, help="another checkout (default: this one)")
+    p.add_argument("--baseline", type=existing_folder, help="another checkout (default: this one)")
     p.add_argument("--baseline-set", dest="baseline_sets", action="append", default=[],
                    metavar="KEY=VALUE")  # fmt: skip
     p.add_argument("--only", nargs="*", help="job names (default: every job under jobs/)")
-    p.add_argument("--ranks", type=int, default=2)
-    p.add_argument("--rounds", type=int, default=6)
-    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--ranks", type=at_least(1), default=2)
+    p.add_argument("--rounds", type=at_least(1), default=6)
+    p.add_argument("--repeats", type=at_least(1), default=1)
     p.add_argument("--smoke", action="store_true", help="the quick start, 2 rounds")
     args = p.parse_args()
     baseline = (args.baseline or ROOT).resolve()
-    names = args.only or sorted(f.stem for f in (ROOT / "jobs").glob("*.toml"))
+    jobs = sorted(f.stem for f in (ROOT / "jobs").glob("*.toml"))
+    names = args.only or jobs
+    unknown = [n for n in names if n not in jobs or not (baseline / "jobs" / f"{n}.toml").is_file()]
+    if unknown:
+        p.error(f"no job {', '.join(unknown)} in jobs/ of this checkout and of {baseline}")
     rounds = 2 if args.smoke else args.rounds
     sets = [f"run.rounds={rounds}", "run.eval_every=1000"]
     print(f"training s/round/rank, {args.ranks} ranks, first {rounds} rounds; this code "

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from bench.common import bare_w1, mpifl_run, tables, timed
+from mpifl.arguments import at_least
 from mpifl.models import ModelSpec, build_model
 
 TIMED_ROUNDS = 10
@@ -63,8 +64,8 @@ def step_seconds(channels_last: bool, bf16: bool, steps: int) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--ranks", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--ranks", type=at_least(1), default=2)
+    p.add_argument("--repeats", type=at_least(1), default=3)
     p.add_argument(
         "--smoke", action="store_true", help="one repeat of 3 rounds of 4 clients, bf16 only"
     )

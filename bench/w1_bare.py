@@ -18,6 +18,8 @@ import torch
 from mpi4py import MPI
 from torch import nn
 
+from mpifl.arguments import at_least
+
 CLIENTS, COHORT, SAMPLES, BATCH, LR = 1000, 50, 50, 10, 0.1
 
 
@@ -37,10 +39,12 @@ def client_data(mu: np.ndarray, k: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--rounds", type=int, default=11)
-    p.add_argument("--cohort", type=int, default=COHORT)
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=at_least(1), default=11)
+    p.add_argument("--cohort", type=at_least(1), default=COHORT)
     args = p.parse_args()
+    if args.cohort > CLIENTS:
+        p.error(f"argument --cohort: {args.cohort}: at most the {CLIENTS} clients")
     torch.set_num_threads(1)
     comm = MPI.COMM_WORLD
     rank, size = comm.Get_rank(), comm.Get_size()

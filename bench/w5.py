@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 
 from bench.common import mpifl_run
+from mpifl.arguments import at_least
 from mpifl.results import read_run
 
 W2 = "jobs/w2_fleet_scale.toml"
@@ -79,8 +80,8 @@ def throughput(ranks: int, job: str, *sets: str) -> tuple[float, float, float]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--smoke", action="store_true", help="2 rounds of 40 clients, the MLP only")
-    p.add_argument("--ranks", type=int, default=2, help="MPI ranks (default 2)")
-    p.add_argument("--repeats", type=int, default=3,
+    p.add_argument("--ranks", type=at_least(1), default=2, help="MPI ranks (default 2)")
+    p.add_argument("--repeats", type=at_least(1), default=3,
                    help="alternating one-by-one and batched runs of each (default 3)")  # fmt: skip
     args = p.parse_args()
     peak = gemm_flops()
