@@ -259,6 +259,12 @@ def test_the_report_refuses_bad_input_in_one_line(tmp_path, monkeypatch, capsys,
     [
         (["missing"], "fedmrl_probe: no FedMRL study runs in missing/fedmrl"),
         (["--out", "no/probes.csv"], "fedmrl_probe: no folder no for --out"),
+        (["--out", "results"], "fedmrl_probe: --out results is a folder"),
+        (
+            ["--out", "notes.csv"],
+            "fedmrl_probe: --out notes.csv is not a probe table (its first "
+            "line is not setting,seed,features,dims,pooled_probe,as_is): it is never overwritten",
+        ),
     ],
 )
 def test_the_probe_refuses_bad_input_in_one_line(tmp_path, monkeypatch, capsys, args, says):
@@ -267,8 +273,21 @@ def test_the_probe_refuses_bad_input_in_one_line(tmp_path, monkeypatch, capsys, 
     probe = load_script("fedmrl_probe")
     monkeypatch.chdir(tmp_path)
     (tmp_path / "results" / "study" / "fedmrl").mkdir(parents=True)
+    (tmp_path / "notes.csv").write_text("a,b\n1,2\n")  # someone's table
     monkeypatch.setattr(sys, "argv", ["fedmrl_probe.py", *args])
     with pytest.raises(SystemExit) as stop:
         probe.main()
     assert stop.value.code == 2 and capsys.readouterr().err == says + "\n"
-    assert [p.name for p in tmp_path.rglob("*.csv")] == []
+    assert [p.name for p in tmp_path.rglob("*.csv")] == ["notes.csv"]
+    assert (tmp_path / "notes.csv").read_text() == "a,b\n1,2\n"
+
+
+def test_the_report_leaves_out_a_run_it_cannot_read(tmp_path, monkeypatch, capsys):
+    """An unreadable result file in the study's tree stopped the report with a trace."""
+    monkeypatch.syspath_prepend(str(ROOT / "analysis"))
+    report = load_script("study_report")
+    bad = tmp_path / "study" / "fedmrl" / "N10-100pct-2cls" / "fedmrl" / "seed_0" / "task_0.h5"
+    bad.parent.mkdir(parents=True)
+    bad.write_text("not HDF5")
+    assert report.refresh(tmp_path / "study", tmp_path / "data") == 0
+    assert capsys.readouterr().out.startswith(f"left out {bad}: it cannot be read (")
