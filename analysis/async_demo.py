@@ -19,14 +19,13 @@ both methods, in the budget's own unit. Then the mean and sample sd over the see
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from runs import run_setting
 
-from mpifl.arguments import at_least, output_folder
+from mpifl.arguments import at_least, output_folder, refuse
 from mpifl.errors import InputError
 from mpifl.jobs import load_job
 from mpifl.results import Run, read_run
@@ -125,8 +124,7 @@ def main() -> None:
         try:  # (every variant's settings checked before anything runs)
             load_job(settings[label][0], settings[label][1])
         except InputError as exc:  # (ConfigError included)
-            print(f"async_demo: --variant {label}: {exc}", file=sys.stderr)
-            sys.exit(2)
+            refuse(f"async_demo: --variant {label}: {exc}")
     paths = {label: [run_setting(label, job, sets, s, args.ranks, args.out) for s in seeds]
              for label, (job, sets) in settings.items()}  # fmt: skip
     for column, unit, budgets, title in (

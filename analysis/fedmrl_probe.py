@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
+from mpifl.arguments import refuse
 from mpifl.data import build_dataset
 from mpifl.data.federated import FederatedData
 from mpifl.jobs import load_job
@@ -121,8 +121,7 @@ def main() -> None:
                 "never overwritten": foreign}  # fmt: skip
     for problem, bad in problems.items():
         if bad:
-            print(f"fedmrl_probe: {problem}", file=sys.stderr)
-            sys.exit(2)
+            refuse(f"fedmrl_probe: {problem}")
     torch.set_num_threads(1)
     found = []
     if out.exists() and not args.all:

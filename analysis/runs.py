@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mpifl.arguments import at_least, output_folder
+from mpifl.arguments import at_least, output_folder, refuse
 from mpifl.results.opening import read_attrs
 
 
@@ -26,9 +26,7 @@ def run_setting(
         try:
             status = read_attrs(path).get("status")
         except OSError as exc:  # not a run of ours: never overwritten
-            print(f"{path} is not a result file ({exc}): move it or choose another --out",
-                  file=sys.stderr)  # fmt: skip
-            sys.exit(2)
+            refuse(f"{path} is not a result file ({exc}): move it or choose another --out")
         if status == "complete":
             return path
     cmd = [sys.executable, "-m", "mpifl", "run", job, "--output", str(path), "--overwrite"]

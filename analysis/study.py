@@ -34,7 +34,7 @@ from pathlib import Path
 
 import tomli_w
 
-from mpifl.arguments import at_least
+from mpifl.arguments import at_least, refuse
 from mpifl.errors import InputError
 from mpifl.hpc.local import task_command
 from mpifl.hpc.slurm import check_time
@@ -270,8 +270,8 @@ def slurm_time(text: str) -> str:
 
 
 def stop(why: str, code: int) -> None:
-    """End the study with one line on stderr and `code` (2: bad input, nothing run; 3: a
-    run stopped by a signal, resumable; 1: a run failed)."""
+    """End the study with one line on stderr and `code` (3: a run stopped by a signal,
+    resumable; 1: a run failed)."""
     print(f"study: {why}", file=sys.stderr)
     sys.exit(code)
 
@@ -289,7 +289,7 @@ def main() -> None:
     settings = {c.setting for c in cells() + tune_cells()} | {s for s, _ in KOALA_ARMS.values()}
     unknown = sorted(set(args.settings or ()) - settings)
     if unknown:
-        stop(f"no setting {', '.join(unknown)} (there are: {', '.join(sorted(settings))})", 2)
+        refuse(f"study: no setting {', '.join(unknown)} (there are: {', '.join(sorted(settings))})")
 
     def wanted(cell: Cell) -> bool:
         experiment = "koala" if cell.experiment == "tune" else cell.experiment

@@ -19,7 +19,6 @@ import argparse
 import json
 import math
 import re
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +42,7 @@ from study import (  # noqa: E402
     tuned_lr,
 )
 
+from mpifl.arguments import refuse  # noqa: E402
 from mpifl.results import read_run  # noqa: E402
 from mpifl.results.opening import read_attrs  # noqa: E402
 
@@ -170,7 +170,7 @@ def collect(data: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[int, float]]:
         rows.append(row)
         curves.append(pd.DataFrame(summary["curve"], dtype=float).assign(**key))
     if not rows:
-        refuse(f"no study summaries under {data} (run with a results folder)")
+        refuse(f"study_report: no study summaries under {data} (run with a results folder)")
     found = data / "koala" / "pretrained.json"
     pretrained = (
         {int(k): v for k, v in json.loads(found.read_text()).items()} if found.exists() else {}
@@ -892,12 +892,6 @@ def report(
     return "\n".join(parts) + "\n", "\n".join(block)
 
 
-def refuse(problem: str) -> None:
-    """Bad input: one line on stderr, exit 2, nothing written."""
-    print(f"study_report: {problem}", file=sys.stderr)
-    sys.exit(2)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("results", type=Path, nargs="?",
@@ -916,7 +910,7 @@ def main() -> None:
                 figures.exists() and not figures.is_dir()}  # fmt: skip
     for problem, bad in problems.items():
         if bad:
-            refuse(problem)
+            refuse(f"study_report: {problem}")
     if args.results is not None:
         print(f"summarised {refresh(args.results, args.data)} runs into {args.data}")
     df, curves, pretrained = collect(args.data)

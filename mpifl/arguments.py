@@ -5,8 +5,16 @@ runs."""
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
+
+
+def refuse(problem: str) -> NoReturn:
+    """Bad input found past argparse: `problem` as one line on stderr, exit 2."""
+    print(problem, file=sys.stderr)
+    sys.exit(2)
 
 
 def at_least(low: int) -> Callable[[str], int]:
