@@ -28,7 +28,7 @@ JOBS = {  # method -> (job, its --set overrides)
     "local": ("fedavg_hetero_digits", ("algorithm.name='local'",)),
     "standalone": ("standalone_digits", ()),
     "majority": ("fedavg_hetero_digits", ("algorithm.name='majority'",)),
-    "centralized": ("fedavg_hetero_digits", ("algorithm.name='centralized'",)),
+    "centralized": ("fedavg_hetero_digits", ("algorithm.name='centralized'", "train.epochs=1")),
 }
 
 ONE_AT_A_TIME = {"majority", "centralized"}  # they train no client
