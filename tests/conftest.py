@@ -178,6 +178,20 @@ def assert_same_results(a: Path, b: Path) -> None:
     assert not differ, f"{a.name} and {b.name} differ in {differ}"
 
 
+def run_here(job: Path | str, out: Path, *sets: str) -> None:
+    """`mpifl run JOB --output OUT --set ...` on one rank in this process, asserting that it
+    completes: a multi-rank test's 1-rank reference without a launch (and a torch import).
+    Torch runs 1 thread, as a rank does without run.threads."""
+    from mpifl.jobs import load_job
+
+    saved = os.environ.pop("SLURM_CPUS_PER_TASK", None)
+    try:
+        assert in_process(load_job(ROOT / job, list(sets)), out)[1] == 0
+    finally:
+        if saved is not None:
+            os.environ["SLURM_CPUS_PER_TASK"] = saved
+
+
 def in_process(cfg, output: Path, abandon_at: int = -1, resume=None):
     """Run `cfg` on one in-process rank (resuming from a checkpoint if given), abandoning
     round `abandon_at` (from 0) as a SIGTERM would; (the engine, its exit code)."""

@@ -7,9 +7,8 @@ import h5py
 import numpy as np
 import pytest
 
-from mpifl.jobs import load_job
 from mpifl.methods import METHODS
-from tests.conftest import ROOT, assert_same_results, in_process, run_ok
+from tests.conftest import assert_same_results, run_here, run_ok
 
 JOBS = {  # method -> (job, its --set overrides)
     "fedavg": ("quickstart", ()),
@@ -42,12 +41,10 @@ def test_every_built_in_method_has_a_job_here():
 
 
 @pytest.mark.parametrize("method", sorted(JOBS))
-def test_one_at_a_time_on_one_rank_is_groups_on_two(method, tmp_path, monkeypatch):
+def test_one_at_a_time_on_one_rank_is_groups_on_two(method, tmp_path):
     job, sets = JOBS[method]
     sets = ("run.rounds=2", *sets)
-    monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)  # (1 thread, as the ranks)
-    cfg = load_job(ROOT / "jobs" / f"{job}.toml", [*sets, "train.group=1"])
-    assert in_process(cfg, tmp_path / "alone.h5")[1] == 0  # one rank, here
+    run_here(f"jobs/{job}.toml", tmp_path / "alone.h5", *sets, "train.group=1")
     run_ok(f"jobs/{job}.toml", tmp_path / "groups.h5", *sets, ranks=2)
     assert_same_results(tmp_path / "alone.h5", tmp_path / "groups.h5")
     with h5py.File(tmp_path / "groups.h5") as f:

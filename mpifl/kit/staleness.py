@@ -19,7 +19,7 @@ def staleness_weight(kind: str, a: float, b: float, staleness: np.ndarray) -> np
         return np.ones_like(tau)
     if kind == "polynomial":
         return (1.0 + tau) ** -a
-    return np.where(tau <= b, 1.0, 1.0 / (a * (tau - b) + 1.0))
+    return 1.0 / (a * np.maximum(tau - b, 0.0) + 1.0)  # (exactly 1 up to b)
 
 
 STALENESS_FIELDS: dict[str, Field] = {
