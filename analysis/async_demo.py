@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from runs import run_setting
+from runs import folder_name, run_setting
 
-from mpifl.arguments import at_least, output_folder, refuse
+from mpifl.arguments import at_least, exit_with, output_folder
 from mpifl.errors import InputError
 from mpifl.jobs import load_job
 from mpifl.results import Run, read_run
@@ -118,13 +118,13 @@ def main() -> None:
     settings = {m: (job, [*sets, *(SMOKE[m] if args.smoke else ())])
                 for m, (job, sets) in METHODS.items()}  # fmt: skip
     for label, *sets in args.variant:
-        if label in settings:
-            p.error(f"--variant {label}: a row of that name is there already")
+        if folder_name(label) in {folder_name(m) for m in settings} | {"", ".", ".."}:
+            p.error(f"--variant {label!r}: its runs' folder would be another row's or not one")
         settings[label] = (settings["fedbuff"][0], [*settings["fedbuff"][1], *sets])
         try:  # (every variant's settings checked before anything runs)
             load_job(settings[label][0], settings[label][1])
         except InputError as exc:  # (ConfigError included)
-            refuse(f"async_demo: --variant {label}: {exc}")
+            exit_with(f"async_demo: --variant {label}: {exc}")
     paths = {label: [run_setting(label, job, sets, s, args.ranks, args.out) for s in seeds]
              for label, (job, sets) in settings.items()}  # fmt: skip
     for column, unit, budgets, title in (

@@ -31,7 +31,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
-from mpifl.arguments import refuse
+from mpifl.arguments import refuse_any
 from mpifl.data import build_dataset
 from mpifl.data.federated import FederatedData
 from mpifl.jobs import load_job
@@ -102,7 +102,11 @@ def rows(setting: Path, seed: int) -> list[dict[str, object]]:
 
 
 def complete(path: Path) -> bool:
-    return path.exists() and read_attrs(path).get("status") == "complete"
+    """Whether `path` holds a complete run (one that cannot be read does not)."""
+    try:
+        return read_attrs(path).get("status") == "complete"
+    except OSError:  # (absent, being written, or not a result file)
+        return False
 
 
 def main() -> None:
@@ -113,15 +117,14 @@ def main() -> None:
     args = p.parse_args()
     runs, out = Path(args.results, "fedmrl"), Path(args.out)
     header = ",".join(FIELDS)
-    foreign = out.is_file() and out.read_text(errors="replace").splitlines()[:1] != [header]
+    first = out.read_text(errors="replace").splitlines()[:1] if out.is_file() else [header]
+    foreign = first not in ([header], [])  # (an empty file is no one's table)
     problems = {f"no FedMRL study runs in {runs}": not runs.is_dir(),
                 f"no folder {out.parent} for --out": not out.parent.is_dir(),
                 f"--out {out} is a folder": out.is_dir(),
                 f"--out {out} is not a probe table (its first line is not {header}): it is "
                 "never overwritten": foreign}  # fmt: skip
-    for problem, bad in problems.items():
-        if bad:
-            refuse(f"fedmrl_probe: {problem}")
+    refuse_any(problems, "fedmrl_probe")
     torch.set_num_threads(1)
     found = []
     if out.exists() and not args.all:

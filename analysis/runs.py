@@ -11,8 +11,14 @@ from pathlib import Path
 
 import numpy as np
 
-from mpifl.arguments import at_least, output_folder, refuse
+from mpifl.arguments import at_least, exit_with, output_folder
 from mpifl.results.opening import read_attrs
+
+
+def folder_name(label: str) -> str:
+    """The folder of a setting's runs under --out: its label with anything but letters,
+    digits, '.', '_' and '-' made '_'."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_")
 
 
 def run_setting(
@@ -21,12 +27,15 @@ def run_setting(
     """`mpifl run JOB --set ... run.seed=SEED` into out/<label>/seed_<SEED>.h5 (under
     `mpiexec -n ranks` if ranks > 1), skipped if that file holds a complete run; the
     file. Exits naming the setting if the run fails."""
-    path = out / re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_") / f"seed_{seed}.h5"
+    path = out / folder_name(label) / f"seed_{seed}.h5"
     if path.exists():
         try:
             status = read_attrs(path).get("status")
         except OSError as exc:  # not a run of ours: never overwritten
-            refuse(f"{path} is not a result file ({exc}): move it or choose another --out")
+            exit_with(
+                f"{Path(sys.argv[0]).stem}: {path} is not a result file ({exc}): move it or "
+                "choose another --out"
+            )
         if status == "complete":
             return path
     cmd = [sys.executable, "-m", "mpifl", "run", job, "--output", str(path), "--overwrite"]

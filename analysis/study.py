@@ -34,11 +34,20 @@ from pathlib import Path
 
 import tomli_w
 
-from mpifl.arguments import at_least, refuse
+from mpifl.arguments import at_least, exit_with
+from mpifl.engine.signals import INTERRUPTED
 from mpifl.errors import InputError
-from mpifl.hpc.local import task_command
+from mpifl.hpc.local import TaskRunner, task_command
 from mpifl.hpc.slurm import check_time
-from mpifl.hpc.sweep import BLOCKED, DONE, load_sweep, stale_change, status, write_tasks
+from mpifl.hpc.sweep import (
+    BLOCKED,
+    DONE,
+    load_sweep,
+    local_log,
+    stale_change,
+    status,
+    write_tasks,
+)
 from mpifl.jobs import load_job
 from mpifl.results.opening import read_attrs
 
@@ -111,7 +120,6 @@ LR_GRID = [0.01, 0.02, 0.05, 0.1]
 SEEDS = [0, 1, 2, 3, 4]  # every cell's
 TUNE_SEEDS = [100]
 VALIDATION = 0.1  # of the data, carved from the training pool
-INTERRUPTED = 3  # mpifl's exit code for a run stopped by a signal (it resumes)
 PRETRAINED = "pretrained"  # marks the cells that start from the seed's pre-trained L
 
 
@@ -244,6 +252,7 @@ def run_local(path: Path, ranks: int) -> None:
     the way (SIGTERM, a kill) resumes from its checkpoint, a stale one starts over."""
     sweep = load_sweep(path)
     write_tasks(sweep)
+    runner = TaskRunner()  # (a SIGTERM or Ctrl-C to the study checkpoints the run)
     for i, state in status(sweep):  # (the study owns its files: a stale or unreadable one
         if state == DONE:  # starts over, where `mpifl sweep run` would leave it alone)
             continue
@@ -252,11 +261,12 @@ def run_local(path: Path, ranks: int) -> None:
             print(f"{sweep.folder}: its run is {state}; running it again", flush=True)
         print(f"{sweep.folder} ...", flush=True)
         again = "--overwrite" if over else "--resume"
-        code = subprocess.run(task_command(sweep, i, ranks, again), stdout=subprocess.DEVNULL)
-        if code.returncode == INTERRUPTED:
-            stop(f"stopped in {sweep.folder}; the same command resumes it", INTERRUPTED)
-        if code.returncode:
-            stop(f"the run in {sweep.folder} failed (exit {code.returncode})", 1)
+        log = local_log(sweep, i)  # (the run's output, where `mpifl sweep run` keeps it)
+        code = runner.run(task_command(sweep, i, ranks, again), log)
+        if runner.requested or code == INTERRUPTED:
+            exit_with(f"study: stopped in {sweep.folder}; the same command resumes it", INTERRUPTED)
+        if code:
+            exit_with(f"study: the run in {sweep.folder} failed (exit {code}; its log: {log})", 1)
 
 
 def slurm_time(text: str) -> str:
@@ -267,13 +277,6 @@ def slurm_time(text: str) -> str:
         raise argparse.ArgumentTypeError(
             str(exc).split(": ", 1)[-1].removeprefix("--time ")
         ) from None
-
-
-def stop(why: str, code: int) -> None:
-    """End the study with one line on stderr and `code` (3: a run stopped by a signal,
-    resumable; 1: a run failed)."""
-    print(f"study: {why}", file=sys.stderr)
-    sys.exit(code)
 
 
 def main() -> None:
@@ -289,7 +292,9 @@ def main() -> None:
     settings = {c.setting for c in cells() + tune_cells()} | {s for s, _ in KOALA_ARMS.values()}
     unknown = sorted(set(args.settings or ()) - settings)
     if unknown:
-        refuse(f"study: no setting {', '.join(unknown)} (there are: {', '.join(sorted(settings))})")
+        exit_with(
+            f"study: no setting {', '.join(unknown)} (there are: {', '.join(sorted(settings))})"
+        )
 
     def wanted(cell: Cell) -> bool:
         experiment = "koala" if cell.experiment == "tune" else cell.experiment
@@ -322,7 +327,7 @@ def run_cells(todo: list[tuple[Cell, int]], args: argparse.Namespace) -> None:
                 cmd += ["--partition", args.partition]
             submitted = subprocess.run(cmd)  # (mpifl says why it refused)
             if submitted.returncode:
-                stop(f"submitting {path} failed (exit {submitted.returncode})", 1)
+                exit_with(f"study: submitting {path} failed (exit {submitted.returncode})", 1)
         else:
             run_local(path, args.ranks)
 

@@ -42,7 +42,7 @@ from study import (  # noqa: E402
     tuned_lr,
 )
 
-from mpifl.arguments import refuse  # noqa: E402
+from mpifl.arguments import exit_with, refuse_any  # noqa: E402
 from mpifl.results import read_run  # noqa: E402
 from mpifl.results.opening import read_attrs  # noqa: E402
 
@@ -170,7 +170,7 @@ def collect(data: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[int, float]]:
         rows.append(row)
         curves.append(pd.DataFrame(summary["curve"], dtype=float).assign(**key))
     if not rows:
-        refuse(f"study_report: no study summaries under {data} (run with a results folder)")
+        exit_with(f"study_report: no study summaries under {data} (run with a results folder)")
     found = data / "koala" / "pretrained.json"
     pretrained = (
         {int(k): v for k, v in json.loads(found.read_text()).items()} if found.exists() else {}
@@ -901,16 +901,14 @@ def main() -> None:
     p.add_argument("--docs", type=Path, default=Path("docs"))
     p.add_argument("--readme", type=Path, default=Path("README.md"))
     args = p.parse_args()
-    figures = args.docs / "figures"
+    folder = args.docs / "figures"
     problems = {f"{args.results} is not a folder of study runs":
                 args.results is not None and not args.results.is_dir(),
                 f"no README at {args.readme} (--readme)": not args.readme.is_file(),
                 f"no folder {args.docs} (--docs)": not args.docs.is_dir(),
-                f"{figures} is a file, not the figures' folder":
-                figures.exists() and not figures.is_dir()}  # fmt: skip
-    for problem, bad in problems.items():
-        if bad:
-            refuse(f"study_report: {problem}")
+                f"{folder} is a file, not the figures' folder":
+                folder.exists() and not folder.is_dir()}  # fmt: skip
+    refuse_any(problems, "study_report")
     if args.results is not None:
         print(f"summarised {refresh(args.results, args.data)} runs into {args.data}")
     df, curves, pretrained = collect(args.data)

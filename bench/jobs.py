@@ -56,11 +56,11 @@ def main() -> None:
     p.add_argument("--smoke", action="store_true", help="the quick start, 2 rounds")
     args = p.parse_args()
     baseline = (args.baseline or ROOT).resolve()
-    jobs = sorted(f.stem for f in (ROOT / "jobs").glob("*.toml"))
-    names = args.only or jobs
-    unknown = [n for n in names if n not in jobs or not (baseline / "jobs" / f"{n}.toml").is_file()]
-    if unknown:
-        p.error(f"no job {', '.join(unknown)} in jobs/ of this checkout and of {baseline}")
+    names = args.only or sorted(f.stem for f in (ROOT / "jobs").glob("*.toml"))
+    for checkout in dict.fromkeys((ROOT.resolve(), baseline)):
+        unknown = [n for n in names if not (checkout / "jobs" / f"{n}.toml").is_file()]
+        if unknown:
+            p.error(f"no job {', '.join(unknown)} in {checkout / 'jobs'}")
     rounds = 2 if args.smoke else args.rounds
     sets = [f"run.rounds={rounds}", "run.eval_every=1000"]
     print(f"training s/round/rank, {args.ranks} ranks, first {rounds} rounds; this code "

@@ -15,7 +15,6 @@ import time
 
 import numpy as np
 import torch
-from mpi4py import MPI
 from torch import nn
 
 from mpifl.arguments import at_least
@@ -45,6 +44,8 @@ def main() -> None:
     args = p.parse_args()
     if args.cohort > CLIENTS:
         p.error(f"argument --cohort: {args.cohort}: at most the {CLIENTS} clients")
+    from mpi4py import MPI  # (after the arguments: MPI starts at import)
+
     torch.set_num_threads(1)
     comm = MPI.COMM_WORLD
     rank, size = comm.Get_rank(), comm.Get_size()

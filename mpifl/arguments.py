@@ -11,10 +11,18 @@ from pathlib import Path
 from typing import NoReturn
 
 
-def refuse(problem: str) -> NoReturn:
-    """Bad input found past argparse: `problem` as one line on stderr, exit 2."""
-    print(problem, file=sys.stderr)
-    sys.exit(2)
+def exit_with(message: str, code: int = 2) -> NoReturn:
+    """`message` as one line on stderr, then exit `code` (2: bad input found past
+    argparse, nothing run or written)."""
+    print(message, file=sys.stderr)
+    sys.exit(code)
+
+
+def refuse_any(problems: dict[str, bool], prefix: str) -> None:
+    """Refuse the first problem that holds (problem -> whether it does), if any."""
+    for problem, holds in problems.items():
+        if holds:
+            exit_with(f"{prefix}: {problem}")
 
 
 def at_least(low: int) -> Callable[[str], int]:

@@ -186,7 +186,8 @@ def run_here(job: Path | str, out: Path, *sets: str) -> None:
 
     saved = os.environ.pop("SLURM_CPUS_PER_TASK", None)
     try:
-        assert in_process(load_job(ROOT / job, list(sets)), out)[1] == 0
+        engine, code = in_process(load_job(ROOT / job, list(sets)), out)
+        assert code == 0, engine.stream.getvalue()
     finally:
         if saved is not None:
             os.environ["SLURM_CPUS_PER_TASK"] = saved

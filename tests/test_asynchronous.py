@@ -85,7 +85,7 @@ def test_staleness_weights():
     assert staleness_weight("constant", 0.5, 4, tau).tolist() == [1, 1, 1, 1]
     assert np.allclose(staleness_weight("polynomial", 0.5, 4, tau), (1 + tau) ** -0.5)
     assert np.allclose(staleness_weight("hinge", 2, 2, tau), [1, 1, 1 / 3, 1 / 13])
-    with np.errstate(all="raise"):  # (a (tau - b) + 1 = 0 below b warned on every run)
+    with np.errstate(all="raise"):  # (a run with a staleness of b - 1/a warned)
         assert staleness_weight("hinge", 0.5, 4, np.arange(8.0)).tolist() == [1] * 5 + [
             1 / 1.5,
             1 / 2,
@@ -198,13 +198,12 @@ def test_with_concurrency_and_buffer_equal_to_the_cohort_it_is_fedavg(tmp_path):
 def test_the_same_run_on_1_2_and_4_ranks(tmp_path, method, algorithm):
     job = write_job(tmp_path, method=method, algorithm=algorithm)
     states = []
+    run_here(job, tmp_path / "n0.h5", "train.group=3")
     for ranks in (0, 2, 4):
         out = tmp_path / f"n{ranks}.h5"
         if ranks:
             proc = mpifl("run", job, "--output", str(out), *set_args("train.group=3"), ranks=ranks)
             assert proc.returncode == 0, proc.stderr
-        else:
-            run_here(job, out, "train.group=3")
         states.append(final_state(out))
         assert_same_results(tmp_path / "n0.h5", out)  # the batteries' charge and energy too
     assert states[0] == states[1] == states[2]

@@ -238,7 +238,7 @@ def test_sigterm_in_a_long_round_checkpoints_the_last_completed_round(tmp_path):
     cmd = ["run", str(job), "--output", str(out), *set_args(*sets, SLOW[0])]
     proc = launch(*cmd)
     wait_for_rounds(out, 1, proc)
-    time.sleep(0.5)  # well inside round 2
+    time.sleep(0.5)  # well inside the round after the first
     signal_ranks(proc, signal.SIGTERM)
     began = time.monotonic()
     _, stderr = proc.communicate(timeout=120)

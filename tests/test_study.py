@@ -7,9 +7,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
+import h5py
 import pandas as pd
 import pytest
 
@@ -70,6 +73,8 @@ def test_study_report_writes_claims_tables_figures_and_the_readme_block(small_jo
     runs = {"global": tmp_path / "fedavg.h5", "personal": tmp_path / "local.h5"}
     run_ok(small_job, runs["global"], "run.rounds=6")  # 5 evaluations: a paired curve
     run_ok(small_job, runs["personal"], "run.rounds=6", "algorithm.name='local'")
+    with h5py.File(runs["global"], "r+") as f:  # (one part's loop, as a resumed run had)
+        f.attrs["wall_seconds"] = 1e6
     root = tmp_path / "study"
     jobs = {kind: read_run(path).attrs["config"] for kind, path in runs.items()}
     for cell, kind in TREE.items():
@@ -131,6 +136,7 @@ def test_study_report_writes_claims_tables_figures_and_the_readme_block(small_jo
     assert "settled from round" in report or "not settled" in report
     assert "| fedmrl / N10-100pct-2cls | fedavg-ft (2), fedmrl (2)" in report  # runs done
     per_seed = pd.read_csv(data / "per_seed.csv")
+    assert per_seed["wall_s"].max() < 1e5  # a run's wall: its rounds', every part of it
     timed = per_seed[(per_seed.setting == "mnist")].groupby("method")["wall_s"].mean()
     assert len(timed) == 4  # of compare/mnist's 19 methods: 3 seeds each to go, 15 untimed
     assert f"| {timed.sum() * 3 / 3600:.1f} h + {15 * 5} runs not timed yet |" in report
@@ -190,30 +196,65 @@ def test_fedmrl_probe_scores_both_shared_models_and_the_report_shows_them(tmp_pa
     assert "Seeds 1 are not probed yet" in section
 
 
-STOPPED = {3: "study: stopped in {}; the same command resumes it\n",
-           1: "study: the run in {} failed (exit 1)\n"}  # fmt: skip
+# A stand-in for `mpifl run`: says it is up, then on SIGTERM marks the file and exits 3
+CHILD = """import pathlib, signal, sys, time
+def stop(*_):
+    pathlib.Path(sys.argv[1]).write_text("SIGTERM")
+    sys.exit(3)
+signal.signal(signal.SIGTERM, stop)
+print("up", flush=True)
+time.sleep(120)
+"""
+STUDY = """import sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+import study
+tmp = Path(sys.argv[2])
+study.ROOT = tmp / "study"
+study.task_command = lambda *_: [sys.executable, "-c", sys.argv[4], str(tmp / "signalled")]
+cell = study.Cell("fedmrl", "N10", "fedmrl", sys.argv[3], {"run.rounds": 2})
+study.run_local(study.sweep_file(cell, 0), ranks=2)
+"""
 
 
-@pytest.mark.parametrize("code", sorted(STOPPED))
-def test_a_stopped_or_failed_run_ends_the_study_with_one_line(
-    small_job, tmp_path, monkeypatch, capsys, code
-):
-    """A run stopped by SIGTERM (exit 3) ended the study with a CalledProcessError trace."""
+def test_a_sigterm_to_the_study_checkpoints_its_run_and_ends_it_in_one_line(small_job, tmp_path):
+    """The study died at once on SIGTERM and left its run going (a Ctrl-C killed the run
+    without a checkpoint); it passes the signal on, as `mpifl sweep run` does."""
+    cmd = [sys.executable, "-c", STUDY, str(ROOT / "analysis"), str(tmp_path), str(small_job),
+           CHILD]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    folder = tmp_path / "study" / "fedmrl" / "N10" / "fedmrl" / "seed_0"
+    log = folder / "task_0.local.log"
+    deadline = time.monotonic() + 60
+    while not (log.exists() and "up" in log.read_text()):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3, err  # resumable, as mpifl's own
+    assert err == f"study: stopped in {folder}; the same command resumes it\n"
+    assert (tmp_path / "signalled").read_text() == "SIGTERM"
+
+
+def test_a_failed_run_ends_the_study_naming_its_log(small_job, tmp_path, monkeypatch, capsys):
+    """A failed run ended the study with a CalledProcessError trace."""
     study = load_script("study")
     monkeypatch.setattr(study, "ROOT", tmp_path / "study")
     cell = study.Cell("fedmrl", "N10", "fedmrl", str(small_job), {"run.rounds": 2})
     launched = []
 
-    def fake_run(cmd, **kwargs):
+    def fake_run(self, cmd, log):
         launched.append(cmd)
-        return subprocess.CompletedProcess(cmd, code)
+        return 1
 
-    monkeypatch.setattr(study.subprocess, "run", fake_run)
+    monkeypatch.setattr(study.TaskRunner, "run", fake_run)
     with pytest.raises(SystemExit) as stop:
         study.run_local(study.sweep_file(cell, 0), ranks=2)
-    assert stop.value.code == code  # 3: resumable, as mpifl's own
-    assert capsys.readouterr().err == STOPPED[code].format(cell.folder(0))
-    assert len(launched) == 1 and "--resume" in launched[0]
+    log = cell.folder(0) / "task_0.local.log"
+    assert stop.value.code == 1 and len(launched) == 1 and "--resume" in launched[0]
+    assert capsys.readouterr().err == (
+        f"study: the run in {cell.folder(0)} failed (exit 1; its log: {log})\n"
+    )
 
 
 def test_an_unknown_setting_is_refused_in_one_line(tmp_path, monkeypatch, capsys):
@@ -291,3 +332,32 @@ def test_the_report_leaves_out_a_run_it_cannot_read(tmp_path, monkeypatch, capsy
     bad.write_text("not HDF5")
     assert report.refresh(tmp_path / "study", tmp_path / "data") == 0
     assert capsys.readouterr().out.startswith(f"left out {bad}: it cannot be read (")
+
+
+def test_the_probe_fills_an_empty_out_file(tmp_path, monkeypatch):
+    """An empty --out (no one's table) is written, not refused."""
+    monkeypatch.syspath_prepend(str(ROOT / "analysis"))
+    probe = load_script("fedmrl_probe")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "results" / "study" / "fedmrl").mkdir(parents=True)
+    (tmp_path / "probes.csv").write_text("")
+    monkeypatch.setattr(sys, "argv", ["fedmrl_probe.py", "--out", "probes.csv"])
+    probe.main()
+    assert (tmp_path / "probes.csv").read_text().splitlines() == [",".join(probe.FIELDS)]
+
+
+def test_the_report_refuses_a_file_where_its_figures_go(tmp_path, monkeypatch, capsys):
+    """docs/figures as a file: the report wrote study.md and per_seed.csv, then traced."""
+    monkeypatch.syspath_prepend(str(ROOT / "analysis"))
+    report = load_script("study_report")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "figures").write_text("mine")
+    (tmp_path / "README.md").write_text(README)
+    monkeypatch.setattr(sys, "argv", ["study_report.py"])
+    with pytest.raises(SystemExit) as stop:
+        report.main()
+    assert stop.value.code == 2 and capsys.readouterr().err == (
+        "study_report: docs/figures is a file, not the figures' folder\n"
+    )
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["README.md", "docs", "figures"]

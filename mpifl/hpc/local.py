@@ -11,12 +11,11 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from mpifl.engine.signals import INTERRUPTED
 from mpifl.errors import InputError
 from mpifl.hpc.sweep import Sweep, blocked, local_log, status, unfinished, write_tasks
 from mpifl.progress import clock, stamp
 from mpifl.results.status import read_status
-
-INTERRUPTED = 3  # mpifl run's exit code after SIGTERM with a checkpoint written
 
 
 def mpiexec() -> str | None:
@@ -54,7 +53,7 @@ def run_locally(sweep: Sweep, ranks: int) -> int:
         print(f"mpifl: no task of {sweep.name} is left to run here (`mpifl sweep status` "
               "shows them)")  # fmt: skip
         return 0
-    stop = _Stop()
+    stop = TaskRunner()
     failed = []
     for n, i in enumerate(todo, 1):
         log = local_log(sweep, i)
@@ -91,9 +90,10 @@ def _left(output: Path) -> str:
     return f"its file says {state}: `mpifl sweep run` resumes it from its last checkpoint"
 
 
-class _Stop:
+class TaskRunner:
     """Runs a task in its own process group; SIGTERM or SIGINT to this process is passed
-    on to the task as SIGTERM (mpifl checkpoints and exits 3) and ends the sweep."""
+    on to the task as SIGTERM (mpifl checkpoints and exits 3): `requested` says so, and the
+    caller stops (a sweep, the study)."""
 
     def __init__(self) -> None:
         self.requested = False

@@ -167,6 +167,10 @@ class Recorder:
         self.latest = round_metrics(row, eval_rows, server_rows)
         return row
 
+    def run_wall(self, wall: float) -> float:
+        """The run's wall time: this part's round loop (`wall`) and earlier parts' rounds."""
+        return self.earlier_wall + wall
+
     def complete(self, final_state: dict[str, np.ndarray], wall: float) -> None:
         """Record the final state and the status `complete` (with the round and reason of
         a callback's stop, if one stopped the run); close the file. `wall`: this part's
@@ -174,9 +178,8 @@ class Recorder:
         extra = {}
         if self.stopped is not None:
             extra = {"stopped_round": self.stopped[0], "stop_reason": self.stopped[1]}
-        total = self.earlier_wall + wall
         self.writer.close(
-            "complete", final_state, end_time=time.time(), wall_seconds=total, **extra
+            "complete", final_state, end_time=time.time(), wall_seconds=self.run_wall(wall), **extra
         )
 
     def interrupted(self, next_round: int) -> None:
@@ -197,7 +200,7 @@ class Recorder:
         rounds, by_class = self.rounds, self.by_class
         lines = [
             f"mpifl run '{name}' complete: {len(rounds)} rounds, {n_ranks} "
-            f"rank{'s' if n_ranks != 1 else ''}, {self.earlier_wall + wall:.1f} s wall"
+            f"rank{'s' if n_ranks != 1 else ''}, {self.run_wall(wall):.1f} s wall"
             + (f" ({wall:.1f} s in this part)" if self.earlier_wall else "")
         ]
         if self.stopped is not None:
