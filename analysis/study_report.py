@@ -578,9 +578,16 @@ def figures(
             stats = [stat(fedmrl[(fedmrl.setting == s) & (fedmrl.method == method)]["client"])
                      for s in settings]  # fmt: skip
             x = np.arange(len(settings)) + (k - (len(FEDMRL_ORDER) - 1) / 2) * width
-            ax.bar(x, [s.mean for s in stats], width, yerr=[s.half for s in stats], capsize=3,
-                   label=method, color=colour(k))  # fmt: skip
-        ax.set_xticks(np.arange(len(settings)), settings, rotation=15)
+            errors = [s.half if s.n > 1 else np.nan for s in stats]  # (none with 1 seed)
+            ax.bar(x, [s.mean for s in stats], width, yerr=errors, capsize=3, label=method,
+                   color=colour(k))  # fmt: skip
+        ticks = []
+        for setting in settings:  # (its methods' seed counts: "1-2 seeds" while it runs)
+            counts = fedmrl[fedmrl.setting == setting].groupby("method").seed.nunique()
+            low, high = int(counts.min()), int(counts.max())
+            ticks.append(f"{setting}\n{low if low == high else f'{low}-{high}'} seed"
+                         + "s" * (high > 1))  # fmt: skip
+        ax.set_xticks(np.arange(len(settings)), ticks)
         ax.set_ylabel(
             "client's model on own test: accuracy, client mean\n"
             "(last 5, mean ± 95% t interval over seeds)"
