@@ -648,7 +648,7 @@ def paired_against_rounds(curves: pd.DataFrame, pairs: list[tuple], path: Path) 
     where the verdict settles."""
     found = []
     for claim, kind, column, a, b in pairs:
-        d = differences(curves, a, b, column)
+        d = differences(curves, a, b, column).dropna(axis=1, how="all")  # (paired seeds)
         if len(d) and d.shape[1] >= 2:
             found.append((claim, kind, column, d))
     if not found:
