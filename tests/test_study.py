@@ -29,6 +29,19 @@ def load_script(name: str):
     return module
 
 
+def run_main(monkeypatch, name: str, *args: str):
+    """analysis/NAME.py's main() with ARGS (its sibling modules importable), in this
+    process; the exit code it stopped with (None if it returned)."""
+    monkeypatch.syspath_prepend(str(ROOT / "analysis"))
+    module = load_script(name)
+    monkeypatch.setattr(sys, "argv", [f"{name}.py", *args])
+    try:
+        module.main()
+    except SystemExit as stop:
+        return stop.code
+    return None
+
+
 def test_every_study_cell_is_a_valid_job(tmp_path, monkeypatch):
     study = load_script("study")
     state = tmp_path / "large.pt"
@@ -261,13 +274,10 @@ def test_an_unknown_setting_is_refused_in_one_line(tmp_path, monkeypatch, capsys
     """An unknown setting ran nothing and exited 0."""
     args = ["--settings", "N10-100pct-3cls", "N50-20pct-2cls"]
     says = "study: no setting N10-100pct-3cls (there are: N10-100pct-2cls, "
-    study = load_script("study")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", ["study.py", *args])
-    with pytest.raises(SystemExit) as stop:
-        study.main()
+    code = run_main(monkeypatch, "study", *args)
     err = capsys.readouterr().err
-    assert stop.value.code == 2 and err.count("\n") == 1 and err.startswith(says), err
+    assert code == 2 and err.count("\n") == 1 and err.startswith(says), err
     assert not any(tmp_path.iterdir())  # nothing written
 
 
@@ -282,15 +292,11 @@ def test_an_unknown_setting_is_refused_in_one_line(tmp_path, monkeypatch, capsys
 )
 def test_the_report_refuses_bad_input_in_one_line(tmp_path, monkeypatch, capsys, args, says):
     """A results folder that does not exist ended with a Python message and exit 1."""
-    monkeypatch.syspath_prepend(str(ROOT / "analysis"))  # (its sibling modules)
-    report = load_script("study_report")
     monkeypatch.chdir(tmp_path)
     (tmp_path / "docs").mkdir()
     (tmp_path / "README.md").write_text(README)
-    monkeypatch.setattr(sys, "argv", ["study_report.py", *args])
-    with pytest.raises(SystemExit) as stop:
-        report.main()
-    assert stop.value.code == 2 and capsys.readouterr().err == says + "\n"
+    assert run_main(monkeypatch, "study_report", *args) == 2
+    assert capsys.readouterr().err == says + "\n"
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["README.md", "docs"]
     assert (tmp_path / "README.md").read_text() == README
 
@@ -310,15 +316,11 @@ def test_the_report_refuses_bad_input_in_one_line(tmp_path, monkeypatch, capsys,
 )
 def test_the_probe_refuses_bad_input_in_one_line(tmp_path, monkeypatch, capsys, args, says):
     """A results folder that does not exist ended with a FileNotFoundError trace."""
-    monkeypatch.syspath_prepend(str(ROOT / "analysis"))
-    probe = load_script("fedmrl_probe")
     monkeypatch.chdir(tmp_path)
     (tmp_path / "results" / "study" / "fedmrl").mkdir(parents=True)
     (tmp_path / "notes.csv").write_text("a,b\n1,2\n")  # someone's table
-    monkeypatch.setattr(sys, "argv", ["fedmrl_probe.py", *args])
-    with pytest.raises(SystemExit) as stop:
-        probe.main()
-    assert stop.value.code == 2 and capsys.readouterr().err == says + "\n"
+    assert run_main(monkeypatch, "fedmrl_probe", *args) == 2
+    assert capsys.readouterr().err == says + "\n"
     assert [p.name for p in tmp_path.rglob("*.csv")] == ["notes.csv"]
     assert (tmp_path / "notes.csv").read_text() == "a,b\n1,2\n"
 
@@ -336,28 +338,22 @@ def test_the_report_leaves_out_a_run_it_cannot_read(tmp_path, monkeypatch, capsy
 
 def test_the_probe_fills_an_empty_out_file(tmp_path, monkeypatch):
     """An empty --out (no one's table) is written, not refused."""
-    monkeypatch.syspath_prepend(str(ROOT / "analysis"))
-    probe = load_script("fedmrl_probe")
     monkeypatch.chdir(tmp_path)
     (tmp_path / "results" / "study" / "fedmrl").mkdir(parents=True)
     (tmp_path / "probes.csv").write_text("")
-    monkeypatch.setattr(sys, "argv", ["fedmrl_probe.py", "--out", "probes.csv"])
-    probe.main()
-    assert (tmp_path / "probes.csv").read_text().splitlines() == [",".join(probe.FIELDS)]
+    assert run_main(monkeypatch, "fedmrl_probe", "--out", "probes.csv") is None
+    header = ",".join(sys.modules["fedmrl_probe"].FIELDS)
+    assert (tmp_path / "probes.csv").read_text().splitlines() == [header]
 
 
 def test_the_report_refuses_a_file_where_its_figures_go(tmp_path, monkeypatch, capsys):
     """docs/figures as a file: the report wrote study.md and per_seed.csv, then traced."""
-    monkeypatch.syspath_prepend(str(ROOT / "analysis"))
-    report = load_script("study_report")
     monkeypatch.chdir(tmp_path)
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "figures").write_text("mine")
     (tmp_path / "README.md").write_text(README)
-    monkeypatch.setattr(sys, "argv", ["study_report.py"])
-    with pytest.raises(SystemExit) as stop:
-        report.main()
-    assert stop.value.code == 2 and capsys.readouterr().err == (
+    assert run_main(monkeypatch, "study_report") == 2
+    assert capsys.readouterr().err == (
         "study_report: docs/figures is a file, not the figures' folder\n"
     )
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["README.md", "docs", "figures"]
