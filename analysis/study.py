@@ -36,9 +36,9 @@ import tomli_w
 
 from mpifl.arguments import at_least, exit_with
 from mpifl.engine.signals import INTERRUPTED
-from mpifl.errors import InputError
+from mpifl.errors import InputError, shown
 from mpifl.hpc.local import TaskRunner, task_command
-from mpifl.hpc.slurm import check_time
+from mpifl.hpc.slurm import TIME_FORMS, check_time
 from mpifl.hpc.sweep import (
     BLOCKED,
     DONE,
@@ -273,10 +273,8 @@ def slurm_time(text: str) -> str:
     """A SLURM time limit, for --time (argparse refuses another)."""
     try:
         return check_time(text)
-    except InputError as exc:
-        raise argparse.ArgumentTypeError(
-            str(exc).split(": ", 1)[-1].removeprefix("--time ")
-        ) from None
+    except InputError:
+        raise argparse.ArgumentTypeError(f"{shown(text)}: use {TIME_FORMS}") from None
 
 
 def main() -> None:

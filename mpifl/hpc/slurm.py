@@ -58,6 +58,7 @@ _SBATCH_VALUE = re.compile(r"[!#%&()*+,\-./0-9:=?@A-Z\[\]^_a-z|~]+")  # printabl
 _OPTION = re.compile(r"[a-z][a-z0-9-]*")
 _MPI_TYPE = re.compile(r"[a-z][a-z0-9_]*")
 _TIME = re.compile(r"([0-9]+-)?[0-9]+(:[0-9]{1,2}){0,2}")
+TIME_FORMS = "minutes, HH:MM:SS or D-HH:MM:SS"  # what _TIME takes, as messages say it
 
 
 def shell_word(value: str) -> str:
@@ -84,9 +85,7 @@ def job_name(name: str) -> str:
 def check_time(value: str) -> str:
     """A SLURM time limit (minutes, MM:SS, HH:MM:SS, D-HH[:MM[:SS]]); InputError otherwise."""
     if not _TIME.fullmatch(value):
-        raise InputError(
-            f"submit error: --time {shown(value)}: use minutes, HH:MM:SS or D-HH:MM:SS"
-        )
+        raise InputError(f"submit error: --time {shown(value)}: use {TIME_FORMS}")
     return value
 
 
