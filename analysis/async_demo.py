@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from runs import folder_name, run_setting
 
-from mpifl.arguments import at_least, exit_with, output_folder
+from mpifl.arguments import at_least, output_folder
 from mpifl.errors import InputError
 from mpifl.jobs import load_job
 from mpifl.results import Run, read_run
@@ -124,7 +124,7 @@ def main() -> None:
         try:  # (every variant's settings checked before anything runs)
             load_job(settings[label][0], settings[label][1])
         except InputError as exc:  # (ConfigError included)
-            exit_with(f"async_demo: --variant {label}: {exc}")
+            p.error(f"--variant {label}: {exc}")
     paths = {label: [run_setting(label, job, sets, s, args.ranks, args.out) for s in seeds]
              for label, (job, sets) in settings.items()}  # fmt: skip
     for column, unit, budgets, title in (
