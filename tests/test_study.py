@@ -51,7 +51,7 @@ def test_every_study_cell_is_a_valid_job(tmp_path, monkeypatch):
     assert {c.experiment for c in cells} == {"compare", "fedmrl", "koala"}
     assert not [c for c in cells if c.setting == "constrained"]  # until their lr is tuned
     tune = study.tune_cells()
-    assert {c.setting for c in tune} == set(study.KOALA_ARMS) - set(study.LR_FROM)
+    assert {c.setting for c in tune} == set(study.KOALA_ARMS)
     assert all(c.keys["data.validation"] > 0 for c in tune)
     for cell in cells + tune:
         keys = dict(cell.keys)
@@ -73,6 +73,7 @@ TREE = {  # cell folder -> which real run stands in for it
     "compare/mnist/fedavg": "global", "compare/mnist/submodel-prefix": "global",
     "compare/mnist/reft": "global", "compare/mnist/majority": "personal",
     "compare/synthetic/fedavg": "global",
+    "compare/mnist-stragglers/fedavg": "global", "compare/mnist-stragglers/fedprox": "global",
     "fedmrl/N10-100pct-2cls/fedmrl": "personal", "fedmrl/N10-100pct-2cls/standalone": "personal",
     "fedmrl/N10-100pct-2cls/fedavg-ft": "global", "fedmrl/N10-100pct-2cls/majority": "personal",
     "koala/constrained/koala-pretrained": "global",
@@ -143,7 +144,9 @@ def test_study_report_writes_claims_tables_figures_and_the_readme_block(small_jo
     assert "| FedMRL (Yi et al. 2024)" in report and "0.550 ± 0.635 pre-trained" in report
     assert "global model on global test: acc, last 5" in report
     assert "client's model on own test: acc, client mean, last 5" in report
-    assert "n/a (no global model)" in report  # majority has no global model to time
+    mnist = report.split("fleet: mnist")[1].split("##")[0]  # majority: a local-only run
+    assert "not reached (0/2) (client-mean acc)" in mnist  # timed on its own metric
+    assert "| FedProx (Li et al. 2020)" in report and "## Stragglers" in report
     assert "J of client work to target" in report
     assert "| koala-pretrained | " in report.split("tuned on a validation split")[1]  # chosen
     assert "settled from round" in report or "not settled" in report

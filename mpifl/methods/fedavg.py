@@ -93,7 +93,8 @@ class FedAvg(Method):
     def evaluate(self) -> list[EvalResult]:
         """The global model on the global test set; with run.eval_clients, each client's
         own test split scored by the global model (fine-tuned first on the client's own
-        training data for algorithm.finetune_epochs)."""
+        training data for algorithm.finetune_epochs, by a client that can hold its
+        training)."""
         ev = self.ctx.evaluator
         set_flat(self.model, self.weights)
         results = [ev.evaluate("global", self.model, *self.ctx.global_test)]
@@ -103,9 +104,16 @@ class FedAvg(Method):
 
     def _client_score(self, client: int, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
         epochs = self.config.algorithm.finetune_epochs
-        if epochs:
-            set_flat(self.model, self.weights)
+        set_flat(self.model, self.weights)
+        if epochs and self._can_train(client):
             tx, ty = self.ctx.data.client_train(client)
             gen = torch_generator(self.config.run.seed, Purpose.FINETUNE, 0, client)
             sgd_epochs(self.model, tx, ty, replace(self.config.train, epochs=epochs), gen)
         return loss_and_correct(self.model, x, y)
+
+    def _can_train(self, client: int) -> bool:
+        """Whether the client's memory holds the model's training footprint, as the
+        planner checks it (always, when memory is measured instead)."""
+        if self.config.emulation.memory == "measured":
+            return True
+        return self.work.footprint <= self.ctx.fleet.profiles["memory"][client]
