@@ -8,7 +8,8 @@
 Experiments (docs/study.md says what each one asks and why each setting is what it is):
   compare  every method and the baselines on one heterogeneous fleet, on real MNIST
            (jobs/study_mnist.toml) and FedProx's Synthetic(1, 1) (jobs/study_synthetic.toml);
-           and FedAvg, FedProx and FedNova with half the clients stragglers (MNIST);
+           and FedAvg, FedProx and FedNova with stragglers (MNIST: about half of the
+           client-rounds that can train late);
   fedmrl   FedMRL in its official code's setting (jobs/study_fedmrl.toml): N clients at
            participation 10/100%, 50/20%, 100/10%, 2 and 4 classes per client, against its
            paper's Standalone, FedAvg fine-tuned per client and the majority class;
@@ -92,7 +93,7 @@ COMPARE = {
     "reft-proxy250": REFT | {"algorithm.proxy_samples": 250},
     # ... and to starting each distillation from the clients' models averaged into L (ours)
     "reft-average": REFT | {"algorithm.server_start": "average"},
-    # KOALA's small model: half the configured width (the microcontrollers cannot hold it;
+    # KOALA's small model: half the configured width (56 of 58 microcontrollers cannot hold it;
     # group norm's 4 groups need 4 channels), or families down to the eighth width, which
     # they hold (ours: the sub-models' tiers)
     "koala-homo": {"algorithm.name": "koala", "algorithm.mode": "homogeneous",
@@ -103,8 +104,8 @@ COMPARE = {
 }  # fmt: skip
 # No client is late at the compare jobs' deadline, so partial work changes nothing there.
 # FedProx's systems heterogeneity is its own setting, on MNIST: a deadline near the median
-# finish time of FedAvg's clients, so that about half of those that can train are
-# stragglers (seeds 0-4: 48%, 70% of them fitting some local steps; the paper's 50%
+# finish time of FedAvg's clients, so that about half of the client-rounds that can train
+# are stragglers (seeds 0-4: 48%, 70% of them fitting some local steps; the paper's 50%
 # setting; ours: the paper gives stragglers fewer epochs, here the deadline cuts them),
 # FedAvg dropping them against FedProx (and mu = 0: partial work alone) and FedNova
 # keeping their partial work. Not on Synthetic: its MLP trains in milliseconds, so a

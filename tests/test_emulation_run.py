@@ -1,4 +1,5 @@
-"""Emulation features seen in the result file: throttling, measured memory, availability."""
+"""Emulation features seen in the result file: throttling, measured memory, availability,
+memory budgets at evaluation."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import numpy as np
 import pytest
 
 from mpifl.results.schema import Status
-from tests.conftest import mpifl
+from tests.conftest import mpifl, run_here
+from tests.test_evaluation_mpi import LABEL_SKEW, eval_table, last
 
 
 def device_class(name: str, flops: float, memory: float = 1e10) -> str:
@@ -153,3 +155,15 @@ def test_diurnal_and_overcommit_run(small_job, tmp_path):
     assert rounds["unavailable"].sum() > 0
     ready = rounds["trained"] + rounds["surplus"]
     assert np.all(rounds["surplus"] == np.maximum(ready - 8, 0))
+
+
+def test_fine_tuning_leaves_out_clients_that_cannot_hold_the_model(small_job, tmp_path):
+    # the microcontrollers cannot train the CNN: fine-tuned FedAvg scores them with the
+    # global model, as plain FedAvg does, and fine-tunes everyone else
+    plain, tuned = tmp_path / "p.h5", tmp_path / "t.h5"
+    tiny = ("fleet.classes.mcu.memory=1024", "run.eval_clients=true", *LABEL_SKEW)
+    run_here(small_job, plain, *tiny)
+    run_here(small_job, tuned, *tiny, "algorithm.finetune_epochs=3")
+    p, t = eval_table(plain)["rows"], eval_table(tuned)["rows"]
+    assert last(p, "clients/mean/mcu")["accuracy"] == last(t, "clients/mean/mcu")["accuracy"]
+    assert last(p, "clients/mean/rpi")["accuracy"] != last(t, "clients/mean/rpi")["accuracy"]

@@ -146,6 +146,8 @@ def test_study_report_writes_claims_tables_figures_and_the_readme_block(small_jo
     assert "client's model on own test: acc, client mean, last 5" in report
     mnist = report.split("fleet: mnist")[1].split("##")[0]  # majority: a local-only run
     assert "not reached (0/2) (client-mean acc)" in mnist  # timed on its own metric
+    own = json.loads((data / "compare/mnist/majority/seed_0.json").read_text())["row"]
+    assert own["target_metric"] == "client_accuracy" and own["auc"] > 0
     assert "| FedProx (Li et al. 2020)" in report and "## Stragglers" in report
     assert "J of client work to target" in report
     assert "| koala-pretrained | " in report.split("tuned on a validation split")[1]  # chosen
