@@ -109,6 +109,8 @@ def summarize(path: Path, key: dict[str, object]) -> dict[str, object]:
         "global": last_mean(rounds, GLOBAL), "client": last_mean(rounds, CLIENT),
         "pooled": last_mean(rounds, POOLED),
         "trained": int(len(trained)), "infeasible": int((part["status"] == "infeasible").sum()),
+        "late": int((part["status"] == "late").sum()),
+        "partial": int((part["status"] == "partial").sum()),
         "kB_down": rounds["bytes_down"].mean() / 1e3, "kB_up": rounds["bytes_up"].mean() / 1e3,
         "MFLOP": trained["flops"].mean() / 1e6 if len(trained) else np.nan,
         # per training sample (all local epochs): a ratio free of which clients trained
@@ -237,6 +239,8 @@ COLUMNS: dict[str, tuple[str, Callable[[pd.DataFrame], str]]] = {
     "auc": ("area under the accuracy curve / rounds", lambda g: str(stat(g["auc"]))),
     "trained": ("trained client-rounds", _work("trained", ".0f")),
     "infeasible": ("infeasible client-rounds", _work("infeasible", ".0f")),
+    "late": ("late client-rounds (dropped)", _work("late", ".0f")),
+    "partial": ("partial client-rounds (aggregated)", _work("partial", ".0f")),
     "kB_down": ("kB down / round", lambda g: f"{g['kB_down'].mean():.1f}"),
     "kB_up": ("kB up / round", lambda g: f"{g['kB_up'].mean():.1f}"),
     "MFLOP": ("MFLOP / trained client-round", _work("MFLOP", ".2f")),
@@ -314,6 +318,9 @@ KOALA_ORDER = ["koala-pretrained", "koala-pretrained-warm", "koala-scratch",
 ALL_COLUMNS = ["global", "auc", "client", "pooled", "client_mcu", "never", "trained",
                "infeasible", "kB_down", "kB_up", "MFLOP", "storage_kB", "vtime", "MB", "J",
                "wall"]  # fmt: skip
+STRAGGLER_COLUMNS = ["global", "auc", "client", "pooled", "never", "trained", "infeasible",
+                     "late", "partial", "kB_down", "kB_up", "MFLOP", "vtime", "MB", "J",
+                     "wall"]  # fmt: skip
 PERSONAL_COLUMNS = ["client", "auc", "pooled", "global", "never", "trained", "kB_down", "kB_up",
                     "MFLOP", "vtime", "MB", "J", "wall"]  # fmt: skip
 
@@ -917,7 +924,7 @@ def report(
                   "a deadline at which about half of the client-rounds that can train are late: "
                   "FedAvg drops them; FedProx (mu = 1, and mu = 0: partial work alone) and "
                   "FedNova aggregate the local steps they fit before it.\n", sizes(sub),
-                  table(sub, ALL_COLUMNS, COMPARE_ORDER), ""]  # fmt: skip
+                  table(sub, STRAGGLER_COLUMNS, COMPARE_ORDER), ""]  # fmt: skip
     fedmrl = df[df.experiment == "fedmrl"]
     if len(fedmrl):
         parts.append("## FedMRL in its official setting, against the per-client baselines\n\n"

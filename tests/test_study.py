@@ -149,6 +149,7 @@ def test_study_report_writes_claims_tables_figures_and_the_readme_block(small_jo
     own = json.loads((data / "compare/mnist/majority/seed_0.json").read_text())["row"]
     assert own["target_metric"] == "client_accuracy" and own["auc"] > 0
     assert "| FedProx (Li et al. 2020)" in report and "## Stragglers" in report
+    assert "partial client-rounds (aggregated)" in report.split("## Stragglers")[1]
     assert "0.0% fewer training FLOPs per sample" in report  # KOALA's: per sample, not client
     assert "J of client work to target" in report
     assert "| koala-pretrained | " in report.split("tuned on a validation split")[1]  # chosen
