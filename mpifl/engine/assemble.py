@@ -24,7 +24,7 @@ from mpifl.fleet.deal import deal_by_data
 from mpifl.fleet.energy import build_energy
 from mpifl.kit import Distiller, Evaluator, Method, MethodContext
 from mpifl.kit.state_store import ClientStateStore, state_root
-from mpifl.kit.workload import bf16_speedup
+from mpifl.kit.workload import bf16_speedup, checks_footprint
 from mpifl.methods import method_class
 from mpifl.models import check_buildable, spec_from_config
 from mpifl.plugins import is_plugin
@@ -104,7 +104,7 @@ def assemble(cfg: Config, comm: Comm, output: Path) -> Assembly:
         cfg.round,
         availability,
         comm.size,
-        check_footprint=cfg.emulation.memory != "measured",
+        check_footprint=checks_footprint(cfg),
         pinned=cls.stateful,
         group_size=method.group_size,
         speedup=speedup,

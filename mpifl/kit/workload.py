@@ -102,6 +102,12 @@ def footprint(cost: ModelCost, train: TrainConfig) -> int:
     return cost.footprint(train.batch_size, train.momentum > 0, train.precision == "bf16")
 
 
+def checks_footprint(cfg: Config) -> bool:
+    """Whether a client whose analytic training footprint exceeds its memory cannot train:
+    not when memory is measured instead (emulation.memory = "measured")."""
+    return cfg.emulation.memory != "measured"
+
+
 def bf16_speedup(cfg: Config, fleet: Fleet) -> np.ndarray | None:
     """Per client, how much faster than its fp32 speed it trains at the run's precision:
     None for fp32; for bf16 its device class's `bf16` factor (1 for a class the job does

@@ -23,7 +23,7 @@ from mpifl.kit.batched import ClientTrainer, group_size
 from mpifl.kit.evaluate import EvalResult
 from mpifl.kit.method import ClientTask, Method, MethodContext, Metrics
 from mpifl.kit.training import get_flat, loss_and_correct, prepare_model, set_flat, sgd_epochs
-from mpifl.kit.workload import RoundPlan, WholeModel, Workload
+from mpifl.kit.workload import RoundPlan, WholeModel, Workload, checks_footprint
 
 
 class FedAvg(Method):
@@ -104,16 +104,16 @@ class FedAvg(Method):
 
     def _client_score(self, client: int, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
         epochs = self.config.algorithm.finetune_epochs
-        set_flat(self.model, self.weights)
-        if epochs and self._can_train(client):
-            tx, ty = self.ctx.data.client_train(client)
-            gen = torch_generator(self.config.run.seed, Purpose.FINETUNE, 0, client)
-            sgd_epochs(self.model, tx, ty, replace(self.config.train, epochs=epochs), gen)
+        if epochs:
+            set_flat(self.model, self.weights)  # (undoes the last client's fine-tuning)
+            if self._can_train(client):
+                tx, ty = self.ctx.data.client_train(client)
+                gen = torch_generator(self.config.run.seed, Purpose.FINETUNE, 0, client)
+                sgd_epochs(self.model, tx, ty, replace(self.config.train, epochs=epochs), gen)
         return loss_and_correct(self.model, x, y)
 
     def _can_train(self, client: int) -> bool:
         """Whether the client's memory holds the model's training footprint, as the
         planner checks it (always, when memory is measured instead)."""
-        if self.config.emulation.memory == "measured":
-            return True
-        return self.work.footprint <= self.ctx.fleet.profiles["memory"][client]
+        memory = self.ctx.fleet.profiles["memory"][client]
+        return not checks_footprint(self.config) or self.work.footprint <= memory
