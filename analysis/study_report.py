@@ -477,12 +477,11 @@ def claims_rows(
 
 def _stragglers_rows(df: pd.DataFrame, curves: pd.DataFrame, have: set) -> list[tuple[str, ...]]:
     """FedProx's claim in its stragglers setting: FedProx against FedAvg, which drops them."""
-    if not {("compare", "mnist-stragglers", m) for m in ("fedprox", "fedavg")} <= have:
+    cells = [("compare", "mnist-stragglers", m) for m in ("fedprox", "fedavg")]
+    if not set(cells) <= have:
         return []
-    prox, avg = (_per_seed(df, "compare", "mnist-stragglers", m, "global")
-                 for m in ("fedprox", "fedavg"))  # fmt: skip
-    curve = differences(curves, ("compare", "mnist-stragglers", "fedprox"),
-                        ("compare", "mnist-stragglers", "fedavg"), GLOBAL)  # fmt: skip
+    curve = differences(curves, *cells, GLOBAL)
+    prox, avg = (_per_seed(df, *cell, "global") for cell in cells)
     return [(
         "FedProx (Li et al. 2020): with stragglers, more accurate than FedAvg, which drops "
         "them", "+22 points of test accuracy on average in highly heterogeneous "
