@@ -20,8 +20,9 @@ Experiments (docs/study.md says what each one asks and why each setting is what 
            on a validation split (experiment "tune", seed 100).
 Each run is a one-task sweep in results/study/<experiment>/<setting>/<method>/seed_<S>/
 (its resolved job is kept there); finished runs are skipped, so an interrupted study picks
-up where it stopped. Seeds run in order (every run of seed 0 first), so a study cut short
-still has every cell.
+up where it stopped, and so are runs whose summary under docs/study/ records the same job,
+so a fresh clone goes on from the committed summaries without the HDF5 files. Seeds run
+in order (every run of seed 0 first), so a study cut short still has every cell.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ import json
 import math
 import subprocess
 import sys
+import tempfile
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -248,19 +251,46 @@ def pretrain(seed: int, validation: bool = False) -> Path:
     return path
 
 
-def sweep_file(cell: Cell, seed: int) -> Path:
-    """Write the one-task sweep file of (cell, seed)."""
+def sweep_file(cell: Cell, seed: int, folder: Path | None = None, init: bool = True) -> Path:
+    """Write the one-task sweep file of (cell, seed) into `folder` (default: the run's);
+    `init`: pre-train the seed's L where the cell starts from it (else leave it out)."""
     keys = dict(cell.keys)
-    if keys.pop(PRETRAINED, False):
+    if keys.pop(PRETRAINED, False) and init:
         keys["algorithm.server_init"] = str(pretrain(seed, bool(keys.get("data.validation"))))
-    folder = cell.folder(seed)
+    folder = folder or cell.folder(seed)
     folder.mkdir(parents=True, exist_ok=True)
     spec = {"job": cell.job, "name": f"{cell.experiment}-{cell.setting}-{cell.method}",
-            "folder": str(folder), "seeds": [seed],
+            "folder": str(cell.folder(seed)), "seeds": [seed],
             "grid": {k: [v] for k, v in keys.items()}}  # fmt: skip
     path = folder / "sweep.toml"
     path.write_text(tomli_w.dumps(spec))
     return path
+
+
+def summary_file(cell: Cell, seed: int, data: Path = DATA) -> Path:
+    """Where analysis/study_report.py keeps the summary of (cell, seed)'s finished run."""
+    return data / cell.experiment / cell.setting / cell.method / f"seed_{seed}.json"
+
+
+def summarised(cell: Cell, seed: int, data: Path = DATA) -> bool:
+    """Whether (cell, seed) has a committed summary of a run of its job as the study now
+    defines it, so that a fresh clone without the HDF5 files does not run it again. The
+    pre-trained L's file is left out of the comparison: it follows from the seed and the
+    data split, which are compared."""
+    path = summary_file(cell, seed, data)
+    stored = json.loads(path.read_text()).get("config") if path.exists() else None
+    if stored is None:
+        return False
+    with tempfile.TemporaryDirectory() as tmp:
+        now = load_sweep(sweep_file(cell, seed, Path(tmp), init=False)).tasks[0]
+    return stale_change(without_init(stored), now, ignored=("run.output",)) is None
+
+
+def without_init(config: str) -> str:
+    """A run's config (TOML) with its pre-trained starting weights' file left out."""
+    raw = tomllib.loads(config)
+    raw["algorithm"].pop("server_init", None)
+    return tomli_w.dumps(raw)
 
 
 def stale(output: Path, job: Path) -> str | None:
@@ -344,6 +374,8 @@ def main() -> None:
 def run_cells(todo: list[tuple[Cell, int]], args: argparse.Namespace) -> None:
     """Run (cell, seed) pairs in order here, or submit each as a SLURM job."""
     for cell, seed in todo:
+        if summarised(cell, seed):  # (its HDF5 file may be on another machine)
+            continue
         path = sweep_file(cell, seed)
         if args.slurm:
             cmd = [sys.executable, "-m", "mpifl", "sweep", "submit", str(path),

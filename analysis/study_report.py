@@ -83,8 +83,9 @@ CURVE = ("round", GLOBAL, CLIENT, POOLED, "virtual_time", "energy")  # kept per 
 
 
 def summarize(path: Path, key: dict[str, object]) -> dict[str, object]:
-    """One finished run's summary: the figures of its row in the tables (`row`) and the
-    per-round figures its curves need (`curve`), rounded to what the report prints."""
+    """One finished run's summary: the figures of its row in the tables (`row`), the
+    per-round figures its curves need (`curve`), rounded to what the report prints, and
+    the run's job (`config`, TOML: analysis/study.py skips a run summarised with its job)."""
     run = read_run(path)
     rounds, part = run.tables["rounds"], run.tables["participation"]
     trained = part[part["status"].isin(["trained", "partial"])]  # aggregated
@@ -129,6 +130,7 @@ def summarize(path: Path, key: dict[str, object]) -> dict[str, object]:
     return {
         "row": {k: _rounded(v) if isinstance(v, float) else v for k, v in row.items()},
         "curve": {c: [_rounded(float(v)) for v in curve[c]] for c in CURVE},
+        "config": str(read_attrs(path)["config"]),
     }
 
 

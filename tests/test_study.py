@@ -4,6 +4,7 @@ the README block (a smoke run, so the report cannot rot)."""
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import shutil
@@ -11,12 +12,13 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 
 import h5py
 import pandas as pd
 import pytest
 
-from mpifl.jobs import load_job
+from mpifl.jobs import load_job, validate_job
 from mpifl.results import read_run
 from tests.conftest import ROOT, run_ok
 
@@ -123,6 +125,8 @@ def test_study_report_writes_claims_tables_figures_and_the_readme_block(small_jo
     assert "left out" in proc.stdout and "run.rounds was 6, now 100" in proc.stdout
     report = (docs / "study.md").read_text()
     assert len(list(data.glob("*/*/*/seed_*.json"))) == 2 * len(TREE) + 4
+    summary = json.loads((data / "compare/mnist/fedavg/seed_0.json").read_text())
+    assert summary["config"] == jobs["global"]  # the job it ran: the study skips it
     shutil.rmtree(root)  # a fresh clone has the summaries, not the runs: the same report
     again = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert again.returncode == 0, again.stderr
@@ -275,6 +279,34 @@ def test_a_failed_run_ends_the_study_naming_its_log(small_job, tmp_path, monkeyp
     assert capsys.readouterr().err == (
         f"study: the run in {cell.folder(0)} failed (exit 1; its log: {log})\n"
     )
+
+
+def test_a_run_summarised_with_its_job_is_not_run_again(small_job, tmp_path, monkeypatch):
+    """A fresh clone holds the committed summaries, not the HDF5 files: the study ran every
+    finished cell again. A summary of an older design still reruns; a run from the
+    pre-trained L counts as the same job wherever its L's file was."""
+    study = load_script("study")
+    monkeypatch.chdir(tmp_path)
+    plain = study.Cell("compare", "s", "plain", str(small_job), {"run.rounds": 2})
+    from_l = study.Cell("koala", "s", "from-L", str(small_job),
+                        {"run.rounds": 2, study.PRETRAINED: True})  # fmt: skip
+    older = study.Cell("compare", "s", "older", str(small_job), {"run.rounds": 2})
+    for cell in (plain, from_l, older):
+        task = study.load_sweep(study.sweep_file(cell, 0, tmp_path / "x", init=False)).tasks[0]
+        stored = validate_job(tomllib.loads(task)).to_toml()  # as a run stores its job
+        if cell is from_l:
+            stored = stored.replace('server_init = ""', 'server_init = "gone.pt"')
+        if cell is older:
+            stored = stored.replace("rounds = 2", "rounds = 3")
+        path = study.summary_file(cell, 0)
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps({"row": {}, "curve": {}, "config": stored}))
+    assert "gone.pt" in study.summary_file(from_l, 0).read_text()
+    ran = []
+    monkeypatch.setattr(study, "run_local", lambda path, ranks: ran.append(path))
+    todo = [(plain, 0), (from_l, 0), (older, 0), (plain, 1)]
+    study.run_cells(todo, argparse.Namespace(slurm=False, ranks=2))
+    assert ran == [older.folder(0) / "sweep.toml", plain.folder(1) / "sweep.toml"]
 
 
 def test_an_unknown_setting_is_refused_in_one_line(tmp_path, monkeypatch, capsys):
