@@ -79,6 +79,11 @@ def to_target(rounds: pd.DataFrame, column: str, target: float) -> tuple[float, 
     return float(upto["virtual_time"].iloc[-1]), traffic, float(upto["energy"].sum(skipna=False))
 
 
+def area(rounds: pd.DataFrame, column: str) -> float:
+    """Area under the accuracy curve of `column` / rounds: the mean of every evaluation."""
+    return float(rounds[column].mean()) if rounds[column].notna().any() else np.nan
+
+
 CURVE = ("round", GLOBAL, CLIENT, POOLED, "virtual_time", "energy")  # kept per round
 
 
@@ -125,7 +130,11 @@ def summarize(path: Path, key: dict[str, object]) -> dict[str, object]:
     evals = run.tables["eval"]
     mcu = evals[evals["group"] == "clients/mean/mcu"].set_index("round")["accuracy"]
     row["client_mcu"] = float(mcu.tail(LAST).mean()) if len(mcu) else np.nan
-    row["auc"] = float(rounds[metric].mean()) if rounds[metric].notna().any() else np.nan
+    row["auc"] = area(rounds, metric)
+    if metric == GLOBAL:  # the client mean too, to compare with methods that have no global
+        vtime, mb, joules = to_target(rounds, CLIENT, target)  # model (table: own columns)
+        row |= {"client_vtime_to_target": vtime, "client_MB_to_target": mb,
+                "client_J_to_target": joules, "client_auc": area(rounds, CLIENT)}  # fmt: skip
     curve = rounds.reindex(columns=list(CURVE))
     return {
         "row": {k: _rounded(v) if isinstance(v, float) else v for k, v in row.items()},
@@ -230,6 +239,38 @@ def _work(col: str, fmt: str) -> Callable[[pd.DataFrame], str]:
     return lambda g: "—" if not g["MFLOP"].mean() > 0 else format(g[col].mean(), fmt)
 
 
+def _on(g: pd.DataFrame, col: str, metric: str, show: Callable[[pd.Series], str]) -> str:
+    """A method's figure `col` (auc or a to-target one) read on `metric`, shown by `show`;
+    "—" where it has none (a global-acc figure of a method without a global model).
+    Summaries keep it on the run's own metric (target_metric) and, for a run with a global
+    model, on the client mean too (client_COL)."""
+    if (g["target_metric"] == metric).all():
+        return show(g[col])
+    if metric == CLIENT and f"client_{col}" in g and (g["target_metric"] == GLOBAL).all():
+        return show(g[f"client_{col}"])
+    return "—"
+
+
+def _reached(col: str, metric: str) -> Callable[[pd.DataFrame], str]:
+    """A to-target column: "—" for a method without client training or without the metric."""
+
+    def show(values: pd.Series) -> str:
+        hit = values.dropna()
+        if not len(hit):
+            return f"not reached (0/{len(values)})"
+        text = f"{hit.mean():.1f}" if col == "vtime_to_target" else f"{hit.mean():.2f}"
+        return text if len(hit) == len(values) else f"{text} ({len(hit)}/{len(values)} seeds)"
+
+    def cell(g: pd.DataFrame) -> str:
+        if not g["MFLOP"].mean() > 0:
+            return "—"
+        if col == "J_to_target" and not g["energy_recorded"].all():
+            return "not recorded"
+        return _on(g, col, metric, show)
+
+    return cell
+
+
 COLUMNS: dict[str, tuple[str, Callable[[pd.DataFrame], str]]] = {
     "global": ("global model on global test: acc, last 5", lambda g: str(stat(g["global"]))),
     "client": ("client's model on own test: acc, client mean, last 5",
@@ -238,7 +279,10 @@ COLUMNS: dict[str, tuple[str, Callable[[pd.DataFrame], str]]] = {
                lambda g: str(stat(g["pooled"]))),
     "client_mcu": ("microcontrollers' own model on own test: acc, client mean, last 5",
                    lambda g: str(stat(g["client_mcu"]))),
-    "auc": ("area under the accuracy curve / rounds", lambda g: str(stat(g["auc"]))),
+    "auc": ("area under the global-acc curve / rounds (mean of every evaluation)",
+            lambda g: _on(g, "auc", GLOBAL, lambda v: str(stat(v)))),
+    "client_auc": ("area under the client-mean-acc curve / rounds (mean of every evaluation)",
+                   lambda g: _on(g, "auc", CLIENT, lambda v: str(stat(v)))),
     "trained": ("trained client-rounds", _work("trained", ".0f")),
     "infeasible": ("infeasible client-rounds", _work("infeasible", ".0f")),
     "late": ("late client-rounds (dropped)", _work("late", ".0f")),
@@ -249,23 +293,16 @@ COLUMNS: dict[str, tuple[str, Callable[[pd.DataFrame], str]]] = {
     "storage_kB": ("kB uploaded / trained client-round", _work("storage_kB", ".1f")),
     "never": ("clients never trained", lambda g: f"{g['never_trained'].mean():.0f} of "
               f"{g['clients'].iloc[0]}"),
-    "vtime": ("virtual s to target", lambda g: _reached(g, "vtime_to_target")),
-    "MB": ("MB down+up to target", lambda g: _reached(g, "MB_to_target")),
-    "J": ("J of client work to target", lambda g: _reached(g, "J_to_target")),
+    "vtime": ("virtual s to global acc ≥ {target}", _reached("vtime_to_target", GLOBAL)),
+    "MB": ("MB down+up to global acc ≥ {target}", _reached("MB_to_target", GLOBAL)),
+    "J": ("J of client work to global acc ≥ {target}", _reached("J_to_target", GLOBAL)),
+    "client_vtime": ("virtual s to client-mean acc ≥ {target}",
+                     _reached("vtime_to_target", CLIENT)),
+    "client_MB": ("MB down+up to client-mean acc ≥ {target}", _reached("MB_to_target", CLIENT)),
+    "client_J": ("J of client work to client-mean acc ≥ {target}",
+                 _reached("J_to_target", CLIENT)),
     "wall": ("wall s of its rounds / run (2 ranks)", lambda g: f"{g['wall_s'].mean():.0f}"),
 }  # fmt: skip
-
-
-def _reached(g: pd.DataFrame, col: str) -> str:
-    if not g["MFLOP"].mean() > 0:
-        return "—"
-    if col == "J_to_target" and not g["energy_recorded"].all():
-        return "not recorded"
-    hit = g[col].dropna()
-    if not len(hit):
-        return f"not reached (0/{len(g)})"
-    text = f"{hit.mean():.1f}" if col == "vtime_to_target" else f"{hit.mean():.2f}"
-    return text if len(hit) == len(g) else f"{text} ({len(hit)}/{len(g)} seeds)"
 
 
 def sizes(df: pd.DataFrame) -> str:
@@ -279,30 +316,15 @@ def sizes(df: pd.DataFrame) -> str:
     )
 
 
-OWN_METRIC = ("auc", "vtime", "MB", "J")  # read on a method's own metric (see summarize)
-
-
 def table(df: pd.DataFrame, columns: list[str], order: list[str]) -> str:
-    """Markdown table: one row per method (in `order`), seeds, then `columns`. The area and
-    to-target columns read the table's metric, or the client mean where a method has no
-    global model (marked so)."""
-    target = GLOBAL if (df["target_metric"] == GLOBAL).any() else CLIENT
-    heads = []
-    for c in columns:
-        head = COLUMNS[c][0]
-        name = "global acc" if target == GLOBAL else "client-mean acc"
-        if c in ("vtime", "MB", "J"):
-            head += f" ({name} ≥ {TARGETS.get(df['setting'].iloc[0], 0.9):g})"
-        if c == "auc":
-            head += f" ({name}, mean of every evaluation)"
-        heads.append(head)
+    """Markdown table: one row per method (in `order`), seeds, then `columns` (each reads
+    one metric; the to-target ones at the setting's target)."""
+    target = f"{TARGETS.get(df['setting'].iloc[0], 0.9):g}"
+    heads = [COLUMNS[c][0].format(target=target) for c in columns]
     lines = ["| method | seeds | " + " | ".join(heads) + " |", "|" + "---|" * (len(columns) + 2)]
     for method in [m for m in order if m in set(df["method"])]:
         g = df[df["method"] == method]
         cells = [COLUMNS[c][1](g) for c in columns]
-        if g["target_metric"].iloc[0] != target:  # a method without a global model
-            cells = [f"{cell} (client-mean acc)" if c in OWN_METRIC and cell != "—" else cell
-                     for c, cell in zip(columns, cells, strict=True)]  # fmt: skip
         lines.append(f"| {method} | {len(g)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -317,14 +339,15 @@ COMPARE_ORDER = ["majority", "local", "centralized", "fedavg", "fedavg-ft", "fed
 FEDMRL_ORDER = ["majority", "standalone", "fedavg-ft", "fedmrl"]
 KOALA_ORDER = ["koala-pretrained", "koala-pretrained-warm", "koala-scratch",
                "fedavg-L-pretrained", "fedavg-small", "L", "small"]  # fmt: skip
-ALL_COLUMNS = ["global", "auc", "client", "pooled", "client_mcu", "never", "trained",
-               "infeasible", "kB_down", "kB_up", "MFLOP", "storage_kB", "vtime", "MB", "J",
-               "wall"]  # fmt: skip
+ALL_COLUMNS = ["global", "auc", "client", "client_auc", "pooled", "client_mcu", "never",
+               "trained", "infeasible", "kB_down", "kB_up", "MFLOP", "storage_kB", "vtime",
+               "MB", "J", "client_vtime", "client_MB", "client_J", "wall"]  # fmt: skip
 STRAGGLER_COLUMNS = ["global", "auc", "client", "pooled", "never", "trained", "infeasible",
                      "late", "partial", "kB_down", "kB_up", "MFLOP", "vtime", "MB", "J",
                      "wall"]  # fmt: skip
-PERSONAL_COLUMNS = ["client", "auc", "pooled", "global", "never", "trained", "kB_down", "kB_up",
-                    "MFLOP", "vtime", "MB", "J", "wall"]  # fmt: skip
+PERSONAL_COLUMNS = ["client", "client_auc", "pooled", "global", "never", "trained", "kB_down",
+                    "kB_up", "MFLOP", "client_vtime", "client_MB", "client_J",
+                    "wall"]  # fmt: skip
 
 
 def _per_seed(df: pd.DataFrame, experiment: str, setting: str, method: str, col: str) -> pd.Series:
@@ -886,7 +909,9 @@ def report(
         f"Accuracies: mean of each run's last {LAST} evaluations, then mean ± the half-width "
         "of its 95% t interval over seeds. Time and bytes to target: until the mean of the "
         "last 5 evaluations first reaches it. —: no client training (the client-rounds of "
-        "majority and centralized are only the fleet's schedule). The client columns score every "
+        "majority and centralized are only the fleet's schedule), or no global model (the "
+        "global-acc columns of local-only and FedMRL; their client-mean-acc columns compare "
+        "them with the rest). The client columns score every "
         "client, including those that never trained, with the model it would use (see the "
         "README)."
     )

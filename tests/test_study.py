@@ -70,6 +70,11 @@ def test_every_study_cell_is_a_valid_job(tmp_path, monkeypatch):
     }
 
 
+def cells(line: str) -> list[str]:
+    """A markdown table row's cells."""
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
 README = "# title\n\nbefore\n\n<!-- study:begin -->\nOLD BLOCK\n<!-- study:end -->\n\nafter\n"
 TREE = {  # cell folder -> which real run stands in for it
     "compare/mnist/fedavg": "global", "compare/mnist/submodel-prefix": "global",
@@ -149,13 +154,21 @@ def test_study_report_writes_claims_tables_figures_and_the_readme_block(small_jo
     assert "global model on global test: acc, last 5" in report
     assert "client's model on own test: acc, client mean, last 5" in report
     mnist = report.split("fleet: mnist")[1].split("##")[0]  # majority: a local-only run
-    assert "not reached (0/2) (client-mean acc)" in mnist  # timed on its own metric
+    head, *lines = [line for line in mnist.splitlines() if line.startswith("| ")]
+    row = {m: dict(zip(cells(head), cells(line), strict=True)) for line in lines
+           for m in cells(line)[:1]}  # fmt: skip
+    to_global, to_client = "virtual s to global acc ≥ 0.9", "virtual s to client-mean acc ≥ 0.9"
+    assert row["majority"][to_global] == "—"  # a column reads one metric: it has no global model
+    assert row["majority"][to_client] == "not reached (0/2)"  # timed on the client mean
+    assert row["fedavg"][to_global] != "—" and row["fedavg"][to_client] != "—"  # both
+    client_area = "area under the client-mean-acc curve / rounds (mean of every evaluation)"
+    assert row["fedavg"][client_area].startswith("0.")
     own = json.loads((data / "compare/mnist/majority/seed_0.json").read_text())["row"]
     assert own["target_metric"] == "client_accuracy" and own["auc"] > 0
     assert "| FedProx (Li et al. 2020)" in report and "## Stragglers" in report
     assert "partial client-rounds (aggregated)" in report.split("## Stragglers")[1]
     assert "0.0% fewer training FLOPs per sample" in report  # KOALA's: per sample, not client
-    assert "J of client work to target" in report
+    assert "J of client work to global acc ≥ 0.9" in report
     assert "| koala-pretrained | " in report.split("tuned on a validation split")[1]  # chosen
     assert "settled from round" in report or "not settled" in report
     assert "| fedmrl / N10-100pct-2cls | fedavg-ft (2), fedmrl (2)" in report  # runs done
