@@ -215,25 +215,27 @@ def tune_cells() -> list[Cell]:
 def tuned_lr(arm: str, data: Path = DATA) -> float | None:
     """The grid's learning rate with the best validation accuracy (mean of the last
     evaluations, averaged over the tuning seeds; a diverged run scores -inf; ties go to the
-    smaller rate), from the committed summaries; None until every tuning run is there."""
+    smaller rate), from the committed summaries; None until every tuning run is summarised
+    as the study now defines it."""
     best: tuple[float, float] | None = None
-    for lr in LR_GRID:
+    for cell in [c for c in tune_cells() if c.setting == arm]:  # (the grid, rising)
         scores = []
         for seed in TUNE_SEEDS:
-            path = data / "tune" / arm / f"lr={lr:g}" / f"seed_{seed}.json"
-            if not path.exists():
+            if not summarised(cell, seed, data):
                 return None
-            row = json.loads(path.read_text())["row"]
+            row = json.loads(summary_file(cell, seed, data).read_text())["row"]
             ok = row["global"] is not None and not row.get("diverged", False)
             scores.append(row["global"] if ok else -math.inf)
         if best is None or sum(scores) / len(scores) > best[0]:
-            best = (sum(scores) / len(scores), lr)
+            best = (sum(scores) / len(scores), float(cell.keys["train.lr"]))
     return None if best is None else best[1]
 
 
 def pretrained_file(seed: int, validation: bool) -> Path:
-    """The seed's pre-trained L (tuning runs: pre-trained on their validation-mode data)."""
-    return ROOT / ("tune" if validation else "koala") / "pretrained" / f"large_seed_{seed}.pt"
+    """The seed's pre-trained L (tuning runs: pre-trained on their validation-mode data);
+    its name says how many samples it is pre-trained on."""
+    folder = ROOT / ("tune" if validation else "koala") / "pretrained"
+    return folder / f"large_{PRETRAIN_SAMPLES}_seed_{seed}.pt"
 
 
 def pretrain(seed: int, validation: bool = False) -> Path:
@@ -275,22 +277,20 @@ def summary_file(cell: Cell, seed: int, data: Path = DATA) -> Path:
 def summarised(cell: Cell, seed: int, data: Path = DATA) -> bool:
     """Whether (cell, seed) has a committed summary of a run of its job as the study now
     defines it, so that a fresh clone without the HDF5 files does not run it again. The
-    pre-trained L's file is left out of the comparison: it follows from the seed and the
-    data split, which are compared."""
-    path = summary_file(cell, seed, data)
-    stored = json.loads(path.read_text()).get("config") if path.exists() else None
-    if stored is None:
+    pre-trained L it starts from (if any) is compared by its file's name (pretrained_file:
+    the seed, the data split and the pre-training samples), not by its weights. A summary
+    that cannot be read is not one."""
+    try:
+        stored = tomllib.loads(json.loads(summary_file(cell, seed, data).read_text())["config"])
+        init = stored["algorithm"].pop("server_init", "")
+    except (OSError, ValueError, KeyError, TypeError):  # (JSON or TOML errors: ValueError)
+        return False
+    validation = bool(cell.keys.get("data.validation"))
+    if init != (str(pretrained_file(seed, validation)) if cell.keys.get(PRETRAINED) else ""):
         return False
     with tempfile.TemporaryDirectory() as tmp:
         now = load_sweep(sweep_file(cell, seed, Path(tmp), init=False)).tasks[0]
-    return stale_change(without_init(stored), now, ignored=("run.output",)) is None
-
-
-def without_init(config: str) -> str:
-    """A run's config (TOML) with its pre-trained starting weights' file left out."""
-    raw = tomllib.loads(config)
-    raw["algorithm"].pop("server_init", None)
-    return tomli_w.dumps(raw)
+    return stale_change(tomli_w.dumps(stored), now, ignored=("run.output",)) is None
 
 
 def stale(output: Path, job: Path) -> str | None:

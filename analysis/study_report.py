@@ -38,6 +38,7 @@ from study import (  # noqa: E402
     TUNE_SEEDS,
     cells,
     stale,
+    summarised,
     tune_cells,
     tuned_lr,
 )
@@ -181,9 +182,17 @@ def refresh(results: Path, data: Path) -> int:
 
 def collect(data: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[int, float]]:
     """(one row per summarised run, every run's curve keyed by experiment, setting,
-    method and seed, each seed's pre-trained L accuracy) from the summaries in `data`."""
+    method and seed, each seed's pre-trained L accuracy) from the summaries in `data`.
+    A summary of a job the study no longer runs (an older design of its cell, which
+    analysis/study.py runs again, or a cell it dropped) is left out, and said so."""
     rows, curves = [], []
+    planned = {(c.experiment, c.setting, c.method): c for c in cells() + tune_cells()}
     for path in sorted(data.glob("*/*/*/seed_*.json")):
+        cell = planned.get(tuple(path.parts[-4:-1]))
+        if cell is None or not summarised(cell, int(path.stem.removeprefix("seed_")), data):
+            why = "the study has no such cell now" if cell is None else "an older design"
+            print(f"left out {path}: {why} (analysis/study.py runs what the study lacks)")
+            continue
         summary = json.loads(path.read_text())
         row = {"diverged": False} | {
             k: np.nan if v is None else v for k, v in summary["row"].items()
@@ -203,12 +212,14 @@ def collect(data: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[int, float]]:
 
 
 def pretrained_accuracy(root: Path) -> dict[int, float]:
-    """Global test accuracy of each seed's pre-trained large model (from its pretrain log)."""
+    """Global test accuracy of each seed's pre-trained large model (from its pretrain log;
+    L as the study now pre-trains it: study.pretrained_file)."""
     found = {}
-    for log in sorted((root / "koala" / "pretrained").glob("large_seed_*.log")):
+    name = f"large_{PRETRAIN_SAMPLES}_seed_"
+    for log in sorted((root / "koala" / "pretrained").glob(f"{name}*.log")):
         match = re.search(r"global test accuracy ([0-9.]+)", log.read_text())
         if match:
-            found[int(log.stem.removeprefix("large_seed_"))] = float(match.group(1))
+            found[int(log.stem.removeprefix(name))] = float(match.group(1))
     return found
 
 
@@ -241,14 +252,18 @@ def _work(col: str, fmt: str) -> Callable[[pd.DataFrame], str]:
 
 def _on(g: pd.DataFrame, col: str, metric: str, show: Callable[[pd.Series], str]) -> str:
     """A method's figure `col` (auc or a to-target one) read on `metric`, shown by `show`;
-    "—" where it has none (a global-acc figure of a method without a global model).
-    Summaries keep it on the run's own metric (target_metric) and, for a run with a global
-    model, on the client mean too (client_COL)."""
-    if (g["target_metric"] == metric).all():
+    "—" where it has none (a global-acc figure of a method without a global model), "n/a"
+    where its seeds' summaries disagree on their metric or lack the client-mean figures.
+    Summaries keep it on the run's own metric (target_metric) and, for a run whose own
+    metric is global accuracy, on the client mean too (client_COL)."""
+    own = g["target_metric"]
+    if (own == metric).all():
         return show(g[col])
-    if metric == CLIENT and f"client_{col}" in g and (g["target_metric"] == GLOBAL).all():
+    if (own == CLIENT).all():
+        return "—"  # (no global model: no global-acc figures)
+    if (own == GLOBAL).all() and "client_auc" in g and g["client_auc"].notna().all():
         return show(g[f"client_{col}"])
-    return "—"
+    return "n/a"
 
 
 def _reached(col: str, metric: str) -> Callable[[pd.DataFrame], str]:
@@ -910,8 +925,8 @@ def report(
         "of its 95% t interval over seeds. Time and bytes to target: until the mean of the "
         "last 5 evaluations first reaches it. —: no client training (the client-rounds of "
         "majority and centralized are only the fleet's schedule), or no global model (the "
-        "global-acc columns of local-only and FedMRL; their client-mean-acc columns compare "
-        "them with the rest). The client columns score every "
+        "global-acc columns of majority, local-only and FedMRL; their client-mean-acc columns "
+        "compare them with the rest). The client columns score every "
         "client, including those that never trained, with the model it would use (see the "
         "README)."
     )

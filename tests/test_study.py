@@ -75,6 +75,19 @@ def cells(line: str) -> list[str]:
     return [c.strip() for c in line.strip().strip("|").split("|")]
 
 
+# The report, with the tree's runs (a tiny job) standing for their cells' jobs, but for
+# compare / mnist / reft seed 1, which stands for a summary of an older design
+REPORT = """import runpy, sys
+sys.path.insert(0, sys.argv[1])
+import study
+study.summarised = lambda cell, seed, data: study.summary_file(cell, seed, data).exists() and (
+    (cell.setting, cell.method, seed) != ("mnist", "reft", 1))
+script = sys.argv[1] + "/study_report.py"
+sys.argv = [script, *sys.argv[2:]]
+runpy.run_path(script, run_name="__main__")
+"""
+
+
 README = "# title\n\nbefore\n\n<!-- study:begin -->\nOLD BLOCK\n<!-- study:end -->\n\nafter\n"
 TREE = {  # cell folder -> which real run stands in for it
     "compare/mnist/fedavg": "global", "compare/mnist/submodel-prefix": "global",
@@ -108,35 +121,39 @@ def test_study_report_writes_claims_tables_figures_and_the_readme_block(small_jo
     stale.mkdir()
     shutil.copy(runs["global"], stale / "task_0.h5")
     (stale / "task_0.toml").write_text(jobs["global"].replace("rounds = 6", "rounds = 100"))
-    for lr in (0.01, 0.02, 0.05, 0.1):  # one arm's tuning runs (seed 100)
-        folder = root / "tune" / "koala-pretrained" / f"lr={lr:g}" / "seed_100"
-        folder.mkdir(parents=True)
-        shutil.copy(runs["global"], folder / "task_0.h5")
-        (folder / "task_0.toml").write_text(jobs["global"])
+    for arm in ("koala-pretrained", "fedavg-L-pretrained", "fedavg-L-pretrained-unconstrained"):
+        for lr in (0.01, 0.02, 0.05, 0.1):  # the tree's arms' tuning runs (seed 100)
+            folder = root / "tune" / arm / f"lr={lr:g}" / "seed_100"
+            folder.mkdir(parents=True)
+            shutil.copy(runs["global"], folder / "task_0.h5")
+            (folder / "task_0.toml").write_text(jobs["global"])
     logs = root / "koala" / "pretrained"
     logs.mkdir(parents=True)
     for seed, acc in ((0, 0.5), (1, 0.6)):
-        (logs / f"large_seed_{seed}.log").write_text(f"... global test accuracy {acc}; saved\n")
+        (logs / f"large_100_seed_{seed}.log").write_text(f"... global test accuracy {acc}; saved\n")
     readme = tmp_path / "README.md"
     readme.write_text(README)
     docs = tmp_path / "docs"
     docs.mkdir()
     data = docs / "study"
-    command = [sys.executable, str(ROOT / "analysis" / "study_report.py"), "--data", str(data),
+    command = [sys.executable, "-c", REPORT, str(ROOT / "analysis"), "--data", str(data),
                "--docs", str(docs), "--readme", str(readme)]  # fmt: skip
     proc = subprocess.run([*command, str(root)], capture_output=True, text=True, cwd=tmp_path,
                           timeout=120)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "left out" in proc.stdout and "run.rounds was 6, now 100" in proc.stdout
+    older = data / "compare" / "mnist" / "reft" / "seed_1.json"
+    assert f"left out {older}: an older design" in proc.stdout  # summarised, not reported
     report = (docs / "study.md").read_text()
-    assert len(list(data.glob("*/*/*/seed_*.json"))) == 2 * len(TREE) + 4
+    assert ", reft (1), submodel-prefix (2) |" in report
+    assert len(list(data.glob("*/*/*/seed_*.json"))) == 2 * len(TREE) + 12
     summary = json.loads((data / "compare/mnist/fedavg/seed_0.json").read_text())
     assert summary["config"] == jobs["global"]  # the job it ran: the study skips it
     shutil.rmtree(root)  # a fresh clone has the summaries, not the runs: the same report
     again = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert again.returncode == 0, again.stderr
     assert (docs / "study.md").read_text() == report
-    assert len(pd.read_csv(data / "per_seed.csv")) == 2 * len(TREE) + 4
+    assert len(pd.read_csv(data / "per_seed.csv")) == 2 * len(TREE) + 12 - 1
     assert "No run diverged" in report
     summary = json.loads((data / "compare/mnist/fedavg/seed_0.json").read_text())
     summary["row"] |= {"seed": 7, "diverged": True}  # a run that diverged: listed, left out
@@ -296,30 +313,52 @@ def test_a_failed_run_ends_the_study_naming_its_log(small_job, tmp_path, monkeyp
 
 def test_a_run_summarised_with_its_job_is_not_run_again(small_job, tmp_path, monkeypatch):
     """A fresh clone holds the committed summaries, not the HDF5 files: the study ran every
-    finished cell again. A summary of an older design still reruns; a run from the
-    pre-trained L counts as the same job wherever its L's file was."""
+    finished cell again. A summary of an older design still reruns, and so does one that
+    does not start from the pre-trained L where the cell now does; a run from L counts as
+    the same job without L's file (a fresh clone has none); a damaged summary reruns."""
     study = load_script("study")
     monkeypatch.chdir(tmp_path)
-    plain = study.Cell("compare", "s", "plain", str(small_job), {"run.rounds": 2})
-    from_l = study.Cell("koala", "s", "from-L", str(small_job),
-                        {"run.rounds": 2, study.PRETRAINED: True})  # fmt: skip
-    older = study.Cell("compare", "s", "older", str(small_job), {"run.rounds": 2})
-    for cell in (plain, from_l, older):
-        task = study.load_sweep(study.sweep_file(cell, 0, tmp_path / "x", init=False)).tasks[0]
+    keys = {"run.rounds": 2}
+    from_l = keys | {study.PRETRAINED: True}
+    named = {"plain": keys, "from-L": from_l, "older": keys, "scratch": from_l, "damaged": keys}
+    cell = {m: study.Cell("koala", "s", m, str(small_job), k) for m, k in named.items()}
+    l_file = str(study.pretrained_file(0, validation=False))  # (not on this machine)
+    for method, c in cell.items():
+        task = study.load_sweep(study.sweep_file(c, 0, tmp_path / "x", init=False)).tasks[0]
         stored = validate_job(tomllib.loads(task)).to_toml()  # as a run stores its job
-        if cell is from_l:
-            stored = stored.replace('server_init = ""', 'server_init = "gone.pt"')
-        if cell is older:
+        if method == "from-L":
+            stored = stored.replace('server_init = ""', f'server_init = "{l_file}"')
+        if method == "older":
             stored = stored.replace("rounds = 2", "rounds = 3")
-        path = study.summary_file(cell, 0)
+        if method == "damaged":
+            stored = stored.replace("[algorithm]", "[algorithm")
+        path = study.summary_file(c, 0)
         path.parent.mkdir(parents=True)
         path.write_text(json.dumps({"row": {}, "curve": {}, "config": stored}))
-    assert "gone.pt" in study.summary_file(from_l, 0).read_text()
+    assert l_file in study.summary_file(cell["from-L"], 0).read_text()
     ran = []
-    monkeypatch.setattr(study, "run_local", lambda path, ranks: ran.append(path))
-    todo = [(plain, 0), (from_l, 0), (older, 0), (plain, 1)]
+    monkeypatch.setattr(study, "run_local", lambda path, ranks: ran.append(path.parent.parent.name))
+    monkeypatch.setattr(study, "pretrain", lambda seed, validation=False: small_job)
+    todo = [(c, 0) for c in cell.values()] + [(cell["plain"], 1)]
     study.run_cells(todo, argparse.Namespace(slurm=False, ranks=2))
-    assert ran == [older.folder(0) / "sweep.toml", plain.folder(1) / "sweep.toml"]
+    assert ran == ["older", "scratch", "damaged", "plain"]
+
+
+def test_a_figure_a_summary_lacks_reads_n_a_not_not_reached(monkeypatch):
+    """A client-mean figure missing from a summary read as "not reached"."""
+    monkeypatch.syspath_prepend(str(ROOT / "analysis"))
+    report = load_script("study_report")
+    to_client, to_global = report.COLUMNS["client_vtime"][1], report.COLUMNS["vtime"][1]
+    g = pd.DataFrame({"target_metric": [report.GLOBAL] * 2, "MFLOP": [1.0, 1.0],
+                      "energy_recorded": [True, True], "vtime_to_target": [3.0, 5.0],
+                      "client_vtime_to_target": [float("nan")] * 2,
+                      "client_auc": [0.5, float("nan")]})  # fmt: skip
+    assert to_global(g) == "4.0" and to_client(g) == "n/a"  # seed 1 predates client figures
+    assert to_client(g.assign(client_auc=0.5)) == "not reached (0/2)"
+    mixed = g.assign(target_metric=[report.GLOBAL, report.CLIENT], client_auc=0.5)
+    assert to_client(mixed) == "n/a" and to_global(mixed) == "n/a"
+    own = g.assign(target_metric=report.CLIENT)  # no global model
+    assert to_global(own) == "—" and to_client(own) == "4.0"
 
 
 def test_an_unknown_setting_is_refused_in_one_line(tmp_path, monkeypatch, capsys):
