@@ -634,22 +634,28 @@ def figures(
     compare = curves[curves.experiment == "compare"]
     if len(compare):
         datasets = [d for d in COMPARE_SETTINGS if d in set(compare.setting)]
-        fig, axes = plt.subplots(2, len(datasets), figsize=(7 * len(datasets), 9), squeeze=False,
-                                 sharex=True)  # fmt: skip
+        fig, axes = plt.subplots(2, len(datasets), figsize=(7 * len(datasets), 10.5),
+                                 squeeze=False, sharex=True, layout="constrained")  # fmt: skip
         for j, data in enumerate(datasets):
             sub = compare[compare.setting == data]
             panels = ((GLOBAL, "global model on global test"),
                       (CLIENT, "client's model on own test, client mean"))  # fmt: skip
             for i, (column, what) in enumerate(panels):
                 ax = axes[i][j]
-                for k, method in enumerate(m for m in COMPARE_ORDER if m in set(sub.method)):
-                    band(ax, sub[sub.method == method], column, method, k)
+                for k, method in enumerate(COMPARE_ORDER):  # (one style per method)
+                    if method in set(sub.method):
+                        band(ax, sub[sub.method == method], column, method, k)
                 ax.set_title(f"{data}: {what} (mean; band: min-max over seeds)", fontsize=9)
                 ax.set_ylabel("accuracy")
                 ax.grid(alpha=0.3)
             axes[1][j].set_xlabel("round")
-        axes[0][-1].legend(fontsize=7, loc="lower right")
-        axes[1][-1].legend(fontsize=7, loc="lower right")
+        # one legend for every panel: a method's line is the same in each (seeds: the tables)
+        lines = {h.get_label().split(" (")[0]: h for ax in axes.flat
+                 for h in ax.get_legend_handles_labels()[0]}  # fmt: skip
+        order = [m for m in COMPARE_ORDER if m in lines]
+        fig.legend(
+            [lines[m] for m in order], order, loc="outside lower center", ncols=7, fontsize=8
+        )
         written.append(_save(fig, folder / "study_compare.png"))
     fedmrl = df[df.experiment == "fedmrl"]
     if len(fedmrl):
