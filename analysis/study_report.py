@@ -140,7 +140,7 @@ def summarize(path: Path, key: dict[str, object]) -> dict[str, object]:
     return {
         "row": {k: _rounded(v) if isinstance(v, float) else v for k, v in row.items()},
         "curve": {c: [_rounded(float(v)) for v in curve[c]] for c in CURVE},
-        "config": str(read_attrs(path)["config"]),
+        "config": str(run.attrs["config"]),
     }
 
 
