@@ -162,6 +162,27 @@ def test_read_a_file_being_written(runs, tmp_path):
     assert seen.tables["participation"]["round"].max() <= n
 
 
+def test_a_round_under_way_is_not_read(runs, tmp_path):
+    """A reader of a file being written saw the round under way in part: its participation
+    rows without its `rounds` row (tables are read one after another while the run
+    appends). It now reads the rounds the file holds in full: those `ranks` (the last
+    table a round appends to) lists."""
+    _, paths = runs
+    live = tmp_path / "live.h5"
+    shutil.copy(paths[0], live)
+    with h5py.File(live, "r+") as f:  # round 3 written up to its `rounds` row
+        f.attrs["status"] = "running"
+        ranks = f["ranks"]
+        ranks.resize((int((ranks["round"] < 3).sum()),))
+    run = read_run(live)
+    for name in ("rounds", "participation", "eval", "ranks"):
+        assert run.tables[name]["round"].max() == 2, name
+    assert run.tables["participation"].attrs["units"]["round"] == read_run(paths[0]).tables[
+        "participation"
+    ].attrs["units"]["round"]
+    assert read_run(paths[0]).tables["rounds"]["round"].tolist() == [1, 2, 3]  # a whole file
+
+
 def test_report_formats(runs):
     _, paths = runs
     text = mpifl("report", *map(str, paths))

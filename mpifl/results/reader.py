@@ -26,7 +26,9 @@ from mpifl.results.schema import Status
 from mpifl.results.status import effective
 from mpifl.results.writer import TABLES, ClientMetrics, declared_metrics
 
-NAMES = ("rounds", "participation", "ranks", "eval", "server", "client_metrics", "energy", "fleet")
+# `ranks` is the last table a round appends to (`Recorder.record`), so it is read first:
+# every table read after it holds all the rounds it lists.
+NAMES = ("ranks", "rounds", "participation", "eval", "server", "client_metrics", "energy", "fleet")
 
 
 @dataclass
@@ -104,6 +106,7 @@ def read_run(path: str | Path) -> Run:
     with open_result(path) as f:
         attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
         config = tomllib.loads(attrs["config"])
+        writing = str(attrs.get("status")) == "running"
         status, error = effective(path, str(attrs.get("status")), attrs.get("error"))
         attrs["status"] = status
         if error is not None:
@@ -129,9 +132,21 @@ def read_run(path: str | Path) -> Run:
                     df.attrs[key] = dict(zip(ds.dtype.names, map(str, ds.attrs[key]), strict=True))
         run.tables["fleet"].attrs["device_classes"] = names
         declared = declared_metrics(f["client_metrics"]) if "client_metrics" in f else {}
+    if writing:
+        _drop_unfinished_round(run.tables)
     run.tables["fleet"].insert(0, "client", np.arange(len(run.tables["fleet"])))
     _widen(run.tables["participation"], run.tables["client_metrics"], declared)
     return run
+
+
+def _drop_unfinished_round(tables: dict[str, pd.DataFrame]) -> None:
+    """Keep the rounds a file being written (or left by a killed run) holds in full: those
+    its `ranks` table lists, read first. Rows of the round under way are dropped."""
+    ranks = tables["ranks"]["round"]
+    done = int(ranks.max()) if len(ranks) else 0
+    for name, df in tables.items():
+        if "round" in df and len(df) and df["round"].max() > done:
+            tables[name] = df[df["round"] <= done].reset_index(drop=True)
 
 
 def _widen(part: pd.DataFrame, long: pd.DataFrame, declared: ClientMetrics) -> None:

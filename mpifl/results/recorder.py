@@ -162,7 +162,7 @@ class Recorder:
         self.writer.append("rounds", np.array([row]))
         rank_rows["io_time"][0] = self.writer.seconds
         self.writer.seconds = 0.0
-        self.writer.append("ranks", rank_rows)
+        self.writer.append("ranks", rank_rows)  # last: a reader takes it as the round's end
         self._rounds.append(np.array([row]))
         self.latest = round_metrics(row, eval_rows, server_rows)
         return row
