@@ -177,9 +177,10 @@ def test_a_round_under_way_is_not_read(runs, tmp_path):
     run = read_run(live)
     for name in ("rounds", "participation", "eval", "ranks"):
         assert run.tables[name]["round"].max() == 2, name
-    assert run.tables["participation"].attrs["units"]["round"] == read_run(paths[0]).tables[
-        "participation"
-    ].attrs["units"]["round"]
+    assert (
+        run.tables["participation"].attrs["units"]["round"]
+        == read_run(paths[0]).tables["participation"].attrs["units"]["round"]
+    )
     assert read_run(paths[0]).tables["rounds"]["round"].tolist() == [1, 2, 3]  # a whole file
 
 
