@@ -131,6 +131,7 @@ def summarize(path: Path, key: dict[str, object]) -> dict[str, object]:
     evals = run.tables["eval"]
     mcu = evals[evals["group"] == "clients/mean/mcu"].set_index("round")["accuracy"]
     row["client_mcu"] = float(mcu.tail(LAST).mean()) if len(mcu) else np.nan
+    row["client_no_mcu"] = other_classes_mean(evals, "mcu")
     row["auc"] = area(rounds, metric)
     if metric == GLOBAL:  # the client mean too, to compare with methods that have no global
         vtime, mb, joules = to_target(rounds, CLIENT, target)  # model (table: own columns)
@@ -147,6 +148,22 @@ def summarize(path: Path, key: dict[str, object]) -> dict[str, object]:
 def _rounded(value: float) -> float | None:
     """A figure as the summaries keep it: 6 significant digits; None for NaN."""
     return None if not np.isfinite(value) else float(f"{value:.6g}")
+
+
+def other_classes_mean(evals: pd.DataFrame, left_out: str) -> float:
+    """The client-mean accuracy over the clients of every device class but `left_out`
+    (each class's client mean weighted by its clients), mean of the last LAST evaluations;
+    NaN without per-class groups. FedMRL cannot fit the compare fleet's microcontrollers
+    at all: this scores every method on the clients it can serve."""
+    groups = evals["group"]
+    per_class = evals[
+        groups.str.startswith("clients/mean/") & (groups != f"clients/mean/{left_out}")
+    ]
+    if not len(per_class):
+        return np.nan
+    clients = per_class["samples"].astype(np.float64)
+    weighted = (per_class["accuracy"] * clients).groupby(per_class["round"]).sum()
+    return float((weighted / clients.groupby(per_class["round"]).sum()).tail(LAST).mean())
 
 
 def refresh(results: Path, data: Path) -> int:
@@ -294,6 +311,9 @@ COLUMNS: dict[str, tuple[str, Callable[[pd.DataFrame], str]]] = {
                lambda g: str(stat(g["pooled"]))),
     "client_mcu": ("microcontrollers' own model on own test: acc, client mean, last 5",
                    lambda g: str(stat(g["client_mcu"]))),
+    "client_no_mcu": ("clients but microcontrollers, own model on own test: acc, client "
+                      "mean, last 5",  # (n/a in a summary written before it)
+                      lambda g: str(stat(g.get("client_no_mcu", g["client"] * np.nan)))),
     "auc": ("area under the global-acc curve / rounds (mean of every evaluation)",
             lambda g: _on(g, "auc", GLOBAL, lambda v: str(stat(v)))),
     "client_auc": ("area under the client-mean-acc curve / rounds (mean of every evaluation)",
@@ -354,7 +374,8 @@ COMPARE_ORDER = ["majority", "local", "centralized", "fedavg", "fedavg-ft", "fed
 FEDMRL_ORDER = ["majority", "standalone", "fedavg-ft", "fedmrl"]
 KOALA_ORDER = ["koala-pretrained", "koala-pretrained-warm", "koala-scratch",
                "fedavg-L-pretrained", "fedavg-small", "L", "small"]  # fmt: skip
-ALL_COLUMNS = ["global", "auc", "client", "client_auc", "pooled", "client_mcu", "never",
+ALL_COLUMNS = ["global", "auc", "client", "client_auc", "pooled", "client_mcu",
+               "client_no_mcu", "never",
                "trained", "infeasible", "kB_down", "kB_up", "MFLOP", "storage_kB", "vtime",
                "MB", "J", "client_vtime", "client_MB", "client_J", "wall"]  # fmt: skip
 STRAGGLER_COLUMNS = ["global", "auc", "client", "pooled", "never", "trained", "infeasible",
@@ -934,7 +955,10 @@ def report(
         "global-acc columns of majority, local-only and FedMRL; their client-mean-acc columns "
         "compare them with the rest). The client columns score every "
         "client, including those that never trained, with the model it would use (see the "
-        "README)."
+        "README). FedMRL trains two extractors (G and the client's own F_k) and has no model "
+        "that predicts alone: no microcontroller of the compare fleets can hold it, so it "
+        "serves them nothing (docs/study_design.md); the column of the clients but "
+        "microcontrollers compares every method on the clients FedMRL can serve."
     )
     table_of_claims = claims(df, curves, pretrained)
     rule = (f"Verdicts pair the runs of one seed (same data, fleet and client sampling): the "

@@ -15,6 +15,7 @@ import time
 import tomllib
 
 import h5py
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -170,6 +171,7 @@ def test_study_report_writes_claims_tables_figures_and_the_readme_block(small_jo
     assert "| FedMRL (Yi et al. 2024)" in report and "0.550 ± 0.635 pre-trained" in report
     assert "global model on global test: acc, last 5" in report
     assert "client's model on own test: acc, client mean, last 5" in report
+    assert "clients but microcontrollers, own model on own test" in report
     mnist = report.split("fleet: mnist")[1].split("##")[0]  # majority: a local-only run
     head, *lines = [line for line in mnist.splitlines() if line.startswith("| ")]
     row = {m: dict(zip(cells(head), cells(line), strict=True)) for line in lines
@@ -342,6 +344,24 @@ def test_a_run_summarised_with_its_job_is_not_run_again(small_job, tmp_path, mon
     todo = [(c, 0) for c in cell.values()] + [(cell["plain"], 1)]
     study.run_cells(todo, argparse.Namespace(slurm=False, ranks=2))
     assert ran == ["older", "scratch", "damaged", "plain"]
+
+
+def test_the_clients_but_microcontrollers_are_scored_apart(monkeypatch):
+    """FedMRL cannot fit a microcontroller (two extractors), so its client mean counted 11
+    clients that never trained beside 19 that did: a column scores every method on the
+    clients but microcontrollers, each class's client mean weighted by its clients."""
+    monkeypatch.syspath_prepend(str(ROOT / "analysis"))
+    report = load_script("study_report")
+    classes = {"mcu": (11, 0.1), "rpi": (8, 0.9), "phone": (8, 0.8), "jetson": (3, 0.7)}
+    rows = [(r, f"clients/mean/{c}", acc + r / 100, n) for r in range(1, 8)
+            for c, (n, acc) in classes.items()]  # fmt: skip
+    rows += [(r, "clients/mean", 0.5, 30) for r in range(1, 8)]
+    evals = pd.DataFrame(rows, columns=["round", "group", "accuracy", "samples"])
+    expected = (8 * 0.9 + 8 * 0.8 + 3 * 0.7) / 19 + 0.05  # rounds 3-7: + 0.05 on average
+    assert report.other_classes_mean(evals, "mcu") == pytest.approx(expected)
+    assert np.isnan(report.other_classes_mean(evals[evals.group == "clients/mean"], "mcu"))
+    column = report.COLUMNS["client_no_mcu"][1]
+    assert column(pd.DataFrame({"client": [0.5, 0.6]})) == "n/a"  # summaries before it
 
 
 def test_a_figure_a_summary_lacks_reads_n_a_not_not_reached(monkeypatch):
