@@ -17,7 +17,8 @@ Experiments (docs/study.md says what each one asks and why each setting is what 
            (jobs/study_koala.toml) against FedAvg on L (same pre-trained weights) on the
            constrained fleet and on an unconstrained one, FedAvg on the small model, and
            centralised training of each; every arm's client learning rate is first tuned
-           on a validation split (experiment "tune", seed 100).
+           on a validation split (experiment "tune", seed 100), as is FedYogi's server
+           learning rate in the compare experiment.
 Each run is a one-task sweep in results/study/<experiment>/<setting>/<method>/seed_<S>/
 (its resolved job is kept there); finished runs are skipped, so an interrupted study picks
 up where it stopped, and so are runs whose summary under docs/study/ records the same job,
@@ -74,7 +75,8 @@ TIERS = [1.0, 0.5, 0.25, 0.125]
 # REFT's pruning levels in eighths (ours; its default is quarters), so that memory can force
 # a microcontroller down to 0.875, the eighth width's size, as the sub-models' last tier
 REFT = {"algorithm.name": "reft", "algorithm.capability": "quantile", "algorithm.p_step": 0.125}
-COMPARE = {
+COMPARE_JOBS = {"mnist": "jobs/study_mnist.toml", "synthetic": "jobs/study_synthetic.toml"}
+COMPARE = {  # (and FedYogi, at its tuned server learning rate: TUNED)
     "majority": {"algorithm.name": "majority"},
     "local": {"algorithm.name": "local", "algorithm.tiers": TIERS},  # the widest it holds
     "centralized": {"algorithm.name": "centralized", "train.epochs": 1},
@@ -86,7 +88,6 @@ COMPARE = {
     # FedNova normalises each update by its local steps: its stragglers send partial work too
     "fednova": {"algorithm.name": "fednova", "round.partial_work": True},
     "scaffold": {"algorithm.name": "scaffold"},
-    "fedyogi": {"algorithm.name": "fedyogi"},  # server_lr 0.01, beta 0.9 / 0.99 (Reddi et al.)
     "submodel-prefix": {"algorithm.name": "submodel", "algorithm.selection": "prefix"},
     "submodel-rolling": {"algorithm.name": "submodel", "algorithm.selection": "rolling"},
     "submodel-magnitude": {"algorithm.name": "submodel", "algorithm.selection": "magnitude"},
@@ -144,11 +145,46 @@ KOALA_ARMS = {  # arm -> (setting, keys)
     "fedavg-L-pretrained-unconstrained": ("unconstrained", FEDAVG_L | UNCONSTRAINED),
     "fedavg-small": ("constrained", {"algorithm.name": "fedavg"}),
 }  # fmt: skip
-LR_GRID = [0.01, 0.02, 0.05, 0.1]
+LR_GRID = (0.01, 0.02, 0.05, 0.1)
+# FedYogi's server learning rate (beta 0.9 / 0.99, tau 1e-3): Reddi et al. tune it over
+# half-decades of 10^-3 to 10^1 and find their best between 10^-2.5 and 1
+SERVER_LR_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 SEEDS = [0, 1, 2, 3, 4]  # every cell's
 TUNE_SEEDS = [100]
 VALIDATION = 0.1  # of the data, carved from the training pool
 PRETRAINED = "pretrained"  # marks the cells that start from the seed's pre-trained L
+
+
+@dataclass(frozen=True)
+class Tuned:
+    """A cell whose `key` takes the grid's value with the best validation accuracy at the
+    tuning seeds; it runs once its tuning runs are summarised."""
+
+    experiment: str
+    setting: str
+    method: str
+    job: str
+    keys: dict[str, object]
+    key: str = "train.lr"
+    grid: tuple[float, ...] = LR_GRID
+    # data.validation: a split carved from the training pool scores the tuning runs. Off
+    # for generated data (Synthetic), which has none: there the tuning seed's own test
+    # set, a draw of the generator that no reported run uses, scores them (ours).
+    validation: bool = True
+
+    @property
+    def label(self) -> str:
+        """The tuned key's last part, which names a tuning run's folder (lr=0.05)."""
+        return self.key.rsplit(".", 1)[-1]
+
+
+TUNED = {  # the tuning runs' setting -> the cell they tune
+    **{arm: Tuned("koala", setting, arm.removesuffix("-unconstrained"), KOALA_JOB, keys)
+       for arm, (setting, keys) in KOALA_ARMS.items()},
+    **{f"fedyogi-{data}": Tuned("compare", data, "fedyogi", job, {"algorithm.name": "fedyogi"},
+                                "algorithm.server_lr", SERVER_LR_GRID, data == "mnist")
+       for data, job in COMPARE_JOBS.items()},
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -168,11 +204,9 @@ class Cell:
 def cells() -> list[Cell]:
     """Every cell of the study, in running order within a seed."""
     out = []
-    for data, job in (
-        ("mnist", "jobs/study_mnist.toml"),
-        ("synthetic", "jobs/study_synthetic.toml"),
-    ):
+    for data, job in COMPARE_JOBS.items():
         out += [Cell("compare", data, m, job, keys) for m, keys in COMPARE.items()]
+        out += tuned_cells("compare", data)
     deadline = {"round.deadline": STRAGGLER_DEADLINE}
     out += [Cell("compare", "mnist-stragglers", m, "jobs/study_mnist.toml", keys | deadline)
             for m, keys in STRAGGLERS.items()]  # fmt: skip
@@ -187,11 +221,7 @@ def cells() -> list[Cell]:
             }
             out += [Cell("fedmrl", f"{name}-{classes}cls", m, "jobs/study_fedmrl.toml",
                          keys | setting) for m, keys in PERSONAL.items()]  # fmt: skip
-    for arm, (setting, keys) in KOALA_ARMS.items():  # once their learning rate is tuned
-        lr = tuned_lr(arm)
-        if lr is not None:
-            method = arm.removesuffix("-unconstrained")
-            out.append(Cell("koala", setting, method, KOALA_JOB, keys | {"train.lr": lr}))
+    out += tuned_cells("koala")
     out += [
         Cell("koala", "centralized", "L", KOALA_JOB,
              {"algorithm.name": "centralized", "train.epochs": 1} | L_AS_MODEL),
@@ -201,24 +231,36 @@ def cells() -> list[Cell]:
     return out
 
 
-def tune_cells() -> list[Cell]:
-    """Every tuned KOALA arm at each learning rate of the grid, scored on a validation
-    split carved from the training pool (its global test set is never used)."""
+def tuned_cells(experiment: str, setting: str | None = None) -> list[Cell]:
+    """The tuned cells of `experiment` (and `setting`) whose value is tuned, at that value."""
     return [
-        Cell("tune", arm, f"lr={lr:g}", KOALA_JOB,
-             keys | {"train.lr": lr, "data.validation": VALIDATION})
-        for arm, (_, keys) in KOALA_ARMS.items()
-        for lr in LR_GRID
+        Cell(experiment, t.setting, t.method, t.job, t.keys | {t.key: value})
+        for name, t in TUNED.items()
+        if t.experiment == experiment and setting in (None, t.setting)
+        and (value := tuned(name)) is not None
     ]  # fmt: skip
 
 
-def tuned_lr(arm: str, data: Path = DATA) -> float | None:
-    """The grid's learning rate with the best validation accuracy (mean of the last
-    evaluations, averaged over the tuning seeds; a diverged run scores -inf; ties go to the
-    smaller rate), from the committed summaries; None until every tuning run is summarised
-    as the study now defines it."""
+def tune_cells() -> list[Cell]:
+    """Every tuned cell at each value of its grid, scored on a validation split carved
+    from the training pool (or the tuning seed's own data: `Tuned.validation`); the
+    test set of a reported run is never used."""
+    return [
+        Cell("tune", name, f"{t.label}={value:g}", t.job, t.keys | {t.key: value}
+             | ({"data.validation": VALIDATION} if t.validation else {}))
+        for name, t in TUNED.items()
+        for value in t.grid
+    ]  # fmt: skip
+
+
+def tuned(name: str, data: Path = DATA) -> float | None:
+    """The grid's value with the best validation accuracy for the tuned cell `name` (mean
+    of the last evaluations, averaged over the tuning seeds; a diverged run scores -inf;
+    ties go to the smaller value), from the committed summaries; None until every tuning
+    run is summarised as the study now defines it."""
     best: tuple[float, float] | None = None
-    for cell in [c for c in tune_cells() if c.setting == arm]:  # (the grid, rising)
+    key = TUNED[name].key
+    for cell in [c for c in tune_cells() if c.setting == name]:  # (the grid, rising)
         scores = []
         for seed in TUNE_SEEDS:
             if not summarised(cell, seed, data):
@@ -227,7 +269,7 @@ def tuned_lr(arm: str, data: Path = DATA) -> float | None:
             ok = row["global"] is not None and not row.get("diverged", False)
             scores.append(row["global"] if ok else -math.inf)
         if best is None or sum(scores) / len(scores) > best[0]:
-            best = (sum(scores) / len(scores), float(cell.keys["train.lr"]))
+            best = (sum(scores) / len(scores), float(cell.keys[key]))
     return None if best is None else best[1]
 
 
@@ -344,29 +386,32 @@ def main() -> None:
     p.add_argument("--time", type=slurm_time, default="01:00:00")
     p.add_argument("--partition", default="")
     args = p.parse_args()
-    settings = {c.setting for c in cells() + tune_cells()} | {s for s, _ in KOALA_ARMS.values()}
+    settings = {c.setting for c in cells() + tune_cells()} | {t.setting for t in TUNED.values()}
     unknown = sorted(set(args.settings or ()) - settings)
     if unknown:
         exit_with(
             f"study: no setting {', '.join(unknown)} (there are: {', '.join(sorted(settings))})"
         )
 
-    def wanted(cell: Cell) -> bool:
-        experiment = "koala" if cell.experiment == "tune" else cell.experiment
+    def wanted(cell: Cell) -> bool:  # (a tuning run: as the cell it tunes, or by its name)
+        tunes = TUNED.get(cell.setting) if cell.experiment == "tune" else None
+        experiment = tunes.experiment if tunes else cell.experiment
+        names = {cell.setting, tunes.setting} if tunes else {cell.setting}
         return (not args.only or experiment in args.only) and (
-            not args.settings or cell.setting in args.settings
+            not args.settings or bool(names & set(args.settings))
         )
 
     tuning = [(cell, seed) for seed in TUNE_SEEDS for cell in tune_cells() if wanted(cell)]
     run_cells(tuning, args)
-    if tuning and not args.slurm:  # the tuned learning rates are read from the summaries
+    if tuning and not args.slurm:  # the tuned values are read from the summaries
         from study_report import refresh
 
         refresh(ROOT, DATA)
     run_cells([(cell, seed) for seed in args.seeds for cell in cells() if wanted(cell)], args)
     if tuning and args.slurm:
         print(
-            "KOALA's arms run once their tuning runs are summarised: when those jobs end, "
+            "The tuned cells (KOALA's arms, FedYogi) run once their tuning runs are "
+            "summarised: when those jobs end, "
             "run `python analysis/study_report.py results/study` and this command again"
         )
 

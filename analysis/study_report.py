@@ -32,15 +32,15 @@ import pandas as pd  # noqa: E402
 from stats import diverged, equivalent, paired, seeds_needed, verdict  # noqa: E402
 from study import (  # noqa: E402
     COMPARABLE_MARGIN,
-    LR_GRID,
     PRETRAIN_SAMPLES,
     SEEDS,
     TUNE_SEEDS,
+    TUNED,
     cells,
     stale,
     summarised,
     tune_cells,
-    tuned_lr,
+    tuned,
 )
 
 from mpifl.arguments import exit_with, refuse_any  # noqa: E402
@@ -820,19 +820,24 @@ def apart(df: pd.DataFrame) -> str:
 
 
 def tuning(df: pd.DataFrame, data: Path) -> str:
-    """The learning-rate tuning of KOALA's arms: validation accuracy (mean of the last
-    evaluations; data.validation, never the test set) per rate, and the rate chosen."""
+    """The tuned cells (KOALA's arms' client learning rate, FedYogi's server learning
+    rate): validation accuracy (mean of the last evaluations; never a reported run's test
+    set) per value of the grid, and the value chosen; a table per tuned key."""
     tune = df[df.experiment == "tune"]
     if not len(tune):
         return "No tuning run is summarised yet.\n"
-    lines = ["| arm | " + " | ".join(f"lr {lr:g}" for lr in LR_GRID) + " | chosen |",
-             "|---|" + "---|" * (len(LR_GRID) + 1)]  # fmt: skip
-    for arm in sorted(set(tune.setting)):
-        cells = [str(stat(tune[(tune.setting == arm) & (tune.method == f"lr={lr:g}")]["global"]))
-                 for lr in LR_GRID]  # fmt: skip
-        chosen = tuned_lr(arm, data)
-        lines.append(f"| {arm} | " + " | ".join(cells) + f" | {chosen if chosen else 'pending'} |")
-    return "\n".join(lines) + "\n"
+    tables: dict[tuple[str, tuple[float, ...]], list[str]] = {}
+    for name, t in TUNED.items():
+        runs = tune[tune.setting == name]
+        if not len(runs):
+            continue
+        lines = tables.setdefault((t.label, t.grid), [
+            f"| tuned cell ({t.key}) | " + " | ".join(f"{v:g}" for v in t.grid) + " | chosen |",
+            "|---|" + "---|" * (len(t.grid) + 1)])  # fmt: skip
+        scores = [str(stat(runs[runs.method == f"{t.label}={v:g}"]["global"])) for v in t.grid]
+        chosen = tuned(name, data) or "pending"
+        lines.append(f"| {name} | " + " | ".join(scores) + f" | {chosen} |")
+    return "\n\n".join("\n".join(lines) for lines in tables.values()) + "\n"
 
 
 def progress(df: pd.DataFrame) -> str:
@@ -849,7 +854,7 @@ def progress(df: pd.DataFrame) -> str:
 def still_to_do(df: pd.DataFrame) -> str:
     """The study's cells (analysis/study.py) that lack some of their seeds, per experiment
     and setting, with the wall time they need at the mean of the cell's finished runs;
-    KOALA's arms join once their learning rates are tuned."""
+    the tuned cells (KOALA's arms, FedYogi) join once their values are tuned."""
     key = ["experiment", "setting", "method"]
     have = df.groupby(key)["seed"].agg(set).to_dict()
     wall = df.groupby(key)["wall_s"].mean().to_dict()
@@ -880,8 +885,12 @@ def still_to_do(df: pd.DataFrame) -> str:
     lines.append(f"\nIn all: {sum(seconds.values()) / 3600:.1f} h for the runs whose cell has a "
                  f"finished run, and {sum(untimed.values())} runs of cells with none "
                  "(docs/study_design.md estimates them).")  # fmt: skip
-    if not any(c.experiment == "koala" and c.setting != "centralized" for c in cells()):
-        lines.append("\nKOALA's arms are planned once their tuning runs are summarised.")
+    waiting = sorted(
+        {f"{t.experiment} / {t.setting} / {t.method}" for t in TUNED.values()}
+        - {f"{c.experiment} / {c.setting} / {c.method}" for c in cells()}
+    )
+    if waiting:
+        lines.append(f"\nPlanned once their tuning runs are summarised: {', '.join(waiting)}.")
     return "\n".join(lines) + "\n"
 
 
@@ -980,8 +989,8 @@ def report(
     parts = [f"# Study results\n\n{head}\n", "## Claims\n", table_of_claims, "", rule,
              "", settle, "## Runs done\n", progress(df), "## Runs still to do\n",
              still_to_do(everything), "## Diverged runs\n",
-             apart(everything), "## Learning rates of KOALA's arms, tuned on a validation "
-             "split\n", tuning(tune, data)]  # fmt: skip
+             apart(everything), "## Learning rates tuned on a validation split "
+             "(KOALA's arms, FedYogi's server)\n", tuning(tune, data)]  # fmt: skip
     block = [head, "", table_of_claims, "", rule, "",
              "Every table, curve, caveat and the runs still to do: docs/study.md.", ""]  # fmt: skip
     for dataset in ("mnist", "synthetic"):
