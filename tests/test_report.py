@@ -165,8 +165,9 @@ def test_read_a_file_being_written(runs, tmp_path):
 def test_a_round_under_way_is_not_read(runs, tmp_path):
     """A reader of a file being written saw the round under way in part: its participation
     rows without its `rounds` row (tables are read one after another while the run
-    appends). It now reads the rounds the file holds in full: those `ranks` (the last
-    table a round appends to) lists."""
+    appends), as it would in a file left by a run that failed in the middle of a round.
+    It now reads the rounds the file holds in full: those `ranks` (the last table a round
+    appends to) lists."""
     _, paths = runs
     live = tmp_path / "live.h5"
     shutil.copy(paths[0], live)
@@ -182,6 +183,9 @@ def test_a_round_under_way_is_not_read(runs, tmp_path):
         == read_run(paths[0]).tables["participation"].attrs["units"]["round"]
     )
     assert read_run(paths[0]).tables["rounds"]["round"].tolist() == [1, 2, 3]  # a whole file
+    with h5py.File(live, "r+") as f:  # a failure in the middle of round 3, recorded
+        f.attrs["status"] = "failed"
+    assert read_run(live).tables["participation"]["round"].max() == 2
 
 
 def test_report_formats(runs):

@@ -106,7 +106,6 @@ def read_run(path: str | Path) -> Run:
     with open_result(path) as f:
         attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
         config = tomllib.loads(attrs["config"])
-        writing = str(attrs.get("status")) == "running"
         status, error = effective(path, str(attrs.get("status")), attrs.get("error"))
         attrs["status"] = status
         if error is not None:
@@ -132,16 +131,16 @@ def read_run(path: str | Path) -> Run:
                     df.attrs[key] = dict(zip(ds.dtype.names, map(str, ds.attrs[key]), strict=True))
         run.tables["fleet"].attrs["device_classes"] = names
         declared = declared_metrics(f["client_metrics"]) if "client_metrics" in f else {}
-    if writing:
-        _drop_unfinished_round(run.tables)
+    _drop_unfinished_round(run.tables)
     run.tables["fleet"].insert(0, "client", np.arange(len(run.tables["fleet"])))
     _widen(run.tables["participation"], run.tables["client_metrics"], declared)
     return run
 
 
 def _drop_unfinished_round(tables: dict[str, pd.DataFrame]) -> None:
-    """Keep the rounds a file being written (or left by a killed run) holds in full: those
-    its `ranks` table lists, read first. Rows of the round under way are dropped."""
+    """Keep the rounds the file holds in full: those its `ranks` table, read first, lists.
+    Rows of a round under way are dropped: in a file being written, or left by a run that
+    was killed or failed in the middle of a round."""
     ranks = tables["ranks"]["round"]
     done = int(ranks.max()) if len(ranks) else 0
     for name, df in tables.items():
