@@ -370,7 +370,7 @@ COMPARE_ORDER = ["majority", "local", "centralized", "fedavg", "fedavg-ft", "fed
                  "scaffold", "fedyogi", "submodel-prefix", "submodel-rolling",
                  "submodel-magnitude", "reft", "reft-proxy250", "reft-proxy100", "reft-average",
                  "koala-homo",
-                 "koala-hetero", "fedmrl"]  # fmt: skip
+                 "koala-hetero", "fedmrl", "fedmrl-eighth"]  # fmt: skip
 FEDMRL_ORDER = ["majority", "standalone", "fedavg-ft", "fedmrl"]
 KOALA_ORDER = ["koala-pretrained", "koala-pretrained-warm", "koala-scratch",
                "fedavg-L-pretrained", "fedavg-small", "L", "small"]  # fmt: skip
@@ -821,8 +821,9 @@ def apart(df: pd.DataFrame) -> str:
 
 def tuning(df: pd.DataFrame, data: Path) -> str:
     """The tuned cells (KOALA's arms' client learning rate, FedYogi's server learning
-    rate): validation accuracy (mean of the last evaluations; never a reported run's test
-    set) per value of the grid, and the value chosen; a table per tuned key."""
+    rate): accuracy on held-out data (mean of the last evaluations; `tune_cells` says
+    which) per value of the grid, and the value chosen, marked if it lies at an end of
+    the grid; a table per tuned key."""
     tune = df[df.experiment == "tune"]
     if not len(tune):
         return "No tuning run is summarised yet.\n"
@@ -835,8 +836,10 @@ def tuning(df: pd.DataFrame, data: Path) -> str:
             f"| tuned cell ({t.key}) | " + " | ".join(f"{v:g}" for v in t.grid) + " | chosen |",
             "|---|" + "---|" * (len(t.grid) + 1)])  # fmt: skip
         scores = [str(stat(runs[runs.method == f"{t.label}={v:g}"]["global"])) for v in t.grid]
-        chosen = tuned(name, data) or "pending"
-        lines.append(f"| {name} | " + " | ".join(scores) + f" | {chosen} |")
+        chosen = tuned(name, data)
+        edge = " (an end of the grid)" if chosen in (t.grid[0], t.grid[-1]) else ""
+        shown = "pending" if chosen is None else f"{chosen:g}{edge}"
+        lines.append(f"| {name} | " + " | ".join(scores) + f" | {shown} |")
     return "\n\n".join("\n".join(lines) for lines in tables.values()) + "\n"
 
 
@@ -965,9 +968,11 @@ def report(
         "compare them with the rest). The client columns score every "
         "client, including those that never trained, with the model it would use (see the "
         "README). FedMRL trains two extractors (G and the client's own F_k) and has no model "
-        "that predicts alone: no microcontroller of the compare fleets can hold it, so it "
-        "serves them nothing (docs/study_design.md); the column of the clients but "
-        "microcontrollers compares every method on the clients FedMRL can serve."
+        "that predicts alone: no microcontroller of the compare fleets holds it as its "
+        "paper sizes it, so it serves them nothing; fedmrl-eighth, every layer at an eighth "
+        "(ours), fits most of them, and the column of the clients but microcontrollers "
+        "compares every method on the clients the paper-sized FedMRL serves "
+        "(docs/study_design.md)."
     )
     table_of_claims = claims(df, curves, pretrained)
     rule = (f"Verdicts pair the runs of one seed (same data, fleet and client sampling): the "
@@ -989,7 +994,7 @@ def report(
     parts = [f"# Study results\n\n{head}\n", "## Claims\n", table_of_claims, "", rule,
              "", settle, "## Runs done\n", progress(df), "## Runs still to do\n",
              still_to_do(everything), "## Diverged runs\n",
-             apart(everything), "## Learning rates tuned on a validation split "
+             apart(everything), "## Learning rates tuned on held-out data "
              "(KOALA's arms, FedYogi's server)\n", tuning(tune, data)]  # fmt: skip
     block = [head, "", table_of_claims, "", rule, "",
              "Every table, curve, caveat and the runs still to do: docs/study.md.", ""]  # fmt: skip

@@ -11,12 +11,14 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 
 from mpifl.comm import Comm
 from mpifl.engine.assemble import assemble
 from mpifl.engine.emulation import ClientRunner
 from mpifl.engine.loop import Engine
 from mpifl.engine.signals import StopSignal
+from mpifl.errors import ConfigError
 from mpifl.jobs import validate_job
 from mpifl.kit import (
     Accumulators,
@@ -417,3 +419,22 @@ def test_a_client_finish_that_returns_nothing_is_named(tmp_path):
     acc = Accumulators(method.accumulator_sizes(), 40, 1.0)
     with pytest.raises(MethodError, match="client_finish must return a dict"):
         list(method.train_clients([task], acc))
+
+
+def test_fedmrl_width_narrows_its_convolutions_and_is_refused_on_an_mlp(tmp_path):
+    """FedMRL refused model.width != 1 on a CNN, so no FedMRL fitted a microcontroller:
+    the width now scales the convolutions of G and of every F_k (its fc widths and
+    representation sizes are its own keys); on an MLP, where it would change nothing, it
+    is refused."""
+    cnn = {"model__arch": "cnn", "model__channels": [8, 16], "model__fc": 16}
+    sizes = []
+    for width in (1.0, 0.125):
+        parts = assemble(tiny("fedmrl", tmp_path, **cnn, model__width=width), Comm(),
+                         tmp_path / f"{width}.h5")  # fmt: skip
+        model = parts.method.variants[0]
+        convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+        sizes.append(([c.out_channels for c in convs], parts.method.costs[0][0]))
+    assert sizes[0][0] == [8, 16, 8, 16] and sizes[1][0] == [1, 2, 1, 2]  # G's, then F_k's
+    assert sizes[1][1] < sizes[0][1] / 2  # its training footprint
+    with pytest.raises(ConfigError, match="must be 1 for fedmrl on an MLP"):
+        assemble(tiny("fedmrl", tmp_path, model__width=0.5), Comm(), tmp_path / "mlp.h5")

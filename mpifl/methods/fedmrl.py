@@ -92,8 +92,11 @@ class FedMRL(Method):
     def __init__(self, ctx: MethodContext) -> None:
         super().__init__(ctx)
         alg = self.config.algorithm
-        if ctx.spec.arch == "cnn" and ctx.spec.width != 1.0:
-            raise ConfigError("model.width", ctx.spec.width, "must be 1 for fedmrl")
+        if ctx.spec.arch != "cnn" and ctx.spec.width != 1.0:  # (it would change nothing)
+            raise ConfigError(
+                "model.width", ctx.spec.width, "must be 1 for fedmrl on an MLP: set its "
+                "sizes with algorithm.global_fc, local_fc and mrl_dims"
+            )  # fmt: skip
         self.variants = [
             prepare_model(MRLModel(ctx.spec, alg.global_fc, fc, alg.mrl_dims), self.config.train)
             for fc in alg.local_fc
