@@ -274,7 +274,8 @@ def tuned(name: str, data: Path = DATA) -> float | None:
     """The grid's value with the best validation accuracy for the tuned cell `name` (mean
     of the last evaluations, averaged over the tuning seeds; a diverged run scores -inf;
     ties go to the smaller value), from the committed summaries; None until every tuning
-    run is summarised as the study now defines it."""
+    run is summarised as the study now defines it, or if no value kept a finite accuracy
+    (the cell does not run; the report says so)."""
     best: tuple[float, float] | None = None
     key = TUNED[name].key
     for cell in [c for c in tune_cells() if c.setting == name]:  # (the grid, rising)
@@ -287,7 +288,7 @@ def tuned(name: str, data: Path = DATA) -> float | None:
             scores.append(row["global"] if ok else -math.inf)
         if best is None or sum(scores) / len(scores) > best[0]:
             best = (sum(scores) / len(scores), float(cell.keys[key]))
-    return None if best is None else best[1]
+    return None if best is None or best[0] == -math.inf else best[1]
 
 
 def pretrained_file(seed: int, validation: bool) -> Path:

@@ -839,6 +839,10 @@ def tuning(df: pd.DataFrame, data: Path) -> str:
         chosen = tuned(name, data)
         edge = " (an end of the grid)" if chosen in (t.grid[0], t.grid[-1]) else ""
         shown = "pending" if chosen is None else f"{chosen:g}{edge}"
+        everything = all(summarised(c, s, data) for c in tune_cells() if c.setting == name
+                         for s in TUNE_SEEDS)  # fmt: skip
+        if chosen is None and everything:
+            shown = "none: every value diverged or has no accuracy (the cell does not run)"
         lines.append(f"| {name} | " + " | ".join(scores) + f" | {shown} |")
     return "\n\n".join("\n".join(lines) for lines in tables.values()) + "\n"
 

@@ -369,6 +369,11 @@ def test_fedyogi_runs_at_the_server_rate_that_won_on_validation(tmp_path, monkey
     last.parent.mkdir(parents=True)
     last.write_text(json.dumps({"row": {"global": 0.99, "diverged": True}}))  # scores -inf
     assert study.tuned("fedyogi-mnist", tmp_path) == 0.01  # the tie goes to the smaller
+    for cell in grid:  # every value diverged: none is chosen (the smallest was)
+        study.summary_file(cell, 100, tmp_path).write_text(
+            json.dumps({"row": {"global": 0.9, "diverged": True}})
+        )
+    assert study.tuned("fedyogi-mnist", tmp_path) is None
     monkeypatch.setattr(study, "tuned", lambda name: 0.01 if name == "fedyogi-mnist" else None)
     yogi = [c for c in study.cells() if c.method == "fedyogi"]
     assert [(c.setting, c.keys) for c in yogi] == [
