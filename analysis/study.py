@@ -142,8 +142,10 @@ FEDMRL_SETTINGS = {  # (clients, cohort): the official code's N / participation 
 }
 PERSONAL = {  # FedMRL against its paper's Standalone and a global model fine-tuned per client
     "fedmrl": {"algorithm.name": "fedmrl"},
-    "standalone": {"algorithm.name": "standalone"},
+    # next, so that a sitting cut short still has both runs the probe of a seed reads
+    # (analysis/fedmrl_probe.py: the HDF5 files, which a clone lacks)
     "fedavg-ft": {"algorithm.name": "fedavg", "algorithm.finetune_epochs": 2},
+    "standalone": {"algorithm.name": "standalone"},
     "majority": {"algorithm.name": "majority"},
 }
 # KOALA's arms: each gets the grid's best client learning rate on a validation split
