@@ -438,3 +438,29 @@ def test_fedmrl_width_narrows_its_convolutions_and_is_refused_on_an_mlp(tmp_path
     assert sizes[1][1] < sizes[0][1] / 2  # its training footprint
     with pytest.raises(ConfigError, match="must be 1 for fedmrl on an MLP"):
         assemble(tiny("fedmrl", tmp_path, model__width=0.5), Comm(), tmp_path / "mlp.h5")
+
+
+def test_fedmrl_fit_memory_gives_a_client_the_largest_variant_it_holds(tmp_path):
+    """FedMRL gave client k variant k mod len(local_fc) whatever its memory, so a
+    microcontroller that holds a smaller variant never trained: with fit_memory it trains
+    the largest it holds; without, nothing changes."""
+    cnn = {"model__arch": "cnn", "model__channels": [8, 16], "model__fc": 16,
+           "algorithm__local_fc": [64, 8]}  # fmt: skip
+    costs = assemble(tiny("fedmrl", tmp_path, **cnn), Comm(), tmp_path / "a.h5").method.costs
+    between = (costs[0][0] + costs[1][0]) // 2  # holds variant 1, not variant 0
+    fleet = {"fleet__spread": 0.0, "fleet__classes": {"mcu": {"weight": 1.0, "memory": between}}}
+    plain = assemble(tiny("fedmrl", tmp_path, **cnn, **fleet), Comm(), tmp_path / "b.h5").method
+    clients = np.arange(12)
+    assert plain.variant_of.tolist() == [0, 1] * 6  # the paper's assignment, kept
+    assert (plain.workload(clients, 0).footprint[::2] > between).all()  # infeasible
+    fit = assemble(tiny("fedmrl", tmp_path, **cnn, **fleet, algorithm__fit_memory=True),
+                   Comm(), tmp_path / "c.h5").method  # fmt: skip
+    assert fit.variant_of.tolist() == [1] * 12
+    assert (fit.workload(clients, 0).footprint <= between).all()
+    roomy = {
+        "fleet__spread": 0.0,
+        "fleet__classes": {"mcu": {"weight": 1.0, "memory": 10 * costs[0][0]}},
+    }
+    fit = assemble(tiny("fedmrl", tmp_path, **cnn, **roomy, algorithm__fit_memory=True),
+                   Comm(), tmp_path / "d.h5").method  # fmt: skip
+    assert fit.variant_of.tolist() == [0, 1] * 6  # every variant fits: as the paper

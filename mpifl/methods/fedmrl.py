@@ -5,8 +5,9 @@ Loss = m1 CE(G_hd(R'[:, :d1]), y) + m2 sum_{d in mrl_dims[1:]} CE(F_hd,d(R'[:, :
 with R' = P_k(concat(G_ex(x), F_k_ex(x))). G, F_k and P_k train jointly (SGD from [train],
 gradient-norm clip); only G is uploaded and averaged (weights n_k). F_k, P_k and the
 local headers are client state in the bounded store. Client k gets local variant
-k mod len(local_fc). Accuracy: the local header on the full representation, on each
-client's own test split, averaged over clients that hold a model.
+k mod len(local_fc) (with fit_memory, the largest that fits if that one does not).
+Accuracy: the local header on the full representation, on each client's own test split,
+averaged over clients that hold a model.
 
 Unlike the official code: every client's uploaded G is its own copy (no aliasing of
 state dicts), every client gets a fresh optimizer (no shared momentum), and d1 < d2 is
@@ -80,6 +81,12 @@ class FedMRL(Method):
         "m1": number(1.0, 0.0),
         "m2": number(1.0, 0.0),
         "clip": number(50.0, 0.0, low_open=True, doc="gradient-norm clip"),
+        "fit_memory": Field(
+            "bool",
+            False,
+            doc="a client whose variant (k mod len(local_fc)) does not fit its memory "
+            "trains the largest that does, if one does (ours)",
+        ),  # fmt: skip
     }
     client_metrics = {
         "global_accuracy": (
@@ -106,6 +113,7 @@ class FedMRL(Method):
         self.weights = flatten(model.global_parameters())
         self.costs = [self._cost(m) for m in self.variants]
         self.g_bytes = 4 * self.weights.numel()
+        self.variant_of = self._assign(ctx.all_clients, alg.fit_memory)
         for m in self.variants:  # a flat vector is G, then the personal part
             order = [*m.global_parameters(), *m.local_parameters()]
             assert [id(p) for p in m.parameters()] == [id(p) for p in order]
@@ -130,12 +138,27 @@ class FedMRL(Method):
         cost = cost_of(model, self.ctx.spec.input_shape, lambda out, y: mrl_loss(out, y).mean())
         return footprint(cost, train), cost.train_flops_per_sample
 
+    def _assign(self, clients: np.ndarray, fit_memory: bool) -> np.ndarray:
+        """Each client's local variant: k mod len(local_fc), as the paper assigns them;
+        with `fit_memory`, one that does not fit the client's memory gives way to the
+        largest variant that does (none fitting: it stays, and the client is infeasible)."""
+        assigned = clients % len(self.variants)
+        if not fit_memory:
+            return assigned
+        sizes = np.array([memory for memory, _ in self.costs])
+        memory = self.ctx.fleet.profiles["memory"][clients]
+        for i in np.flatnonzero(sizes[assigned] > memory):
+            fits = np.flatnonzero(sizes <= memory[i])
+            if len(fits):
+                assigned[i] = fits[np.argmax(sizes[fits])]
+        return assigned
+
     def variant(self, client: int) -> int:
         """The local model variant of a client."""
-        return client % len(self.variants)
+        return int(self.variant_of[client])
 
     def workload(self, clients: np.ndarray, round_: int) -> Workload:
-        var = clients % len(self.variants)
+        var = self.variant_of[clients]
         n = self.ctx.data.n_train[clients]
         memory = np.array([self.costs[v][0] for v in var], dtype=np.int64)
         flops = np.array([self.costs[v][1] for v in var]) * n * self.config.train.epochs
