@@ -17,8 +17,8 @@ Experiments (docs/study.md says what each one asks and why each setting is what 
            (jobs/study_koala.toml) against FedAvg on L (same pre-trained weights) on the
            constrained fleet and on an unconstrained one, FedAvg on the small model, and
            centralised training of each; every arm's client learning rate is first tuned
-           on a validation split (experiment "tune", seed 100), as is FedYogi's server
-           learning rate in the compare experiment.
+           on a validation split (experiment "tune", seed 100), as FedYogi's server
+           learning rate in the compare experiment is on held-out data.
 Each run is a one-task sweep in results/study/<experiment>/<setting>/<method>/seed_<S>/
 (its resolved job is kept there); finished runs are skipped, so an interrupted study picks
 up where it stopped, and so are runs whose summary under docs/study/ records the same job,
@@ -107,10 +107,9 @@ COMPARE = {  # (and FedYogi, at its tuned server learning rate: TUNED)
     "fedmrl": {"algorithm.name": "fedmrl"},
 }  # fmt: skip
 # FedMRL as its paper sizes it fits no microcontroller (two extractors): beside it, FedMRL
-# with every layer at an eighth (ours): convolutions (MNIST's CNN), fc widths and
-# representation sizes, which two thirds of the microcontrollers hold, the shared G
-# narrowed for all
-# (its 1 and 2 channels take one norm group)
+# with every layer at an eighth (ours): convolutions (MNIST's CNN, whose 1 and 2 channels
+# take one norm group), fc widths and representation sizes, which two thirds of the
+# microcontrollers hold; its shared G narrows for every client
 FEDMRL_EIGHTH = {
     "algorithm.name": "fedmrl",
     "algorithm.fit_memory": True,  # a microcontroller trains the largest variant it holds
