@@ -273,15 +273,13 @@ def tune_cells() -> list[Cell]:
     ]  # fmt: skip
 
 
-def tuned(name: str, data: Path = DATA) -> float | None:
-    """The grid's value with the best validation accuracy for the tuned cell `name` (mean
-    of the last evaluations, averaged over the tuning seeds; a diverged run scores -inf;
-    ties go to the smaller value), from the committed summaries; None until every tuning
-    run is summarised as the study now defines it, or if no value kept a finite accuracy
-    (the cell does not run; the report says so)."""
-    best: tuple[float, float] | None = None
-    key = TUNED[name].key
-    for cell in [c for c in tune_cells() if c.setting == name]:  # (the grid, rising)
+def tuning_scores(name: str, data: Path = DATA) -> list[tuple[float, float]] | None:
+    """(value, score) for each value of the tuned cell `name`'s grid, rising: its
+    validation accuracy (mean of the last evaluations, averaged over the tuning seeds; a
+    diverged run scores -inf), from the committed summaries; None until every tuning run
+    is summarised as the study now defines it."""
+    key, found = TUNED[name].key, []
+    for cell in [c for c in tune_cells() if c.setting == name]:
         scores = []
         for seed in TUNE_SEEDS:
             if not summarised(cell, seed, data):
@@ -289,9 +287,22 @@ def tuned(name: str, data: Path = DATA) -> float | None:
             row = json.loads(summary_file(cell, seed, data).read_text())["row"]
             ok = row["global"] is not None and not row.get("diverged", False)
             scores.append(row["global"] if ok else -math.inf)
-        if best is None or sum(scores) / len(scores) > best[0]:
-            best = (sum(scores) / len(scores), float(cell.keys[key]))
-    return None if best is None or best[0] == -math.inf else best[1]
+        found.append((float(cell.keys[key]), sum(scores) / len(scores)))
+    return found
+
+
+def best_value(scores: list[tuple[float, float]]) -> float | None:
+    """The value with the best score (ties go to the smaller value); None if no value kept
+    a finite accuracy (the cell does not run; the report says so)."""
+    value, score = max(scores, key=lambda pair: pair[1])  # (the first of equals: smaller)
+    return None if score == -math.inf else value
+
+
+def tuned(name: str, data: Path = DATA) -> float | None:
+    """The grid's value the tuned cell `name` runs at (`best_value` of its
+    `tuning_scores`); None until it is tuned, or if no value will do."""
+    scores = tuning_scores(name, data)
+    return best_value(scores) if scores else None
 
 
 def pretrained_file(seed: int, validation: bool) -> Path:

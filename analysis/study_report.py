@@ -36,11 +36,12 @@ from study import (  # noqa: E402
     SEEDS,
     TUNE_SEEDS,
     TUNED,
+    best_value,
     cells,
     stale,
     summarised,
     tune_cells,
-    tuned,
+    tuning_scores,
 )
 
 from mpifl.arguments import exit_with, refuse_any  # noqa: E402
@@ -838,12 +839,11 @@ def tuning(df: pd.DataFrame, data: Path) -> str:
             f"| tuned cell ({t.key}) | " + " | ".join(f"{v:g}" for v in t.grid) + " | chosen |",
             "|---|" + "---|" * (len(t.grid) + 1)])  # fmt: skip
         scores = [str(stat(runs[runs.method == f"{t.label}={v:g}"]["global"])) for v in t.grid]
-        chosen = tuned(name, data)
+        found = tuning_scores(name, data)
+        chosen = best_value(found) if found else None
         edge = " (an end of the grid)" if chosen in (t.grid[0], t.grid[-1]) else ""
         shown = "pending" if chosen is None else f"{chosen:g}{edge}"
-        everything = all(summarised(c, s, data) for c in tune_cells() if c.setting == name
-                         for s in TUNE_SEEDS)  # fmt: skip
-        if chosen is None and everything:
+        if found and chosen is None:
             shown = "none: every value diverged or has no accuracy (the cell does not run)"
         lines.append(f"| {name} | " + " | ".join(scores) + f" | {shown} |")
     return "\n\n".join("\n".join(lines) for lines in tables.values()) + "\n"
