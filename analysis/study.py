@@ -18,7 +18,8 @@ Experiments (docs/study.md says what each one asks and why each setting is what 
            constrained fleet and on an unconstrained one, FedAvg on the small model, and
            centralised training of each; every arm's client learning rate is first tuned
            on a validation split (experiment "tune", seed 100), as FedYogi's server
-           learning rate in the compare experiment is on held-out data.
+           learning rate, FedProx's mu and REFT's distillation learning rate in the
+           compare experiment are on held-out data.
 Each run is a one-task sweep in results/study/<experiment>/<setting>/<method>/seed_<S>/
 (its resolved job is kept there); finished runs are skipped, so an interrupted study picks
 up where it stopped, and so are runs whose summary under docs/study/ records the same job,
@@ -35,7 +36,7 @@ import subprocess
 import sys
 import tempfile
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import tomli_w
@@ -76,27 +77,30 @@ TIERS = [1.0, 0.5, 0.25, 0.125]
 # a microcontroller down to 0.875, the eighth width's size, as the sub-models' last tier
 REFT = {"algorithm.name": "reft", "algorithm.capability": "quantile", "algorithm.p_step": 0.125}
 COMPARE_JOBS = {"mnist": "jobs/study_mnist.toml", "synthetic": "jobs/study_synthetic.toml"}
-COMPARE = {  # (and FedYogi, at its tuned server learning rate: TUNED)
+# REFT's sensitivity to the server's unlabelled data (distilling on 100 / 250 images) and
+# to starting each distillation from the clients' models averaged into L (ours): beside
+# REFT, at its tuned server learning rate
+REFT_VARIANTS = {
+    "reft-proxy100": {"algorithm.proxy_samples": 100},
+    "reft-proxy250": {"algorithm.proxy_samples": 250},
+    "reft-average": {"algorithm.server_start": "average"},
+}
+# FedProx with partial work (a straggler sends the steps that fit the deadline), at its
+# tuned mu; FedNova normalises each update by its local steps: its stragglers send partial
+# work too
+FEDPROX = {"algorithm.name": "fedprox", "round.partial_work": True}
+FEDNOVA = {"algorithm.name": "fednova", "round.partial_work": True}
+COMPARE = {  # (and FedProx, REFT and FedYogi, at their tuned values: TUNED)
     "majority": {"algorithm.name": "majority"},
     "local": {"algorithm.name": "local", "algorithm.tiers": TIERS},  # the widest it holds
     "centralized": {"algorithm.name": "centralized", "train.epochs": 1},
     "fedavg": {"algorithm.name": "fedavg"},
     "fedavg-ft": {"algorithm.name": "fedavg", "algorithm.finetune_epochs": 2},
-    # FedProx with partial work (a straggler sends the steps that fit the deadline) at its
-    # paper's best mu on MNIST and Synthetic
-    "fedprox": {"algorithm.name": "fedprox", "algorithm.mu": 1.0, "round.partial_work": True},
-    # FedNova normalises each update by its local steps: its stragglers send partial work too
-    "fednova": {"algorithm.name": "fednova", "round.partial_work": True},
+    "fednova": FEDNOVA,
     "scaffold": {"algorithm.name": "scaffold"},
     "submodel-prefix": {"algorithm.name": "submodel", "algorithm.selection": "prefix"},
     "submodel-rolling": {"algorithm.name": "submodel", "algorithm.selection": "rolling"},
     "submodel-magnitude": {"algorithm.name": "submodel", "algorithm.selection": "magnitude"},
-    "reft": REFT,
-    # REFT's sensitivity to the server's unlabelled data: distilling on 100 / 250 images
-    "reft-proxy100": REFT | {"algorithm.proxy_samples": 100},
-    "reft-proxy250": REFT | {"algorithm.proxy_samples": 250},
-    # ... and to starting each distillation from the clients' models averaged into L (ours)
-    "reft-average": REFT | {"algorithm.server_start": "average"},
     # KOALA's small model: half the configured width (56 of 58 microcontrollers cannot hold it;
     # group norm's 4 groups need 4 channels), or families down to the eighth width, which
     # they hold (ours: the sub-models' tiers)
@@ -124,17 +128,17 @@ COMPARE_EIGHTH = {
 # No client is late at the compare jobs' deadline, so partial work changes nothing there.
 # FedProx's systems heterogeneity is its own setting, on MNIST: a deadline near the median
 # finish time of FedAvg's clients, so that about half of the client-rounds that can train
-# are stragglers (seeds 0-4: 48%, 70% of them fitting some local steps; the paper's 50%
+# are stragglers (seed 0: 48%, 39% of them fitting some local steps; the paper's 50%
 # setting; ours: the paper gives stragglers fewer epochs, here the deadline cuts them),
 # FedAvg dropping them against FedProx (and mu = 0: partial work alone) and FedNova
 # keeping their partial work. Not on Synthetic: its MLP trains in milliseconds, so a
 # client late there is late for its transfers, and only a quarter could send partial work.
 STRAGGLER_DEADLINE = 0.36  # s
-STRAGGLERS = {
+STRAGGLER_JOB = "jobs/study_mnist.toml"
+STRAGGLERS = {  # (and FedProx at its tuned mu: TUNED)
     "fedavg": COMPARE["fedavg"],
-    "fedprox": COMPARE["fedprox"],
-    "fedprox-mu0": COMPARE["fedprox"] | {"algorithm.mu": 0.0},
-    "fednova": COMPARE["fednova"],
+    "fedprox-mu0": FEDPROX | {"algorithm.mu": 0.0},
+    "fednova": FEDNOVA,
 }
 FEDMRL_SETTINGS = {  # (clients, cohort): the official code's N / participation pairs
     "N10-100pct": (10, 10),
@@ -166,6 +170,12 @@ LR_GRID = (0.01, 0.02, 0.05, 0.1)
 # FedYogi's server learning rate (beta 0.9 / 0.99, tau 1e-3): Reddi et al. tune it over
 # half-decades of 10^-3 to 10^1 and find their best between 10^-2.5 and 1
 SERVER_LR_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+# FedProx's mu: its paper's grid, which it tunes per data set (its best, 1 on MNIST and
+# Synthetic, is for plain SGD on other models than these)
+MU_GRID = (0.001, 0.01, 0.1, 1.0)
+# REFT's distillation learning rate (ours, as its other distillation settings): around
+# the 0.2 the study ran before it was tuned
+DISTILL_LR_GRID = (0.05, 0.1, 0.2, 0.5)
 SEEDS = [0, 1, 2, 3, 4]  # every cell's
 TUNE_SEEDS = [100]
 VALIDATION = 0.1  # of the data, carved from the training pool
@@ -188,6 +198,9 @@ class Tuned:
     # for generated data (Synthetic), which has none: there the tuning seed's own test
     # set, a draw of the generator that no reported run uses, scores them (ours).
     validation: bool = True
+    # methods that run at the tuned value beside `method` (name -> their further keys):
+    # its sensitivity variants, compared with it
+    variants: dict[str, dict[str, object]] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -200,6 +213,15 @@ TUNED = {  # the tuning runs' setting -> the cell they tune
        for arm, (setting, keys) in KOALA_ARMS.items()},
     **{f"fedyogi-{data}": Tuned("compare", data, "fedyogi", job, {"algorithm.name": "fedyogi"},
                                 "algorithm.server_lr", SERVER_LR_GRID, data == "mnist")
+       for data, job in COMPARE_JOBS.items()},
+    **{f"fedprox-{data}": Tuned("compare", data, "fedprox", job, FEDPROX, "algorithm.mu",
+                                MU_GRID, data == "mnist")
+       for data, job in COMPARE_JOBS.items()},
+    "fedprox-mnist-stragglers": Tuned(
+        "compare", "mnist-stragglers", "fedprox", STRAGGLER_JOB,
+        FEDPROX | {"round.deadline": STRAGGLER_DEADLINE}, "algorithm.mu", MU_GRID),
+    **{f"reft-{data}": Tuned("compare", data, "reft", job, REFT, "algorithm.server_lr",
+                             DISTILL_LR_GRID, data == "mnist", REFT_VARIANTS)
        for data, job in COMPARE_JOBS.items()},
 }  # fmt: skip
 
@@ -226,8 +248,9 @@ def cells() -> list[Cell]:
         out.append(Cell("compare", data, "fedmrl-eighth", job, COMPARE_EIGHTH[data]))
         out += tuned_cells("compare", data)
     deadline = {"round.deadline": STRAGGLER_DEADLINE}
-    out += [Cell("compare", "mnist-stragglers", m, "jobs/study_mnist.toml", keys | deadline)
+    out += [Cell("compare", "mnist-stragglers", m, STRAGGLER_JOB, keys | deadline)
             for m, keys in STRAGGLERS.items()]  # fmt: skip
+    out += tuned_cells("compare", "mnist-stragglers")
     for classes in (2, 4):
         for name, (n, cohort) in FEDMRL_SETTINGS.items():
             if classes == 4 and n == 50:
@@ -252,10 +275,11 @@ def cells() -> list[Cell]:
 def tuned_cells(experiment: str, setting: str | None = None) -> list[Cell]:
     """The tuned cells of `experiment` (and `setting`) whose value is tuned, at that value."""
     return [
-        Cell(experiment, t.setting, t.method, t.job, t.keys | {t.key: value})
+        Cell(experiment, t.setting, method, t.job, t.keys | keys | {t.key: value})
         for name, t in TUNED.items()
         if t.experiment == experiment and setting in (None, t.setting)
         and (value := tuned(name)) is not None
+        for method, keys in {t.method: {}, **t.variants}.items()
     ]  # fmt: skip
 
 
@@ -442,7 +466,7 @@ def main() -> None:
     run_cells([(cell, seed) for seed in args.seeds for cell in cells() if wanted(cell)], args)
     if tuning and args.slurm:
         print(
-            "The tuned cells (KOALA's arms, FedYogi) run once their tuning runs are "
+            "The tuned cells (KOALA's arms, FedYogi, FedProx, REFT) run once their tuning runs are "
             "summarised: when those jobs end, "
             "run `python analysis/study_report.py results/study` and this command again"
         )

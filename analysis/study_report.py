@@ -41,6 +41,7 @@ from study import (  # noqa: E402
     stale,
     summarised,
     tune_cells,
+    tuned,
     tuning_scores,
 )
 
@@ -474,7 +475,9 @@ def _cheaper(
             f"{base:.1f}")  # fmt: skip
     mcu = _per_seed(df, "compare", data, method, "client_mcu")
     if len(mcu):
-        ours += f"; microcontrollers' own accuracy {stat(mcu)}"
+        served = _per_seed(df, "compare", data, "fedavg", "client_mcu")
+        ours += (f"; microcontrollers' own accuracy {stat(mcu)} (FedAvg's global model, "
+                 f"which they cannot train, scores {stat(served)} on their test data)")  # fmt: skip
     return claim, "qualitative", ours, f"compare / {data}{note}", verdict
 
 
@@ -507,7 +510,9 @@ def claims_rows(
             rows.append(_cheaper(
                 df, curves, data, "reft", "kB_down", "kB down/round",
                 "REFT (Desai et al. 2023): accuracy kept while download traffic drops",
-                ", capability = quantile, downloads every 5 rounds (ours)"))  # fmt: skip
+                ", capability = quantile, downloads every 5 rounds (ours), distillation "
+                f"learning rate {tuned(f'reft-{data}'):g} (ours, tuned on held-out "
+                "data)"))  # fmt: skip
     rows += _stragglers_rows(df, curves, have)
     rows += _koala_rows(df, curves, pretrained, have)
     for setting in sorted(set(df[df.experiment == "fedmrl"]["setting"]), key=_fedmrl_key):
@@ -551,7 +556,7 @@ def _stragglers_rows(df: pd.DataFrame, curves: pd.DataFrame, have: set) -> list[
         "them", "+22 points of test accuracy on average in highly heterogeneous "
         "settings (abstract)", f"global acc {stat(prox)} vs {stat(avg)}",
         "compare / mnist-stragglers: about half of the client-rounds that can train late, "
-        "mu = 1 (its best on MNIST), partial work",
+        f"mu = {tuned('fedprox-mnist-stragglers'):g} (tuned on held-out data), partial work",
         _paired(prox, avg, "better", curve))]  # fmt: skip
 
 
@@ -823,10 +828,10 @@ def apart(df: pd.DataFrame) -> str:
 
 
 def tuning(df: pd.DataFrame, data: Path) -> str:
-    """The tuned cells (KOALA's arms' client learning rate, FedYogi's server learning
-    rate): accuracy on held-out data (mean of the last evaluations; `tune_cells` says
-    which) per value of the grid, and the value chosen, marked if it lies at an end of
-    the grid; a table per tuned key."""
+    """The tuned cells (TUNED: KOALA's arms' client learning rate, FedYogi's server
+    learning rate, FedProx's mu, REFT's distillation learning rate): accuracy on held-out
+    data (mean of the last evaluations; `tune_cells` says which) per value of the grid,
+    and the value chosen, marked if it lies at an end of the grid; a table per tuned key."""
     tune = df[df.experiment == "tune"]
     if not len(tune):
         return "No tuning run is summarised yet.\n"
@@ -863,7 +868,7 @@ def progress(df: pd.DataFrame) -> str:
 def still_to_do(df: pd.DataFrame) -> str:
     """The study's cells (analysis/study.py) that lack some of their seeds, per experiment
     and setting, with the wall time they need at the mean of the cell's finished runs;
-    the tuned cells (KOALA's arms, FedYogi) join once their values are tuned."""
+    the tuned cells (TUNED) join once their values are tuned."""
     key = ["experiment", "setting", "method"]
     have = df.groupby(key)["seed"].agg(set).to_dict()
     wall = df.groupby(key)["wall_s"].mean().to_dict()
@@ -895,7 +900,11 @@ def still_to_do(df: pd.DataFrame) -> str:
                  f"finished run, and {sum(untimed.values())} runs of cells with none "
                  "(docs/study_design.md estimates them).")  # fmt: skip
     waiting = sorted(
-        {f"{t.experiment} / {t.setting} / {t.method}" for t in TUNED.values()}
+        {
+            f"{t.experiment} / {t.setting} / {m}"
+            for t in TUNED.values()
+            for m in (t.method, *t.variants)
+        }
         - {f"{c.experiment} / {c.setting} / {c.method}" for c in cells()}
     )
     if waiting:
@@ -1000,8 +1009,8 @@ def report(
     parts = [f"# Study results\n\n{head}\n", "## Claims\n", table_of_claims, "", rule,
              "", settle, "## Runs done\n", progress(df), "## Runs still to do\n",
              still_to_do(everything), "## Diverged runs\n",
-             apart(everything), "## Learning rates tuned on held-out data "
-             "(KOALA's arms, FedYogi's server)\n", tuning(tune, data)]  # fmt: skip
+             apart(everything), "## Values tuned on held-out data "
+             "(KOALA's arms, FedYogi, FedProx, REFT)\n", tuning(tune, data)]  # fmt: skip
     block = [head, "", table_of_claims, "", rule, "",
              "Every table, curve, caveat and the runs still to do: docs/study.md.", ""]  # fmt: skip
     for dataset in ("mnist", "synthetic"):
@@ -1013,7 +1022,7 @@ def report(
     if len(sub):
         parts += ["## Stragglers: FedProx's setting on mnist\n\nThe compare job's fleet with "
                   "a deadline at which about half of the client-rounds that can train are late: "
-                  "FedAvg drops them; FedProx (mu = 1, and mu = 0: partial work alone) and "
+                  "FedAvg drops them; FedProx (its tuned mu, and mu = 0: partial work alone) and "
                   "FedNova aggregate the local steps they fit before it.\n", sizes(sub),
                   table(sub, STRAGGLER_COLUMNS, COMPARE_ORDER), ""]  # fmt: skip
     fedmrl = df[df.experiment == "fedmrl"]

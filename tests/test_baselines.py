@@ -98,9 +98,10 @@ def test_a_gradient_offset_is_autograd_on_a_linear_term():
 
 
 def test_scaffold_control_variates_by_hand(tmp_path):
-    """Option II on made-up trained models: c_i+ = c_i - c + (x - y_i) / (K eta_l), kept
-    per client; x += eta_g mean(y_i - x); c += sum(c_i+ - c_i) / N."""
-    cfg = tiny("scaffold", tmp_path, algorithm__server_lr=0.5)
+    """Option II on made-up trained models: c_i+ = c_i - c + (x - y_i) / (a_i eta_l), kept
+    per client, a_i the client's K steps weighted as momentum carries them on (with plain
+    SGD, K); x += eta_g mean(y_i - x); c += sum(c_i+ - c_i) / N."""
+    cfg = tiny("scaffold", tmp_path, algorithm__server_lr=0.5, train__momentum=0.5)
     parts = assemble(cfg, Comm(), tmp_path / "out.h5")
     m, store = parts.method, parts.store
     store.begin()
@@ -119,8 +120,10 @@ def test_scaffold_control_variates_by_hand(tmp_path):
         m.client_finish(task, x, trained[task.client], acc)
         acc.commit()
     lr = cfg.train.lr
-    new3 = 0.5 - 0.2 + 0.4 / (4 * lr)
-    new7 = 0.0 - 0.2 - 0.1 / (10 * lr)
+    # a_i = [K - rho (1 - rho^K) / (1 - rho)] / (1 - rho) at rho 0.5: K 4 -> 6.125, and
+    # K 10 -> 18.00195 (dividing by K overstated the gradient up to 1 / (1 - rho) times)
+    new3 = 0.5 - 0.2 + 0.4 / (6.125 * lr)
+    new7 = 0.0 - 0.2 - 0.1 / (18.001953125 * lr)
     assert np.allclose(store.get(3)["control"], new3, atol=1e-5)
     assert np.allclose(store.get(7)["control"], new7, atol=1e-5)
     m.server_step(acc.reduce(Comm()), None)

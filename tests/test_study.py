@@ -54,10 +54,15 @@ def test_every_study_cell_is_a_valid_job(tmp_path, monkeypatch):
     waiting = study.cells()
     assert {c.experiment for c in waiting} == {"compare", "fedmrl", "koala"}
     assert not [c for c in waiting if c.setting == "constrained"]  # until their lr is tuned
-    assert not [c for c in waiting if c.method == "fedyogi"]  # until its server lr is tuned
+    tuned = {"fedyogi", "fedprox", "reft", "reft-proxy100", "reft-proxy250", "reft-average"}
+    assert not [c for c in waiting if c.method in tuned]  # until their values are tuned
     monkeypatch.setattr(study, "tuned", lambda name: study.TUNED[name].grid[0])
     cells = study.cells()  # the tuned cells too
-    assert len(cells) == len(waiting) + len(study.TUNED)
+    assert len(cells) == len(waiting) + sum(1 + len(t.variants) for t in study.TUNED.values())
+    reft = [c for c in cells if c.method.startswith("reft") and c.setting == "mnist"]
+    assert len(reft) == 4 and {c.keys["algorithm.server_lr"] for c in reft} == {0.05}
+    assert {c.setting for c in cells if c.method == "fedprox"} == {
+        "mnist", "synthetic", "mnist-stragglers"}  # fmt: skip
     tune = study.tune_cells()
     assert {c.setting for c in tune} == set(study.TUNED)
     carved = [c for c in tune if c.job != "jobs/study_synthetic.toml"]
@@ -128,9 +133,13 @@ def test_study_report_writes_claims_tables_figures_and_the_readme_block(small_jo
     stale.mkdir()
     shutil.copy(runs["global"], stale / "task_0.h5")
     (stale / "task_0.toml").write_text(jobs["global"].replace("rounds = 6", "rounds = 100"))
-    for arm in ("koala-pretrained", "fedavg-L-pretrained", "fedavg-L-pretrained-unconstrained"):
-        for lr in (0.01, 0.02, 0.05, 0.1):  # the tree's arms' tuning runs (seed 100)
-            folder = root / "tune" / arm / f"lr={lr:g}" / "seed_100"
+    study = load_script("study")
+    tuned = ("koala-pretrained", "fedavg-L-pretrained", "fedavg-L-pretrained-unconstrained",
+             "reft-mnist", "fedprox-mnist-stragglers")  # fmt: skip
+    for name in tuned:  # the tree's tuned cells' tuning runs (seed 100)
+        t = study.TUNED[name]
+        for value in t.grid:
+            folder = root / "tune" / name / f"{t.label}={value:g}" / "seed_100"
             folder.mkdir(parents=True)
             shutil.copy(runs["global"], folder / "task_0.h5")
             (folder / "task_0.toml").write_text(jobs["global"])
@@ -153,14 +162,14 @@ def test_study_report_writes_claims_tables_figures_and_the_readme_block(small_jo
     assert f"left out {older}: an older design" in proc.stdout  # summarised, not reported
     report = (docs / "study.md").read_text()
     assert ", reft (1), submodel-prefix (2) |" in report
-    assert len(list(data.glob("*/*/*/seed_*.json"))) == 2 * len(TREE) + 12
+    assert len(list(data.glob("*/*/*/seed_*.json"))) == 2 * len(TREE) + 20
     summary = json.loads((data / "compare/mnist/fedavg/seed_0.json").read_text())
     assert summary["config"] == jobs["global"]  # the job it ran: the study skips it
     shutil.rmtree(root)  # a fresh clone has the summaries, not the runs: the same report
     again = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert again.returncode == 0, again.stderr
     assert (docs / "study.md").read_text() == report
-    assert len(pd.read_csv(data / "per_seed.csv")) == 2 * len(TREE) + 12 - 1
+    assert len(pd.read_csv(data / "per_seed.csv")) == 2 * len(TREE) + 20 - 1
     assert "No run diverged" in report
     summary = json.loads((data / "compare/mnist/fedavg/seed_0.json").read_text())
     summary["row"] |= {"seed": 7, "diverged": True}  # a run that diverged: listed, left out
@@ -194,17 +203,21 @@ def test_study_report_writes_claims_tables_figures_and_the_readme_block(small_jo
     assert "partial client-rounds (aggregated)" in report.split("## Stragglers")[1]
     assert "0.0% fewer training FLOPs per sample" in report  # KOALA's: per sample, not client
     assert "J of client work to global acc ≥ 0.9" in report
-    tuning = report.split("tuned on held-out data")[1]
+    tuning = report.split("## Values tuned on held-out data")[1]
     assert "| koala-pretrained | " in tuning and "| tuned cell (train.lr) |" in tuning  # chosen
     assert "| 0.01 (an end of the grid) |" in tuning  # (a tie: every run is the same one)
-    assert "Planned once their tuning runs are summarised: compare / mnist / fedyogi" in report
+    waiting = report.split("Planned once their tuning runs are summarised: ")[1].split("\n")[0]
+    assert waiting.startswith("compare / mnist / fedprox, compare / mnist / fedyogi, ")
+    assert "compare / synthetic / reft-average" in waiting and "mnist / reft" not in waiting
+    assert "distillation learning rate 0.05 (ours, tuned" in report  # (a tie: the smallest)
+    assert "mu = 0.001 (tuned on held-out data)" in report
     assert "settled from round" in report or "not settled" in report
     assert "| fedmrl / N10-100pct-2cls | fedavg-ft (2), fedmrl (2)" in report  # runs done
     per_seed = pd.read_csv(data / "per_seed.csv")
     assert per_seed["wall_s"].max() < 1e5  # a run's wall: its rounds', every part of it
     timed = per_seed[(per_seed.setting == "mnist")].groupby("method")["wall_s"].mean()
-    assert len(timed) == 4  # of compare/mnist's 19 (FedYogi waits for its tuning): 15 untimed
-    assert f"| {timed.sum() * 3 / 3600:.1f} h + {15 * 5} runs not timed yet |" in report
+    assert len(timed) == 4  # of compare/mnist's 18 (FedProx, FedYogi wait): 14 untimed
+    assert f"| {timed.sum() * 3 / 3600:.1f} h + {14 * 5} runs not timed yet |" in report
     for figure in ("study_compare.png", "study_fedmrl.png", "study_koala.png", "study_paired.png"):
         assert (docs / "figures" / figure).stat().st_size > 10_000
     text = readme.read_text()

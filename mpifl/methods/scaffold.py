@@ -1,5 +1,6 @@
 """SCAFFOLD (docs/algorithms.md section 12): local steps corrected by control variates,
-y <- y - eta_l (g_i(y) + c - c_i); option II: c_i+ = c_i - c + (x - y_i) / (K eta_l);
+y <- y - eta_l (g_i(y) + c - c_i); option II: c_i+ = c_i - c + (x - y_i) / (a_i eta_l),
+a_i the K local steps (with momentum: FedNova's ||a_i||_1, the sum of their weights);
 x <- x + eta_g mean(y_i - x), c <- c + sum(c_i+ - c_i) / N."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from mpifl.kit.accumulate import Accumulators
 from mpifl.kit.method import ClientTask, MethodContext, Metrics
 from mpifl.kit.workload import RoundPlan, Workload
 from mpifl.methods.fedavg import FedAvg
+from mpifl.methods.fednova import local_steps_norm
 
 
 class Scaffold(FedAvg):
@@ -51,15 +53,17 @@ class Scaffold(FedAvg):
     def client_finish(
         self, task: ClientTask, start: torch.Tensor, trained: torch.Tensor, acc: Accumulators
     ) -> Metrics:
-        """Stage y_i - x, c_i+ - c_i and a count of 1; keep c_i+ (option II, K the local
-        steps the client trained)."""
+        """Stage y_i - x, c_i+ - c_i and a count of 1; keep c_i+ (option II over the
+        local steps the client trained, each weighted as momentum carries it on)."""
         own = self._own_control(task.client)
         steps = int(task.row["steps"])  # 0: no data, nothing learnt about its gradients
+        train = self.config.train
         new = (
-            own - self.control + (start - trained) / (steps * self.config.train.lr)
+            own - self.control + (start - trained) / (local_steps_norm(steps, train.momentum)
+                                                      * train.lr)
             if steps
             else own
-        )
+        )  # fmt: skip
         acc.add("update", trained - start, self.unit)
         acc.add("control", new - own, self.unit)
         acc.add("count", torch.ones(1), self.unit)
