@@ -135,6 +135,7 @@ COMPARE_EIGHTH = {
 # client late there is late for its transfers, and only a quarter could send partial work.
 STRAGGLER_DEADLINE = 0.36  # s
 STRAGGLER_JOB = "jobs/study_mnist.toml"
+STRAGGLER_TEST_FRACTION = 0.1  # its tuning runs': the job's 0.2 less the validation split
 STRAGGLERS = {  # (and FedProx at its tuned mu: TUNED)
     "fedavg": COMPARE["fedavg"],
     "fedprox-mu0": FEDPROX | {"algorithm.mu": 0.0},
@@ -201,6 +202,8 @@ class Tuned:
     # methods that run at the tuned value beside `method` (name -> their further keys):
     # its sensitivity variants, compared with it
     variants: dict[str, dict[str, object]] = field(default_factory=dict)
+    # keys of the tuning runs alone (not of the cell they tune)
+    tuning_keys: dict[str, object] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -217,9 +220,12 @@ TUNED = {  # the tuning runs' setting -> the cell they tune
     **{f"fedprox-{data}": Tuned("compare", data, "fedprox", job, FEDPROX, "algorithm.mu",
                                 MU_GRID, data == "mnist")
        for data, job in COMPARE_JOBS.items()},
+    # (its validation split comes out of the test set's share, not the training pool's:
+    # clients hold as much data as in the reported runs, so as many are late)
     "fedprox-mnist-stragglers": Tuned(
         "compare", "mnist-stragglers", "fedprox", STRAGGLER_JOB,
-        FEDPROX | {"round.deadline": STRAGGLER_DEADLINE}, "algorithm.mu", MU_GRID),
+        FEDPROX | {"round.deadline": STRAGGLER_DEADLINE}, "algorithm.mu", MU_GRID,
+        tuning_keys={"data.test_fraction": STRAGGLER_TEST_FRACTION}),
     **{f"reft-{data}": Tuned("compare", data, "reft", job, REFT, "algorithm.server_lr",
                              DISTILL_LR_GRID, data == "mnist", REFT_VARIANTS)
        for data, job in COMPARE_JOBS.items()},
@@ -290,8 +296,8 @@ def tune_cells() -> list[Cell]:
     which the split never holds; the compare jobs draw one per seed, so on MNIST the split
     holds some of a reported seed's test images (docs/study_design.md)."""
     return [
-        Cell("tune", name, f"{t.label}={value:g}", t.job, t.keys | {t.key: value}
-             | ({"data.validation": VALIDATION} if t.validation else {}))
+        Cell("tune", name, f"{t.label}={value:g}", t.job, t.keys | t.tuning_keys
+             | {t.key: value} | ({"data.validation": VALIDATION} if t.validation else {}))
         for name, t in TUNED.items()
         for value in t.grid
     ]  # fmt: skip

@@ -477,7 +477,8 @@ def _cheaper(
     if len(mcu):
         served = _per_seed(df, "compare", data, "fedavg", "client_mcu")
         ours += (f"; microcontrollers' own accuracy {stat(mcu)} (FedAvg's global model, "
-                 f"which they cannot train, scores {stat(served)} on their test data)")  # fmt: skip
+                 f"which most of them cannot train, scores {stat(served)} on their test "
+                 "data)")  # fmt: skip
     return claim, "qualitative", ours, f"compare / {data}{note}", verdict
 
 

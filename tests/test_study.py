@@ -63,6 +63,15 @@ def test_every_study_cell_is_a_valid_job(tmp_path, monkeypatch):
     assert len(reft) == 4 and {c.keys["algorithm.server_lr"] for c in reft} == {0.05}
     assert {c.setting for c in cells if c.method == "fedprox"} == {
         "mnist", "synthetic", "mnist-stragglers"}  # fmt: skip
+    late = {"round.deadline": study.STRAGGLER_DEADLINE}
+    prox = [c for c in cells if c.method == "fedprox" and c.setting == "mnist-stragglers"]
+    assert [c.keys for c in prox] == [study.FEDPROX | late | {"algorithm.mu": 0.001}]
+    for c in [c for c in study.tune_cells() if c.setting == "fedprox-mnist-stragglers"]:
+        assert c.keys.items() >= (study.FEDPROX | late).items()  # as many late clients:
+        assert c.keys["data.test_fraction"] == 0.1  # the validation split is the test's share
+    for name, keys in study.REFT_VARIANTS.items():
+        (variant,) = [c for c in reft if c.method == name]
+        assert variant.keys == study.REFT | keys | {"algorithm.server_lr": 0.05}
     tune = study.tune_cells()
     assert {c.setting for c in tune} == set(study.TUNED)
     carved = [c for c in tune if c.job != "jobs/study_synthetic.toml"]
