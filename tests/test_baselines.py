@@ -132,6 +132,35 @@ def test_scaffold_control_variates_by_hand(tmp_path):
     assert torch.allclose(m.control, torch.full_like(x, 0.2 + ((new3 - 0.5) + new7) / n), atol=1e-6)
 
 
+@pytest.mark.parametrize("momentum", [0.0, 0.5, 0.9])
+def test_scaffold_control_variate_is_the_gradient_momentum_trained_on(momentum, tmp_path):
+    """On a loss of constant gradient g, K steps of the client trainer (momentum rho) from
+    x with c = c_i = 0 give c_i+ = g exactly: (x - y) / (a eta_l) counts each step as far
+    as momentum carried it."""
+    cfg = tiny("scaffold", tmp_path, train__momentum=momentum, train__batch_size=4)
+    parts = assemble(cfg, Comm(), tmp_path / "out.h5")
+    m = parts.method
+    parts.store.begin()
+    model, x = m.model, m.weights.clone()
+    g = torch.linspace(-1, 1, x.numel())
+    grads = g.split([p.numel() for p in model.parameters()])
+
+    def linear(out: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return out.sum() * 0 + sum(
+            (p * d.view_as(p)).sum() for p, d in zip(model.parameters(), grads, strict=True)
+        )
+
+    set_flat(model, x)
+    data = torch.zeros(10, *m.ctx.spec.input_shape), torch.zeros(10, dtype=torch.long)
+    sgd_epochs(model, *data, cfg.train, torch.Generator(), loss_fn=linear)  # 3 steps
+    row = np.zeros(1, PARTICIPATION_DTYPE)[0]
+    row["client"], row["steps"] = 5, 3
+    task = ClientTask(5, 0, data, data, torch.Generator(), row)
+    acc = Accumulators(m.accumulator_sizes(), cfg.aggregation.frac_bits, 1 / 100)
+    m.client_finish(task, x, get_flat(model), acc)
+    assert np.allclose(parts.store.get(5)["control"], g.numpy(), atol=1e-4)
+
+
 def test_scaffold_sends_the_model_and_a_control_variate_each_way(tmp_path):
     in_process(tiny("fedavg", tmp_path), tmp_path / "fedavg.h5")
     in_process(tiny("scaffold", tmp_path), tmp_path / "scaffold.h5")
