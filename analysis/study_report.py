@@ -395,6 +395,13 @@ def _per_seed(df: pd.DataFrame, experiment: str, setting: str, method: str, col:
     return sel.set_index("seed")[col].dropna()
 
 
+def _shared(*series: pd.Series) -> list[pd.Series]:
+    """Each series on the seeds they all have: a claim compares its methods on the runs it
+    pairs, not on whichever seeds each has run so far."""
+    seeds = sorted(set.intersection(*(set(s.index) for s in series)))
+    return [s.reindex(seeds) for s in series]
+
+
 def _cell(df: pd.DataFrame, experiment: str, setting: str, method: str, col: str) -> Stat:
     return stat(_per_seed(df, experiment, setting, method, col))
 
@@ -463,19 +470,20 @@ def _cheaper(
 ) -> tuple[str, ...]:  # fmt: skip
     """A claims row "`method` keeps FedAvg's global accuracy at a lower `cost`": holds only
     if the accuracy is comparable (paired over seeds) and the cost lower."""
-    mine = _per_seed(df, "compare", data, method, "global")
-    fedavg = _per_seed(df, "compare", data, "fedavg", "global")
-    here = df[(df.setting == data) & (df.method == method)][cost].mean()
-    base = df[(df.setting == data) & (df.method == "fedavg")][cost].mean()
+    mine, fedavg = _shared(
+        *(_per_seed(df, "compare", data, m, "global") for m in (method, "fedavg"))
+    )
+    here, base = (_per_seed(df, "compare", data, m, cost).reindex(mine.index).mean()
+                  for m in (method, "fedavg"))  # fmt: skip
     curve = differences(curves, ("compare", data, method), ("compare", data, "fedavg"), GLOBAL)
     verdict = _paired(mine, fedavg, "comparable", curve)
     if verdict.startswith("holds") and not here < base:
         verdict = "does not hold" + verdict.removeprefix("holds")
     ours = (f"global acc {stat(mine)} vs FedAvg {stat(fedavg)}; {cost_name} {here:.1f} vs "
             f"{base:.1f}")  # fmt: skip
-    mcu = _per_seed(df, "compare", data, method, "client_mcu")
+    mcu, served = _shared(*(_per_seed(df, "compare", data, m, "client_mcu")
+                            for m in (method, "fedavg")))  # fmt: skip
     if len(mcu):
-        served = _per_seed(df, "compare", data, "fedavg", "client_mcu")
         ours += (f"; microcontrollers' own accuracy {stat(mcu)} (FedAvg's global model, "
                  f"which most of them cannot train, scores {stat(served)} on their test "
                  "data)")  # fmt: skip
@@ -536,11 +544,11 @@ def claims_rows(
         ):  # fmt: skip
             if ("fedmrl", setting, method) not in have:
                 continue
-            other = _per_seed(df, "fedmrl", setting, method, "client")
+            mine, other = _shared(fm, _per_seed(df, "fedmrl", setting, method, "client"))
             curve = differences(curves, ("fedmrl", setting, "fedmrl"),
                                 ("fedmrl", setting, method), CLIENT)  # fmt: skip
-            verdict_cell = _paired(fm, other, "better", curve) + _area(df, setting, method)
-            ours = f"client-mean acc {stat(fm)} vs {stat(other)}"
+            verdict_cell = _paired(mine, other, "better", curve) + _area(df, setting, method)
+            ours = f"client-mean acc {stat(mine)} vs {stat(other)}"
             rows.append((claim, figure, ours, where, verdict_cell))
     return rows
 
@@ -551,7 +559,7 @@ def _stragglers_rows(df: pd.DataFrame, curves: pd.DataFrame, have: set) -> list[
     if not set(cells) <= have:
         return []
     curve = differences(curves, *cells, GLOBAL)
-    prox, avg = (_per_seed(df, *cell, "global") for cell in cells)
+    prox, avg = _shared(*(_per_seed(df, *cell, "global") for cell in cells))
     return [(
         "FedProx (Li et al. 2020): with stragglers, more accurate than FedAvg, which drops "
         "them", "+22 points of test accuracy on average in highly heterogeneous "

@@ -530,3 +530,21 @@ def test_the_report_refuses_a_file_where_its_figures_go(tmp_path, monkeypatch, c
         "study_report: docs/figures is a file, not the figures' folder\n"
     )
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["README.md", "docs", "figures"]
+
+
+def test_a_claim_shows_its_methods_on_the_seeds_it_pairs(monkeypatch):
+    """A claim row's means are over the seeds both methods have run (FedAvg at seeds 0
+    and 1 against a method at seed 0 alone read 0.955 ± 0.099 against one run before)."""
+    monkeypatch.syspath_prepend(str(ROOT / "analysis"))
+    report = load_script("study_report")
+    df = pd.DataFrame({"experiment": "compare", "setting": "mnist", "seed": [0, 1, 0],
+                       "method": ["fedavg", "fedavg", "submodel-prefix"],
+                       "global": [0.95, 0.70, 0.94], "client_mcu": [0.9, 0.5, 0.8],
+                       "infeasible": [300.0, 100.0, 0.0]})  # fmt: skip
+    curves = pd.DataFrame({"experiment": "compare", "setting": "mnist", "seed": [0, 1, 0],
+                           "method": ["fedavg", "fedavg", "submodel-prefix"],
+                           "round": 1, report.GLOBAL: [0.95, 0.70, 0.94]})  # fmt: skip
+    row = report._cheaper(df, curves, "mnist", "submodel-prefix", "infeasible", "infeasible",
+                          "claim", "")  # fmt: skip
+    assert "global acc 0.940 vs FedAvg 0.950; infeasible 0.0 vs 300.0" in row[2]
+    assert "scores 0.900 on their test data" in row[2]
