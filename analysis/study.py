@@ -134,7 +134,7 @@ COMPARE_EIGHTH = {
 # FedAvg dropping them against FedProx (and mu = 0: partial work alone) and FedNova
 # keeping their partial work. Not on Synthetic: its MLP trains in milliseconds, so a
 # client late there is late for its transfers, and only a quarter could send partial work.
-STRAGGLER_DEADLINE = 0.36  # s
+STRAGGLER_DEADLINE = {"round.deadline": 0.36}  # (seconds)
 STRAGGLER_JOB = "jobs/study_mnist.toml"
 STRAGGLER_TEST_FRACTION = 0.1  # its tuning runs': the job's 0.2 less the validation split
 STRAGGLERS = {  # (and FedProx at its tuned mu: TUNED)
@@ -207,6 +207,11 @@ class Tuned:
     tuning_keys: dict[str, object] = field(default_factory=dict)
 
     @property
+    def methods(self) -> dict[str, dict[str, object]]:
+        """Every method that runs at the tuned value (name -> its keys beyond `keys`)."""
+        return {self.method: {}} | self.variants
+
+    @property
     def label(self) -> str:
         """The tuned key's last part, which names a tuning run's folder (lr=0.05)."""
         return self.key.rsplit(".", 1)[-1]
@@ -225,7 +230,7 @@ TUNED = {  # the tuning runs' setting -> the cell they tune
     # clients hold as much data as in the reported runs, so as many are late)
     "fedprox-mnist-stragglers": Tuned(
         "compare", "mnist-stragglers", "fedprox", STRAGGLER_JOB,
-        FEDPROX | {"round.deadline": STRAGGLER_DEADLINE}, "algorithm.mu", MU_GRID,
+        FEDPROX | STRAGGLER_DEADLINE, "algorithm.mu", MU_GRID,
         tuning_keys={"data.test_fraction": STRAGGLER_TEST_FRACTION}),
     **{f"reft-{data}": Tuned("compare", data, "reft", job, REFT, "algorithm.server_lr",
                              DISTILL_LR_GRID, data == "mnist", REFT_VARIANTS)
@@ -254,8 +259,7 @@ def cells() -> list[Cell]:
         out += [Cell("compare", data, m, job, keys) for m, keys in COMPARE.items()]
         out.append(Cell("compare", data, "fedmrl-eighth", job, COMPARE_EIGHTH[data]))
         out += tuned_cells("compare", data)
-    deadline = {"round.deadline": STRAGGLER_DEADLINE}
-    out += [Cell("compare", "mnist-stragglers", m, STRAGGLER_JOB, keys | deadline)
+    out += [Cell("compare", "mnist-stragglers", m, STRAGGLER_JOB, keys | STRAGGLER_DEADLINE)
             for m, keys in STRAGGLERS.items()]  # fmt: skip
     out += tuned_cells("compare", "mnist-stragglers")
     for classes in (2, 4):
@@ -286,7 +290,7 @@ def tuned_cells(experiment: str, setting: str | None = None) -> list[Cell]:
         for name, t in TUNED.items()
         if t.experiment == experiment and setting in (None, t.setting)
         and (value := tuned(name)) is not None
-        for method, keys in {t.method: {}, **t.variants}.items()
+        for method, keys in t.methods.items()
     ]  # fmt: skip
 
 

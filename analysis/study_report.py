@@ -909,11 +909,7 @@ def still_to_do(df: pd.DataFrame) -> str:
                  f"finished run, and {sum(untimed.values())} runs of cells with none "
                  "(docs/study_design.md estimates them).")  # fmt: skip
     waiting = sorted(
-        {
-            f"{t.experiment} / {t.setting} / {m}"
-            for t in TUNED.values()
-            for m in (t.method, *t.variants)
-        }
+        {f"{t.experiment} / {t.setting} / {m}" for t in TUNED.values() for m in t.methods}
         - {f"{c.experiment} / {c.setting} / {c.method}" for c in cells()}
     )
     if waiting:
