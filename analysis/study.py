@@ -59,7 +59,7 @@ from mpifl.jobs import load_job
 from mpifl.results.opening import read_attrs
 
 ROOT = Path("results/study")
-DATA = Path("docs/study")  # the committed per-run summaries (analysis/study_report.py)
+DATA = Path("docs/study")  # the committed per-run summaries (analysis/study_summaries.py)
 # "Comparable accuracy" (a claim that a method keeps another's accuracy) holds when the
 # one-sided 95% bound of the paired per-seed difference lies above -COMPARABLE_MARGIN.
 # Fixed before running: 2 points is the gap the seed papers themselves call "similar" or
@@ -379,7 +379,7 @@ def sweep_file(cell: Cell, seed: int, folder: Path | None = None, init: bool = T
 
 
 def summary_file(cell: Cell, seed: int, data: Path = DATA) -> Path:
-    """Where analysis/study_report.py keeps the summary of (cell, seed)'s finished run."""
+    """Where analysis/study_summaries.py keeps the summary of (cell, seed)'s finished run."""
     return data / cell.experiment / cell.setting / cell.method / f"seed_{seed}.json"
 
 
@@ -471,7 +471,7 @@ def main() -> None:
     tuning = [(cell, seed) for seed in TUNE_SEEDS for cell in tune_cells() if wanted(cell)]
     run_cells(tuning, args)
     if tuning and not args.slurm:  # the tuned values are read from the summaries
-        from study_report import refresh
+        from study_summaries import refresh
 
         refresh(ROOT, DATA)
     run_cells([(cell, seed) for seed in args.seeds for cell in cells() if wanted(cell)], args)

@@ -413,15 +413,15 @@ def test_the_clients_but_microcontrollers_are_scored_apart(monkeypatch):
     clients that never trained beside 19 that did: a column scores every method on the
     clients but microcontrollers, each class's client mean weighted by its clients."""
     monkeypatch.syspath_prepend(str(ROOT / "analysis"))
-    report = load_script("study_report")
+    summaries, report = load_script("study_summaries"), load_script("study_report")
     classes = {"mcu": (11, 0.1), "rpi": (8, 0.9), "phone": (8, 0.8), "jetson": (3, 0.7)}
     rows = [(r, f"clients/mean/{c}", acc + r / 100, n) for r in range(1, 8)
             for c, (n, acc) in classes.items()]  # fmt: skip
     rows += [(r, "clients/mean", 0.5, 30) for r in range(1, 8)]
     evals = pd.DataFrame(rows, columns=["round", "group", "accuracy", "samples"])
     expected = (8 * 0.9 + 8 * 0.8 + 3 * 0.7) / 19 + 0.05  # rounds 3-7: + 0.05 on average
-    assert report.other_classes_mean(evals, "mcu") == pytest.approx(expected)
-    assert np.isnan(report.other_classes_mean(evals[evals.group == "clients/mean"], "mcu"))
+    assert summaries.other_classes_mean(evals, "mcu") == pytest.approx(expected)
+    assert np.isnan(summaries.other_classes_mean(evals[evals.group == "clients/mean"], "mcu"))
     column = report.COLUMNS["client_no_mcu"][1]
     assert column(pd.DataFrame({"client": [0.5, 0.6]})) == "n/a"  # summaries before it
 
@@ -501,11 +501,11 @@ def test_the_probe_refuses_bad_input_in_one_line(tmp_path, monkeypatch, capsys, 
 def test_the_report_leaves_out_a_run_it_cannot_read(tmp_path, monkeypatch, capsys):
     """An unreadable result file in the study's tree stopped the report with a trace."""
     monkeypatch.syspath_prepend(str(ROOT / "analysis"))
-    report = load_script("study_report")
+    summaries = load_script("study_summaries")
     bad = tmp_path / "study" / "fedmrl" / "N10-100pct-2cls" / "fedmrl" / "seed_0" / "task_0.h5"
     bad.parent.mkdir(parents=True)
     bad.write_text("not HDF5")
-    assert report.refresh(tmp_path / "study", tmp_path / "data") == 0
+    assert summaries.refresh(tmp_path / "study", tmp_path / "data") == 0
     assert capsys.readouterr().out.startswith(f"left out {bad}: it cannot be read (")
 
 
@@ -536,15 +536,15 @@ def test_a_claim_shows_its_methods_on_the_seeds_it_pairs(monkeypatch):
     """A claim row's means are over the seeds both methods have run (FedAvg at seeds 0
     and 1 against a method at seed 0 alone read 0.955 ± 0.099 against one run before)."""
     monkeypatch.syspath_prepend(str(ROOT / "analysis"))
-    report = load_script("study_report")
+    claims = load_script("study_claims")
     df = pd.DataFrame({"experiment": "compare", "setting": "mnist", "seed": [0, 1, 0],
                        "method": ["fedavg", "fedavg", "submodel-prefix"],
                        "global": [0.95, 0.70, 0.94], "client_mcu": [0.9, 0.5, 0.8],
                        "infeasible": [300.0, 100.0, 0.0]})  # fmt: skip
     curves = pd.DataFrame({"experiment": "compare", "setting": "mnist", "seed": [0, 1, 0],
                            "method": ["fedavg", "fedavg", "submodel-prefix"],
-                           "round": 1, report.GLOBAL: [0.95, 0.70, 0.94]})  # fmt: skip
-    row = report._cheaper(df, curves, "mnist", "submodel-prefix", "infeasible", "infeasible",
+                           "round": 1, claims.GLOBAL: [0.95, 0.70, 0.94]})  # fmt: skip
+    row = claims._cheaper(df, curves, "mnist", "submodel-prefix", "infeasible", "infeasible",
                           "claim", "")  # fmt: skip
     assert "global acc 0.940 vs FedAvg 0.950; infeasible 0.0 vs 300.0" in row[2]
     assert "scores 0.900 on their test data" in row[2]
