@@ -13,7 +13,14 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from stats import paired  # noqa: E402
 from study import COMPARABLE_MARGIN  # noqa: E402
-from study_claims import differences, fedmrl_key, stat  # noqa: E402
+from study_claims import (  # noqa: E402
+    KOALA,
+    PRETRAINED_L,
+    differences,
+    fedmrl_key,
+    stat,
+    with_pretrained,
+)
 from study_summaries import CLIENT, GLOBAL, LAST  # noqa: E402
 
 COMPARE_SETTINGS = ("mnist", "synthetic", "mnist-stragglers")
@@ -24,7 +31,7 @@ COMPARE_ORDER = ["majority", "local", "centralized", "fedavg", "fedavg-ft", "fed
                  "koala-homo",
                  "koala-hetero", "fedmrl", "fedmrl-eighth"]  # fmt: skip
 FEDMRL_ORDER = ["majority", "standalone", "fedavg-ft", "fedmrl"]
-KOALA_ORDER = ["koala-pretrained", "koala-pretrained-warm", "koala-scratch",
+KOALA_ORDER = ["koala-pretrained-warm", "koala-pretrained", "koala-scratch",
                "fedavg-L-pretrained", "fedavg-small", "L", "small"]  # fmt: skip
 
 
@@ -137,7 +144,8 @@ def figures(
         for setting in sorted(set(df[df.experiment == "fedmrl"]["setting"]), key=fedmrl_key)
         for name, method in (("Standalone", "standalone"), ("FedAvg-ft", "fedavg-ft"))
     ]  # fmt: skip
-    paired_figure = paired_against_rounds(curves, [*PAIRS, *fedmrl_pairs],
+    paired_figure = paired_against_rounds(with_pretrained(curves, pretrained),
+                                          [*PAIRS, *fedmrl_pairs],
                                           folder / "study_paired.png")  # fmt: skip
     if paired_figure is not None:
         written.append(paired_figure)
@@ -151,11 +159,12 @@ PAIRS = (  # (claim, kind, column, (experiment, setting, method) of a, ... of b)
       for name, method in (("sub-models", "submodel-prefix"), ("REFT", "reft"))),
     ("FedProx vs FedAvg, mnist-stragglers", "better", GLOBAL,
      ("compare", "mnist-stragglers", "fedprox"), ("compare", "mnist-stragglers", "fedavg")),
-    *((f"KOALA's L vs {against}", kind, GLOBAL, ("koala", "constrained", "koala-pretrained"),
-       ("koala", "constrained", method))
-      for against, kind, method in (("FedAvg on L (constrained)", "comparable",
-                                     "fedavg-L-pretrained"),
-                                    ("FedAvg on the small model", "better", "fedavg-small"))),
+    *((f"KOALA's L vs {against}", kind, GLOBAL, ("koala", fleet, KOALA), ("koala", fleet, method))
+      for against, kind, fleet, method in (
+          ("FedAvg on L (constrained)", "comparable", "constrained", "fedavg-L-pretrained"),
+          ("FedAvg on L (unconstrained)", "comparable", "unconstrained", "fedavg-L-pretrained"),
+          ("FedAvg on the small model", "better", "constrained", "fedavg-small"),
+          ("the pre-trained L", "better", "constrained", PRETRAINED_L))),
 )  # fmt: skip
 
 

@@ -253,6 +253,10 @@ def still_to_do(df: pd.DataFrame) -> str:
     )
     if waiting:
         lines.append(f"\nPlanned once their tuning runs are summarised: {', '.join(waiting)}.")
+    based = sorted(f"{name} (after {t.base})" for name, t in TUNED.items()
+                   if t.base and name not in {c.setting for c in tune_cells()})  # fmt: skip
+    if based:
+        lines.append(f"\nTuning runs that wait for another cell's tuned value: {', '.join(based)}.")
     return "\n".join(lines) + "\n"
 
 

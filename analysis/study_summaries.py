@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from stats import diverged
-from study import PRETRAIN_SAMPLES, cells, stale, summarised, tune_cells
+from study import PRETRAINED_NAME, cells, stale, summarised, tune_cells
 
 from mpifl.arguments import exit_with
 from mpifl.results import read_run
@@ -160,9 +160,12 @@ def refresh(results: Path, data: Path) -> int:
         out.write_text(json.dumps(summarize(path, key), allow_nan=False) + "\n")
         done += 1
     pretrained = pretrained_accuracy(results)
-    if pretrained:
-        (data / "koala").mkdir(parents=True, exist_ok=True)
-        (data / "koala" / "pretrained.json").write_text(json.dumps(pretrained) + "\n")
+    if pretrained:  # (added to the seeds another machine summarised, if pre-trained alike)
+        path = data / "koala" / "pretrained.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        merged = read_pretrained(data) | pretrained
+        kept = {"name": PRETRAINED_NAME, "accuracy": {str(k): merged[k] for k in sorted(merged)}}
+        path.write_text(json.dumps(kept) + "\n")
     return done
 
 
@@ -188,22 +191,27 @@ def collect(data: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[int, float]]:
         curves.append(pd.DataFrame(summary["curve"], dtype=float).assign(**key))
     if not rows:
         exit_with(f"study_report: no study summaries under {data} (run with a results folder)")
-    found = data / "koala" / "pretrained.json"
-    pretrained = (
-        {int(k): v for k, v in json.loads(found.read_text()).items()} if found.exists() else {}
-    )
     curve = pd.concat(curves, ignore_index=True)
     curve["round"] = curve["round"].astype(int)
-    return pd.DataFrame(rows), curve, pretrained
+    return pd.DataFrame(rows), curve, read_pretrained(data)
+
+
+def read_pretrained(data: Path) -> dict[int, float]:
+    """Each seed's pre-trained L accuracy kept in `data` (none if L was pre-trained
+    otherwise than the study now does: study.PRETRAINED_NAME)."""
+    path = data / "koala" / "pretrained.json"
+    kept = json.loads(path.read_text()) if path.exists() else {}
+    if not isinstance(kept, dict) or kept.get("name") != PRETRAINED_NAME:
+        return {}
+    return {int(seed): float(accuracy) for seed, accuracy in kept["accuracy"].items()}
 
 
 def pretrained_accuracy(root: Path) -> dict[int, float]:
     """Global test accuracy of each seed's pre-trained large model (from its pretrain log;
     L as the study now pre-trains it: study.pretrained_file)."""
     found = {}
-    name = f"large_{PRETRAIN_SAMPLES}_seed_"
-    for log in sorted((root / "koala" / "pretrained").glob(f"{name}*.log")):
+    for log in sorted((root / "koala" / "pretrained").glob(f"{PRETRAINED_NAME}*.log")):
         match = re.search(r"global test accuracy ([0-9.]+)", log.read_text())
         if match:
-            found[int(log.stem.removeprefix(name))] = float(match.group(1))
+            found[int(log.stem.removeprefix(PRETRAINED_NAME))] = float(match.group(1))
     return found

@@ -56,6 +56,10 @@ def test_every_study_cell_is_a_valid_job(tmp_path, monkeypatch):
     assert not [c for c in waiting if c.setting == "constrained"]  # until their lr is tuned
     tuned = {"fedyogi", "fedprox", "reft", "reft-proxy100", "reft-proxy250", "reft-average"}
     assert not [c for c in waiting if c.method in tuned]  # until their values are tuned
+    koala = {name for name, t in study.TUNED.items() if t.base == "fedavg-small"}
+    assert koala == {"koala-pretrained", "koala-pretrained-warm", "koala-scratch",
+                     "koala-pretrained-warm-unconstrained"}  # fmt: skip
+    assert not {c.setting for c in study.tune_cells()} & koala  # until fedavg-small's lr is
     monkeypatch.setattr(study, "tuned", lambda name: study.TUNED[name].grid[0])
     cells = study.cells()  # the tuned cells too
     assert len(cells) == len(waiting) + sum(len(t.methods) for t in study.TUNED.values())
@@ -74,6 +78,18 @@ def test_every_study_cell_is_a_valid_job(tmp_path, monkeypatch):
         assert variant.keys == study.REFT | keys | {"algorithm.server_lr": 0.05}
     tune = study.tune_cells()
     assert {c.setting for c in tune} == set(study.TUNED)
+    for c in [c for c in tune if c.setting in koala]:  # at the small model's tuned lr
+        assert c.keys["train.lr"] == 0.01 and c.keys["algorithm.server_lr"] in (
+            0.005,
+            0.01,
+            0.02,
+            0.05,
+        )
+    warm = [c for c in cells if c.method == "koala-pretrained-warm"]
+    assert {c.setting for c in warm} == {"constrained", "unconstrained"}
+    assert all(c.keys["train.lr"] == 0.01 and c.keys["algorithm.server_lr"] == 0.005 and
+               c.keys["algorithm.warm_start"] for c in warm)  # fmt: skip
+    assert warm[1].keys.items() >= study.UNCONSTRAINED.items()
     carved = [c for c in tune if c.job != "jobs/study_synthetic.toml"]
     assert all(c.keys["data.validation"] > 0 for c in carved) and len(carved) < len(tune)
     for cell in cells + tune:
@@ -117,8 +133,9 @@ TREE = {  # cell folder -> which real run stands in for it
     "compare/mnist-stragglers/fedavg": "global", "compare/mnist-stragglers/fedprox": "global",
     "fedmrl/N10-100pct-2cls/fedmrl": "personal", "fedmrl/N10-100pct-2cls/standalone": "personal",
     "fedmrl/N10-100pct-2cls/fedavg-ft": "global", "fedmrl/N10-100pct-2cls/majority": "personal",
-    "koala/constrained/koala-pretrained": "global",
+    "koala/constrained/koala-pretrained-warm": "global",
     "koala/constrained/fedavg-L-pretrained": "global",
+    "koala/unconstrained/koala-pretrained-warm": "global",
     "koala/unconstrained/fedavg-L-pretrained": "global",
 }  # fmt: skip
 
@@ -143,8 +160,10 @@ def test_study_report_writes_claims_tables_figures_and_the_readme_block(small_jo
     shutil.copy(runs["global"], stale / "task_0.h5")
     (stale / "task_0.toml").write_text(jobs["global"].replace("rounds = 6", "rounds = 100"))
     study = load_script("study")
-    tuned = ("koala-pretrained", "fedavg-L-pretrained", "fedavg-L-pretrained-unconstrained",
-             "reft-mnist", "fedprox-mnist-stragglers")  # fmt: skip
+    tuned = ("fedavg-small", "koala-pretrained-warm", "koala-pretrained-warm-unconstrained",
+             "fedavg-L-pretrained", "fedavg-L-pretrained-unconstrained", "reft-mnist",
+             "fedprox-mnist-stragglers")  # fmt: skip
+    tuning_runs = sum(len(study.TUNED[name].grid) for name in tuned)
     for name in tuned:  # the tree's tuned cells' tuning runs (seed 100)
         t = study.TUNED[name]
         for value in t.grid:
@@ -155,7 +174,9 @@ def test_study_report_writes_claims_tables_figures_and_the_readme_block(small_jo
     logs = root / "koala" / "pretrained"
     logs.mkdir(parents=True)
     for seed, acc in ((0, 0.5), (1, 0.6)):
-        (logs / f"large_100_seed_{seed}.log").write_text(f"... global test accuracy {acc}; saved\n")
+        (logs / f"{study.PRETRAINED_NAME}{seed}.log").write_text(
+            f"... global test accuracy {acc}; saved\n"
+        )
     readme = tmp_path / "README.md"
     readme.write_text(README)
     docs = tmp_path / "docs"
@@ -171,14 +192,14 @@ def test_study_report_writes_claims_tables_figures_and_the_readme_block(small_jo
     assert f"left out {older}: an older design" in proc.stdout  # summarised, not reported
     report = (docs / "study.md").read_text()
     assert ", reft (1), submodel-prefix (2) |" in report
-    assert len(list(data.glob("*/*/*/seed_*.json"))) == 2 * len(TREE) + 20
+    assert len(list(data.glob("*/*/*/seed_*.json"))) == 2 * len(TREE) + tuning_runs
     summary = json.loads((data / "compare/mnist/fedavg/seed_0.json").read_text())
     assert summary["config"] == jobs["global"]  # the job it ran: the study skips it
     shutil.rmtree(root)  # a fresh clone has the summaries, not the runs: the same report
     again = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert again.returncode == 0, again.stderr
     assert (docs / "study.md").read_text() == report
-    assert len(pd.read_csv(data / "per_seed.csv")) == 2 * len(TREE) + 20 - 1
+    assert len(pd.read_csv(data / "per_seed.csv")) == 2 * len(TREE) + tuning_runs - 1
     assert "No run diverged" in report
     summary = json.loads((data / "compare/mnist/fedavg/seed_0.json").read_text())
     summary["row"] |= {"seed": 7, "diverged": True}  # a run that diverged: listed, left out
@@ -213,8 +234,14 @@ def test_study_report_writes_claims_tables_figures_and_the_readme_block(small_jo
     assert "0.0% fewer training FLOPs per sample" in report  # KOALA's: per sample, not client
     assert "J of client work to global acc ≥ 0.9" in report
     tuning = report.split("## Values tuned on held-out data")[1]
-    assert "| koala-pretrained | " in tuning and "| tuned cell (train.lr) |" in tuning  # chosen
+    assert "| fedavg-small | " in tuning and "| tuned cell (train.lr) |" in tuning  # chosen
     assert "| 0.01 (an end of the grid) |" in tuning  # (a tie: every run is the same one)
+    assert "| koala-pretrained-warm | " in tuning and "| 0.005 (an end of the grid) |" in tuning
+    koala = [line for line in report.split("## Claims")[1].split("##")[0].splitlines()
+             if line.startswith("| KOALA")]  # fmt: skip
+    assert len(koala) == 4  # against FedAvg on L on each fleet, the pre-trained L, the cost
+    assert "koala / unconstrained fleet, both arms" in koala[1]
+    assert "0.550 ± 0.635 pre-trained" in koala[2] and "settled" in koala[2]
     waiting = report.split("Planned once their tuning runs are summarised: ")[1].split("\n")[0]
     assert waiting.startswith("compare / mnist / fedprox, compare / mnist / fedyogi, ")
     assert "compare / synthetic / reft-average" in waiting and "mnist / reft" not in waiting
