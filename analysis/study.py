@@ -164,8 +164,9 @@ PERSONAL = {  # FedMRL against its paper's Standalone and a global model fine-tu
 # (algorithm.server_lr, its distillation), its clients training the small model at the
 # rate tuned for it (fedavg-small's: `Tuned.base`). The claims read the warm-started arm:
 # started cold, the small models are untrained, and round 1 distils L from them, which
-# overwrote the pre-trained L (tuning seed: 0.872 before, 0.186 after round 1 at train.lr
-# 0.01 and server_lr 0.05; warm: 0.846); decided before any KOALA arm ran at a reported seed.
+# overwrote the pre-trained L (tuning seed, server_lr 0.05: 0.872 before; after round 1,
+# 0.186 at train.lr 0.01 and 0.604 at 0.05; warm, at 0.05: 0.846); decided before any
+# KOALA arm ran at a reported seed.
 KOALA_JOB = "jobs/study_koala.toml"
 FEDAVG_L = {"algorithm.name": "fedavg", "pretrained": True} | L_AS_MODEL
 KOALA_WARM = {"pretrained": True, "algorithm.warm_start": True} | LARGE
