@@ -170,14 +170,15 @@ PERSONAL = {  # FedMRL against its paper's Standalone and a global model fine-tu
 KOALA_JOB = "jobs/study_koala.toml"
 FEDAVG_L = {"algorithm.name": "fedavg", "pretrained": True} | L_AS_MODEL
 KOALA_WARM = {"pretrained": True, "algorithm.warm_start": True} | LARGE
+CLAIMED = "koala-pretrained-warm"  # the arm KOALA's claims read
 KOALA_ARMS = {  # arm -> (setting, keys)
     "koala-pretrained": ("constrained", {"pretrained": True} | LARGE),
-    "koala-pretrained-warm": ("constrained", KOALA_WARM),
+    CLAIMED: ("constrained", KOALA_WARM),
     "koala-scratch": ("constrained", dict(LARGE)),
     "fedavg-L-pretrained": ("constrained", FEDAVG_L),
     "fedavg-small": ("constrained", {"algorithm.name": "fedavg"}),
     # the paper's comparison: the same clients, all of which could train L
-    "koala-pretrained-warm-unconstrained": ("unconstrained", KOALA_WARM | UNCONSTRAINED),
+    f"{CLAIMED}-unconstrained": ("unconstrained", KOALA_WARM | UNCONSTRAINED),
     "fedavg-L-pretrained-unconstrained": ("unconstrained", FEDAVG_L | UNCONSTRAINED),
 }  # fmt: skip
 LR_GRID = (0.01, 0.02, 0.05, 0.1)
@@ -237,11 +238,14 @@ class Tuned:
         return self.key.rsplit(".", 1)[-1]
 
 
+KOALA_RATE = {  # a KOALA arm's fine-tuning rate: L's distillation, at the small model's rate
+    "key": "algorithm.server_lr",
+    "grid": KOALA_SERVER_LR_GRID,
+    "base": "fedavg-small",
+}
 TUNED = {  # the tuning runs' setting -> the cell they tune
-    **{arm: Tuned("koala", setting, arm.removesuffix("-unconstrained"), KOALA_JOB, keys)
-       if keys.get("algorithm.name") == "fedavg"
-       else Tuned("koala", setting, arm.removesuffix("-unconstrained"), KOALA_JOB, keys,
-                  "algorithm.server_lr", KOALA_SERVER_LR_GRID, base="fedavg-small")
+    **{arm: Tuned("koala", setting, arm.removesuffix("-unconstrained"), KOALA_JOB, keys,
+                  **({} if keys.get("algorithm.name") == "fedavg" else KOALA_RATE))
        for arm, (setting, keys) in KOALA_ARMS.items()},
     **{f"fedyogi-{data}": Tuned("compare", data, "fedyogi", job, {"algorithm.name": "fedyogi"},
                                 "algorithm.server_lr", SERVER_LR_GRID, data == "mnist")
@@ -317,12 +321,12 @@ def tuned_cells(experiment: str, setting: str | None = None) -> list[Cell]:
     ]  # fmt: skip
 
 
-def base_keys(t: Tuned) -> dict[str, object] | None:
+def base_keys(t: Tuned, data: Path = DATA) -> dict[str, object] | None:
     """The key and chosen value `t` takes from its base (none without one); None while
     the base is not tuned."""
     if t.base is None:
         return {}
-    value = tuned(t.base)
+    value = tuned(t.base, data)
     return None if value is None else {TUNED[t.base].key: value}
 
 
@@ -331,14 +335,14 @@ def tune_cells() -> list[Cell]:
     return [cell for name in TUNED for cell in tuning_cells(name)]
 
 
-def tuning_cells(name: str) -> list[Cell]:
+def tuning_cells(name: str, data: Path = DATA) -> list[Cell]:
     """The tuned cell `name` at each value of its grid, scored on a validation split carved
     from the training pool (or, without one, the tuning seed's own test data:
     `Tuned.validation`); none while its base is not tuned. KOALA's job fixes one test set
     for every seed, which the split never holds; the compare jobs draw one per seed, so on
     MNIST the split holds some of a reported seed's test images (docs/study_design.md)."""
     t = TUNED[name]
-    based = base_keys(t)
+    based = base_keys(t, data)
     if based is None:
         return []
     return [
@@ -353,7 +357,7 @@ def tuning_scores(name: str, data: Path = DATA) -> list[tuple[float, float]] | N
     validation accuracy (mean of the last evaluations, averaged over the tuning seeds; a
     diverged run scores -inf), from the committed summaries; None until every tuning run
     is summarised as the study now defines it."""
-    key, found, runs = TUNED[name].key, [], tuning_cells(name)
+    key, found, runs = TUNED[name].key, [], tuning_cells(name, data)
     if not runs:  # (waiting for its base)
         return None
     for cell in runs:
@@ -384,7 +388,7 @@ def tuned(name: str, data: Path = DATA) -> float | None:
 
 def pretrained_file(seed: int, validation: bool) -> Path:
     """The seed's pre-trained L (tuning runs: pre-trained on their validation-mode data);
-    its name says how many samples it is pre-trained on."""
+    its name says how it is pre-trained (PRETRAINED_NAME)."""
     folder = ROOT / ("tune" if validation else "koala") / "pretrained"
     return folder / f"{PRETRAINED_NAME}{seed}.pt"
 
@@ -430,7 +434,7 @@ def summarised(cell: Cell, seed: int, data: Path = DATA) -> bool:
     """Whether (cell, seed) has a committed summary of a run of its job as the study now
     defines it, so that a fresh clone without the HDF5 files does not run it again. The
     pre-trained L it starts from (if any) is compared by its file's name (pretrained_file:
-    the seed, the data split and the pre-training samples), not by its weights. A summary
+    the seed, the data split and the pre-training recipe), not by its weights. A summary
     that cannot be read is not one."""
     try:
         stored = tomllib.loads(json.loads(summary_file(cell, seed, data).read_text())["config"])
@@ -503,13 +507,21 @@ def main() -> None:
             f"study: no setting {', '.join(unknown)} (there are: {', '.join(sorted(settings))})"
         )
 
-    def wanted(cell: Cell) -> bool:  # (a tuning run: as the cell it tunes, or by its name)
-        tunes = TUNED.get(cell.setting) if cell.experiment == "tune" else None
-        experiment = tunes.experiment if tunes else cell.experiment
-        names = {cell.setting, tunes.setting} if tunes else {cell.setting}
+    def selected(experiment: str, names: set[str]) -> bool:
         return (not args.only or experiment in args.only) and (
             not args.settings or bool(names & set(args.settings))
         )
+
+    def tuning_wanted(name: str) -> bool:  # as the cell it tunes, by its name, or as the
+        t = TUNED[name]  # base of a wanted one
+        return selected(t.experiment, {name, t.setting}) or any(
+            other.base == name and tuning_wanted(n) for n, other in TUNED.items()
+        )
+
+    def wanted(cell: Cell) -> bool:
+        if cell.experiment == "tune":
+            return tuning_wanted(cell.setting)
+        return selected(cell.experiment, {cell.setting})
 
     tuning, seen = [], set()
     while todo := [(c, seed) for seed in TUNE_SEEDS for c in tune_cells() if wanted(c)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from stats import equivalent, paired, seeds_needed, verdict
-from study import COMPARABLE_MARGIN, PRETRAIN_SAMPLES, tuned
+from study import CLAIMED, COMPARABLE_MARGIN, PRETRAIN_SAMPLES, tuned
 from study_summaries import CLIENT, GLOBAL, LAST
 
 MIN_SEEDS = 5  # a verdict on fewer seeds is marked preliminary
@@ -216,8 +216,15 @@ def _area(df: pd.DataFrame, setting: str, method: str) -> str:
     return f"; area under the curve per round: {found}" if found else ""
 
 
-KOALA = "koala-pretrained-warm"  # the KOALA arm the claims read (analysis/study.py: why)
+KOALA = CLAIMED  # the KOALA arm the claims read (analysis/study.py: why)
 PRETRAINED_L = "L before fine-tuning"  # the pre-trained L as a curve, flat over the rounds
+SIMILAR = ("similar accuracy to FedAvg on the large model", "similar (abstract)", "comparable")
+KOALA_AGAINST = (  # (fleet, method, its name, claim, paper's figure, kind): KOALA on the fleet
+    ("constrained", "fedavg-L-pretrained", "FedAvg on L", *SIMILAR),
+    ("unconstrained", "fedavg-L-pretrained", "FedAvg on L", *SIMILAR),
+    ("constrained", "fedavg-small", "FedAvg on the small model", "the fine-tuned L beats what "
+     "the clients' small model reaches by itself", "(the method's purpose)", "better"),
+)  # fmt: skip
 
 
 def with_pretrained(curves: pd.DataFrame, pretrained: dict[int, float]) -> pd.DataFrame:
@@ -238,14 +245,7 @@ def _koala_rows(
     fleet, both arms on the same clients), against the small model and the pre-trained
     L, and the client storage and FLOPs it saves."""
     rows, curves = [], with_pretrained(curves, pretrained)
-    similar = ("similar accuracy to FedAvg on the large model", "similar (abstract)", "comparable")
-    against = (
-        ("constrained", "fedavg-L-pretrained", "FedAvg on L", *similar),
-        ("unconstrained", "fedavg-L-pretrained", "FedAvg on L", *similar),
-        ("constrained", "fedavg-small", "FedAvg on the small model", "the fine-tuned L beats "
-         "what the clients' small model reaches by itself", "(the method's purpose)", "better"),
-    )  # fmt: skip
-    for fleet, method, name, claim, figure, kind in against:
+    for fleet, method, name, claim, figure, kind in KOALA_AGAINST:
         mine, other = ("koala", fleet, KOALA), ("koala", fleet, method)
         if not {mine, other} <= have:
             continue
@@ -254,7 +254,8 @@ def _koala_rows(
         rows.append((f"KOALA (Chen et al. 2024): {claim}", figure,
                      f"L acc {stat(koala)} vs {name} {stat(theirs)}",
                      f"koala / {fleet} fleet, both arms; L pre-trained on {PRETRAIN_SAMPLES} "
-                     "labels, warm start (ours), each arm's tuned fine-tuning learning rate",
+                     "labels, warm start (ours), each arm's tuned fine-tuning learning rate "
+                     "(KOALA's clients: fedavg-small's)",
                      _paired(koala, theirs, kind, curve)))  # fmt: skip
     mine = ("koala", "constrained", KOALA)
     if pretrained and mine in have:

@@ -15,6 +15,7 @@ from stats import paired  # noqa: E402
 from study import COMPARABLE_MARGIN  # noqa: E402
 from study_claims import (  # noqa: E402
     KOALA,
+    KOALA_AGAINST,
     PRETRAINED_L,
     differences,
     fedmrl_key,
@@ -31,7 +32,7 @@ COMPARE_ORDER = ["majority", "local", "centralized", "fedavg", "fedavg-ft", "fed
                  "koala-homo",
                  "koala-hetero", "fedmrl", "fedmrl-eighth"]  # fmt: skip
 FEDMRL_ORDER = ["majority", "standalone", "fedavg-ft", "fedmrl"]
-KOALA_ORDER = ["koala-pretrained-warm", "koala-pretrained", "koala-scratch",
+KOALA_ORDER = [KOALA, "koala-pretrained", "koala-scratch",
                "fedavg-L-pretrained", "fedavg-small", "L", "small"]  # fmt: skip
 
 
@@ -159,12 +160,10 @@ PAIRS = (  # (claim, kind, column, (experiment, setting, method) of a, ... of b)
       for name, method in (("sub-models", "submodel-prefix"), ("REFT", "reft"))),
     ("FedProx vs FedAvg, mnist-stragglers", "better", GLOBAL,
      ("compare", "mnist-stragglers", "fedprox"), ("compare", "mnist-stragglers", "fedavg")),
-    *((f"KOALA's L vs {against}", kind, GLOBAL, ("koala", fleet, KOALA), ("koala", fleet, method))
-      for against, kind, fleet, method in (
-          ("FedAvg on L (constrained)", "comparable", "constrained", "fedavg-L-pretrained"),
-          ("FedAvg on L (unconstrained)", "comparable", "unconstrained", "fedavg-L-pretrained"),
-          ("FedAvg on the small model", "better", "constrained", "fedavg-small"),
-          ("the pre-trained L", "better", "constrained", PRETRAINED_L))),
+    *((f"KOALA's L vs {name} ({fleet})", kind, GLOBAL, ("koala", fleet, KOALA),
+       ("koala", fleet, method)) for fleet, method, name, *_, kind in KOALA_AGAINST),
+    ("KOALA's L vs the pre-trained L", "better", GLOBAL, ("koala", "constrained", KOALA),
+     ("koala", "constrained", PRETRAINED_L)),
 )  # fmt: skip
 
 

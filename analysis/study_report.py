@@ -176,7 +176,7 @@ def apart(df: pd.DataFrame) -> str:
 
 
 def tuning(df: pd.DataFrame, data: Path) -> str:
-    """The tuned cells (TUNED: KOALA's arms' client learning rate, FedYogi's server
+    """The tuned cells (TUNED: KOALA's arms' fine-tuning learning rate, FedYogi's server
     learning rate, FedProx's mu, REFT's distillation learning rate): accuracy on held-out
     data (mean of the last evaluations; `tune_cells` says which) per value of the grid,
     and the value chosen, marked if it lies at an end of the grid; a table per tuned key."""
@@ -253,8 +253,9 @@ def still_to_do(df: pd.DataFrame) -> str:
     )
     if waiting:
         lines.append(f"\nPlanned once their tuning runs are summarised: {', '.join(waiting)}.")
+    tuning_now = {c.setting for c in tune_cells()}
     based = sorted(f"{name} (after {t.base})" for name, t in TUNED.items()
-                   if t.base and name not in {c.setting for c in tune_cells()})  # fmt: skip
+                   if t.base and name not in tuning_now)  # fmt: skip
     if based:
         lines.append(f"\nTuning runs that wait for another cell's tuned value: {', '.join(based)}.")
     return "\n".join(lines) + "\n"

@@ -200,10 +200,17 @@ def read_pretrained(data: Path) -> dict[int, float]:
     """Each seed's pre-trained L accuracy kept in `data` (none if L was pre-trained
     otherwise than the study now does: study.PRETRAINED_NAME)."""
     path = data / "koala" / "pretrained.json"
-    kept = json.loads(path.read_text()) if path.exists() else {}
-    if not isinstance(kept, dict) or kept.get("name") != PRETRAINED_NAME:
+    if not path.exists():
         return {}
-    return {int(seed): float(accuracy) for seed, accuracy in kept["accuracy"].items()}
+    try:
+        kept = json.loads(path.read_text())
+        if kept["name"] == PRETRAINED_NAME:
+            return {int(seed): float(accuracy) for seed, accuracy in kept["accuracy"].items()}
+        why = f"its L was pre-trained otherwise ({kept['name']}*, now {PRETRAINED_NAME}*)"
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        why = f"it cannot be read ({exc!r})"
+    print(f"left out {path}: {why}")
+    return {}
 
 
 def pretrained_accuracy(root: Path) -> dict[int, float]:

@@ -50,7 +50,9 @@ def test_every_study_cell_is_a_valid_job(tmp_path, monkeypatch):
     state = tmp_path / "large.pt"
     state.write_bytes(b"")  # the loader only checks that the file exists
     monkeypatch.chdir(ROOT)
-    monkeypatch.setattr(study, "tuned", lambda name: None)  # (not the committed summaries)
+    monkeypatch.setattr(
+        study, "tuned", lambda name, data=None: None
+    )  # (not the committed summaries)
     waiting = study.cells()
     assert {c.experiment for c in waiting} == {"compare", "fedmrl", "koala"}
     assert not [c for c in waiting if c.setting == "constrained"]  # until their lr is tuned
@@ -60,7 +62,7 @@ def test_every_study_cell_is_a_valid_job(tmp_path, monkeypatch):
     assert koala == {"koala-pretrained", "koala-pretrained-warm", "koala-scratch",
                      "koala-pretrained-warm-unconstrained"}  # fmt: skip
     assert not {c.setting for c in study.tune_cells()} & koala  # until fedavg-small's lr is
-    monkeypatch.setattr(study, "tuned", lambda name: study.TUNED[name].grid[0])
+    monkeypatch.setattr(study, "tuned", lambda name, data=None: study.TUNED[name].grid[0])
     cells = study.cells()  # the tuned cells too
     assert len(cells) == len(waiting) + sum(len(t.methods) for t in study.TUNED.values())
     reft = [c for c in cells if c.method.startswith("reft") and c.setting == "mnist"]
@@ -407,7 +409,7 @@ def test_a_run_summarised_with_its_job_is_not_run_again(small_job, tmp_path, mon
 def test_fedyogi_runs_at_the_server_rate_that_won_on_validation(tmp_path, monkeypatch):
     """FedYogi's server learning rate was fixed at 0.01 where its paper tunes it: it is
     now the grid's best on validation at the tuning seed, per data set, as KOALA's arms'
-    client rates are; the cell waits until every tuning run is summarised."""
+    fine-tuning rates are; the cell waits until every tuning run is summarised."""
     study = load_script("study")
     monkeypatch.setattr(study, "summarised", lambda c, s, d: study.summary_file(c, s, d).exists())
     grid = [c for c in study.tune_cells() if c.setting == "fedyogi-mnist"]
@@ -427,7 +429,9 @@ def test_fedyogi_runs_at_the_server_rate_that_won_on_validation(tmp_path, monkey
             json.dumps({"row": {"global": 0.9, "diverged": True}})
         )
     assert study.tuned("fedyogi-mnist", tmp_path) is None
-    monkeypatch.setattr(study, "tuned", lambda name: 0.01 if name == "fedyogi-mnist" else None)
+    monkeypatch.setattr(
+        study, "tuned", lambda name, data=None: 0.01 if name == "fedyogi-mnist" else None
+    )
     yogi = [c for c in study.cells() if c.method == "fedyogi"]
     assert [(c.setting, c.keys) for c in yogi] == [
         ("mnist", {"algorithm.name": "fedyogi", "algorithm.server_lr": 0.01})
@@ -575,3 +579,63 @@ def test_a_claim_shows_its_methods_on_the_seeds_it_pairs(monkeypatch):
                           "claim", "")  # fmt: skip
     assert "global acc 0.940 vs FedAvg 0.950; infeasible 0.0 vs 300.0" in row[2]
     assert "scores 0.900 on their test data" in row[2]
+
+
+@pytest.mark.parametrize("slurm", [False, True])
+def test_koala_arms_tune_after_the_small_model_they_take_a_rate_from(monkeypatch, slurm):
+    """A KOALA arm's tuning runs take fedavg-small's tuned client rate: they run in a pass
+    after it (locally; under --slurm, on the next call), even when --settings names only
+    the fleet they are on, and its cell takes both values."""
+    monkeypatch.syspath_prepend(str(ROOT / "analysis"))
+    study, summaries = load_script("study"), load_script("study_summaries")
+    passes, summarised = [], set()
+    monkeypatch.setattr(study, "run_cells", lambda todo, args: passes.append(todo))
+    monkeypatch.setattr(
+        summaries, "refresh", lambda root, data: summarised.update(c.setting for c, _ in passes[-1])
+    )
+    values = {name: t.grid[1] if name == "fedavg-small" else t.grid[-1]
+              for name, t in study.TUNED.items()}  # fmt: skip
+    monkeypatch.setattr(
+        study, "tuned", lambda name, data=None: values.get(name) if name in summarised else None
+    )
+    argv = ["study.py", "--only", "koala", "--settings", "unconstrained"] + ["--slurm"] * slurm
+    monkeypatch.setattr(sys, "argv", argv)
+    study.main()
+    tuning = [{c.setting for c, _ in todo} for todo in passes[:-1]]
+    first = {"fedavg-small", "fedavg-L-pretrained-unconstrained"}  # (fedavg-small: its base)
+    assert tuning == ([first] if slurm else [first, {"koala-pretrained-warm-unconstrained"}])
+    if slurm:
+        assert passes[-1] == []  # the tuned cells wait for the next call
+        return
+    ran = {c.method: c.keys for c, seed in passes[-1] if seed == 0}
+    assert set(ran) == {"koala-pretrained-warm", "fedavg-L-pretrained"}
+    assert ran["koala-pretrained-warm"]["train.lr"] == 0.02  # fedavg-small's
+    assert ran["koala-pretrained-warm"]["algorithm.server_lr"] == 0.05  # its own
+    assert ran["fedavg-L-pretrained"]["train.lr"] == 0.1
+    second = [c for c, _ in passes[1]]
+    assert {c.keys["train.lr"] for c in second} == {0.02} and len(second) == 4
+
+
+def test_the_pre_trained_accuracies_merge_across_machines(tmp_path, monkeypatch, capsys):
+    """A sitting on another machine rewrote the pre-trained L's accuracies with only the
+    seeds it had; they now merge, and accuracies of an L pre-trained otherwise are left out
+    and said so."""
+    monkeypatch.syspath_prepend(str(ROOT / "analysis"))
+    study, summaries = load_script("study"), load_script("study_summaries")
+    data, kept = tmp_path / "data", tmp_path / "data" / "koala" / "pretrained.json"
+    for seeds in ((0, 1), (2,)):  # two machines, each with its own seeds' logs
+        logs = tmp_path / f"machine{seeds[0]}" / "koala" / "pretrained"
+        logs.mkdir(parents=True)
+        for seed in seeds:
+            (logs / f"{study.PRETRAINED_NAME}{seed}.log").write_text(
+                f"... global test accuracy 0.{seed + 5}; saved\n"
+            )
+        summaries.refresh(logs.parent.parent, data)
+    assert summaries.read_pretrained(data) == {0: 0.5, 1: 0.6, 2: 0.7}
+    kept.write_text(json.dumps({"name": "large_100_seed_", "accuracy": {"0": 0.9}}))
+    capsys.readouterr()
+    assert summaries.read_pretrained(data) == {}
+    assert capsys.readouterr().out.startswith(f"left out {kept}: its L was pre-trained otherwise")
+    kept.write_text("{}")
+    assert summaries.read_pretrained(data) == {}
+    assert capsys.readouterr().out.startswith(f"left out {kept}: it cannot be read")
