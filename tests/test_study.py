@@ -133,6 +133,7 @@ TREE = {  # cell folder -> which real run stands in for it
     "compare/mnist/reft": "global", "compare/mnist/majority": "personal",
     "compare/synthetic/fedavg": "global",
     "compare/mnist-stragglers/fedavg": "global", "compare/mnist-stragglers/fedprox": "global",
+    "compare/mnist-stragglers/fedprox-mu0": "global",
     "fedmrl/N10-100pct-2cls/fedmrl": "personal", "fedmrl/N10-100pct-2cls/standalone": "personal",
     "fedmrl/N10-100pct-2cls/fedavg-ft": "global", "fedmrl/N10-100pct-2cls/majority": "personal",
     "koala/constrained/koala-pretrained-warm": "global",
@@ -232,6 +233,7 @@ def test_study_report_writes_claims_tables_figures_and_the_readme_block(small_jo
     own = json.loads((data / "compare/mnist/majority/seed_0.json").read_text())["row"]
     assert own["target_metric"] == "client_accuracy" and own["auc"] > 0
     assert "| FedProx (Li et al. 2020)" in report and "## Stragglers" in report
+    assert "; mu = 0 (partial work alone): " in report  # where FedProx's gain comes from
     assert "partial client-rounds (aggregated)" in report.split("## Stragglers")[1]
     assert "0.0% fewer training FLOPs per sample" in report  # KOALA's: per sample, not client
     assert "J of client work to global acc ≥ 0.9" in report
