@@ -2,7 +2,7 @@
 (default) or as SLURM jobs.
 
     python analysis/study.py [--ranks 2] [--seeds 0 1 2 3 4] [--only compare fedmrl koala]
-                             [--settings N100-10pct-2cls ...]
+                             [--settings N100-10pct-2cls ...] [--methods fedavg reft ...]
     python analysis/study_report.py results/study     # summaries, tables, claims, figures
 
 Experiments (docs/study.md says what each one asks and why each setting is what it is):
@@ -496,32 +496,35 @@ def main() -> None:
     p.add_argument("--seeds", type=at_least(0), nargs="+", default=SEEDS)
     p.add_argument("--only", nargs="+", choices=("compare", "fedmrl", "koala"))
     p.add_argument("--settings", nargs="+", help="only these settings (e.g. N100-10pct-2cls)")
+    p.add_argument("--methods", nargs="+", help="only these methods (e.g. fedavg reft)")
     p.add_argument("--slurm", action="store_true", help="submit each run as a SLURM job")
     p.add_argument("--time", type=slurm_time, default="01:00:00")
     p.add_argument("--partition", default="")
     args = p.parse_args()
     settings = {c.setting for c in cells()} | set(TUNED) | {t.setting for t in TUNED.values()}
-    unknown = sorted(set(args.settings or ()) - settings)
-    if unknown:
-        exit_with(
-            f"study: no setting {', '.join(unknown)} (there are: {', '.join(sorted(settings))})"
-        )
+    methods = {c.method for c in cells()} | {m for t in TUNED.values() for m in t.methods}
+    for what, known, asked in (("setting", settings, args.settings),
+                               ("method", methods, args.methods)):  # fmt: skip
+        unknown = sorted(set(asked or ()) - known)
+        if unknown:
+            exit_with(f"study: no {what} {', '.join(unknown)} (there are: "
+                      f"{', '.join(sorted(known))})")  # fmt: skip
 
-    def selected(experiment: str, names: set[str]) -> bool:
+    def selected(experiment: str, names: set[str], of: set[str]) -> bool:
         return (not args.only or experiment in args.only) and (
             not args.settings or bool(names & set(args.settings))
-        )
+        ) and (not args.methods or bool(of & set(args.methods)))  # fmt: skip
 
     def tuning_wanted(name: str) -> bool:  # as the cell it tunes, by its name, or as the
         t = TUNED[name]  # base of a wanted one
-        return selected(t.experiment, {name, t.setting}) or any(
+        return selected(t.experiment, {name, t.setting}, set(t.methods)) or any(
             other.base == name and tuning_wanted(n) for n, other in TUNED.items()
         )
 
     def wanted(cell: Cell) -> bool:
         if cell.experiment == "tune":
             return tuning_wanted(cell.setting)
-        return selected(cell.experiment, {cell.setting})
+        return selected(cell.experiment, {cell.setting}, {cell.method})
 
     tuning, seen = [], set()
     while todo := [(c, seed) for seed in TUNE_SEEDS for c in tune_cells() if wanted(c)

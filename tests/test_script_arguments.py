@@ -47,6 +47,7 @@ CASES = {  # (script, arguments) -> the end of its one line
     ("async_demo", ("--variant", "X", "no_key=1")): "no_key = 1: unknown key",
     ("study", ("--time", "bogus")): "'bogus': use minutes, HH:MM:SS or D-HH:MM:SS",
     ("study", ("--ranks", "0")): "argument --ranks: 0: at least 1",
+    ("study", ("--methods", "fedavg", "fedprox2")): "study: no method fedprox2 (there are: ",
 }
 
 

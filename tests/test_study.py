@@ -641,3 +641,21 @@ def test_the_pre_trained_accuracies_merge_across_machines(tmp_path, monkeypatch,
     kept.write_text("{}")
     assert summaries.read_pretrained(data) == {}
     assert capsys.readouterr().out.startswith(f"left out {kept}: it cannot be read")
+
+
+def test_methods_selects_the_cells_and_the_tuning_of_those_methods(monkeypatch):
+    """--methods runs those methods' cells (a claim's, ahead of the rest) and the tuning
+    runs of the tuned ones among them, nothing else."""
+    monkeypatch.syspath_prepend(str(ROOT / "analysis"))
+    study, summaries = load_script("study"), load_script("study_summaries")
+    passes = []
+    monkeypatch.setattr(study, "run_cells", lambda todo, args: passes.append(todo))
+    monkeypatch.setattr(summaries, "refresh", lambda root, data: None)
+    monkeypatch.setattr(study, "tuned", lambda name, data=None: study.TUNED[name].grid[0])
+    argv = ["study.py", "--only", "compare", "--settings", "mnist", "--methods", "fedavg", "reft"]
+    monkeypatch.setattr(sys, "argv", argv)
+    study.main()
+    tuning, ran = passes
+    assert {c.setting for c, _ in tuning} == {"reft-mnist"}  # (its variants' too: theirs)
+    assert {(c.setting, c.method) for c, _ in ran} == {("mnist", "fedavg"), ("mnist", "reft")}
+    assert sorted({seed for _, seed in ran}) == study.SEEDS
