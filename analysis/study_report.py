@@ -223,8 +223,8 @@ def still_to_do(df: pd.DataFrame) -> str:
     todo: dict[tuple[str, str], dict[tuple[int, ...], list[str]]] = {}
     seconds: dict[tuple[str, str], float] = {}
     untimed: dict[tuple[str, str], int] = {}
-    planned = [(c, SEEDS) for c in cells()] + [(c, TUNE_SEEDS) for c in tune_cells()]
-    for cell, seeds in planned:
+    planned, tuning = cells(), tune_cells()  # (each reads every tuning summary: once)
+    for cell, seeds in [(c, SEEDS) for c in planned] + [(c, TUNE_SEEDS) for c in tuning]:
         at = (cell.experiment, cell.setting)
         left = sorted(set(seeds) - have.get((*at, cell.method), set()))
         if left:
@@ -249,11 +249,11 @@ def still_to_do(df: pd.DataFrame) -> str:
                  "(docs/study_design.md estimates them).")  # fmt: skip
     waiting = sorted(
         {f"{t.experiment} / {t.setting} / {m}" for t in TUNED.values() for m in t.methods}
-        - {f"{c.experiment} / {c.setting} / {c.method}" for c in cells()}
+        - {f"{c.experiment} / {c.setting} / {c.method}" for c in planned}
     )
     if waiting:
         lines.append(f"\nPlanned once their tuning runs are summarised: {', '.join(waiting)}.")
-    tuning_now = {c.setting for c in tune_cells()}
+    tuning_now = {c.setting for c in tuning}
     based = sorted(f"{name} (after {t.base})" for name, t in TUNED.items()
                    if t.base and name not in tuning_now)  # fmt: skip
     if based:
