@@ -394,18 +394,28 @@ def pretrained_file(seed: int, validation: bool) -> Path:
 
 
 def pretrain(seed: int, validation: bool = False) -> Path:
-    """Pre-train the seed's large model on PRETRAIN_SAMPLES of its proxy set (once; its
-    log kept beside it)."""
-    path = pretrained_file(seed, validation)
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        keys = LARGE | {"run.seed": seed, "data.validation": VALIDATION if validation else 0.0}
-        sets = [a for k, v in keys.items() for a in ("--set", f"{k}={json.dumps(v)}")]
-        cmd = [sys.executable, "-m", "mpifl", "pretrain", KOALA_JOB, "--output", str(path),
-               "--samples", str(PRETRAIN_SAMPLES), "--epochs", str(PRETRAIN_EPOCHS),
-               "--lr", str(PRETRAIN_LR), *sets]  # fmt: skip
-        log = subprocess.run(cmd, check=True, capture_output=True, text=True)
-        path.with_suffix(".log").write_text(log.stdout + log.stderr)
+    """Pre-train the seed's large model on PRETRAIN_SAMPLES of its proxy set, once for the
+    job it is pre-trained from: the job (resolved, as TOML) is kept beside it, and a file
+    pre-trained from another (say, other data settings or another L), or without that
+    record, is pre-trained again. Its log is kept beside it too."""
+    path, keys = pretrained_file(seed, validation), LARGE | {"run.seed": seed}
+    keys["data.validation"] = VALIDATION if validation else 0.0
+    sets = [f"{k}={json.dumps(v)}" for k, v in keys.items()]
+    job, recorded = load_job(KOALA_JOB, sets).to_toml(), path.with_suffix(".toml")
+    kept = path.exists() and recorded.exists()
+    if kept and stale_change(recorded.read_text(), job, ignored=("run.output",)) is None:
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "mpifl", "pretrain", KOALA_JOB, "--output", str(path),
+           "--samples", str(PRETRAIN_SAMPLES), "--epochs", str(PRETRAIN_EPOCHS),
+           "--lr", str(PRETRAIN_LR), "--overwrite",
+           *(arg for key in sets for arg in ("--set", key))]  # fmt: skip
+    log = subprocess.run(cmd, capture_output=True, text=True)
+    path.with_suffix(".log").write_text(log.stdout + log.stderr)
+    if log.returncode:
+        said = (log.stderr.strip().splitlines() or ["(nothing on stderr)"])[-1]
+        exit_with(f"study: pre-training {path} failed (exit {log.returncode}): {said}", 1)
+    recorded.write_text(job)
     return path
 
 

@@ -659,3 +659,35 @@ def test_methods_selects_the_cells_and_the_tuning_of_those_methods(monkeypatch):
     assert {c.setting for c, _ in tuning} == {"reft-mnist"}  # (its variants' too: theirs)
     assert {(c.setting, c.method) for c, _ in ran} == {("mnist", "fedavg"), ("mnist", "reft")}
     assert sorted({seed for _, seed in ran}) == study.SEEDS
+
+
+def test_the_pre_trained_l_is_trained_again_when_its_job_changes(tmp_path, monkeypatch):
+    """A pre-trained L is reused only for the job it was pre-trained from: with other
+    training settings it is pre-trained again (it was kept, and the runs started from it)."""
+    study = load_script("study")
+    job = tmp_path / "koala.toml"
+    job.write_text((ROOT / study.KOALA_JOB).read_text())
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(study, "KOALA_JOB", str(job))
+    monkeypatch.setattr(study, "PRETRAIN_EPOCHS", 1)
+    pretrained = study.pretrain(0)
+    first = pretrained.read_bytes()
+    assert study.pretrain(0).read_bytes() == first
+    assert "pre-trained on 100 samples" in pretrained.with_suffix(".log").read_text()
+    job.write_text(job.read_text().replace("momentum = 0.5", "momentum = 0.9"))
+    assert study.pretrain(0) == pretrained and pretrained.read_bytes() != first
+    assert "momentum = 0.9" in pretrained.with_suffix(".toml").read_text()
+
+
+def test_a_failed_pre_training_ends_the_study_in_one_line_naming_why(tmp_path, monkeypatch, capsys):
+    study = load_script("study")
+    job = tmp_path / "koala.toml"
+    job.write_text((ROOT / study.KOALA_JOB).read_text().replace("alpha = 0.5", "alpha = 0.01"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(study, "KOALA_JOB", str(job))
+    with pytest.raises(SystemExit) as ended:
+        study.pretrain(0)
+    said = capsys.readouterr().err.strip().splitlines()
+    assert ended.value.code == 1 and len(said) == 1
+    assert said[0].startswith("study: pre-training ") and "data.alpha = 0.01" in said[0]
+    assert not study.pretrained_file(0, validation=False).exists()
