@@ -181,7 +181,9 @@ KOALA_ARMS = {  # arm -> (setting, keys)
     f"{CLAIMED}-unconstrained": ("unconstrained", KOALA_WARM | UNCONSTRAINED),
     "fedavg-L-pretrained-unconstrained": ("unconstrained", FEDAVG_L | UNCONSTRAINED),
 }  # fmt: skip
-LR_GRID = (0.01, 0.02, 0.05, 0.1)
+# (0.005 and 0.2 added when fedavg-small chose 0.1 and FedAvg on L, unconstrained, 0.01:
+# an end of the grid each, before any KOALA cell ran at a reported seed)
+LR_GRID = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
 # L's distillation learning rate (ours, as KOALA's other distillation settings): at and
 # below the 0.05 the study ran before it was tuned, where L keeps more of its pre-training
 KOALA_SERVER_LR_GRID = (0.005, 0.01, 0.02, 0.05)

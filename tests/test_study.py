@@ -81,15 +81,11 @@ def test_every_study_cell_is_a_valid_job(tmp_path, monkeypatch):
     tune = study.tune_cells()
     assert {c.setting for c in tune} == set(study.TUNED)
     for c in [c for c in tune if c.setting in koala]:  # at the small model's tuned lr
-        assert c.keys["train.lr"] == 0.01 and c.keys["algorithm.server_lr"] in (
-            0.005,
-            0.01,
-            0.02,
-            0.05,
-        )
+        assert c.keys["train.lr"] == study.LR_GRID[0]
+        assert c.keys["algorithm.server_lr"] in study.KOALA_SERVER_LR_GRID
     warm = [c for c in cells if c.method == "koala-pretrained-warm"]
     assert {c.setting for c in warm} == {"constrained", "unconstrained"}
-    assert all(c.keys["train.lr"] == 0.01 and c.keys["algorithm.server_lr"] == 0.005 and
+    assert all(c.keys["train.lr"] == study.LR_GRID[0] and c.keys["algorithm.server_lr"] == 0.005 and
                c.keys["algorithm.warm_start"] for c in warm)  # fmt: skip
     assert warm[1].keys.items() >= study.UNCONSTRAINED.items()
     carved = [c for c in tune if c.job != "jobs/study_synthetic.toml"]
@@ -239,7 +235,7 @@ def test_study_report_writes_claims_tables_figures_and_the_readme_block(small_jo
     assert "J of client work to global acc ≥ 0.9" in report
     tuning = report.split("## Values tuned on held-out data")[1]
     assert "| fedavg-small | " in tuning and "| tuned cell (train.lr) |" in tuning  # chosen
-    assert "| 0.01 (an end of the grid) |" in tuning  # (a tie: every run is the same one)
+    assert f"| {study.LR_GRID[0]:g} (an end of the grid) |" in tuning  # (a tie: runs alike)
     assert "| koala-pretrained-warm | " in tuning and "| 0.005 (an end of the grid) |" in tuning
     koala = [line for line in report.split("## Claims")[1].split("##")[0].splitlines()
              if line.startswith("| KOALA")]  # fmt: skip
@@ -611,11 +607,12 @@ def test_koala_arms_tune_after_the_small_model_they_take_a_rate_from(monkeypatch
         return
     ran = {c.method: c.keys for c, seed in passes[-1] if seed == 0}
     assert set(ran) == {"koala-pretrained-warm", "fedavg-L-pretrained"}
-    assert ran["koala-pretrained-warm"]["train.lr"] == 0.02  # fedavg-small's
-    assert ran["koala-pretrained-warm"]["algorithm.server_lr"] == 0.05  # its own
-    assert ran["fedavg-L-pretrained"]["train.lr"] == 0.1
+    small, grid = study.LR_GRID[1], study.KOALA_SERVER_LR_GRID
+    assert ran["koala-pretrained-warm"]["train.lr"] == small  # fedavg-small's
+    assert ran["koala-pretrained-warm"]["algorithm.server_lr"] == grid[-1]  # its own
+    assert ran["fedavg-L-pretrained"]["train.lr"] == study.LR_GRID[-1]
     second = [c for c, _ in passes[1]]
-    assert {c.keys["train.lr"] for c in second} == {0.02} and len(second) == 4
+    assert {c.keys["train.lr"] for c in second} == {small} and len(second) == len(grid)
 
 
 def test_the_pre_trained_accuracies_merge_across_machines(tmp_path, monkeypatch, capsys):
