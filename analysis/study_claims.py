@@ -82,8 +82,9 @@ def _paired(a: pd.Series, b: pd.Series, kind: str, curve: pd.DataFrame | None = 
     lower) or "a better than b" ("better"), on the seeds both have: the runs of one seed
     share data, fleet and client sampling, so the per-seed differences are paired
     (analysis/stats.py: a 95% t interval; comparable: its one-sided test against the
-    margin). A row that cannot be told says how many seeds would decide it if the
-    differences kept their mean and spread."""
+    margin). A row that cannot be told says whether it is equivalent within the margin
+    (a "better" row) and how many seeds would decide it if the differences kept their
+    mean and spread."""
     d = (a - b).dropna().to_numpy()
     margin = COMPARABLE_MARGIN if kind == "comparable" else 0.0
     found, interval = verdict(d, kind, margin), paired(d)
@@ -91,13 +92,13 @@ def _paired(a: pd.Series, b: pd.Series, kind: str, curve: pd.DataFrame | None = 
         seeds = f"{len(d)} paired seed{'s' if len(d) != 1 else ''}"
         return f"preliminary, {len(d)} of {MIN_SEEDS} seeds: cannot tell ({seeds})"
     more = ""
-    same = equivalent(d, COMPARABLE_MARGIN) if kind == "better" else None
-    if found == "cannot tell" and same is not None:
-        more = (f"; equivalent within ±{COMPARABLE_MARGIN:g} (two one-sided tests, 90% "
-                f"interval [{same.low:+.3f}, {same.high:+.3f}])")  # fmt: skip
-    elif found == "cannot tell":
+    if found == "cannot tell":
+        same = equivalent(d, COMPARABLE_MARGIN) if kind == "better" else None
+        if same is not None:
+            more = (f"; equivalent within ±{COMPARABLE_MARGIN:g} (two one-sided tests, 90% "
+                    f"interval [{same.low:+.3f}, {same.high:+.3f}])")  # fmt: skip
         need = seeds_needed(d, kind, margin)
-        more = f"; ~{need} seeds would decide it" if need else "; on the bound"
+        more += f"; ~{need} seeds would decide it" if need else "; on the bound"
     if curve is not None:
         more += settled(curve, kind)
     if interval.n < MIN_SEEDS:
