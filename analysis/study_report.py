@@ -349,7 +349,9 @@ def report(
             "one-sided tests: the 90% interval inside ±margin); near 97% accuracy 2 points is "
             "much of the remaining error, so an equivalence rules out only a larger difference. "
             "Anything else cannot be told with these seeds; such a row says how many seeds "
-            "would decide it if its differences kept their mean and spread. "
+            "would decide it if its differences kept their mean and spread (for planning "
+            "another study: this one does not add seeds after looking, which would need a "
+            "sequential design). "
             f"{len(table_of_claims.splitlines()) - 2} rows are tested.")  # fmt: skip
     settle = ("Where each verdict settles: every claim's paired difference (mean over seeds, "
               "95% interval) against rounds; each point is a running mean of 5 evaluations, so "
