@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import subprocess
 import sys
 import tempfile
@@ -398,25 +399,31 @@ def pretrained_file(seed: int, validation: bool) -> Path:
 def pretrain(seed: int, validation: bool = False) -> Path:
     """Pre-train the seed's large model on PRETRAIN_SAMPLES of its proxy set, once for the
     job it is pre-trained from: the job (resolved, as TOML) is kept beside it, and a file
-    pre-trained from another (say, other data settings or another L), or without that
-    record, is pre-trained again. Its log is kept beside it too."""
+    pre-trained from another, or without that record, is pre-trained again (any change to
+    the job counts, rounds too: safe, and pre-training takes seconds). The new file
+    replaces the old one only once complete. Its log is kept beside it too."""
     path, keys = pretrained_file(seed, validation), LARGE | {"run.seed": seed}
     keys["data.validation"] = VALIDATION if validation else 0.0
     sets = [f"{k}={json.dumps(v)}" for k, v in keys.items()]
     job, recorded = load_job(KOALA_JOB, sets).to_toml(), path.with_suffix(".toml")
-    kept = path.exists() and recorded.exists()
-    if kept and stale_change(recorded.read_text(), job, ignored=("run.output",)) is None:
+    reusable = path.exists() and recorded.exists()
+    if reusable and stale_change(recorded.read_text(), job, ignored=("run.output",)) is None:
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "mpifl", "pretrain", KOALA_JOB, "--output", str(path),
+    recorded.unlink(missing_ok=True)  # (until the file is pre-trained from this job)
+    partial = path.with_suffix(".pt.partial")
+    cmd = [sys.executable, "-m", "mpifl", "pretrain", KOALA_JOB, "--output", str(partial),
            "--samples", str(PRETRAIN_SAMPLES), "--epochs", str(PRETRAIN_EPOCHS),
            "--lr", str(PRETRAIN_LR), "--overwrite",
            *(arg for key in sets for arg in ("--set", key))]  # fmt: skip
     log = subprocess.run(cmd, capture_output=True, text=True)
-    path.with_suffix(".log").write_text(log.stdout + log.stderr)
+    log_file = path.with_suffix(".log")
+    log_file.write_text(log.stdout + log.stderr)
     if log.returncode:
         said = (log.stderr.strip().splitlines() or ["(nothing on stderr)"])[-1]
-        exit_with(f"study: pre-training {path} failed (exit {log.returncode}): {said}", 1)
+        exit_with(f"study: pre-training {path} failed (exit {log.returncode}; its log: "
+                  f"{log_file}): {said}", 1)  # fmt: skip
+    os.replace(partial, path)
     recorded.write_text(job)
     return path
 

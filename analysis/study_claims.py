@@ -98,7 +98,14 @@ def _paired(a: pd.Series, b: pd.Series, kind: str, curve: pd.DataFrame | None = 
             more = (f"; equivalent within ±{COMPARABLE_MARGIN:g} (two one-sided tests, 90% "
                     f"interval [{same.low:+.3f}, {same.high:+.3f}])")  # fmt: skip
         need = seeds_needed(d, kind, margin)
-        more += f"; ~{need} seeds would decide it" if need else "; on the bound"
+        if need:
+            more += f"; ~{need} seeds would decide it"
+        else:
+            more += (
+                "; on the bound"
+                if interval.mean == -margin
+                else "; over 1000 seeds would decide it"
+            )
     if curve is not None:
         more += settled(curve, kind)
     if interval.n < MIN_SEEDS:

@@ -668,8 +668,8 @@ def test_the_pre_trained_l_is_trained_again_when_its_job_changes(tmp_path, monke
     monkeypatch.setattr(study, "KOALA_JOB", str(job))
     monkeypatch.setattr(study, "PRETRAIN_EPOCHS", 1)
     pretrained = study.pretrain(0)
-    first = pretrained.read_bytes()
-    assert study.pretrain(0).read_bytes() == first
+    first, made = pretrained.read_bytes(), pretrained.stat().st_mtime_ns
+    assert study.pretrain(0).stat().st_mtime_ns == made  # the same job: not pre-trained again
     assert "pre-trained on 100 samples" in pretrained.with_suffix(".log").read_text()
     job.write_text(job.read_text().replace("momentum = 0.5", "momentum = 0.9"))
     assert study.pretrain(0) == pretrained and pretrained.read_bytes() != first
@@ -688,3 +688,17 @@ def test_a_failed_pre_training_ends_the_study_in_one_line_naming_why(tmp_path, m
     assert ended.value.code == 1 and len(said) == 1
     assert said[0].startswith("study: pre-training ") and "data.alpha = 0.01" in said[0]
     assert not study.pretrained_file(0, validation=False).exists()
+
+
+def test_an_undecided_row_says_it_is_equivalent_and_how_many_seeds_would_decide_it(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "analysis"))
+    load_script("study")
+    claims, stats = load_script("study_claims"), load_script("stats")
+    a, d = pd.Series([0.970, 0.975, 0.968, 0.972, 0.971]), np.array([0.008, 0.001, 0.012, 0, 0.006])
+    said = claims._paired(a, a - d, "better")
+    assert said.startswith("cannot tell (") and "; equivalent within ±0.02 (" in said
+    n = stats.seeds_needed(d, "better")
+    assert n is not None and f"; ~{n} seeds would decide it" in said
+    flat = np.array([0.01, -0.01, 0.0101, -0.0099, 0.0])  # a mean of 4e-5: not on the bound
+    said = claims._paired(a, a - flat, "better")
+    assert said.startswith("cannot tell (") and "; over 1000 seeds would decide it" in said
