@@ -23,6 +23,7 @@ import numpy as np
 from scipy.stats import t as student_t  # (scikit-learn's dependency)
 
 LEVEL = 0.95
+MOST_SEEDS = 1000  # the most seeds `seeds_needed` looks at
 
 
 @dataclass(frozen=True)
@@ -81,17 +82,17 @@ def equivalent(d: np.ndarray, margin: float) -> Paired | None:
     return Paired(p.mean, p.mean - half, p.mean + half, p.n, p.sd) if inside else None
 
 
-def seeds_needed(d: np.ndarray, kind: str, margin: float = 0.0, most: int = 1000) -> int | None:
+def seeds_needed(d: np.ndarray, kind: str, margin: float = 0.0) -> int | None:
     """Seeds at which a row that cannot be told yet would be decided, if the differences
     kept their mean and sd: the least n whose interval half-width is below the distance
     from the mean to the decision bound (0 for "better", -margin for "comparable"); None
-    if no n up to `most` would (a mean on the bound)."""
+    if no n up to MOST_SEEDS would (a mean on the bound, or too close to it)."""
     p = paired(d)
     if p is None or p.sd == 0:
         return None
     bound = 0.0 if kind == "better" else -margin
     gap = abs(p.mean - bound)
-    for n in range(max(p.n, 2), most + 1):
+    for n in range(max(p.n, 2), MOST_SEEDS + 1):
         quantile = LEVEL if kind == "comparable" and p.mean > bound else 0.5 + LEVEL / 2
         if float(student_t.ppf(quantile, n - 1)) * p.sd / math.sqrt(n) < gap:
             return n

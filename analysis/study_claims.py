@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from stats import equivalent, paired, seeds_needed, verdict
+from stats import MOST_SEEDS, equivalent, paired, seeds_needed, verdict
 from study import CLAIMED, COMPARABLE_MARGIN, PRETRAIN_SAMPLES, tuned
 from study_summaries import CLIENT, GLOBAL, LAST
 
@@ -104,7 +104,7 @@ def _paired(a: pd.Series, b: pd.Series, kind: str, curve: pd.DataFrame | None = 
             more += (
                 "; on the bound"
                 if interval.mean == -margin
-                else "; over 1000 seeds would decide it"
+                else f"; over {MOST_SEEDS} seeds would decide it"
             )
     if curve is not None:
         more += settled(curve, kind)
