@@ -12,7 +12,7 @@ import pytest
 from mpifl.data import build_dataset
 from mpifl.fleet import build_fleet
 from mpifl.jobs import load_job
-from tests.conftest import run_ok
+from tests.conftest import run_here, run_ok
 
 pytestmark = pytest.mark.mpi
 
@@ -33,7 +33,7 @@ def last(rows: np.ndarray, group: str) -> np.void:
 
 def test_majority_baseline_scores_each_clients_majority_label(small_job, tmp_path):
     out = tmp_path / "majority.h5"
-    run_ok(small_job, out, "algorithm.name='majority'", *LABEL_SKEW)
+    run_here(small_job, out, "algorithm.name='majority'", *LABEL_SKEW)
     table = eval_table(out)
     assert np.isnan(table["rounds"]["test_accuracy"]).all()  # no global model
     cfg = load_job(small_job, ["algorithm.name='majority'", *LABEL_SKEW])
@@ -66,7 +66,7 @@ def test_majority_baseline_scores_each_clients_majority_label(small_job, tmp_pat
 def test_per_client_evaluation_is_identical_on_1_and_2_ranks(small_job, tmp_path, method):
     sets = [f"algorithm.name='{method}'", *LABEL_SKEW, "state.cache_bytes=2000"]
     one, two = tmp_path / "n1.h5", tmp_path / "n2.h5"
-    run_ok(small_job, one, *sets, ranks=1)
+    run_here(small_job, one, *sets)
     run_ok(small_job, two, *sets, ranks=2)
     a, b = eval_table(one)["rows"], eval_table(two)["rows"]
     assert a.tobytes() == b.tobytes()
@@ -75,7 +75,7 @@ def test_per_client_evaluation_is_identical_on_1_and_2_ranks(small_job, tmp_path
 
 def test_local_only_trains_alone_and_sends_nothing(small_job, tmp_path):
     out = tmp_path / "local.h5"
-    run_ok(small_job, out, "algorithm.name='local'", *LABEL_SKEW)
+    run_here(small_job, out, "algorithm.name='local'", *LABEL_SKEW)
     table = eval_table(out)
     rounds = table["rounds"]
     assert rounds["bytes_down"].sum() == rounds["bytes_up"].sum() == 0
@@ -86,9 +86,9 @@ def test_local_only_trains_alone_and_sends_nothing(small_job, tmp_path):
 
 def test_centralized_and_fine_tuned_fedavg(small_job, tmp_path):
     central, plain, tuned = tmp_path / "c.h5", tmp_path / "p.h5", tmp_path / "t.h5"
-    run_ok(small_job, central, "algorithm.name='centralized'", *LABEL_SKEW)
-    run_ok(small_job, plain, *LABEL_SKEW)
-    run_ok(small_job, tuned, "algorithm.finetune_epochs=3", *LABEL_SKEW)
+    run_here(small_job, central, "algorithm.name='centralized'", *LABEL_SKEW)  # (no launch:
+    run_here(small_job, plain, *LABEL_SKEW)  # the rank count is not what this test is about)
+    run_here(small_job, tuned, "algorithm.finetune_epochs=3", *LABEL_SKEW)
     c, p, t = eval_table(central), eval_table(plain), eval_table(tuned)
     per_class = {g for g in p["groups"] if g.startswith("clients/mean/")}
     assert c["groups"] == p["groups"] == {"global", "clients/mean", "clients/pooled", *per_class}

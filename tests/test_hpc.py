@@ -15,7 +15,7 @@ from mpifl.hpc.queue import parse
 from mpifl.hpc.sweep import _state, array_spec, load_sweep, status, unfinished, write_tasks
 from mpifl.results.lock import lock_path
 from mpifl.results.status import read_status
-from tests.conftest import ROOT, env, mpifl, mpifl_cases, run_ok
+from tests.conftest import ROOT, env, mpifl, mpifl_cases, run_here
 
 
 def test_submit_dry_run_shows_the_script_even_over_an_existing_output(small_job, tmp_path):
@@ -109,7 +109,7 @@ def test_submit_options_pass_through_and_template(small_job, tmp_path, monkeypat
 
 def test_submit_over_an_existing_output(small_job, tmp_path):
     out = small_job.parent / "out.h5"
-    run_ok(small_job, out, ranks=0)
+    run_here(small_job, out)
     done = mpifl("submit", str(small_job))  # no sbatch here: it must not get that far
     assert done.returncode == 0 and "already complete; nothing submitted" in done.stdout
     with h5py.File(out, "r+") as f:
@@ -135,11 +135,11 @@ def test_sweep_submit_leaves_out_the_tasks_done(small_job, tmp_path):
     sweep = tmp_path / "sweep.toml"
     folder = tmp_path / "sw"
     sweep.write_text(f'job = "{small_job}"\nfolder = "{folder}"\nseeds = [0, 1, 2, 3]\n')
-    run_ok(small_job, folder / "task_1.h5", "run.seed=1", ranks=1)
+    run_here(small_job, folder / "task_1.h5", "run.seed=1")
     proc = mpifl("sweep", "submit", str(sweep), "--dry-run")
     assert proc.returncode == 0 and "#SBATCH --array=0,2-3\n" in proc.stdout, proc.stderr
     for i in (0, 2, 3):
-        run_ok(small_job, folder / f"task_{i}.h5", f"run.seed={i}", ranks=1)
+        run_here(small_job, folder / f"task_{i}.h5", f"run.seed={i}")
     none = mpifl("sweep", "submit", str(sweep), "--dry-run")
     assert none.returncode == 0 and "nothing submitted" in none.stdout, none.stderr
 
@@ -164,7 +164,7 @@ def test_a_task_state_tells_dead_from_live(small_job, tmp_path):
     assert _state(missing, True, "FAILED") == "died before writing (SLURM: FAILED)"
     assert _state(missing, True, "ENDED") == "died before writing"
     done = tmp_path / "done.h5"
-    run_ok(small_job, done, ranks=1)
+    run_here(small_job, done)
     assert _state(done, True, "ENDED") == "done"
     stuck = tmp_path / "stuck.h5"  # a file that says running, whose lock nobody holds
     shutil.copy(done, stuck)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mpifl.results.schema import Status
-from tests.conftest import mpifl, mpifl_cases, run_ok, set_args
+from tests.conftest import mpifl, mpifl_cases, run_here, run_ok, set_args
 
 pytestmark = pytest.mark.mpi
 CLIENT_GROUPS = ("clients/mean", "clients/pooled")  # per-client evaluation (eval_clients)
@@ -23,17 +23,20 @@ weight = 0.5
 
 
 def _run(job, tmp_path, name, *sets, ranks=2):
+    """`mpifl run` on `ranks` ranks (1: in this process, no launch); its three tables."""
     out = tmp_path / f"{name}.h5"
-    proc = mpifl("run", str(job), "--output", str(out), *set_args(*sets), ranks=ranks)
-    assert proc.returncode == 0, proc.stderr
+    if ranks == 1:
+        run_here(job, out, *sets)
+    else:
+        run_ok(job, out, *sets, ranks=ranks)
     with h5py.File(out) as f:
         return f["rounds"][:], f["participation"][:], f["eval"][:]
 
 
 def test_full_width_submodel_is_fedavg(small_job, tmp_path):
-    fedavg, _, _ = _run(small_job, tmp_path, "fedavg")
+    fedavg, _, _ = _run(small_job, tmp_path, "fedavg", ranks=1)
     sub, part, _ = _run(
-        small_job, tmp_path, "sub", "algorithm.name='submodel'", "algorithm.tiers=[1.0]"
+        small_job, tmp_path, "sub", "algorithm.name='submodel'", "algorithm.tiers=[1.0]", ranks=1
     )
     assert np.all(part["width"] == 1.0)
     for field in ("test_loss", "test_accuracy", "train_loss"):
@@ -82,7 +85,7 @@ def test_reft_end_to_end(small_job, tmp_path):
     sets = ["algorithm.name='reft'", "algorithm.sync_every=2", "run.rounds=6", "train.epochs=3",
             "emulation.availability='always'", "round.cohort=20", "round.deadline=inf"]  # fmt: skip
     rounds, part, evals = _run(small_job, tmp_path, "reft2", *sets)
-    one, _, _ = _run(small_job, tmp_path, "reft1", *sets, ranks=0)
+    one, _, _ = _run(small_job, tmp_path, "reft1", *sets, ranks=1)
     # every client trains (pruned to fit), on its home rank, with its capability's ratio
     assert np.all(part["status"] == Status.TRAINED)
     assert np.all(part["rank"] == part["client"] % 2)
@@ -127,7 +130,7 @@ def test_koala_large_model_learns_in_both_modes(small_job, tmp_path, mode):
     small_job.write_text(small_job.read_text() + TINY_MCU)
     rounds, part, evals = _run(small_job, tmp_path, mode, *KOALA_SETS, f"algorithm.mode='{mode}'")
     one, _, _ = _run(
-        small_job, tmp_path, mode + "1", *KOALA_SETS, f"algorithm.mode='{mode}'", ranks=0
+        small_job, tmp_path, mode + "1", *KOALA_SETS, f"algorithm.mode='{mode}'", ranks=1
     )
     acc, loss = rounds["test_accuracy"], rounds["test_loss"]
     assert acc[-1] > acc[0] + 0.15 and loss[-1] < loss[0], acc
@@ -163,12 +166,12 @@ def test_koala_server_init_and_pretrain(small_job, tmp_path):
     assert fedavg["rc"] == 2 and "algorithm.name = 'koala'" in fedavg["stderr"]
     assert other["rc"] == 2 and "algorithm.server_init" in other["stderr"]
     assert "\n" not in other["stderr"].strip() and not (tmp_path / "bad.h5").exists()
-    rounds, _, _ = _run(small_job, tmp_path, "init", *KOALA_SETS, init, "run.rounds=1")
-    cold, _, _ = _run(small_job, tmp_path, "cold", *KOALA_SETS, "run.rounds=1")
+    rounds, _, _ = _run(small_job, tmp_path, "init", *KOALA_SETS, init, "run.rounds=1", ranks=1)
+    cold, _, _ = _run(small_job, tmp_path, "cold", *KOALA_SETS, "run.rounds=1", ranks=1)
     assert rounds["test_loss"][0] < cold["test_loss"][0]  # it starts from the pre-trained L
     fedavg_on_l = ["model.channels=[32, 64]", "model.fc=64", "run.rounds=1"]
-    warm, _, _ = _run(small_job, tmp_path, "fedavg_init", *fedavg_on_l, init)
-    scratch, _, _ = _run(small_job, tmp_path, "fedavg_cold", *fedavg_on_l)
+    warm, _, _ = _run(small_job, tmp_path, "fedavg_init", *fedavg_on_l, init, ranks=1)
+    scratch, _, _ = _run(small_job, tmp_path, "fedavg_cold", *fedavg_on_l, ranks=1)
     assert warm["test_loss"][0] < scratch["test_loss"][0]  # FedAvg on L from the same state
 
 
@@ -182,7 +185,7 @@ MRL_SETS = [
 
 def test_fedmrl_uploads_only_g_and_reports_client_accuracy(small_job, tmp_path):
     rounds, part, evals = _run(small_job, tmp_path, "mrl", *MRL_SETS)
-    one, _, _ = _run(small_job, tmp_path, "mrl1", *MRL_SETS, ranks=0)
+    one, _, _ = _run(small_job, tmp_path, "mrl1", *MRL_SETS, ranks=1)
     trained = part[part["status"] == Status.TRAINED]
     assert len(np.unique(trained["bytes_up"])) == 1  # G only, the same for every variant
     assert np.array_equal(trained["variant"], trained["client"] % 3)  # variant k mod 3
@@ -194,8 +197,8 @@ def test_fedmrl_uploads_only_g_and_reports_client_accuracy(small_job, tmp_path):
 
 
 def test_fedmrl_state_survives_eviction(small_job, tmp_path):
-    kept = _run(small_job, tmp_path, "kept", *MRL_SETS, "state.cache_bytes=1000000000")
-    spilled = _run(small_job, tmp_path, "spilled", *MRL_SETS, "state.cache_bytes=1000")
+    kept = _run(small_job, tmp_path, "kept", *MRL_SETS, "state.cache_bytes=1000000000", ranks=1)
+    spilled = _run(small_job, tmp_path, "spilled", *MRL_SETS, "state.cache_bytes=1000", ranks=1)
     for a, b in zip(kept[1:], spilled[1:], strict=True):  # participation and eval rows
         for field in ("loss", "accuracy"):
             assert a[field].tobytes() == b[field].tobytes(), field

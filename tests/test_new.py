@@ -5,7 +5,7 @@ from __future__ import annotations
 import h5py
 import pytest
 
-from tests.conftest import mpifl
+from tests.conftest import mpifl, mpifl_cases
 
 
 def final_weights(path) -> bytes:
@@ -42,7 +42,9 @@ def test_a_new_method_runs_and_equals_fedavg(tmp_path):
     assert final_weights(tmp_path / "ours.h5") == final_weights(tmp_path / "fedavg.h5")
 
 
-@pytest.mark.parametrize("name", ["My-Method", "class", "x.y", "Upper", "json"])
-def test_a_bad_method_name_writes_nothing(tmp_path, name):
-    proc = mpifl("new", "method", name, "--folder", str(tmp_path))
-    assert proc.returncode == 2 and "new error" in proc.stderr and not list(tmp_path.iterdir())
+def test_a_bad_method_name_writes_nothing(tmp_path):
+    names = ["My-Method", "class", "x.y", "Upper", "json"]
+    cases = mpifl_cases([["new", "method", name, "--folder", str(tmp_path)] for name in names])
+    for name, case in zip(names, cases, strict=True):
+        assert case["rc"] == 2 and "new error" in case["stderr"], (name, case)
+    assert not list(tmp_path.iterdir())

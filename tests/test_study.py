@@ -21,7 +21,7 @@ import pytest
 
 from mpifl.jobs import load_job, validate_job
 from mpifl.results import read_run
-from tests.conftest import ROOT, run_ok
+from tests.conftest import ROOT, run_here
 
 
 def load_script(name: str):
@@ -142,8 +142,8 @@ TREE = {  # cell folder -> which real run stands in for it
 @pytest.mark.mpi
 def test_study_report_writes_claims_tables_figures_and_the_readme_block(small_job, tmp_path):
     runs = {"global": tmp_path / "fedavg.h5", "personal": tmp_path / "local.h5"}
-    run_ok(small_job, runs["global"], "run.rounds=6")  # 5 evaluations: a paired curve
-    run_ok(small_job, runs["personal"], "run.rounds=6", "algorithm.name='local'")
+    run_here(small_job, runs["global"], "run.rounds=6")  # 5 evaluations: a paired curve
+    run_here(small_job, runs["personal"], "run.rounds=6", "algorithm.name='local'")
     with h5py.File(runs["global"], "r+") as f:  # (one part's loop, as a resumed run had)
         f.attrs["wall_seconds"] = 1e6
     root = tmp_path / "study"
@@ -269,7 +269,7 @@ def test_fedmrl_probe_scores_both_shared_models_and_the_report_shows_them(tmp_pa
     for method, keys in (("fedmrl", ()), ("fedavg-ft", fedavg)):
         folder = root / "fedmrl" / "N10-100pct-2cls" / method / "seed_0"
         folder.mkdir(parents=True)
-        run_ok(job, folder / "task_0.h5", *sets, *keys, ranks=0)
+        run_here(job, folder / "task_0.h5", *sets, *keys)
         (folder / "task_0.toml").write_text(read_run(folder / "task_0.h5").attrs["config"])
     out = tmp_path / "probes.csv"
     script = ROOT / "analysis" / "fedmrl_probe.py"
