@@ -3,6 +3,7 @@ baselines, KOALA's arms, and every claim's paired difference against rounds."""
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -194,7 +195,8 @@ def paired_against_rounds(curves: pd.DataFrame, pairs: list[tuple], path: Path) 
         if kind == "comparable":
             ax.axhline(-COMPARABLE_MARGIN, color="C3", ls="--", lw=1, label="-margin")
         ax.set_ylim(*_late_range(x, [intervals[i] for i in keep], kind))
-        ax.set_title(f"{claim} ({kind}; {int(d.iloc[-1].notna().sum())} seeds)", fontsize=9)
+        title = f"{claim} ({kind}; {int(d.iloc[-1].notna().sum())} seeds)"
+        ax.set_title(textwrap.fill(title, 56), fontsize=9)  # (a long one: two lines)
         ax.set_xlabel("round")
         metric = "client-mean acc" if column == CLIENT else "global acc"
         ax.set_ylabel(f"{metric}: first minus second\n(paired, last-{LAST} mean)", fontsize=8)
