@@ -370,6 +370,10 @@ def report(
         if len(sub):
             parts += [f"## Every method on one heterogeneous fleet: {dataset}\n", sizes(sub),
                       table(sub, ALL_COLUMNS, COMPARE_ORDER), ""]  # fmt: skip
+    if (df.experiment == "compare").any():
+        parts.append(
+            "![accuracy against rounds, every compare method](figures/study_compare.png)\n"
+        )
     sub = df[(df.experiment == "compare") & (df.setting == "mnist-stragglers")]
     if len(sub):
         parts += ["## Stragglers: FedProx's setting on mnist\n\nThe compare job's fleet with "
@@ -381,7 +385,8 @@ def report(
     if len(fedmrl):
         parts.append("## FedMRL in its official setting, against the per-client baselines\n\n"
                      "fedavg-ft's cost columns (bytes, MFLOP, J, virtual seconds) leave out its "
-                     "fine-tuning: it happens at evaluation and is not emulated.\n")  # fmt: skip
+                     "fine-tuning: it happens at evaluation and is not emulated.\n\n"
+                     "![FedMRL and its baselines](figures/study_fedmrl.png)\n")  # fmt: skip
         for setting in sorted(set(fedmrl.setting), key=fedmrl_key):
             cell = fedmrl[fedmrl.setting == setting]
             parts += [f"### {setting}\n", sizes(cell), table(cell, PERSONAL_COLUMNS, FEDMRL_ORDER),
@@ -389,7 +394,8 @@ def report(
         parts += probe_section(data / PROBES, fedmrl)
     koala = df[df.experiment == "koala"]
     if len(koala):
-        parts.append("## KOALA fine-tuning a pre-trained large model\n")
+        parts.append("## KOALA fine-tuning a pre-trained large model\n\n"
+                     "![KOALA's arms against rounds](figures/study_koala.png)\n")  # fmt: skip
         if pretrained:
             parts.append(
                 f"Pre-trained L before any round (global test accuracy): "

@@ -256,6 +256,7 @@ def test_study_report_writes_claims_tables_figures_and_the_readme_block(small_jo
     assert f"| {timed.sum() * 3 / 3600:.1f} h + {14 * 5} runs not timed yet |" in report
     for figure in ("study_compare.png", "study_fedmrl.png", "study_koala.png", "study_paired.png"):
         assert (docs / "figures" / figure).stat().st_size > 10_000
+        assert f"](figures/{figure})" in report  # docs/study.md shows each one
     text = readme.read_text()
     assert text.startswith("# title\n\nbefore\n\n<!-- study:begin -->\n")
     assert text.endswith("<!-- study:end -->\n\nafter\n") and "OLD BLOCK" not in text
