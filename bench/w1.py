@@ -80,7 +80,7 @@ def main() -> None:
     bare: list[float] = []
     ours: dict[str, list[float]] = {name: [] for name in VARIANTS}
     comm: dict[str, list[float]] = {name: [] for name in VARIANTS}
-    variants = {DEFAULTS: ()} if args.smoke else VARIANTS
+    variants = {DEFAULTS: VARIANTS[DEFAULTS]} if args.smoke else VARIANTS
     for _ in range(repeats):
         bare += list(timed(bare_w1(args.ranks, timed_rounds + 1, cohort)))
         for name, sets in variants.items():

@@ -86,8 +86,9 @@ def test_local_only_trains_alone_and_sends_nothing(small_job, tmp_path):
 
 def test_centralized_and_fine_tuned_fedavg(small_job, tmp_path):
     central, plain, tuned = tmp_path / "c.h5", tmp_path / "p.h5", tmp_path / "t.h5"
-    run_here(small_job, central, "algorithm.name='centralized'", *LABEL_SKEW)  # (no launch:
-    run_here(small_job, plain, *LABEL_SKEW)  # the rank count is not what this test is about)
+    # in this process (no launch): the rank count is not what this test is about
+    run_here(small_job, central, "algorithm.name='centralized'", *LABEL_SKEW)
+    run_here(small_job, plain, *LABEL_SKEW)
     run_here(small_job, tuned, "algorithm.finetune_epochs=3", *LABEL_SKEW)
     c, p, t = eval_table(central), eval_table(plain), eval_table(tuned)
     per_class = {g for g in p["groups"] if g.startswith("clients/mean/")}
