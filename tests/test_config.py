@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import subprocess
+import sys
 import tomllib
 
 import pytest
 
 from mpifl.config import apply_override, codegen
+from mpifl.config.algorithms import ALGORITHMS
 from mpifl.config.sections import AlgorithmConfig, RunConfig
 from mpifl.errors import ConfigError, InputError
 from mpifl.jobs import load_job, validate_job
+from mpifl.methods import BUILT_IN, method_class
 from tests.conftest import ROOT
 
 
@@ -125,3 +129,39 @@ def test_missing_and_malformed_files(tmp_path):
 def test_every_shipped_job_is_valid(job):
     cfg = load_job(job)
     assert cfg.run.rounds >= 1
+
+
+READ_WITHOUT_TORCH = """
+import contextlib, io, sys
+from pathlib import Path
+from mpifl.cli import main
+from mpifl.config.algorithms import ALGORITHMS
+sweep = Path(sys.argv[1], "sweep.toml")
+sweep.write_text(f'job = "jobs/quickstart.toml"\\nseeds = [0, 1]\\nfolder = "{sweep.parent}"\\n')
+commands = []
+for name in ALGORITHMS:
+    job = sweep.with_name(f"{name}.toml")
+    job.write_text(f'[algorithm]\\nname = "{name}"\\n')
+    commands.append(["validate", str(job)])
+commands += [["submit", "jobs/quickstart.toml", "--dry-run"], ["sweep", "status", str(sweep)]]
+for args in commands:
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        assert main(args) == 0, args
+print(sorted(m for m in sys.modules if m == "torch" or m.startswith("mpifl.methods.")))
+"""
+
+
+def test_reading_checking_and_submitting_a_job_import_no_torch(tmp_path):
+    """validate, submit and sweep status read jobs on a login node: torch takes seconds to
+    import there; each built-in method's [algorithm] keys are read without it."""
+    proc = subprocess.run([sys.executable, "-c", READ_WITHOUT_TORCH, str(tmp_path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["[]"], proc.stdout
+
+
+def test_each_built_in_method_takes_its_keys_from_the_registry():
+    for name, module_class in BUILT_IN.items():
+        cls = method_class(name)
+        assert cls.name == name and f"{cls.__module__}:{cls.__name__}".endswith(module_class)
+        assert cls.fields == ALGORITHMS[name], name

@@ -7,7 +7,7 @@ import h5py
 import numpy as np
 import pytest
 
-from mpifl.methods import METHODS
+from mpifl.methods import BUILT_IN
 from tests.conftest import assert_same_results, run_here, run_ok
 
 JOBS = {  # method -> (job, its --set overrides)
@@ -37,7 +37,7 @@ pytestmark = pytest.mark.mpi
 
 
 def test_every_built_in_method_has_a_job_here():
-    assert set(JOBS) == set(METHODS)
+    assert set(JOBS) == set(BUILT_IN)
 
 
 @pytest.mark.parametrize("method", sorted(JOBS))

@@ -27,7 +27,7 @@ from mpifl.kit import (
     MethodContext,
 )
 from mpifl.kit.workload import virtual_times
-from mpifl.methods import METHODS
+from mpifl.methods import BUILT_IN
 from mpifl.methods.fedavg import FedAvg
 from mpifl.results import read_run
 from mpifl.results.schema import Status
@@ -84,7 +84,7 @@ def tiny(method: str, tmp_path, **sets: object):
     return validate_job(raw)
 
 
-@pytest.mark.parametrize("method", sorted(METHODS))
+@pytest.mark.parametrize("method", sorted(BUILT_IN))
 def test_client_and_server_steps(method, tmp_path):
     cfg = tiny(method, tmp_path)
     comm = Comm()
@@ -334,7 +334,7 @@ def test_grouped_client_training_gives_the_same_run(tmp_path, monkeypatch):
     for folder in ("one", "group"):
         (tmp_path / folder).mkdir()
         if folder == "group":
-            monkeypatch.setitem(METHODS, "fedavg", GroupedFedAvg)
+            monkeypatch.setattr("mpifl.engine.assemble.method_class", lambda _: GroupedFedAvg)
         assert run_in_process(cfg, tmp_path / folder)[0] == 0
     one, grouped = (read_run(tmp_path / d / "fedavg.h5") for d in ("one", "group"))
     assert one.tables["rounds"]["trained"].sum() == 15

@@ -41,7 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Write the files; InputError (exit 2, nothing written) for a bad name or a file that
     exists."""
-    from mpifl.methods import method_class  # (imports torch)
+    from mpifl.methods import method_fields
     from mpifl.templates.job import job_text
 
     if args.new_command == "job":
@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         if path.suffix != ".toml" or not args.path.isprintable():
             raise InputError(f"new error: {args.path!r}: a job file's name is printable and "
                              "ends in .toml")  # fmt: skip
-        fields = method_class(args.method).fields
+        fields = method_fields(args.method)
         _write({path: job_text(path.stem, args.method, fields, command=_command(path))})
         print(f"wrote {path}; check it with: mpifl validate {_word(path)}")
         return 0
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     cls = "".join(part.title() for part in name.split("_") if part) or name.title()
     template = (Path(__file__).parents[1] / "templates" / "method.py").read_text()
     code = template.replace("TemplateMethod", cls).replace("templatemethod", name)
-    fields = method_class("mpifl.templates.method:TemplateMethod").fields
+    fields = method_fields("mpifl.templates.method:TemplateMethod")
     source = f"# {name}.py in the folder you run from; its class {cls}"
     job = job_text(name, f"{name}:{cls}", fields, source, _command(Path(f"{name}.toml")))
     _write({folder / f"{name}.py": code, folder / f"{name}.toml": job})

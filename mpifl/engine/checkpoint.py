@@ -22,13 +22,16 @@ import uuid
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mpifl.comm import Comm
 from mpifl.errors import InputError
 from mpifl.files import require_space, write_npz, write_text
-from mpifl.kit.state_store import ClientStateStore
+
+if TYPE_CHECKING:
+    from mpifl.kit.state_store import ClientStateStore
 
 
 @dataclass

@@ -16,7 +16,6 @@ from pathlib import Path
 
 from mpifl.config import Config
 from mpifl.engine import checkpoint
-from mpifl.engine.assemble import torch_threads
 from mpifl.errors import InputError
 from mpifl.results.flat import flat_config
 from mpifl.results.opening import read_attrs
@@ -36,6 +35,8 @@ class Start:
 
 def decide(output: Path, cfg: Config, resume: bool, overwrite: bool) -> Start:
     """The start of a run of `cfg` into `output`; InputError if it must not run."""
+    from mpifl.engine.assemble import torch_threads  # (imports torch: `submit` needs none)
+
     if resume and overwrite:
         raise InputError(
             "run error: --resume continues the output and --overwrite replaces it; pass one"

@@ -59,11 +59,10 @@ from mpifl.models import (
 )
 from mpifl.models.cost import cost_of
 from mpifl.models.mrl import MRLModel, standalone_model
-from mpifl.models.slicing import SELECTIONS, SliceMap, layout, select_units
+from mpifl.models.slicing import SliceMap, layout, select_units
 from mpifl.streams import Purpose, random_subset, seeded_init, torch_generator
 
 __all__ = [
-    "SELECTIONS",
     "Accumulators",
     "ClientResult",
     "ClientTrainer",

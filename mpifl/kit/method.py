@@ -65,7 +65,7 @@ class MethodContext:
 
 
 class Method(ABC):
-    """Base class of a federated learning method (listed in mpifl.methods.METHODS)."""
+    """Base class of a federated learning method (listed in mpifl.methods.BUILT_IN)."""
 
     name: ClassVar[str]
     fields: ClassVar[dict[str, Field]] = {}  # method-specific [algorithm] keys

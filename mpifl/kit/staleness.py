@@ -6,10 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from mpifl.config.fields import Field, choice, number
-
-KINDS = ("constant", "polynomial", "hinge")
-
 
 def staleness_weight(kind: str, a: float, b: float, staleness: np.ndarray) -> np.ndarray:
     """s(tau): constant 1; polynomial (1 + tau)^-a; hinge 1 for tau <= b, else
@@ -20,12 +16,3 @@ def staleness_weight(kind: str, a: float, b: float, staleness: np.ndarray) -> np
     if kind == "polynomial":
         return (1.0 + tau) ** -a
     return 1.0 / (a * np.maximum(tau - b, 0.0) + 1.0)  # (exactly 1 up to b)
-
-
-STALENESS_FIELDS: dict[str, Field] = {
-    "staleness": choice(
-        "polynomial", KINDS, doc="staleness weight s(tau): constant, polynomial, hinge"
-    ),
-    "staleness_a": number(0.5, 0.0, 100.0, doc="polynomial: exponent a; hinge: slope a"),
-    "staleness_b": number(4.0, 0.0, 1e6, doc="hinge: staleness b up to which s = 1"),
-}

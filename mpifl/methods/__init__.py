@@ -1,63 +1,62 @@
 """Federated learning methods, one module each, built on the method kit (mpifl.kit).
 
-METHODS maps `algorithm.name` to the class; docs/methods.md documents each one. A
-user's method is a plugin: `algorithm.name = "package.module:Class"`, or the name of an
-installed `mpifl.methods` entry point (docs/plugins.md).
+BUILT_IN maps `algorithm.name` to the module and class of each built-in method, imported
+only when the method is wanted (a method imports torch); its [algorithm] keys are in
+mpifl.config.algorithms, so that reading a job needs no torch. docs/methods.md documents
+each method. A user's method is a plugin: `algorithm.name = "package.module:Class"`, or the
+name of an installed `mpifl.methods` entry point (docs/plugins.md).
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from functools import cache
+from typing import TYPE_CHECKING
 
+from mpifl.config.algorithms import ALGORITHMS
+from mpifl.config.fields import Field
 from mpifl.errors import ConfigError, one_of
-from mpifl.kit import Field, Method
-from mpifl.methods.centralized import Centralized
-from mpifl.methods.fedavg import FedAvg
-from mpifl.methods.fedbuff import FedAsync, FedBuff
-from mpifl.methods.fedmrl import FedMRL
-from mpifl.methods.fednova import FedNova
-from mpifl.methods.fedopt import FedAdagrad, FedAdam, FedAvgM, FedYogi
-from mpifl.methods.fedprox import FedProx
-from mpifl.methods.koala import Koala
-from mpifl.methods.local_only import LocalOnly
-from mpifl.methods.majority import Majority
-from mpifl.methods.reft import REFT
-from mpifl.methods.scaffold import Scaffold
-from mpifl.methods.standalone import Standalone
-from mpifl.methods.submodel import SubModel
 from mpifl.plugins import installed_method, is_plugin, load_plugin
 from mpifl.results.schema import client_metrics_problem
 
-METHODS: dict[str, type[Method]] = {
-    cls.name: cls
-    for cls in (
-        FedAvg,
-        FedProx,
-        FedNova,
-        Scaffold,
-        FedAvgM,
-        FedAdagrad,
-        FedAdam,
-        FedYogi,
-        FedBuff,
-        FedAsync,
-        SubModel,
-        REFT,
-        Koala,
-        FedMRL,
-        LocalOnly,
-        Standalone,
-        Majority,
-        Centralized,
-    )  # fmt: skip
+if TYPE_CHECKING:
+    from mpifl.kit.method import Method
+
+BUILT_IN: dict[str, str] = {
+    "fedavg": "fedavg:FedAvg",
+    "fedprox": "fedprox:FedProx",
+    "fednova": "fednova:FedNova",
+    "scaffold": "scaffold:Scaffold",
+    "fedavgm": "fedopt:FedAvgM",
+    "fedadagrad": "fedopt:FedAdagrad",
+    "fedadam": "fedopt:FedAdam",
+    "fedyogi": "fedopt:FedYogi",
+    "fedbuff": "fedbuff:FedBuff",
+    "fedasync": "fedbuff:FedAsync",
+    "submodel": "submodel:SubModel",
+    "reft": "reft:REFT",
+    "koala": "koala:Koala",
+    "fedmrl": "fedmrl:FedMRL",
+    "local": "local_only:LocalOnly",
+    "standalone": "standalone:Standalone",
+    "majority": "majority:Majority",
+    "centralized": "centralized:Centralized",
 }
+"""algorithm.name -> "module:Class" in this package, for every built-in method."""
 
 
 def method_class(name: str) -> type[Method]:
     """The method called `name`: built in, a plugin ("package.module:Class") or an
     installed entry point; a ConfigError naming what is wrong otherwise."""
-    return METHODS[name] if name in METHODS else plugin_method(name)
+    return built_in_method(name) if name in BUILT_IN else plugin_method(name)
+
+
+@cache
+def built_in_method(name: str) -> type[Method]:
+    """The class of the built-in method `name` (its module imported on first use)."""
+    module, cls = BUILT_IN[name].split(":")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
 
 
 @cache
@@ -65,7 +64,7 @@ def plugin_method(name: str) -> type[Method]:
     """A user's method, imported and checked once per process."""
     found = load_plugin("algorithm.name", name) if is_plugin(name) else installed_method(name)
     if found is None:
-        known = one_of(name, METHODS)
+        known = one_of(name, BUILT_IN)
         raise ConfigError("algorithm.name", name, f"{known}, or a plugin 'package.module:Class'")
     return _checked(name, found)
 
@@ -73,6 +72,8 @@ def plugin_method(name: str) -> type[Method]:
 def _checked(name: str, found: object) -> type[Method]:
     """A plugin's class, if it is a complete method with valid [algorithm] fields and a
     valid `client_metrics` declaration."""
+    from mpifl.kit.method import Method
+
     if not (isinstance(found, type) and issubclass(found, Method)):
         raise ConfigError("algorithm.name", name, "must name a subclass of mpifl.kit.Method")
     fields = getattr(found, "fields", None)
@@ -93,8 +94,9 @@ def _checked(name: str, found: object) -> type[Method]:
 
 
 def method_fields(name: str) -> dict[str, Field]:
-    """The method-specific `[algorithm]` keys of method `name`."""
-    return method_class(name).fields
+    """The method-specific `[algorithm]` keys of method `name` (a built-in's without
+    importing it)."""
+    return ALGORITHMS[name] if name in BUILT_IN else plugin_method(name).fields
 
 
-__all__ = ["METHODS", "method_class", "method_fields"]
+__all__ = ["BUILT_IN", "built_in_method", "method_class", "method_fields"]

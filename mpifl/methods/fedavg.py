@@ -7,13 +7,11 @@ from dataclasses import replace
 import numpy as np
 import torch
 
+from mpifl.config import algorithms
 from mpifl.kit import (
-    Field,
     Purpose,
-    integer,
     load_initial_state,
     measure_cost,
-    number,
     seeded_model,
     torch_generator,
 )
@@ -30,17 +28,7 @@ class FedAvg(Method):
     """Every feasible client trains the global model; sample-weighted average of updates."""
 
     name = "fedavg"
-    fields = {
-        "server_lr": number(1.0, 0.0, low_open=True, doc="server learning rate eta_s"),
-        "finetune_epochs": integer(
-            0, 0, "local epochs each client fine-tunes the global model before its own-test "
-            "evaluation (0 = evaluate the global model as is)", maximum=1000,
-        ),
-        "server_init": Field(
-            "str", "", "must be a state dict saved by torch.save",
-            doc="start the global model from it (e.g. a file of mpifl pretrain)",
-        ),
-    }  # fmt: skip
+    fields = algorithms.FEDAVG
     client_metrics = {
         "update_norm": (
             "L2 norm",

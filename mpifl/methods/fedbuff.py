@@ -20,11 +20,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mpifl.kit import integer, number
+from mpifl.config import algorithms
 from mpifl.kit.accumulate import Accumulators
 from mpifl.kit.aggregate import average_update
 from mpifl.kit.method import ClientTask, MethodContext, Metrics
-from mpifl.kit.staleness import STALENESS_FIELDS, staleness_weight
+from mpifl.kit.staleness import staleness_weight
 from mpifl.kit.workload import RoundPlan
 from mpifl.methods.fedavg import FedAvg
 
@@ -35,11 +35,7 @@ class FedBuff(FedAvg):
 
     name = "fedbuff"
     asynchronous = True
-    fields = {
-        **FedAvg.fields,
-        "buffer": integer(10, 1, "updates per server step (K)", maximum=10**6),
-        **STALENESS_FIELDS,
-    }
+    fields = algorithms.FEDBUFF
 
     def __init__(self, ctx: MethodContext) -> None:
         super().__init__(ctx)
@@ -86,11 +82,7 @@ class FedAsync(FedBuff):
     """Asynchronous FedAvg: every arrival is mixed into the server model at once."""
 
     name = "fedasync"
-    fields = {
-        **FedAvg.fields,
-        "mixing": number(0.6, 0.0, 1.0, low_open=True, doc="mixing weight alpha"),
-        **STALENESS_FIELDS,
-    }
+    fields = algorithms.FEDASYNC
 
     def __init__(self, ctx: MethodContext) -> None:
         FedAvg.__init__(self, ctx)

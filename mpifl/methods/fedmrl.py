@@ -19,7 +19,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mpifl.kit import ConfigError, Field, MRLModel, cost_of, number, positive_list, seeded_init
+from mpifl.config import algorithms
+from mpifl.kit import ConfigError, MRLModel, cost_of, seeded_init
 from mpifl.kit.accumulate import Accumulators
 from mpifl.kit.aggregate import average_update
 from mpifl.kit.batched import ClientTrainer, group_size
@@ -34,14 +35,6 @@ from mpifl.kit.training import (
     sample_cross_entropy,
 )
 from mpifl.kit.workload import RoundPlan, Workload, footprint
-
-
-def _dims_ok(v: list[int]) -> bool:
-    return (
-        len(v) >= 2
-        and all(d > 0 for d in v)
-        and all(a <= b for a, b in zip(v, v[1:], strict=False))
-    )
 
 
 def mrl_loss(
@@ -69,25 +62,7 @@ class FedMRL(Method):
     plugin_models = False  # its model variants are built from mlp / cnn layers
     stateful = True
     checkpointed = ("weights",)
-    fields = {
-        "mrl_dims": Field(
-            "list[int]",
-            [16, 64],
-            "must be >= 2 positive non-decreasing sizes [d1, ..., d2]",
-            _dims_ok,
-        ),  # fmt: skip
-        "local_fc": positive_list("int", [128, 96, 80, 64, 48], "fc widths of the local variants"),
-        "global_fc": Field("int", 48, "must be an integer >= 1", lambda v: v >= 1),
-        "m1": number(1.0, 0.0),
-        "m2": number(1.0, 0.0),
-        "clip": number(50.0, 0.0, low_open=True, doc="gradient-norm clip"),
-        "fit_memory": Field(
-            "bool",
-            False,
-            doc="a client whose variant (k mod len(local_fc)) does not fit its memory "
-            "trains the largest that does, if one does (ours)",
-        ),  # fmt: skip
-    }
+    fields = algorithms.FEDMRL
     client_metrics = {
         "global_accuracy": (
             "fraction",

@@ -10,7 +10,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from mpifl.kit import Field, number
+from mpifl.config import algorithms
 from mpifl.kit.method import MethodContext, Metrics
 from mpifl.kit.server_optimizers import (
     Adagrad,
@@ -22,26 +22,6 @@ from mpifl.kit.server_optimizers import (
 )
 from mpifl.kit.workload import RoundPlan
 from mpifl.methods.fedavg import FedAvg
-
-
-def _server_lr(default: float) -> Field:
-    return number(default, 0.0, low_open=True, doc="server learning rate eta")
-
-
-def _beta(default: float, doc: str) -> Field:
-    return number(default, 0.0, 1.0, high_open=True, doc=doc)
-
-
-def _adaptive_fields(lr: float, beta1: float, beta2: float | None) -> dict[str, Field]:
-    """FedAvg's keys with FedOpt's: server_lr (eta), beta1, beta2 (unless None), tau."""
-    second = {} if beta2 is None else {"beta2": _beta(beta2, "second-moment decay beta2")}
-    return {
-        **FedAvg.fields,
-        "server_lr": _server_lr(lr),
-        "beta1": _beta(beta1, "first-moment (momentum) decay beta1"),
-        **second,
-        "tau": number(1e-3, 0.0, low_open=True, doc="adaptivity tau; v starts at tau^2"),
-    }
 
 
 class FedOpt(FedAvg):
@@ -70,11 +50,7 @@ class FedAvgM(FedOpt):
     """Server momentum: v <- beta v + Delta; W <- W + eta v."""
 
     name = "fedavgm"
-    fields = {
-        **FedAvg.fields,
-        "server_lr": _server_lr(1.0),
-        "server_momentum": _beta(0.9, "server momentum beta"),
-    }
+    fields = algorithms.FEDAVGM
 
     def server_optimizer(self) -> ServerOptimizer:
         alg = self.config.algorithm
@@ -85,7 +61,7 @@ class FedAdagrad(FedOpt):
     """FedOpt with Adagrad: v <- v + Delta^2."""
 
     name = "fedadagrad"
-    fields = _adaptive_fields(lr=0.1, beta1=0.0, beta2=None)
+    fields = algorithms.FEDADAGRAD
 
     def server_optimizer(self) -> ServerOptimizer:
         alg = self.config.algorithm
@@ -96,7 +72,7 @@ class _DecayingSecondMoment(FedOpt):
     """FedOpt with a second moment that decays by beta2 (Adam's rule or Yogi's)."""
 
     rule: ClassVar[type[Adam] | type[Yogi]]
-    fields = _adaptive_fields(lr=0.01, beta1=0.9, beta2=0.99)
+    fields = algorithms.FEDADAM_YOGI
 
     def server_optimizer(self) -> ServerOptimizer:
         alg = self.config.algorithm

@@ -3,7 +3,7 @@ F_k(w) + mu/2 ||w - W||^2, run with round.partial_work (a straggler sends the st
 
 from __future__ import annotations
 
-from mpifl.kit import number
+from mpifl.config import algorithms
 from mpifl.methods.fedavg import FedAvg
 
 
@@ -11,10 +11,7 @@ class FedProx(FedAvg):
     """FedAvg with the proximal term mu/2 ||w - W||^2 in every client's local objective."""
 
     name = "fedprox"
-    fields = {
-        **FedAvg.fields,
-        "mu": number(0.01, 0.0, doc="weight of the proximal term mu/2 ||w - W||^2"),
-    }
+    fields = algorithms.FEDPROX
 
     def proximal_mu(self) -> float:
         return self.config.algorithm.mu

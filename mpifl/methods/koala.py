@@ -18,21 +18,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mpifl.config import algorithms
 from mpifl.kit import (
     ConfigError,
-    Field,
     ModelSpec,
     Purpose,
     check_buildable,
-    choice,
-    integer,
     load_initial_state,
-    number,
-    positive_list,
     random_subset,
     seeded_model,
     torch_generator,
-    widths,
 )
 from mpifl.kit.accumulate import Accumulators
 from mpifl.kit.aggregate import average_update
@@ -61,27 +56,7 @@ class Koala(Method):
     name = "koala"
     plugin_models = False  # its model variants are built from mlp / cnn layers
     checkpointed = ("large", "small")
-    fields = {
-        "mode": choice("homogeneous", ("homogeneous", "heterogeneous")),
-        "small_widths": widths([1.0, 0.5, 0.25], "heterogeneous families: widths of [model]"),
-        "large_channels": positive_list("int", [64, 128], "large CNN conv channels"),
-        "large_fc": integer(256, 1, "large CNN fully connected units"),
-        "large_hidden": positive_list("int", [512, 256], "large MLP hidden sizes"),
-        "server_init": Field("str", "", "must be a state dict saved by torch.save"),
-        "proxy_labels": Field("bool", False, doc="add cross-entropy on proxy labels to reverse KD"),
-        "temperature": number(2.0, 0.0, low_open=True),
-        "server_epochs": integer(5, 1, "reverse KD epochs over the proxy set per round"),
-        "server_lr": number(0.05, 0.0, low_open=True),
-        "forward_epochs": integer(2, 1, "forward KD epochs per family per round"),
-        "forward_lr": number(0.05, 0.0, low_open=True),
-        "warm_start": Field(
-            "bool",
-            False,
-            doc="before round 1, distil L (e.g. a pre-trained server_init) "
-            "into every small family by forward KD on the proxy set (ours)",
-        ),  # fmt: skip
-        "server_batch": integer(32, 1),
-    }
+    fields = algorithms.KOALA
 
     def __init__(self, ctx: MethodContext) -> None:
         super().__init__(ctx)

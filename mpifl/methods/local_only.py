@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from mpifl.kit import ConfigError, seeded_model, widths
+from mpifl.config import algorithms
+from mpifl.kit import ConfigError, seeded_model
 from mpifl.kit.accumulate import Accumulators
 from mpifl.kit.batched import ClientTrainer, group_size
 from mpifl.kit.evaluate import EvalResult
@@ -43,13 +44,7 @@ class LocalOnly(FedAvg):
     """Each client alone: no aggregation, no server model, no traffic."""
 
     name = "local"
-    fields = {
-        "server_init": FedAvg.fields["server_init"],  # start every client from it
-        "tiers": widths(
-            [1.0], "width tiers: each client trains the widest that fits its memory and the "
-            "deadline ([1]: the configured model)",
-        ),
-    }  # fmt: skip
+    fields = algorithms.LOCAL
     stateful = True
 
     def __init__(self, ctx: MethodContext) -> None:

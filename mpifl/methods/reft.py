@@ -23,14 +23,12 @@ import math
 import numpy as np
 import torch
 
+from mpifl.config import algorithms
 from mpifl.kit import (
     ConfigError,
     Purpose,
     SliceMap,
-    choice,
-    integer,
     layout,
-    number,
     random_subset,
     seeded_model,
     select_units,
@@ -76,34 +74,7 @@ class REFT(Method):
     plugin_models = False  # its model variants are built from mlp / cnn layers
     stateful = True
     checkpointed = ("weights", "has_state")
-    fields = {
-        "capability": choice(
-            "quantile",
-            ("quantile", "max", "memory"),
-            doc="capability rule: levels over the fleet's speed distribution, against the "
-            "fastest device, or memory-forced pruning only",
-        ),
-        "p_max": number(0.75, 0.0, 1.0, high_open=True, doc="largest capability pruning"),
-        "p_step": number(0.25, 0.0, 1.0, True, True, doc="pruning ratio step"),
-        "sync_every": integer(5, 1, "rounds between server-to-client downloads"),
-        "temperature": number(2.0, 0.0, low_open=True),
-        "server_epochs": integer(10, 1, "distillation epochs over the proxy set per round"),
-        "server_lr": number(0.2, 0.0, low_open=True, doc="distillation SGD learning rate"),
-        "server_batch": integer(32, 1),
-        "server_start": choice(
-            "previous",
-            ("previous", "average"),
-            doc="what the server model starts each round's distillation from: its own "
-            "previous weights, or the clients' pruned models averaged into it coordinate "
-            "by coordinate (each where some client covered it; ours)",
-        ),
-        "proxy_samples": integer(
-            0,
-            0,
-            "distil on this many of the proxy set's samples, drawn at random once "
-            "(0 = all): the sensitivity to the server's unlabelled data (ours)",
-        ),  # fmt: skip
-    }
+    fields = algorithms.REFT
 
     def __init__(self, ctx: MethodContext) -> None:
         super().__init__(ctx)

@@ -13,12 +13,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mpifl.kit import cost_of, integer, seeded_init, standalone_model
+from mpifl.config import algorithms
+from mpifl.kit import cost_of, seeded_init, standalone_model
 from mpifl.kit.batched import ClientTrainer, group_size
 from mpifl.kit.method import Method, MethodContext
 from mpifl.kit.training import get_flat, prepare_model, sample_cross_entropy
 from mpifl.kit.workload import WholeModel
-from mpifl.methods.fedmrl import FedMRL
 from mpifl.methods.local_only import LocalOnly, OwnModel
 
 
@@ -28,11 +28,7 @@ class Standalone(LocalOnly):
     name = "standalone"
     plugin_models = False  # its models are built from mlp / cnn layers
     checkpointed = ()  # no server state: every client's model is client state
-    fields = {
-        "local_fc": FedMRL.fields["local_fc"],
-        "dim": integer(64, 1, "size of F_k's representation (FedMRL's d2)"),
-        "clip": FedMRL.fields["clip"],
-    }
+    fields = algorithms.STANDALONE
 
     def __init__(self, ctx: MethodContext) -> None:
         Method.__init__(self, ctx)  # not FedAvg's: no model of [model] is trained

@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mpifl.kit import SELECTIONS, SliceMap, choice, layout, seeded_model, select_units, widths
+from mpifl.config import algorithms
+from mpifl.kit import SliceMap, layout, seeded_model, select_units
 from mpifl.kit.accumulate import Accumulators
 from mpifl.kit.aggregate import average_update
 from mpifl.kit.batched import ClientTrainer, group_size
@@ -29,10 +30,7 @@ class SubModel(Method):
     name = "submodel"
     plugin_models = False  # its model variants are built from mlp / cnn layers
     checkpointed = ("weights", "next_round")
-    fields = {
-        "tiers": widths([1.0, 0.5, 0.25, 0.125], "width tiers"),
-        "selection": choice("prefix", SELECTIONS),
-    }
+    fields = algorithms.SUBMODEL
 
     def __init__(self, ctx: MethodContext) -> None:
         super().__init__(ctx)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-SELECTIONS = ("prefix", "rolling", "magnitude")
+from mpifl.config.algorithms import SELECTIONS
 
 
 @dataclass(frozen=True)
