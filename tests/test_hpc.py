@@ -187,7 +187,7 @@ def test_a_task_state_tells_dead_from_live(small_job, tmp_path):
 def test_sweep_run_runs_what_is_left_here_and_stops_on_sigterm(small_job, tmp_path):
     sweep, folder = tmp_path / "sweep.toml", tmp_path / "sw"
     sweep.write_text(f'job = "{small_job}"\nfolder = "{folder}"\nseeds = [0, 1]\n'
-                     '[grid]\n"run.rounds" = [60]\n')  # fmt: skip
+                     '[grid]\n"run.rounds" = [20]\n')  # fmt: skip
     cmd = [sys.executable, "-m", "mpifl", "sweep", "run", str(sweep), "--ranks", "2"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)  # fmt: skip
