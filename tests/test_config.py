@@ -161,6 +161,7 @@ def test_reading_checking_and_submitting_a_job_import_no_torch(tmp_path):
 
 
 def test_each_built_in_method_takes_its_keys_from_the_registry():
+    assert BUILT_IN.keys() == ALGORITHMS.keys()
     for name, module_class in BUILT_IN.items():
         cls = method_class(name)
         assert cls.name == name and f"{cls.__module__}:{cls.__name__}".endswith(module_class)

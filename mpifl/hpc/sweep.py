@@ -85,7 +85,7 @@ def load_sweep(path: str | Path) -> Sweep:
     folder = Path(folder)
     if not isinstance(raw["job"], str):
         raise InputError(f"sweep error: {path}: job = {shown(raw['job'])}: must be a job file path")
-    from mpifl.jobs import load_job  # (imports torch: only when a sweep is loaded)
+    from mpifl.jobs import load_job
 
     base = load_job(raw["job"])
     seeds = raw.get("seeds", [base.run.seed])

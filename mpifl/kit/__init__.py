@@ -16,9 +16,13 @@ driver in mpifl/engine/) imports the methods, never the other way round.
   loss_and_correct, client_accuracies, flat parameter views, the training precision;
   per-client state (kit.state_store); width tiers (kit.tiers)
 - models, seeded initialisation, costs and slicing (re-exported from mpifl.models), the
-  config field builders for a method's own [algorithm] keys, random streams, ConfigError
+  config field builders for a method's own [algorithm] keys, each built-in method's keys
+  (kit.algorithms: mpifl.config.algorithms, e.g. `{**algorithms.FEDAVG, ...}`; SELECTIONS,
+  SubModel's unit selections), random streams, ConfigError
 """
 
+from mpifl.config import algorithms
+from mpifl.config.algorithms import SELECTIONS
 from mpifl.config.fields import Field, choice, integer, number, positive_list, widths
 from mpifl.errors import ConfigError
 from mpifl.kit.accumulate import Accumulators
@@ -63,6 +67,7 @@ from mpifl.models.slicing import SliceMap, layout, select_units
 from mpifl.streams import Purpose, random_subset, seeded_init, torch_generator
 
 __all__ = [
+    "SELECTIONS",
     "Accumulators",
     "ClientResult",
     "ClientTrainer",
@@ -86,6 +91,7 @@ __all__ = [
     "Tier",
     "WholeModel",
     "Workload",
+    "algorithms",
     "average_update",
     "build_model",
     "build_tiers",

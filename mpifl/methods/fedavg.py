@@ -7,9 +7,9 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from mpifl.config import algorithms
 from mpifl.kit import (
     Purpose,
+    algorithms,
     load_initial_state,
     measure_cost,
     seeded_model,

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mpifl.config import algorithms
+from mpifl.kit import algorithms
 from mpifl.kit.accumulate import Accumulators
 from mpifl.kit.aggregate import average_update
 from mpifl.kit.method import ClientTask, MethodContext, Metrics

@@ -19,8 +19,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mpifl.config import algorithms
-from mpifl.kit import ConfigError, MRLModel, cost_of, seeded_init
+from mpifl.kit import ConfigError, MRLModel, algorithms, cost_of, seeded_init
 from mpifl.kit.accumulate import Accumulators
 from mpifl.kit.aggregate import average_update
 from mpifl.kit.batched import ClientTrainer, group_size

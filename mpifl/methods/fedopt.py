@@ -10,7 +10,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from mpifl.config import algorithms
+from mpifl.kit import algorithms
 from mpifl.kit.method import MethodContext, Metrics
 from mpifl.kit.server_optimizers import (
     Adagrad,

@@ -3,7 +3,7 @@ F_k(w) + mu/2 ||w - W||^2, run with round.partial_work (a straggler sends the st
 
 from __future__ import annotations
 
-from mpifl.config import algorithms
+from mpifl.kit import algorithms
 from mpifl.methods.fedavg import FedAvg
 
 

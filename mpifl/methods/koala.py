@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mpifl.config import algorithms
 from mpifl.kit import (
     ConfigError,
     ModelSpec,
     Purpose,
+    algorithms,
     check_buildable,
     load_initial_state,
     random_subset,

@@ -17,8 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mpifl.config import algorithms
-from mpifl.kit import ConfigError, seeded_model
+from mpifl.kit import ConfigError, algorithms, seeded_model
 from mpifl.kit.accumulate import Accumulators
 from mpifl.kit.batched import ClientTrainer, group_size
 from mpifl.kit.evaluate import EvalResult

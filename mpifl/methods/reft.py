@@ -23,11 +23,11 @@ import math
 import numpy as np
 import torch
 
-from mpifl.config import algorithms
 from mpifl.kit import (
     ConfigError,
     Purpose,
     SliceMap,
+    algorithms,
     layout,
     random_subset,
     seeded_model,

@@ -13,8 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mpifl.config import algorithms
-from mpifl.kit import cost_of, seeded_init, standalone_model
+from mpifl.kit import algorithms, cost_of, seeded_init, standalone_model
 from mpifl.kit.batched import ClientTrainer, group_size
 from mpifl.kit.method import Method, MethodContext
 from mpifl.kit.training import get_flat, prepare_model, sample_cross_entropy

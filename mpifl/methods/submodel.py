@@ -12,8 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mpifl.config import algorithms
-from mpifl.kit import SliceMap, layout, seeded_model, select_units
+from mpifl.kit import SliceMap, algorithms, layout, seeded_model, select_units
 from mpifl.kit.accumulate import Accumulators
 from mpifl.kit.aggregate import average_update
 from mpifl.kit.batched import ClientTrainer, group_size
