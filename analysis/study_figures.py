@@ -123,22 +123,28 @@ def figures(
         written.append(_save(fig, folder / "study_fedmrl.png"))
     koala = curves[curves.experiment == "koala"]
     if len(koala):
-        fig, ax = plt.subplots(figsize=(8, 4.8))
+        fig, (ax, zoom) = plt.subplots(1, 2, figsize=(13, 4.8))
         for k, (setting, method) in enumerate(
             (s, m) for s in ("constrained", "unconstrained", "centralized") for m in KOALA_ORDER
         ):
             g = koala[(koala.setting == setting) & (koala.method == method)]
             if len(g):
-                band(ax, g, GLOBAL, f"{method} ({setting})", k)
+                for a in (ax, zoom):
+                    band(a, g, GLOBAL, f"{method} ({setting})", k)
         if pretrained:
             label = f"pre-trained L, before fine-tuning ({len(pretrained)} seeds)"
             ax.axhline(np.mean(list(pretrained.values())), color="k", ls="--", lw=1, label=label)
-        ax.set_xlabel("round")
         ax.set_ylabel(
             "global test accuracy of each row's model\n(KOALA: L; FedAvg: the model named)"
         )
-        ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")
+        zoom.set_xlim(*_late_rounds(koala))
+        zoom.set_ylim(*_late_means(koala, GLOBAL))
+        zoom.set_title("after the first quarter of the rounds, zoomed (a dip of one seed "
+                       "may run off)", fontsize=9)  # fmt: skip
+        for a in (ax, zoom):
+            a.set_xlabel("round")
+            a.grid(alpha=0.3)
         written.append(_save(fig, folder / "study_koala.png"))
     fedmrl_pairs = [
         (f"FedMRL vs {name}, {setting}", "better", CLIENT, ("fedmrl", setting, "fedmrl"),
@@ -206,6 +212,22 @@ def paired_against_rounds(curves: pd.DataFrame, pairs: list[tuple], path: Path) 
     handles = {h.get_label(): h for ax in axes.flat for h in ax.get_legend_handles_labels()[0]}
     fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncols=3, fontsize=8)
     return _save(fig, path)
+
+
+def _late_rounds(curves: pd.DataFrame) -> tuple[float, float]:
+    """The rounds after the first quarter of `curves`' rounds."""
+    first, last = curves["round"].min(), curves["round"].max()
+    return first + 0.25 * (last - first), last
+
+
+def _late_means(curves: pd.DataFrame, column: str) -> tuple[float, float]:
+    """y limits that show the means over seeds of `column` after the first quarter of the
+    rounds, each (setting, method)'s at each round, but the lowest 2% (one seed's dip)."""
+    late = curves[curves["round"] >= _late_rounds(curves)[0]]
+    means = late.groupby(["setting", "method", "round"])[column].mean()
+    low, high = means.quantile(0.02), means.max()
+    pad = 0.1 * (high - low or 0.01)
+    return low - pad, high + pad
 
 
 def _late_range(rounds: pd.Index, intervals: list, kind: str) -> tuple[float, float]:
