@@ -54,8 +54,8 @@ def test_every_study_cell_is_a_valid_job(tmp_path, monkeypatch):
         study, "tuned", lambda name, data=None: None
     )  # (not the committed summaries)
     waiting = study.cells()
-    assert {c.experiment for c in waiting} == {"compare", "fedmrl", "koala"}
-    assert not [c for c in waiting if c.setting == "constrained"]  # until their lr is tuned
+    assert {c.experiment for c in waiting} == {"compare", "fedmrl"}
+    assert not [c for c in waiting if c.experiment == "koala"]  # until their lr is tuned
     tuned = {"fedyogi", "fedprox", "reft", "reft-proxy100", "reft-proxy250", "reft-average"}
     assert not [c for c in waiting if c.method in tuned]  # until their values are tuned
     koala = {name for name, t in study.TUNED.items() if t.base == "fedavg-small"}
@@ -64,7 +64,14 @@ def test_every_study_cell_is_a_valid_job(tmp_path, monkeypatch):
     assert not {c.setting for c in study.tune_cells()} & koala  # until fedavg-small's lr is
     monkeypatch.setattr(study, "tuned", lambda name, data=None: study.TUNED[name].grid[0])
     cells = study.cells()  # the tuned cells too
-    assert len(cells) == len(waiting) + sum(len(t.methods) for t in study.TUNED.values())
+    tuned_runs = sum(len(t.methods) for t in study.TUNED.values())
+    assert len(cells) == len(waiting) + tuned_runs + len(study.CENTRALIZED_KOALA)
+    rates = {"fedavg-small": 0.1, "fedavg-L-pretrained-unconstrained": 0.01}
+    with monkeypatch.context() as m:
+        m.setattr(study, "tuned", lambda name, data=None: rates.get(name))
+        central = {c.method: c.keys for c in study.cells() if c.setting == "centralized"}
+    assert {m: keys["train.lr"] for m, keys in central.items()} == {"L": 0.01, "small": 0.1}
+    assert central["L"]["model.channels"] == study.L_AS_MODEL["model.channels"]
     reft = [c for c in cells if c.method.startswith("reft") and c.setting == "mnist"]
     assert len(reft) == 4 and {c.keys["algorithm.server_lr"] for c in reft} == {0.05}
     assert {c.setting for c in cells if c.method == "fedprox"} == {
