@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up (if needed), lint, and run the whole test suite (multi-rank tests use mpiexec).
 # Extra arguments go to pytest, e.g. bash launch/test.sh -k config (-n 0: in one process).
-# Tests run in MPIFL_TEST_WORKERS pytest workers (2: about 20 minutes on 2 cores;
+# Tests run in MPIFL_TEST_WORKERS pytest workers (2: about 17 minutes on 2 cores;
 # half of the CPU time is the torch import of each process the suite launches).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
