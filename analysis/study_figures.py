@@ -214,10 +214,15 @@ def paired_against_rounds(curves: pd.DataFrame, pairs: list[tuple], path: Path) 
     return _save(fig, path)
 
 
+def _late_start(first: float, last: float) -> float:
+    """Where the rounds after the first quarter of first..last begin."""
+    return first + 0.25 * (last - first)
+
+
 def _late_rounds(curves: pd.DataFrame) -> tuple[float, float]:
     """The rounds after the first quarter of `curves`' rounds."""
     first, last = curves["round"].min(), curves["round"].max()
-    return first + 0.25 * (last - first), last
+    return _late_start(first, last), last
 
 
 def _late_means(curves: pd.DataFrame, column: str) -> tuple[float, float]:
@@ -235,7 +240,7 @@ def _late_range(rounds: pd.Index, intervals: list, kind: str) -> tuple[float, fl
     verdict's bound(s): where a verdict settles is read there (the early rounds, far from
     it, may run off the axis)."""
     late = [p for r, p in zip(rounds, intervals, strict=True)
-            if r >= rounds[0] + 0.25 * (rounds[-1] - rounds[0])]  # fmt: skip
+            if r >= _late_start(rounds[0], rounds[-1])]  # fmt: skip
     bounds = [0.0, -COMPARABLE_MARGIN] if kind == "comparable" else [0.0]
     low = min([p.low for p in late] + bounds)
     high = max([p.high for p in late] + bounds)
